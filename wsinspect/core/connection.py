@@ -1,0 +1,484 @@
+"""One WebSocket connection, both directions: bytes in, events out. No I/O.
+
+Theory of operation. The caller (a capture reader or the live server) hands over each direction's bytes in order
+with ``receive(direction, data, time=..., packet=...)`` and gets back the events those bytes complete. Bytes the
+connection cannot place yet are held with their time and packet and replayed when it can: frames the client sent
+before the server's answer was seen wait for it, because only the answer says whether RSV1 means "compressed".
+
+    phase        c2s bytes                        s2c bytes
+    REQUEST      request header block             held
+    RESPONSE     held                             response header block (+ body if not 101)
+    OPEN         frames                           frames
+    REFUSED      ignored (counted)                ignored (counted)
+
+A connection made with ``mid_stream=True`` starts OPEN with both parsers hunting for a frame boundary (a capture that
+began after the handshake). Every frame is checked against RFC 6455 as it arrives; a broken rule becomes a
+``Violation`` and decoding goes on: an inspector reports, it does not hang up. The server reads the violations of the
+client's direction to decide when to fail the connection.
+"""
+
+from __future__ import annotations
+
+import codecs
+import enum
+from dataclasses import dataclass, field
+
+from wsinspect.core import deflate
+from wsinspect.core.checks import CHECKS
+from wsinspect.core.deflate import DeflateParams, MessageInflater
+from wsinspect.core.events import (
+    Close,
+    ConnectionClosed,
+    Direction,
+    Event,
+    FrameEvent,
+    Gap,
+    HandshakeRequest,
+    HandshakeResponse,
+    Message,
+    Notice,
+    Violation,
+)
+from wsinspect.core.fields import Opcode, is_known_opcode, opcode_name
+from wsinspect.core.frames import DEFAULT_MAX_PAYLOAD, MAX_CONTROL_PAYLOAD, Frame, FrameParser, Resynced, Truncated
+from wsinspect.core.handshake import (
+    HttpRequest,
+    find_header_end,
+    parse_extensions,
+    parse_request,
+    parse_response,
+    validate_request,
+    validate_response,
+)
+
+
+class Phase(enum.Enum):
+    REQUEST = "request"
+    RESPONSE = "response"
+    OPEN = "open"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what the wire can make the decoder hold. Each has a command-line flag."""
+
+    max_header_bytes: int = 32 * 1024
+    max_frame: int = DEFAULT_MAX_PAYLOAD
+    max_message: int = DEFAULT_MAX_PAYLOAD
+    max_body: int = 64 * 1024  # body of a refused handshake kept for display
+
+
+# RFC 6455 7.4.1 and 7.4.2, plus 1012-1014 registered with IANA since (section 11.7's registry).
+_VALID_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
+
+
+def close_code_is_valid(code: int) -> bool:
+    return code in _VALID_CLOSE_CODES or 3000 <= code <= 4999
+
+
+@dataclass(slots=True)
+class _MessageInProgress:
+    opcode: int
+    compressed: bool
+    first_packet: int | None
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
+    wire_length: int = 0
+    frames: int = 0
+    utf8: codecs.IncrementalDecoder | None = None
+    text_parts: list[str] = field(default_factory=list)
+    text_valid: bool = True
+    complete: bool = True  # False once a limit or an inflate error cut it short
+
+
+class _Side:
+    """The state of one direction: its parser, the message being reassembled, its inflater."""
+
+    def __init__(self, direction: Direction, limits: Limits, *, in_sync: bool) -> None:
+        self.direction = direction
+        self.sender_is_client = direction == "c2s"
+        self.parser = FrameParser(max_payload=limits.max_frame, in_sync=in_sync,
+                                  expect_masked=self.sender_is_client)
+        self.message: _MessageInProgress | None = None
+        self.inflater: MessageInflater | None = None
+        self.sent_close = False
+        self.head = bytearray()  # handshake header block being collected
+        self.held: list[tuple[bytes, float, int | None]] = []  # bytes waiting for the other side's handshake
+        self.ignored = 0  # bytes after a refused handshake
+
+    def enable_deflate(self, params: DeflateParams) -> None:
+        self.parser.rsv1_allowed = True
+        self.inflater = MessageInflater(no_context_takeover=params.no_context_takeover(self.sender_is_client))
+
+
+class Connection:
+    """Decodes one connection. See the module docstring."""
+
+    def __init__(self, stream: int = 0, *, mid_stream: bool = False, limits: Limits | None = None) -> None:
+        self.stream = stream
+        self.limits = limits or Limits()
+        self.mid_stream = mid_stream
+        self.phase = Phase.OPEN if mid_stream else Phase.REQUEST
+        self.sides = {d: _Side(d, self.limits, in_sync=not mid_stream) for d in ("c2s", "s2c")}
+        self.request: HttpRequest | None = None
+        self.response_event: HandshakeResponse | None = None
+        self.deflate: DeflateParams | None = None
+        self.close_codes: dict[Direction, int | None] = {}
+        self._body_wanted = 0
+        self._response_head: bytes | None = None
+        self._ended = False
+
+    # -- public API ------------------------------------------------------------------------------------------
+
+    @property
+    def closed_cleanly(self) -> bool:
+        return len(self.close_codes) == 2
+
+    def receive(self, direction: Direction, data: bytes, *, time: float, packet: int | None = None) -> list[Event]:
+        out: list[Event] = []
+        if data:
+            self._route(direction, bytes(data), time, packet, out)
+        return out
+
+    def gap(self, direction: Direction, missing: int, *, time: float, packet: int | None = None) -> list[Event]:
+        """``missing`` bytes of ``direction`` were never captured."""
+        out: list[Event] = []
+        side = self.sides[direction]
+        if self.phase is not Phase.OPEN:
+            # A gap inside a handshake: what was collected cannot be trusted to be whole.
+            side.head.clear()
+            side.ignored += missing
+            out.append(Gap(stream=self.stream, direction=direction, time=time, packet=packet, missing=missing,
+                           offset=0))
+            return out
+        offset = side.parser.offset
+        out.append(Gap(stream=self.stream, direction=direction, time=time, packet=packet, missing=missing,
+                       offset=offset))
+        for item in side.parser.gap(missing):
+            self._parse_item(side, item, time, packet, out)
+        if side.message is not None:
+            out.append(self._notice(side, "capture.unfinished-message", time, packet,
+                                    f"The {opcode_name(side.message.opcode).lower()} message in progress "
+                                    f"({side.message.frames} frames so far) lost bytes in the gap; it is dropped."))
+            side.message = None
+        if side.inflater is not None and not side.inflater.no_context_takeover:
+            side.inflater.context_lost = True
+        return out
+
+    def end(self, *, time: float, packet: int | None = None, reason: str = "end of stream") -> list[Event]:
+        """The transport is gone (FIN/RST, end of capture, socket closed): report what was left unfinished."""
+        out: list[Event] = []
+        if self._ended:
+            return out
+        self._ended = True
+        if self._response_head is not None:
+            side = self.sides["s2c"]
+            self._finish_response(bytes(side.head), time, packet, out)
+        for side in self.sides.values():
+            if self.phase is Phase.OPEN:
+                for item in side.parser.finish():
+                    self._parse_item(side, item, time, packet, out)
+                if side.message is not None:
+                    out.append(self._notice(side, "capture.unfinished-message", time, packet,
+                                            f"The stream ended inside a fragmented "
+                                            f"{opcode_name(side.message.opcode).lower()} message "
+                                            f"({side.message.frames} frames, no final fragment)."))
+                    side.message = None
+        out.append(ConnectionClosed(stream=self.stream, direction="c2s", time=time, packet=packet, reason=reason,
+                                    clean=self.closed_cleanly))
+        return out
+
+    # -- routing ---------------------------------------------------------------------------------------------
+
+    def _route(self, direction: Direction, data: bytes, time: float, packet: int | None, out: list[Event]) -> None:
+        side = self.sides[direction]
+        phase = self.phase
+        if phase is Phase.OPEN:
+            self._frames(side, data, time, packet, out)
+        elif phase is Phase.REFUSED:
+            side.ignored += len(data)
+        elif phase is Phase.REQUEST and direction == "c2s":
+            self._collect_request(side, data, time, packet, out)
+        elif phase is Phase.RESPONSE and direction == "s2c":
+            self._collect_response(side, data, time, packet, out)
+        else:
+            side.held.append((data, time, packet))
+
+    def _release_held(self, out: list[Event]) -> None:
+        for side in self.sides.values():
+            held, side.held = side.held, []
+            for data, time, packet in held:
+                self._route(side.direction, data, time, packet, out)
+
+    def _collect_head(self, side: _Side, data: bytes) -> tuple[bytes, bytes] | None:
+        """Add bytes to a header block; (head, rest) once the blank line is in."""
+        start = max(len(side.head) - 3, 0)
+        side.head += data
+        end = find_header_end(side.head, start)
+        if end < 0:
+            return None
+        head, rest = bytes(side.head[:end]), bytes(side.head[end:])
+        side.head.clear()
+        return head, rest
+
+    def _head_too_large(self, side: _Side, time: float, packet: int | None, out: list[Event]) -> bool:
+        if len(side.head) <= self.limits.max_header_bytes:
+            return False
+        out.append(Violation(stream=self.stream, direction=side.direction, time=time, packet=packet,
+                             check=CHECKS["http.header-too-large"],
+                             message=f"No end of the header block within {self.limits.max_header_bytes} bytes."))
+        side.ignored += len(side.head)
+        side.head.clear()
+        self.phase = Phase.REFUSED
+        return True
+
+    def _collect_request(self, side: _Side, data: bytes, time: float, packet: int | None, out: list[Event]) -> None:
+        complete = self._collect_head(side, data)
+        if complete is None:
+            self._head_too_large(side, time, packet, out)
+            return
+        head, rest = complete
+        self.request = parse_request(head)
+        out.append(HandshakeRequest(stream=self.stream, direction="c2s", time=time, packet=packet,
+                                    request=self.request, findings=tuple(validate_request(self.request))))
+        self.phase = Phase.RESPONSE
+        if rest:
+            side.held.append((rest, time, packet))
+        self._release_held(out)
+
+    def _collect_response(self, side: _Side, data: bytes, time: float, packet: int | None, out: list[Event]) -> None:
+        if self._response_head is not None:  # collecting the body of a refusal
+            side.head += data
+            if len(side.head) >= self._body_wanted:
+                self._finish_response(bytes(side.head), time, packet, out)
+            return
+        complete = self._collect_head(side, data)
+        if complete is None:
+            self._head_too_large(side, time, packet, out)
+            return
+        head, rest = complete
+        response = parse_response(head)
+        if response.status == 101:
+            self._response_head = head
+            self._finish_response(b"", time, packet, out)
+            self._release_held(out)  # the client's early frames were sent before these
+            if rest:
+                self._frames(side, rest, time, packet, out)
+            return
+        # Not upgraded: keep the body (bounded) for display, then ignore the rest of the connection.
+        self._response_head = head
+        length = response.headers.get("Content-Length")
+        self._body_wanted = min(int(length) if length and length.strip().isdigit() else self.limits.max_body,
+                                self.limits.max_body)
+        side.head += rest
+        if len(side.head) >= self._body_wanted or (length is not None and self._body_wanted == 0):
+            self._finish_response(bytes(side.head), time, packet, out)
+
+    def _finish_response(self, body: bytes, time: float, packet: int | None, out: list[Event]) -> None:
+        head, self._response_head = self._response_head, None
+        assert head is not None
+        self.sides["s2c"].head.clear()
+        response = parse_response(head, body[: self.limits.max_body])
+        findings = validate_response(response, self.request)
+        extensions = tuple(parse_extensions(response.headers.get_all("Sec-WebSocket-Extensions")))
+        offers = parse_extensions(self.request.headers.get_all("Sec-WebSocket-Extensions")) if self.request else []
+        deflate_params: DeflateParams | None = None
+        for extension in extensions:
+            if extension.name == deflate.EXTENSION_NAME:
+                offer = next((o for o in offers if o.name == extension.name), None)
+                deflate_params, problems = deflate.params_from_response(extension, offer)
+                findings += problems
+        upgraded = response.status == 101
+        if upgraded:
+            self.phase = Phase.OPEN
+            self.deflate = deflate_params
+            if deflate_params is not None:
+                for side in self.sides.values():
+                    side.enable_deflate(deflate_params)
+        else:
+            self.phase = Phase.REFUSED
+        self.response_event = HandshakeResponse(
+            stream=self.stream, direction="s2c", time=time, packet=packet, response=response,
+            findings=tuple(findings), upgraded=upgraded,
+            subprotocol=response.headers.get("Sec-WebSocket-Protocol"), extensions=extensions,
+            deflate=deflate_params)
+        out.append(self.response_event)
+
+    # -- frames and messages ------------------------------------------------------------------------------------
+
+    def _frames(self, side: _Side, data: bytes, time: float, packet: int | None, out: list[Event]) -> None:
+        for item in side.parser.feed(data):
+            self._parse_item(side, item, time, packet, out)
+
+    def _parse_item(self, side: _Side, item: Frame | Resynced | Truncated, time: float, packet: int | None,
+                    out: list[Event]) -> None:
+        if isinstance(item, Frame):
+            out.append(FrameEvent(stream=self.stream, direction=side.direction, time=time, packet=packet,
+                                  frame=item))
+            self._check_frame(side, item, time, packet, out)
+            self._interpret(side, item, time, packet, out)
+        elif isinstance(item, Resynced):
+            out.append(self._notice(side, "capture.resync", time, packet,
+                                    f"Skipped {item.skipped} bytes to reach a frame boundary at stream offset "
+                                    f"{item.offset}.", item.offset))
+        else:
+            out.append(self._notice(side, "capture.truncated-frame", time, packet,
+                                    f"A frame header was cut short after {item.have} bytes.", item.offset))
+
+    def _violation(self, side: _Side, check_id: str, frame: Frame | None, time: float, packet: int | None,
+                   message: str) -> Violation:
+        return Violation(stream=self.stream, direction=side.direction, time=time, packet=packet,
+                         check=CHECKS[check_id], message=message, offset=frame.offset if frame else None)
+
+    def _notice(self, side: _Side, check_id: str, time: float, packet: int | None, message: str,
+                offset: int | None = None) -> Notice:
+        return Notice(stream=self.stream, direction=side.direction, time=time, packet=packet,
+                      check=CHECKS[check_id], message=message, offset=offset)
+
+    def _check_frame(self, side: _Side, frame: Frame, time: float, packet: int | None, out: list[Event]) -> None:
+        """The rules of RFC 6455 5.1-5.5 that one frame can break on its own."""
+        def report(check_id: str, message: str) -> None:
+            out.append(self._violation(side, check_id, frame, time, packet, message))
+
+        if not is_known_opcode(frame.opcode):
+            report("frame.opcode-reserved", f"Opcode 0x{frame.opcode:X} is reserved.")
+        if frame.rsv2 or frame.rsv3 or (frame.rsv1 and side.inflater is None):
+            report("frame.rsv", f"Reserved bits RSV1-3 are {frame.rsv:03b} and no negotiated extension "
+                                "defines them.")
+        elif frame.rsv1 and (frame.opcode == Opcode.CONTINUATION or frame.is_control):
+            report("frame.rsv1-continuation", f"RSV1 is set on a {opcode_name(frame.opcode).lower()} frame.")
+        if side.sender_is_client and not frame.masked:
+            report("frame.client-unmasked", "The client sent an unmasked frame.")
+        elif not side.sender_is_client and frame.masked:
+            report("frame.server-masked", "The server sent a masked frame.")
+        if frame.length_bits == 64 and frame.header[2] & 0x80:
+            report("frame.length-msb", "The 64-bit payload length has its most significant bit set.")
+        elif not frame.length_is_minimal:
+            report("frame.length-not-minimal", f"A payload of {frame.payload_length} bytes is written with a "
+                                               f"{frame.length_bits}-bit length.")
+        if frame.is_control:
+            if not frame.fin:
+                report("control.fragmented", f"A {opcode_name(frame.opcode).lower()} frame has FIN=0.")
+            if frame.payload_length > MAX_CONTROL_PAYLOAD:
+                report("control.too-long", f"A {opcode_name(frame.opcode).lower()} frame carries "
+                                           f"{frame.payload_length} bytes (at most 125).")
+        if frame.payload_length > self.limits.max_frame:
+            report("frame.too-big", f"The frame announces {frame.payload_length} bytes; the limit is "
+                                    f"{self.limits.max_frame}.")
+
+    def _interpret(self, side: _Side, frame: Frame, time: float, packet: int | None, out: list[Event]) -> None:
+        opcode = frame.opcode
+        if opcode == Opcode.CLOSE:
+            self._close(side, frame, time, packet, out)
+            return
+        if opcode in (Opcode.PING, Opcode.PONG) or not is_known_opcode(opcode):
+            return
+        if side.sent_close:
+            out.append(self._violation(side, "close.data-after-close", frame, time, packet,
+                                       f"A {opcode_name(opcode).lower()} frame after this side's close frame."))
+        if opcode == Opcode.CONTINUATION:
+            if side.message is None:
+                out.append(self._violation(side, "fragment.unexpected-continuation", frame, time, packet,
+                                           "A continuation frame arrived with no fragmented message open."))
+                return
+        else:
+            if side.message is not None:
+                out.append(self._violation(side, "fragment.interleaved", frame, time, packet,
+                                           f"A new {opcode_name(opcode).lower()} frame arrived while a "
+                                           f"{side.message.frames}-frame message was still open; that message "
+                                           "is dropped."))
+            side.message = _MessageInProgress(opcode=opcode, compressed=frame.rsv1 and side.inflater is not None,
+                                              first_packet=packet)
+            if opcode == Opcode.TEXT:
+                side.message.utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+            if side.message.compressed:
+                assert side.inflater is not None
+                side.inflater.start()
+        message = side.message
+        message.frames += 1
+        message.wire_length += frame.payload_length
+        if not frame.complete:
+            message.complete = False
+        self._add_payload(side, message, frame, time, packet, out)
+        if frame.fin:
+            self._finish_message(side, message, time, packet, out)
+
+    def _add_payload(self, side: _Side, message: _MessageInProgress, frame: Frame, time: float, packet: int | None,
+                     out: list[Event]) -> None:
+        if not message.complete and not frame.complete:
+            return  # nothing trustworthy to add; the frame's own events already said why
+        data = frame.payload
+        room = self.limits.max_message - message.size
+        if message.compressed and message.complete:
+            inflater = side.inflater
+            assert inflater is not None
+            if inflater.context_lost:
+                out.append(self._notice(side, "message.inflate-context-lost", time, packet,
+                                        "This compressed message depends on bytes the capture does not have.",
+                                        frame.offset))
+                message.complete = False
+                return
+            try:
+                data = inflater.inflate(data, room, final=frame.fin)
+            except deflate.TooBig:
+                out.append(self._violation(side, "message.too-big", frame, time, packet,
+                                           f"The message inflates to more than {self.limits.max_message} bytes."))
+                message.complete = False
+                return
+            except deflate.InflateError as error:
+                out.append(self._violation(side, "message.inflate-failed", frame, time, packet,
+                                           f"The compressed data does not inflate: {error}."))
+                message.complete = False
+                return
+        elif len(data) > room:
+            out.append(self._violation(side, "message.too-big", frame, time, packet,
+                                       f"The message is larger than {self.limits.max_message} bytes."))
+            message.complete = False
+            return
+        message.parts.append(data)
+        message.size += len(data)
+        if message.utf8 is not None and message.text_valid:
+            try:
+                message.text_parts.append(message.utf8.decode(data, final=frame.fin))
+            except UnicodeDecodeError as error:
+                message.text_valid = False
+                out.append(self._violation(side, "message.invalid-utf8", frame, time, packet,
+                                           f"Invalid UTF-8 at byte {message.size - len(data) + error.start} of "
+                                           f"the message: {error.reason}."))
+
+    def _finish_message(self, side: _Side, message: _MessageInProgress, time: float, packet: int | None,
+                        out: list[Event]) -> None:
+        side.message = None
+        text = "".join(message.text_parts) if message.utf8 is not None and message.text_valid else None
+        out.append(Message(stream=self.stream, direction=side.direction, time=time, packet=packet,
+                           opcode=message.opcode, data=b"".join(message.parts),
+                           text=text if message.complete else None, frames=message.frames,
+                           wire_length=message.wire_length, compressed=message.compressed,
+                           complete=message.complete, first_packet=message.first_packet))
+
+    def _close(self, side: _Side, frame: Frame, time: float, packet: int | None, out: list[Event]) -> None:
+        payload = frame.payload
+        code: int | None = None
+        reason = ""
+        if len(payload) == 1:
+            out.append(self._violation(side, "close.payload-one-byte", frame, time, packet,
+                                       "The close frame's body is 1 byte long."))
+        elif len(payload) >= 2:
+            code = int.from_bytes(payload[:2], "big")
+            if not close_code_is_valid(code):
+                out.append(self._violation(side, "close.code-invalid", frame, time, packet,
+                                           f"Close code {code} must not be sent."))
+            try:
+                reason = payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                reason = payload[2:].decode("utf-8", "replace")
+                out.append(self._violation(side, "close.reason-invalid-utf8", frame, time, packet,
+                                           "The close reason is not valid UTF-8."))
+        initiator = not self.close_codes
+        if side.direction not in self.close_codes:
+            self.close_codes[side.direction] = code
+        side.sent_close = True
+        out.append(Close(stream=self.stream, direction=side.direction, time=time, packet=packet, code=code,
+                         reason=reason, initiator=initiator))
+

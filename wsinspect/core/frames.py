@@ -1,0 +1,417 @@
+"""WebSocket frames: an incremental parser that keeps every wire fact, and a builder (RFC 6455 section 5.2).
+
+Theory of operation. One ``FrameParser`` reads one direction of one connection. ``feed()`` takes bytes as they
+arrive, in chunks of any size, and returns the frames they complete, so the same bytes give the same frames however
+they were split. Each ``Frame`` keeps its header bytes, its unmasked payload and its offset in the direction's byte
+stream, so a view can show every field and colour every byte without parsing again.
+
+The parser is an inspector's parser: it never refuses a frame. Judging a frame (reserved opcode, wrong mask bit,
+non-minimal length...) is the connection's job; the parser only needs the length to find the next frame. Three
+things take it off the normal path, each bounded:
+
+* a payload larger than ``max_payload`` is not kept: the frame is returned at once with ``missing`` set, and its
+  payload bytes are skipped as they arrive, so memory stays bounded and the stream stays in sync;
+* ``gap(n)`` says n bytes were never captured. If the gap falls inside a frame's payload the next boundary is still
+  known; otherwise the parser loses sync;
+* out of sync (after such a gap, or when a capture starts mid-connection) it scans for an offset where a plausible
+  header starts and the frame it announces ends exactly where another plausible header starts (or where the data
+  seen so far ends), and reports the bytes it skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from wsinspect.core.fields import (
+    EXTENDED_LENGTH_16,
+    EXTENDED_LENGTH_64,
+    FIN,
+    MASK,
+    MASKING_KEY,
+    OPCODE,
+    PAYLOAD,
+    PAYLOAD_LENGTH,
+    RSV1,
+    RSV2,
+    RSV3,
+    FieldSpan,
+    is_known_opcode,
+)
+
+MAX_CONTROL_PAYLOAD = 125  # RFC 6455 5.5
+DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024
+RESYNC_WINDOW = 1024 * 1024  # bytes held while looking for a frame boundary before giving up on a candidate
+
+
+def apply_mask(data: bytes, key: bytes) -> bytes:
+    """XOR data with the 4-byte masking key repeated (RFC 6455 5.3): masking and unmasking are the same.
+
+    One big-integer XOR over the whole buffer instead of a per-byte loop.
+    """
+    size = len(data)
+    if size == 0:
+        return b""
+    repeated = key * (size // 4 + 1)
+    masked = int.from_bytes(data, "little") ^ int.from_bytes(repeated[:size], "little")
+    return masked.to_bytes(size, "little")
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame as it was on the wire, payload unmasked."""
+
+    fin: bool
+    rsv1: bool
+    rsv2: bool
+    rsv3: bool
+    opcode: int
+    masked: bool
+    payload_length: int  # what the length field says
+    length_bits: int  # 7, 16 or 64: the form the length was written in
+    masking_key: bytes | None
+    header: bytes  # the header exactly as on the wire (2 to 14 bytes)
+    payload: bytes  # unmasked; still compressed if RSV1 says so; may be short, see ``missing``
+    offset: int  # where the header starts in this direction's byte stream
+    missing: int = 0  # payload bytes not kept: past the size limit, or never captured
+
+    @property
+    def rsv(self) -> int:
+        """The three reserved bits as one number, as Wireshark's ``websocket.rsv`` shows them."""
+        return self.rsv1 << 2 | self.rsv2 << 1 | self.rsv3
+
+    @property
+    def is_control(self) -> bool:
+        return self.opcode >= 0x8
+
+    @property
+    def size(self) -> int:
+        """Bytes on the wire."""
+        return len(self.header) + self.payload_length
+
+    @property
+    def complete(self) -> bool:
+        return self.missing == 0
+
+    @property
+    def length_is_minimal(self) -> bool:
+        return minimal_length_bits(self.payload_length) == self.length_bits
+
+    @property
+    def wire_payload(self) -> bytes:
+        """The payload as it was on the wire (masked, if it was)."""
+        return apply_mask(self.payload, self.masking_key) if self.masking_key else self.payload
+
+    def spans(self) -> Iterator[FieldSpan]:
+        """Every field with its byte span within the frame and its value, in wire order."""
+        first, second = self.header[0], self.header[1]
+        for field in (FIN, RSV1, RSV2, RSV3):
+            assert field.bitmask is not None
+            yield FieldSpan(field, 0, 1, bool(first & field.bitmask))
+        yield FieldSpan(OPCODE, 0, 1, self.opcode)
+        yield FieldSpan(MASK, 1, 2, self.masked)
+        yield FieldSpan(PAYLOAD_LENGTH, 1, 2, second & 0x7F)
+        key_start = 2
+        if self.length_bits == 16:
+            yield FieldSpan(EXTENDED_LENGTH_16, 2, 4, self.payload_length)
+            key_start = 4
+        elif self.length_bits == 64:
+            yield FieldSpan(EXTENDED_LENGTH_64, 2, 10, self.payload_length)
+            key_start = 10
+        if self.masking_key is not None:
+            yield FieldSpan(MASKING_KEY, key_start, key_start + 4, self.masking_key)
+        yield FieldSpan(PAYLOAD, len(self.header), len(self.header) + len(self.payload), self.payload)
+
+
+def minimal_length_bits(length: int) -> int:
+    if length <= 125:
+        return 7
+    return 16 if length <= 0xFFFF else 64
+
+
+def build_frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv1: bool = False,
+    rsv2: bool = False,
+    rsv3: bool = False,
+    masking_key: bytes | None = None,
+    length_bits: int | None = None,
+) -> bytes:
+    """Encode one frame. ``length_bits`` forces a length form (for demos and tests of non-minimal lengths)."""
+    first = fin << 7 | rsv1 << 6 | rsv2 << 5 | rsv3 << 4 | (opcode & 0x0F)
+    mask_bit = 0x80 if masking_key is not None else 0
+    size = len(payload)
+    form = length_bits or minimal_length_bits(size)
+    if form == 7:
+        header = bytes((first, mask_bit | size))
+    elif form == 16:
+        header = bytes((first, mask_bit | 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((first, mask_bit | 127)) + size.to_bytes(8, "big")
+    if masking_key is None:
+        return header + payload
+    return header + masking_key + apply_mask(payload, masking_key)
+
+
+@dataclass(frozen=True, slots=True)
+class Resynced:
+    """The parser skipped ``skipped`` bytes to find the frame boundary at ``offset``."""
+
+    offset: int
+    skipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class Truncated:
+    """A frame was cut short (by a gap or by the end of the stream) before its header was complete."""
+
+    offset: int
+    have: int  # bytes of it that were seen
+
+
+ParseItem = Frame | Resynced | Truncated
+
+
+class FrameParser:
+    """Incremental parser for one direction. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        in_sync: bool = True,
+        expect_masked: bool | None = None,
+    ) -> None:
+        self.max_payload = max_payload
+        # What a plausible header looks like when hunting for a boundary: the mask bit this direction must use.
+        self.expect_masked = expect_masked
+        self.rsv1_allowed = False  # set once permessage-deflate is negotiated
+        self._buffer = bytearray()
+        self._offset = 0  # stream offset of _buffer[0]
+        self._skip = 0  # payload bytes of an oversized or cut frame still to discard
+        self._in_sync = in_sync
+        self._scan_from = 0  # while out of sync: first buffer index not yet ruled out
+        self._discarded = 0  # bytes thrown away since sync was lost (not counting never-captured ones)
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the next byte to be fed."""
+        return self._offset + len(self._buffer) + self._skip
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[ParseItem]:
+        items: list[ParseItem] = []
+        if self._skip:
+            used = min(self._skip, len(data))
+            self._skip -= used
+            self._offset += used
+            data = data[used:]
+            if not data:
+                return items
+        self._buffer += data
+        self._parse(items)
+        return items
+
+    def gap(self, missing: int) -> list[ParseItem]:
+        """``missing`` bytes of the stream were never seen."""
+        items: list[ParseItem] = []
+        if self._skip:
+            absorbed = min(self._skip, missing)
+            self._skip -= absorbed
+            self._offset += absorbed
+            missing -= absorbed
+            if not missing:
+                return items
+        if self._in_sync and self._buffer:
+            header = self._read_header(0)
+            if header is not None:
+                header_length, payload_length, _ = header
+                remaining = header_length + payload_length - len(self._buffer)
+                if missing <= remaining:
+                    # The gap lies inside this frame's payload: return what there is, and stay in sync.
+                    items.append(self._make_frame(0, header_length, payload_length, len(self._buffer) - header_length))
+                    self._offset += len(self._buffer) + missing
+                    self._buffer.clear()
+                    self._skip = remaining - missing
+                    return items
+            items.append(Truncated(self._offset, len(self._buffer)))
+        elif not self._in_sync:
+            self._discarded += len(self._buffer)
+        self._offset += len(self._buffer) + missing
+        self._buffer.clear()
+        self._in_sync = False
+        self._scan_from = 0
+        return items
+
+    def finish(self) -> list[ParseItem]:
+        """The stream ended: report a frame it cut short."""
+        items: list[ParseItem] = []
+        if not self._buffer:
+            return items
+        if self._in_sync:
+            header = self._read_header(0)
+            if header is not None:
+                header_length, payload_length, _ = header
+                items.append(self._make_frame(0, header_length, payload_length, len(self._buffer) - header_length))
+            else:
+                items.append(Truncated(self._offset, len(self._buffer)))
+        self._offset += len(self._buffer)
+        self._buffer.clear()
+        return items
+
+    # -- internals ---------------------------------------------------------------------------------------------
+
+    def _read_header(self, pos: int) -> tuple[int, int, int] | None:
+        """(header length, payload length, length bits) of the header at ``pos``, or None if it is incomplete."""
+        buf = self._buffer
+        available = len(buf) - pos
+        if available < 2:
+            return None
+        second = buf[pos + 1]
+        length = second & 0x7F
+        header_length = 6 if second & 0x80 else 2
+        bits = 7
+        if length == 126:
+            header_length += 2
+            if available < 4:
+                return None
+            length = buf[pos + 2] << 8 | buf[pos + 3]
+            bits = 16
+        elif length == 127:
+            header_length += 8
+            if available < 10:
+                return None
+            length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            bits = 64
+        if available < header_length:
+            return None
+        return header_length, length, bits
+
+    def _make_frame(self, pos: int, header_length: int, payload_length: int, kept: int) -> Frame:
+        buf = self._buffer
+        first, second = buf[pos], buf[pos + 1]
+        masked = bool(second & 0x80)
+        header = bytes(buf[pos : pos + header_length])
+        payload = bytes(buf[pos + header_length : pos + header_length + kept])
+        key = header[-4:] if masked else None
+        if key is not None and payload:
+            payload = apply_mask(payload, key)
+        length_field = second & 0x7F
+        return Frame(
+            fin=bool(first & 0x80),
+            rsv1=bool(first & 0x40),
+            rsv2=bool(first & 0x20),
+            rsv3=bool(first & 0x10),
+            opcode=first & 0x0F,
+            masked=masked,
+            payload_length=payload_length,
+            length_bits=7 if length_field < 126 else (16 if length_field == 126 else 64),
+            masking_key=key,
+            header=header,
+            payload=payload,
+            offset=self._offset + pos,
+            missing=payload_length - kept,
+        )
+
+    def _parse(self, items: list[ParseItem]) -> None:
+        buf = self._buffer
+        pos = 0
+        if not self._in_sync:
+            found = self._hunt()
+            if found is None:
+                if self._scan_from > RESYNC_WINDOW:
+                    # Nothing before the scan point can start a frame: let it go, but count it.
+                    del buf[: self._scan_from]
+                    self._offset += self._scan_from
+                    self._discarded += self._scan_from
+                    self._scan_from = 0
+                return
+            pos = found
+            skipped = self._discarded + pos
+            if skipped:
+                items.append(Resynced(self._offset + pos, skipped))
+            self._in_sync = True
+            self._discarded = 0
+        end = len(buf)
+        max_payload = self.max_payload
+        while end - pos >= 2:
+            header = self._read_header(pos)
+            if header is None:
+                break
+            header_length, payload_length, _ = header
+            if payload_length > max_payload:
+                # Keep the header, drop the payload as it streams past: bounded memory, still in sync.
+                items.append(self._make_frame(pos, header_length, payload_length, 0))
+                available = end - pos - header_length
+                self._skip = payload_length - available
+                pos = end
+                break
+            frame_end = pos + header_length + payload_length
+            if frame_end > end:
+                break
+            items.append(self._make_frame(pos, header_length, payload_length, payload_length))
+            pos = frame_end
+        if self._skip and pos == end:
+            self._offset += end
+            buf.clear()
+            return
+        if pos:
+            del buf[:pos]
+            self._offset += pos
+
+    def _plausible(self, pos: int) -> tuple[int, int] | None | bool:
+        """Could a frame start at ``pos``? (header length, payload length) if so, False if not, None if unknown yet."""
+        buf = self._buffer
+        if len(buf) - pos < 2:
+            return None
+        first, second = buf[pos], buf[pos + 1]
+        opcode = first & 0x0F
+        if not is_known_opcode(opcode) or first & 0x30:
+            return False
+        if first & 0x40 and not (self.rsv1_allowed and opcode in (0x1, 0x2)):
+            return False
+        if self.expect_masked is not None and bool(second & 0x80) != self.expect_masked:
+            return False
+        if opcode >= 0x8 and (not first & 0x80 or (second & 0x7F) > MAX_CONTROL_PAYLOAD):
+            return False
+        header = self._read_header(pos)
+        if header is None:
+            return None
+        header_length, payload_length, bits = header
+        if minimal_length_bits(payload_length) != bits or payload_length > self.max_payload:
+            return False
+        return header_length, payload_length
+
+    def _hunt(self) -> int | None:
+        """Find the first offset from which frames chain plausibly; None to wait for more data."""
+        buf = self._buffer
+        pos = self._scan_from
+        while pos < len(buf):
+            verdict = self._plausible(pos)
+            if verdict is False:
+                pos += 1
+                continue
+            if verdict is None:
+                break
+            assert not isinstance(verdict, bool)
+            header_length, payload_length = verdict
+            frame_end = pos + header_length + payload_length
+            if frame_end > len(buf):
+                if len(buf) - pos > RESYNC_WINDOW:
+                    pos += 1
+                    continue
+                break
+            following = self._plausible(frame_end) if frame_end < len(buf) else True
+            if following is None:
+                break
+            if following is not False:
+                return pos
+            pos += 1
+        self._scan_from = pos
+        return None

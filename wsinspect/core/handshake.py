@@ -1,0 +1,329 @@
+"""The opening handshake (RFC 6455 section 4): parse leniently, judge separately.
+
+A strict HTTP parser refuses exactly the malformed handshakes a debugger exists to explain, so parsing here never
+fails: it keeps the raw bytes, every header line in order (duplicates too) and notes what was odd about the syntax.
+``validate_request`` and ``validate_response`` then judge the parsed message against the RFC and return findings,
+each tied to a check in ``checks.CHECKS``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from wsinspect.core.checks import CHECKS, Check, Severity
+
+# RFC 6455 section 1.3: the one place this GUID lives.
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+SUPPORTED_VERSION = "13"
+
+
+def accept_key(key: str) -> str:
+    """Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + GUID)) (RFC 6455 4.2.2 item 5.4)."""
+    digest = hashlib.sha1((key.strip() + WEBSOCKET_GUID).encode("latin-1")).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One judgement about a handshake: which rule, what was expected, what was there."""
+
+    check: Check
+    message: str
+    expected: str | None = None
+    got: str | None = None
+
+    @property
+    def severity(self) -> Severity:
+        return self.check.severity
+
+
+def finding(check_id: str, message: str, expected: str | None = None, got: str | None = None) -> Finding:
+    return Finding(CHECKS[check_id], message, expected, got)
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """Header lines in wire order, names and values as sent (decoded as Latin-1, so every byte survives)."""
+
+    items: tuple[tuple[str, str], ...] = ()
+
+    def get_all(self, name: str) -> list[str]:
+        wanted = name.lower()
+        return [value for key, value in self.items if key.lower() == wanted]
+
+    def get(self, name: str) -> str | None:
+        values = self.get_all(name)
+        return ", ".join(values) if values else None
+
+    def tokens(self, name: str) -> list[str]:
+        """A comma-separated list header, across repeated lines (RFC 7230 3.2.2), lower-cased, empties dropped."""
+        return [token.strip().lower() for value in self.get_all(name) for token in value.split(",") if token.strip()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and bool(self.get_all(name))
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpMessage:
+    raw: bytes  # the header block exactly as received, including the blank line
+    start_line: str
+    headers: Headers
+    syntax: tuple[Finding, ...] = ()  # what was odd about the syntax itself
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest(HttpMessage):
+    method: str = ""
+    target: str = ""
+    version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse(HttpMessage):
+    version: str = ""
+    status: int = 0
+    reason: str = ""
+
+
+def find_header_end(buffer: bytes | bytearray, start: int = 0) -> int:
+    """Index just past the blank line ending a header block, or -1. Accepts bare LF line ends (lenient)."""
+    crlf = buffer.find(b"\r\n\r\n", start)
+    lf = buffer.find(b"\n\n", start)
+    candidates = [i + 4 for i in (crlf,) if i >= 0] + [i + 2 for i in (lf,) if i >= 0]
+    return min(candidates) if candidates else -1
+
+
+def _split_head(raw: bytes) -> tuple[str, list[tuple[str, str]], list[Finding]]:
+    text = raw.decode("latin-1")
+    syntax: list[Finding] = []
+    lines = text.split("\n")
+    if any(not line.endswith("\r") for line in lines[:-2]):
+        syntax.append(finding("http.bare-lf", "At least one header line ends with LF instead of CRLF."))
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    while lines and lines[-1] == "":
+        lines.pop()
+    start_line = lines[0] if lines else ""
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t") and headers:
+            # obs-fold (RFC 7230 3.2.4): a continuation of the previous value; deprecated but still seen.
+            name, value = headers[-1]
+            headers[-1] = (name, f"{value} {line.strip()}")
+            syntax.append(finding("http.malformed", f"Folded header line (obs-fold) after {name!r}."))
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            syntax.append(finding("http.malformed", f"Not a 'Name: value' header line: {line!r}."))
+            continue
+        headers.append((name, value.strip(" \t")))
+    return start_line, headers, syntax
+
+
+def parse_request(raw: bytes) -> HttpRequest:
+    """Parse a request header block (``raw`` up to and including the blank line). Never raises."""
+    start_line, headers, syntax = _split_head(raw)
+    parts = start_line.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        syntax.insert(0, finding("http.malformed", "The request line is not 'METHOD target HTTP/x.y'.",
+                                  "GET /path HTTP/1.1", start_line))
+    if len(parts) >= 3:
+        method, target, version = parts[0], " ".join(parts[1:-1]), parts[-1]
+    else:
+        method, target, version = (*parts, "", "")[:3]
+    return HttpRequest(raw=raw, start_line=start_line, headers=Headers(tuple(headers)), syntax=tuple(syntax),
+                       method=method, target=target, version=version)
+
+
+def parse_response(raw: bytes, body: bytes = b"") -> HttpResponse:
+    """Parse a response header block (``raw`` up to and including the blank line). Never raises."""
+    start_line, headers, syntax = _split_head(raw)
+    version, _, rest = start_line.partition(" ")
+    status_text, _, reason = rest.partition(" ")
+    status = int(status_text) if status_text.isdigit() and len(status_text) == 3 else 0
+    if not version.startswith("HTTP/") or not status:
+        syntax.insert(0, finding("http.malformed", "The status line is not 'HTTP/x.y NNN reason'.",
+                                  "HTTP/1.1 101 Switching Protocols", start_line))
+    return HttpResponse(raw=raw, start_line=start_line, headers=Headers(tuple(headers)), syntax=tuple(syntax),
+                        body=body, version=version, status=status, reason=reason)
+
+
+def looks_like_http_request(data: bytes) -> bool:
+    """Does a byte stream start like an HTTP request? (Used to find handshakes on any port.)"""
+    method, space, _ = data[:16].partition(b" ")
+    return bool(space) and method.isalpha() and method.isupper()
+
+
+# -- Extensions (RFC 6455 section 9.1) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    name: str
+    params: tuple[tuple[str, str | None], ...] = field(default=())
+
+    def __str__(self) -> str:
+        parts = [self.name] + [key if value is None else f"{key}={value}" for key, value in self.params]
+        return "; ".join(parts)
+
+
+def parse_extensions(values: Iterable[str]) -> list[Extension]:
+    """Parse Sec-WebSocket-Extensions values: ``name; key=value; flag, other``. Lenient about quoting."""
+    extensions: list[Extension] = []
+    for value in values:
+        for item in value.split(","):
+            name, *raw_params = (part.strip() for part in item.split(";"))
+            if not name:
+                continue
+            params: list[tuple[str, str | None]] = []
+            for param in raw_params:
+                if not param:
+                    continue
+                key, equals, param_value = param.partition("=")
+                params.append((key.strip().lower(), param_value.strip().strip('"') if equals else None))
+            extensions.append(Extension(name.lower(), tuple(params)))
+    return extensions
+
+
+# -- Validation ------------------------------------------------------------------------------------------------
+
+
+def _http_version_at_least_1_1(version: str) -> bool:
+    if not version.startswith("HTTP/"):
+        return False
+    major, _, minor = version[5:].partition(".")
+    if not (major.isdigit() and (minor.isdigit() or not minor)):
+        return False
+    return (int(major), int(minor or 0)) >= (1, 1)
+
+
+def validate_request(request: HttpRequest, *, allowed_origins: Iterable[str] | None = None) -> list[Finding]:
+    """Judge a client's opening handshake against RFC 6455 section 4.2.1 (and 4.1, 11.3.1)."""
+    findings = list(request.syntax)
+    headers = request.headers
+    if request.method != "GET":
+        findings.append(finding("request.method", f"The method is {request.method!r}; it must be GET.",
+                                 "GET", request.method))
+    if not _http_version_at_least_1_1(request.version):
+        findings.append(finding("request.version", f"The request is {request.version!r}; it must be HTTP/1.1 "
+                                 "or higher.", "HTTP/1.1", request.version))
+    if not headers.get("Host"):
+        findings.append(finding("request.host", "There is no Host header field.", "Host: <server authority>"))
+    upgrade = headers.get("Upgrade")
+    if upgrade is None or "websocket" not in headers.tokens("Upgrade"):
+        findings.append(finding("request.upgrade", "The Upgrade header field " + (
+            "is missing." if upgrade is None else f"does not contain 'websocket' (it says {upgrade!r})."),
+            "websocket", upgrade))
+    connection = headers.get("Connection")
+    if connection is None or "upgrade" not in headers.tokens("Connection"):
+        findings.append(finding("request.connection", "The Connection header field " + (
+            "is missing." if connection is None else f"does not include the token 'Upgrade' (it says "
+                                                      f"{connection!r})."), "Upgrade", connection))
+    keys = headers.get_all("Sec-WebSocket-Key")
+    if len(keys) > 1:
+        findings.append(finding("request.key-repeated", f"Sec-WebSocket-Key appears {len(keys)} times.",
+                                 "once", str(len(keys))))
+    elif not keys:
+        findings.append(finding("request.key", "There is no Sec-WebSocket-Key header field.",
+                                 "a base64-encoded 16-byte nonce, e.g. dGhlIHNhbXBsZSBub25jZQ=="))
+    else:
+        key_problem = _key_problem(keys[0])
+        if key_problem:
+            findings.append(finding("request.key", key_problem, "base64 of 16 bytes (24 characters ending '==')",
+                                     keys[0]))
+    versions = headers.get_all("Sec-WebSocket-Version")
+    if versions != [SUPPORTED_VERSION]:
+        got = ", ".join(versions) if versions else None
+        findings.append(finding("request.websocket-version", "Sec-WebSocket-Version " + (
+            "is missing." if got is None else f"is {got!r}; this protocol is version 13."), SUPPORTED_VERSION, got))
+    protocols = [p.strip() for value in headers.get_all("Sec-WebSocket-Protocol") for p in value.split(",")]
+    if protocols and (any(not p or not _is_token(p) for p in protocols) or len(set(protocols)) != len(protocols)):
+        findings.append(finding("request.protocol-syntax", "Sec-WebSocket-Protocol is not a list of unique "
+                                 "tokens.", "token, token", headers.get("Sec-WebSocket-Protocol")))
+    origin = headers.get("Origin")
+    if allowed_origins is not None:
+        allowed = list(allowed_origins)
+        if origin not in allowed:
+            findings.append(finding("request.origin", f"Origin {origin!r} is not one of the allowed origins.",
+                                     " or ".join(allowed), origin))
+    elif origin is None:
+        findings.append(finding("request.origin-missing", "The request has no Origin header field."))
+    return findings
+
+
+_TOKEN_SEPARATORS = set('()<>@,;:\\"/[]?={} \t')
+
+
+def _is_token(text: str) -> bool:
+    return all(0x21 <= ord(ch) <= 0x7E and ch not in _TOKEN_SEPARATORS for ch in text)
+
+
+def _key_problem(key: str) -> str | None:
+    try:
+        decoded = base64.b64decode(key.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return f"Sec-WebSocket-Key {key!r} is not valid base64."
+    if len(decoded) != 16:
+        return f"Sec-WebSocket-Key decodes to {len(decoded)} bytes; it must be 16."
+    return None
+
+
+def validate_response(response: HttpResponse, request: HttpRequest | None) -> list[Finding]:
+    """Judge a server's opening handshake as the client must (RFC 6455 section 4.1), given the request."""
+    findings = list(response.syntax)
+    headers = response.headers
+    if response.status != 101:
+        findings.append(finding("response.status", f"The server answered {response.status} {response.reason!r}"
+                                 ": the connection was not upgraded.", "101", str(response.status)))
+        if response.status == 426 and "Sec-WebSocket-Version" not in headers:
+            findings.append(finding("response.426-version", "The 426 answer does not say which versions the "
+                                     "server speaks.", "Sec-WebSocket-Version: 13"))
+        return findings
+    if "websocket" not in headers.tokens("Upgrade"):
+        findings.append(finding("response.upgrade", "The Upgrade header field is missing or not 'websocket'.",
+                                 "websocket", headers.get("Upgrade")))
+    if "upgrade" not in headers.tokens("Connection"):
+        findings.append(finding("response.connection", "The Connection header field is missing or lacks the "
+                                 "token 'Upgrade'.", "Upgrade", headers.get("Connection")))
+    got_accept = headers.get("Sec-WebSocket-Accept")
+    key = request.headers.get("Sec-WebSocket-Key") if request is not None else None
+    if key is not None:
+        expected = accept_key(key)
+        if got_accept is None or got_accept.strip() != expected:
+            findings.append(finding("response.accept", "Sec-WebSocket-Accept " + (
+                "is missing." if got_accept is None else "does not match the key the client sent."),
+                expected, got_accept))
+    elif got_accept is None:
+        findings.append(finding("response.accept", "Sec-WebSocket-Accept is missing.",
+                                 "base64(SHA-1(key + GUID))"))
+    if request is not None:
+        offered_extensions = {e.name for e in parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions"))}
+        for extension in parse_extensions(headers.get_all("Sec-WebSocket-Extensions")):
+            if extension.name not in offered_extensions:
+                findings.append(finding("response.extension-not-offered",
+                                         f"The server accepted extension {extension.name!r}, which the client "
+                                         "did not offer.", ", ".join(sorted(offered_extensions)) or "none",
+                                         extension.name))
+        offered_protocols = [p.strip() for v in request.headers.get_all("Sec-WebSocket-Protocol") for p in
+                             v.split(",") if p.strip()]
+        chosen = [p.strip() for v in headers.get_all("Sec-WebSocket-Protocol") for p in v.split(",")]
+        if len(chosen) > 1 or (chosen and chosen[0] not in offered_protocols):
+            findings.append(finding("response.protocol-not-offered", "The server's Sec-WebSocket-Protocol "
+                                     f"{', '.join(chosen)!r} is not exactly one of those the client offered.",
+                                     " or ".join(offered_protocols) or "none", ", ".join(chosen)))
+    return findings
+
+
+def blocking(findings: Iterable[Finding]) -> list[Finding]:
+    """The findings that break a MUST."""
+    return [f for f in findings if f.severity is Severity.ERROR]
