@@ -32,6 +32,16 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionOpened(Event):
+    """A new connection between two endpoints; ``how`` says how the client side was told apart."""
+
+    client: tuple[str, int]
+    server: tuple[str, int]
+    how: str = ""
+    mid_stream: bool = False  # decoding starts after the handshake (a capture that began mid-connection)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HandshakeRequest(Event):
     request: HttpRequest
     findings: tuple[Finding, ...]
@@ -41,7 +51,7 @@ class HandshakeRequest(Event):
 class HandshakeResponse(Event):
     response: HttpResponse
     findings: tuple[Finding, ...]
-    upgraded: bool  # 101 and nothing a client must fail on: frames follow
+    upgraded: bool  # the server answered 101: frames follow (findings say whether a client must fail it)
     subprotocol: str | None = None
     extensions: tuple[Extension, ...] = ()
     deflate: DeflateParams | None = None

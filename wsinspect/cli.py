@@ -1,0 +1,171 @@
+"""The ``wsinspect`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from wsinspect import __version__
+
+READ_EXAMPLES = """\
+examples:
+  wsinspect read captures/echo.pcapng              every conversation: handshake, packet list, summary
+  wsinspect read captures/echo.pcapng --detail     each frame as a field tree and a coloured hex dump
+  wsinspect read captures/multi.pcapng --stream 1  one conversation (Wireshark's tcp.stream number)
+  wsinspect read captures/deflate.pcapng --follow  the messages as a transcript, inflated
+  wsinspect read captures/echo.pcapng --json       one JSON object per event (schema in the README)
+  wsinspect read captures/midstream.pcapng --port 8765
+                                                   decode port 8765 as WebSocket, even without a handshake
+"""
+
+SERVE_EXAMPLES = """\
+examples:
+  wsinspect serve                                  echo server on 127.0.0.1:8765; open it in a browser
+  wsinspect serve --mode chat --detail             broadcast chat, every frame as a field tree + hex dump
+  wsinspect serve --mode push --interval 2         the server sends a message every 2 seconds
+  wsinspect serve --subprotocol chat.v1 --no-compression --origin http://127.0.0.1:8765
+  wsinspect serve --record session.pcapng --json session.jsonl
+"""
+
+MAIN_EPILOG = """\
+commands:
+  read    decode WebSocket conversations in a pcap/pcapng capture, the way Wireshark lays them out
+  serve   run a WebSocket server (plain sockets) that logs every handshake header and frame, live
+
+examples:
+  wsinspect read captures/echo.pcapng
+  wsinspect serve
+  wsinspect read --help
+"""
+
+
+def _size(text: str) -> int:
+    """Sizes like 1048576, 64k, 16MiB, 1M."""
+    units = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
+             "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+    stripped = text.strip().lower()
+    number = stripped.rstrip("kmgib")
+    unit = stripped[len(number):]
+    if not number.isdigit() or unit not in units:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 65536, 64k or 16M)")
+    return int(number) * units[unit]
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a non-negative whole number: {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsinspect", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=MAIN_EPILOG,
+        description="See and understand the WebSocket protocol (RFC 6455, RFC 7692 permessage-deflate).")
+    parser.add_argument("--version", action="version", version=f"wsinspect {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    read = commands.add_parser(
+        "read", help="decode WebSocket conversations in a pcap/pcapng capture",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=READ_EXAMPLES,
+        description="Lay out every WebSocket conversation in a capture: who connected to whom, the opening "
+                    "handshake with every header (and whether Sec-WebSocket-Accept is right), every frame in "
+                    "both directions, the messages they carry, and every rule broken.")
+    read.add_argument("capture", help="a pcap or pcapng file")
+    view = read.add_mutually_exclusive_group()
+    view.add_argument("--detail", action="store_true", help="each frame as a tree of fields and a coloured hex dump")
+    view.add_argument("--follow", action="store_true", help="each conversation as a transcript of whole messages")
+    view.add_argument("--json", action="store_true", help="one JSON object per event on stdout (see README)")
+    read.add_argument("--stream", type=_positive_int, action="append", metavar="N",
+                      help="only conversation N (Wireshark's tcp.stream index); repeatable")
+    read.add_argument("--port", type=_positive_int, action="append", metavar="N", default=[],
+                      help="treat TCP port N as a WebSocket server even without a handshake in the capture "
+                           "(like Wireshark's Decode As); repeatable")
+    _add_limits(read, frame_default="64M", message_default="64M")
+    read.add_argument("--max-bytes", type=_size, default=256, metavar="SIZE",
+                      help="payload bytes shown in a hex dump (default: %(default)s)")
+    read.add_argument("--no-summary", action="store_true", help="leave out the closing summary")
+    _add_colour(read)
+
+    serve = commands.add_parser(
+        "serve", help="run a WebSocket server that logs every handshake and frame",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SERVE_EXAMPLES,
+        description="A WebSocket server on plain sockets that shows every handshake header and every frame in "
+                    "both directions as it happens, answers a bad handshake with the right HTTP status and a "
+                    "plain-words explanation, and serves a demo page at / for a browser.")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: %(default)s; 0.0.0.0 listens on every interface)")
+    serve.add_argument("--port", type=_positive_int, default=8765, help="TCP port (default: %(default)s)")
+    serve.add_argument("--mode", choices=("echo", "chat", "push"), default="echo",
+                       help="echo: send every message back; chat: broadcast to every client; push: send a "
+                            "message every --interval seconds (default: %(default)s)")
+    serve.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                       help="push mode: seconds between messages (default: %(default)s)")
+    serve.add_argument("--subprotocol", action="append", default=[], metavar="NAME",
+                       help="a subprotocol to accept, in order of preference; repeatable")
+    serve.add_argument("--no-compression", action="store_true", help="refuse permessage-deflate")
+    serve.add_argument("--origin", action="append", metavar="ORIGIN",
+                       help="accept only this Origin (403 otherwise); repeatable")
+    serve.add_argument("--fragment", type=_size, default=0, metavar="SIZE",
+                       help="split what the server sends into frames of at most SIZE bytes (teaching)")
+    serve.add_argument("--ping-interval", type=float, default=0.0, metavar="SECONDS",
+                       help="send a ping every SECONDS (default: off)")
+    _add_limits(serve, frame_default="1M", message_default="1M")
+    serve.add_argument("--handshake-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="drop a client that has not finished its handshake after SECONDS "
+                            "(default: %(default)s)")
+    serve.add_argument("--max-connections", type=_positive_int, default=1024, metavar="N",
+                       help="refuse connections beyond N at once (default: %(default)s)")
+    serve.add_argument("--detail", action="store_true", help="log each frame as a field tree and hex dump")
+    serve.add_argument("--json", metavar="FILE", help="also write every event as JSON lines to FILE")
+    serve.add_argument("--record", metavar="FILE", help="write the session to FILE (.pcapng or .pcap)")
+    serve.add_argument("--quiet", action="store_true", help="log nothing per frame (for benchmarks)")
+    serve.add_argument("--max-bytes", type=_size, default=256, metavar="SIZE",
+                       help="payload bytes shown in a hex dump (default: %(default)s)")
+    _add_colour(serve)
+    return parser
+
+
+def _add_limits(parser: argparse.ArgumentParser, *, frame_default: str, message_default: str) -> None:
+    parser.add_argument("--max-frame", type=_size, default=_size(frame_default), metavar="SIZE",
+                        help=f"largest frame payload kept (default: {frame_default})")
+    parser.add_argument("--max-message", type=_size, default=_size(message_default), metavar="SIZE",
+                        help=f"largest message, after inflating (default: {message_default}); beyond it: 1009")
+    parser.add_argument("--max-header", type=_size, default=32 * 1024, metavar="SIZE",
+                        help="largest handshake header block (default: 32k)")
+
+
+def _add_colour(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="colour output (default: auto, i.e. when writing to a terminal)")
+
+
+def make_console(args: argparse.Namespace, *, stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    force = {"always": True, "never": False}.get(args.color)
+    return Console(stderr=stderr, force_terminal=force, no_color=args.color == "never", highlight=False,
+                   emoji=False, markup=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "read":
+            from wsinspect.read import run_read
+
+            return run_read(args)
+        from wsinspect.server.run import run_serve
+
+        return run_serve(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `| head`): stop quietly, as Unix tools do.
+        sys.stderr.close()
+        return 0

@@ -1,0 +1,207 @@
+"""The server side of one connection, without I/O: the decoder plus what RFC 6455 obliges a server to answer.
+
+Every byte the client sends goes into the same ``Connection`` decoder that reads captures, and so does every byte
+the server sends (unless nobody is watching): the live log, the JSON lines and a recording all come from one
+decoder. The endpoint reads the decoder's events to do the protocol's duties -- answer the opening handshake (101,
+or the refusal that names the broken rule), answer pings, echo a close, and fail the connection with the close code
+of the first violation (RFC 6455 7.1.7) -- and leaves the application (echo, chat, push) to the caller, which sees
+whole ``Message`` events and calls ``send_message``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+
+from wsinspect.core import deflate
+from wsinspect.core.checks import Severity
+from wsinspect.core.connection import Connection, Limits
+from wsinspect.core.deflate import MessageDeflater
+from wsinspect.core.events import (
+    Close,
+    ConnectionOpened,
+    Event,
+    FrameEvent,
+    HandshakeRequest,
+    Violation,
+)
+from wsinspect.core.fields import Opcode
+from wsinspect.core.frames import build_frame
+from wsinspect.core.handshake import HttpRequest, blocking, parse_extensions, validate_request
+from wsinspect.server import responses
+
+MAX_CLOSE_REASON = 123  # a close frame's payload is at most 125 bytes, 2 of them the code (RFC 6455 5.5)
+
+
+class State(enum.Enum):
+    HANDSHAKE = "handshake"
+    OPEN = "open"
+    CLOSING = "closing"  # we sent a close frame
+    CLOSED = "closed"  # nothing more to send; the transport should go
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    subprotocols: tuple[str, ...] = ()
+    compression: bool = True
+    allowed_origins: tuple[str, ...] | None = None
+    fragment_size: int = 0  # split outgoing messages into frames of at most this many bytes (0: don't)
+    limits: Limits = field(default_factory=lambda: Limits(max_frame=1 << 20, max_message=1 << 20))
+    page: bytes = b""  # the demo page served on GET /
+    decode_outgoing: bool = True  # feed what we send through the decoder too (for the log and JSON)
+
+
+def is_page_request(request: HttpRequest) -> bool:
+    """A plain HTTP request (a browser asking for the demo page), not an attempt at a WebSocket upgrade."""
+    headers = request.headers
+    return "Upgrade" not in headers and "Sec-WebSocket-Key" not in headers and request.method in ("GET", "HEAD")
+
+
+class ServerEndpoint:
+    def __init__(self, stream: int, config: ServerConfig, *, client: tuple[str, int], server: tuple[str, int],
+                 time: float) -> None:
+        self.config = config
+        self.decoder = Connection(stream, limits=config.limits)
+        self.state = State.HANDSHAKE
+        self.subprotocol: str | None = None
+        self.path = ""
+        self._deflater: MessageDeflater | None = None
+        self._outgoing = bytearray()
+        self._events: list[Event] = [ConnectionOpened(stream=stream, direction="c2s", time=time, client=client,
+                                                      server=server, how="it connected to us")]
+
+    # -- input -------------------------------------------------------------------------------------------------
+
+    def receive(self, data: bytes, *, time: float) -> list[Event]:
+        """Bytes from the client. Returns the events to log (both directions), in order."""
+        for event in self.decoder.receive("c2s", data, time=time):
+            self._react(event, time)
+        return self._take_events()
+
+    def transport_closed(self, *, time: float, reason: str) -> list[Event]:
+        self._events += self.decoder.end(time=time, reason=reason)
+        self.state = State.CLOSED
+        return self._take_events()
+
+    def _take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def _react(self, event: Event, time: float) -> None:
+        if isinstance(event, HandshakeRequest):
+            # Logged before the response it causes, but with the findings this server's policy adds (Origin).
+            index = len(self._events)
+            self._events.append(event)
+            self._events[index] = self._answer_handshake(event, time)
+            return
+        self._events.append(event)
+        if self.state is not State.OPEN and self.state is not State.CLOSING:
+            if isinstance(event, Violation) and event.check.id == "http.header-too-large":
+                self._send_raw(responses.header_too_large(self.config.limits.max_header_bytes), time)
+                self.state = State.CLOSED
+            return
+        if isinstance(event, Violation) and event.direction == "c2s" and event.severity is Severity.ERROR \
+                and event.check.close_code is not None:
+            self.fail(event.check.close_code, event.message, time)
+        elif self.state is State.OPEN and isinstance(event, FrameEvent) and event.frame.opcode == Opcode.PING \
+                and event.frame.complete:
+            self._send_frame(Opcode.PONG, event.frame.payload, time)
+        elif isinstance(event, Close) and event.direction == "c2s":
+            if self.state is State.OPEN:
+                # Echo the status code (RFC 6455 5.5.1); a close without a code is answered without one.
+                payload = b"" if event.code is None else event.code.to_bytes(2, "big")
+                self._send_frame(Opcode.CLOSE, payload, time)
+            # The server closes the TCP connection first (RFC 6455 7.1.1).
+            self.state = State.CLOSED
+
+    # -- the opening handshake ----------------------------------------------------------------------------------
+
+    def _answer_handshake(self, event: HandshakeRequest, time: float) -> HandshakeRequest:
+        request = event.request
+        self.path = request.target
+        if is_page_request(request) and not event.request.syntax:
+            if request.target.split("?")[0] in ("/", "/index.html"):
+                self._send_raw(responses.page(self.config.page), time)
+            else:
+                self._send_raw(responses.not_found(request.target), time)
+            self.state = State.CLOSED
+            return event
+        findings = validate_request(request, allowed_origins=self.config.allowed_origins)
+        event = dataclasses.replace(event, findings=tuple(findings))
+        if blocking(findings):
+            self._send_raw(responses.refusal(findings), time)
+            self.state = State.CLOSED
+            return event
+        offered = [p.strip() for v in request.headers.get_all("Sec-WebSocket-Protocol") for p in v.split(",")]
+        self.subprotocol = next((p for p in self.config.subprotocols if p in offered), None)
+        extensions = None
+        if self.config.compression:
+            params = deflate.negotiate(parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions")))
+            if params is not None:
+                extensions = params.response_value()
+                self._deflater = MessageDeflater(no_context_takeover=params.server_no_context_takeover,
+                                                 max_window_bits=params.server_max_window_bits)
+        key = request.headers.get("Sec-WebSocket-Key") or ""
+        self._send_raw(responses.switching_protocols(key, subprotocol=self.subprotocol, extensions=extensions),
+                       time)
+        self.state = State.OPEN
+        return event
+
+    # -- output ------------------------------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def events(self) -> list[Event]:
+        """Events produced by sending (outside ``receive``)."""
+        return self._take_events()
+
+    def _send_raw(self, data: bytes, time: float) -> None:
+        self._outgoing += data
+        if self.config.decode_outgoing or self.state is State.HANDSHAKE:
+            self._events += self.decoder.receive("s2c", data, time=time)
+
+    def _send_frame(self, opcode: int, payload: bytes, time: float, *, fin: bool = True, rsv1: bool = False) -> None:
+        self._send_raw(build_frame(opcode, payload, fin=fin, rsv1=rsv1), time)
+
+    def send_message(self, data: bytes | str, *, time: float) -> None:
+        """Send a text (str) or binary (bytes) message, compressed if negotiated, fragmented if configured."""
+        if self.state is not State.OPEN:
+            return
+        opcode = Opcode.TEXT if isinstance(data, str) else Opcode.BINARY
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        compressed = self._deflater is not None and self._deflater.enabled
+        if compressed:
+            assert self._deflater is not None
+            payload = self._deflater.compress(payload)
+        size = self.config.fragment_size
+        if not size or len(payload) <= size:
+            self._send_frame(opcode, payload, time, rsv1=compressed)
+            return
+        chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
+        for index, chunk in enumerate(chunks):
+            self._send_frame(opcode if index == 0 else Opcode.CONTINUATION, chunk, time,
+                             fin=index == len(chunks) - 1, rsv1=compressed and index == 0)
+
+    def send_ping(self, payload: bytes, *, time: float) -> None:
+        if self.state is State.OPEN:
+            self._send_frame(Opcode.PING, payload, time)
+
+    def close(self, code: int, reason: str, *, time: float) -> None:
+        """Start the closing handshake (RFC 6455 7.1.2)."""
+        if self.state is State.OPEN:
+            encoded = reason.encode("utf-8")[:MAX_CLOSE_REASON].decode("utf-8", "ignore").encode("utf-8")
+            self._send_frame(Opcode.CLOSE, code.to_bytes(2, "big") + encoded, time)
+            self.state = State.CLOSING
+
+    def fail(self, code: int, reason: str, time: float) -> None:
+        """Fail the WebSocket connection (RFC 6455 7.1.7): send a close frame, then drop the transport."""
+        self.close(code, reason, time=time)
+        self.state = State.CLOSED
+
+    @property
+    def wants_transport_closed(self) -> bool:
+        return self.state is State.CLOSED

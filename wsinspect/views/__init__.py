@@ -1,0 +1,1 @@
+"""Views render events; they never parse bytes again."""

@@ -1,0 +1,135 @@
+"""One JSON object per event, per line. The schema is documented in the README and kept stable.
+
+Frame objects use Wireshark's field names (``websocket.fin``, ``websocket.opcode``...) so a line can be checked
+against ``tshark -T json``; values are native JSON types (tshark prints them as strings).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from wsinspect.core.events import (
+    Close,
+    ConnectionClosed,
+    ConnectionOpened,
+    Event,
+    FrameEvent,
+    Gap,
+    HandshakeRequest,
+    HandshakeResponse,
+    Message,
+    Notice,
+    Violation,
+)
+from wsinspect.core.fields import opcode_name
+from wsinspect.core.handshake import Finding, Headers
+
+SCHEMA_VERSION = 1
+
+
+def _findings(findings: tuple[Finding, ...]) -> list[dict[str, Any]]:
+    return [{"check": f.check.id, "rfc": f.check.rfc, "severity": f.severity.value, "message": f.message,
+             "expected": f.expected, "got": f.got} for f in findings]
+
+
+def _headers(headers: Headers) -> list[list[str]]:
+    return [[name, value] for name, value in headers]
+
+
+def _opened(e: ConnectionOpened) -> dict[str, Any]:
+    return {"client": f"{e.client[0]}:{e.client[1]}", "server": f"{e.server[0]}:{e.server[1]}", "how": e.how,
+            "mid_stream": e.mid_stream}
+
+
+def _request(e: HandshakeRequest) -> dict[str, Any]:
+    r = e.request
+    return {"method": r.method, "target": r.target, "version": r.version, "headers": _headers(r.headers),
+            "findings": _findings(e.findings)}
+
+
+def _response(e: HandshakeResponse) -> dict[str, Any]:
+    r = e.response
+    return {"status": r.status, "reason": r.reason, "version": r.version, "headers": _headers(r.headers),
+            "upgraded": e.upgraded, "subprotocol": e.subprotocol, "extensions": [str(x) for x in e.extensions],
+            "body": r.body.decode("utf-8", "replace"), "findings": _findings(e.findings)}
+
+
+def _frame(e: FrameEvent) -> dict[str, Any]:
+    f = e.frame
+    out: dict[str, Any] = {
+        "websocket.fin": f.fin,
+        "websocket.rsv": f.rsv,
+        "websocket.opcode": f.opcode,
+        "websocket.mask": f.masked,
+        "websocket.payload_length": f.payload_length,
+        "websocket.masking_key": f.masking_key.hex(":") if f.masking_key else None,
+        "opcode_name": opcode_name(f.opcode),
+        "length_bits": f.length_bits,
+        "offset": f.offset,
+        "header_length": len(f.header),
+        "payload": f.payload.hex(),
+    }
+    if f.missing:
+        out["payload_missing"] = f.missing
+    return out
+
+
+def _message(e: Message) -> dict[str, Any]:
+    return {"opcode": e.opcode, "opcode_name": opcode_name(e.opcode), "length": len(e.data), "frames": e.frames,
+            "compressed": e.compressed, "wire_length": e.wire_length, "complete": e.complete,
+            "first_packet": e.first_packet, "data": e.data.hex(), "text": e.text}
+
+
+def _close(e: Close) -> dict[str, Any]:
+    return {"code": e.code, "reason": e.reason, "initiator": e.initiator}
+
+
+def _judgement(e: Violation | Notice) -> dict[str, Any]:
+    return {"check": e.check.id, "rfc": e.check.rfc, "severity": e.check.severity.value,
+            "close_code": e.check.close_code, "message": e.message, "offset": e.offset}
+
+
+def _gap(e: Gap) -> dict[str, Any]:
+    return {"missing": e.missing, "offset": e.offset}
+
+
+def _closed(e: ConnectionClosed) -> dict[str, Any]:
+    return {"reason": e.reason, "clean": e.clean}
+
+
+_ENCODERS: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
+    ConnectionOpened: ("connection", _opened),
+    HandshakeRequest: ("handshake_request", _request),
+    HandshakeResponse: ("handshake_response", _response),
+    FrameEvent: ("frame", _frame),
+    Message: ("message", _message),
+    Close: ("close", _close),
+    Violation: ("violation", _judgement),
+    Notice: ("notice", _judgement),
+    Gap: ("gap", _gap),
+    ConnectionClosed: ("connection_closed", _closed),
+}
+
+
+def to_json(event: Event) -> dict[str, Any]:
+    kind, encode = _ENCODERS[type(event)]
+    out: dict[str, Any] = {"type": kind, "stream": event.stream, "direction": event.direction,
+                           "time": event.time, "packet": event.packet}
+    out.update(encode(event))
+    return out
+
+
+class JsonLinesView:
+    """Writes one line per event. ``ensure_ascii`` keeps the output 7-bit: no raw control bytes reach a terminal."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self._dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+    def handle(self, event: Event) -> None:
+        self.out.write(self._dumps(to_json(event)) + "\n")
+
+    def close(self) -> None:
+        self.out.flush()
