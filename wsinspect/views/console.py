@@ -3,6 +3,7 @@ the ``--follow`` transcript, and the closing summary."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -61,35 +62,47 @@ class _Conversation:
 
 
 class RowFormatter:
-    """Turns events into packet-list rows. Shared by the capture view and the live log."""
+    """Turns events into packet-list rows. Shared by the capture view and the live log.
 
-    def __init__(self, *, detail: bool = False, max_bytes: int = DEFAULT_MAX_BYTES, show_stream: bool = False) -> None:
+    ``live`` rows show the wall-clock time and the connection id instead of a packet number and a time offset.
+    ``compact`` rows (narrow terminals) say "client → server" instead of the two addresses.
+    """
+
+    def __init__(self, *, detail: bool = False, max_bytes: int = DEFAULT_MAX_BYTES, live: bool = False,
+                 compact: bool = False) -> None:
         self.detail = detail
         self.max_bytes = max_bytes
-        self.show_stream = show_stream
+        self.live = live
+        self.compact = compact
         self.time_origin: float | None = None
-        self.endpoint_width = 21
+        self.endpoint_width = 15
+
+    def _endpoints(self, event: Event, conv: _Conversation) -> tuple[str, str, int]:
+        if self.compact:
+            pair = ("client", "server") if event.direction == "c2s" else ("server", "client")
+            return pair[0], pair[1], 6
+        source, target = (conv.client, conv.server) if event.direction == "c2s" else (conv.server, conv.client)
+        return source, target, self.endpoint_width
 
     def _prefix(self, event: Event, conv: _Conversation) -> Text:
         if self.time_origin is None:
             self.time_origin = event.time
         row = Text()
-        if self.show_stream:
+        if self.live:
             row.append(f"#{event.stream:<3} ", style=f"bold {stream_colour(event.stream)}")
-        row.append(f"{event.packet if event.packet is not None else '':>6} ", style="dim")
-        row.append(f"{event.time - self.time_origin:10.6f} ", style="dim")
-        source, target = (conv.client, conv.server) if event.direction == "c2s" else (conv.server, conv.client)
-        width = self.endpoint_width
+            row.append(time.strftime("%H:%M:%S", time.localtime(event.time)) + f".{int(event.time * 1000) % 1000:03d} ",
+                       style="dim")
+        else:
+            row.append(f"{event.packet if event.packet is not None else '':>6} ", style="dim")
+            row.append(f"{event.time - self.time_origin:10.6f} ", style="dim")
+        source, target, width = self._endpoints(event, conv)
         row.append(f"{source:>{width}} → {target:<{width}} ", style=DIRECTION_STYLE[event.direction])
         return row
 
     def header_row(self) -> Text:
-        row = Text(style="bold")
-        if self.show_stream:
-            row.append(f"{'#':<5}")
-        width = self.endpoint_width
-        row.append(f"{'No.':>6} {'Time':>10} {'Source':>{width}} → {'Destination':<{width}} {'Length':>7} Info")
-        return row
+        width = 6 if self.compact else self.endpoint_width
+        first = f"{'#':<5}{'Time':<13}" if self.live else f"{'No.':>6} {'Time':>10} "
+        return Text(f"{first}{'Source':>{width}} → {'Destination':<{width}} {'Length':>7} Info", style="bold")
 
     def rows(self, event: Event, conv: _Conversation) -> list[RenderableType]:
         """The rows one event adds to the packet list (often none: some events only update state)."""
@@ -100,6 +113,7 @@ class RowFormatter:
             row = self._prefix(event, conv)
             row.append(f"{frame.size:>7} ", style="dim")
             row.append_text(frame_info(event, continues=conv.open_message.get(event.direction)))
+            row.no_wrap = True  # one frame, one line, like a packet list (see print_row)
             if frame.fin and not frame.is_control:
                 conv.open_message.pop(event.direction, None)
             out: list[RenderableType] = [row]
@@ -126,6 +140,14 @@ class RowFormatter:
         return []
 
 
+def print_row(console: Console, row: RenderableType) -> None:
+    """Frame rows stay on one line (cut with an ellipsis, as a packet list does); notes may wrap."""
+    if isinstance(row, Text) and row.no_wrap:
+        console.print(row, no_wrap=True, overflow="ellipsis")
+    else:
+        console.print(row)
+
+
 def conversation_title(conv: _Conversation) -> Text:
     title = Text(f" Stream {conv.stream} ", style=f"bold reverse {stream_colour(conv.stream)}")
     title.append(f" {conv.client} → {conv.server} ", style="bold")
@@ -146,6 +168,12 @@ def conversation_title(conv: _Conversation) -> Text:
     return title
 
 
+def is_plain_http(request: HandshakeRequest) -> bool:
+    """A request that did not even ask for an upgrade (a browser fetching the demo page)."""
+    headers = request.request.headers
+    return "Upgrade" not in headers and "Sec-WebSocket-Key" not in headers
+
+
 class CaptureView:
     """``wsinspect read``: each conversation as a block (header, handshake, packet list), printed when it ends.
 
@@ -154,10 +182,12 @@ class CaptureView:
 
     def __init__(self, console: Console, *, detail: bool = False, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.console = console
-        self.formatter = RowFormatter(detail=detail, max_bytes=max_bytes)
+        self.formatter = RowFormatter(detail=detail, max_bytes=max_bytes, compact=console.width < 110)
         self._open: dict[int, _Conversation] = {}
 
     def handle(self, event: Event) -> None:
+        if self.formatter.time_origin is None:
+            self.formatter.time_origin = event.time  # like Wireshark: seconds since the capture's first event
         conv = self._open.get(event.stream)
         if conv is None:
             conv = self._open[event.stream] = _Conversation(event.stream)
@@ -187,7 +217,7 @@ class CaptureView:
         if conv.rows:
             console.print(self.formatter.header_row())
             for row in conv.rows:
-                console.print(row)
+                print_row(console, row)
         if closed is not None:
             ending = "both sides sent a close frame" if closed.clean else "no complete close handshake"
             console.print(Text(f"connection ended ({closed.reason}); {ending}", style="dim"))
@@ -203,7 +233,7 @@ class LiveView:
 
     def __init__(self, console: Console, *, detail: bool = False, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.console = console
-        self.formatter = RowFormatter(detail=detail, max_bytes=max_bytes, show_stream=True)
+        self.formatter = RowFormatter(detail=detail, max_bytes=max_bytes, live=True, compact=console.width < 110)
         self._open: dict[int, _Conversation] = {}
 
     def handle(self, event: Event) -> None:
@@ -219,16 +249,25 @@ class LiveView:
             return
         if isinstance(event, HandshakeResponse):
             conv.response = event
+            if conv.request is not None and is_plain_http(conv.request):
+                request = conv.request.request
+                line = Text(f"#{event.stream} {visible(request.method)} {visible(request.target)} → "
+                            f"{event.response.status} {visible(event.response.reason)}", style=colour)
+                line.append("  (plain HTTP, not a WebSocket upgrade)", style="dim")
+                console.print(line)
+                return
             console.print(Rule(conversation_title(conv), align="left", style=colour))
             console.print(handshake_view(conv.request, event))
             return
         if isinstance(event, ConnectionClosed):
-            self._open.pop(event.stream, None)
+            conv = self._open.pop(event.stream)
+            if conv.request is not None and is_plain_http(conv.request):
+                return
             ending = "clean close" if event.clean else "no complete close handshake"
             console.print(Text(f"#{event.stream} closed ({event.reason}; {ending})", style=f"bold {colour}"))
             return
         for row in self.formatter.rows(event, conv):
-            console.print(row)
+            print_row(console, row)
 
     def close(self) -> None:
         self._open.clear()
