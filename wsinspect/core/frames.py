@@ -365,7 +365,7 @@ class FrameParser:
             del buf[:pos]
             self._offset += pos
 
-    def _plausible(self, pos: int) -> tuple[int, int] | None | bool:
+    def _plausible(self, pos: int) -> tuple[int, int] | bool | None:
         """Could a frame start at ``pos``? (header length, payload length) if so, False if not, None if unknown yet."""
         buf = self._buffer
         if len(buf) - pos < 2:

@@ -327,7 +327,8 @@ def run_serve(args: argparse.Namespace) -> int:
         try:
             await server.start()
         except OSError as error:
-            raise SystemExit(f"wsinspect serve: cannot listen on {options.host}:{options.port}: {error.strerror}")
+            reason = f"cannot listen on {options.host}:{options.port}: {error.strerror}"
+            raise SystemExit(f"wsinspect serve: {reason}") from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -41,6 +41,14 @@ def payload_preview(data: bytes, *, text: bool, limit: int = PREVIEW_CHARS) -> T
     return Text(hex_preview(data, limit // 3), style="dim green")
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def close_description(code: int | None, reason: str) -> Text:
     out = Text()
     if code is None:
@@ -94,6 +102,8 @@ def frame_info(event: FrameEvent, *, continues: tuple[int, bool] | None = None) 
         info.append(" ")
         is_text = frame.opcode == Opcode.TEXT or (frame.opcode == Opcode.CONTINUATION and continues is not None
                                                   and continues[0] == Opcode.TEXT)
+        if frame.opcode in (Opcode.PING, Opcode.PONG):
+            is_text = _is_utf8(payload)  # ping bodies are arbitrary (RFC 6455 5.5.2) but often words
         info.append_text(payload_preview(payload, text=is_text))
     if frame.missing:
         info.append(f" [{size(frame.missing)} of payload not captured or over the limit]", style="yellow")

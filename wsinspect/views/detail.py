@@ -32,11 +32,11 @@ def _value_text(span: FieldSpan, event: FrameEvent) -> str:
     if field.key == "opcode":
         return f"{opcode_name(frame.opcode)} ({frame.opcode})"
     if field.key == "payload_length":
-        value = int(span.value)  # type: ignore[arg-type]
+        value = int(span.value)
         note = {126: " (16-bit length follows)", 127: " (64-bit length follows)"}.get(value, "")
         return f"{value}{note}"
     if field.key == "masking_key":
-        return bytes(span.value).hex(" ")  # type: ignore[arg-type]
+        return bytes(span.value).hex(" ")
     if isinstance(span.value, bool):
         return str(span.value)
     return str(span.value)

@@ -1,0 +1,399 @@
+"""Streaming pcap / pcapng reader: capture file in, numbered raw link-layer records out."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO, Any, TypeVar, cast
+
+__all__ = ["CaptureError", "CaptureFile", "RawPacket", "fast_frozen_factory"]
+
+_T = TypeVar("_T")
+
+
+def fast_frozen_factory(cls: type[_T]) -> Callable[..., _T]:
+    """Return a positional constructor for the frozen slotted dataclass `cls` that is ~3x faster.
+
+    A frozen dataclass's generated __init__ sets every field through object.__setattr__, which costs
+    about 60 ns a field; at hundreds of thousands of packets a second that is most of the budget. The
+    factory builds an instance of an unfrozen twin with the same slots (plain attribute stores) and
+    then retypes it, so callers still get a genuine, immutable `cls` instance.
+    """
+    twin: type[Any] = dataclasses.make_dataclass(
+        f"_Unfrozen{cls.__name__}",
+        [(field.name, field.type) for field in dataclasses.fields(cls)],  # type: ignore[arg-type]
+        slots=True,
+    )
+    if twin.__slots__ != cls.__slots__:  # type: ignore[attr-defined]
+        raise TypeError(f"{cls.__name__} must be a slotted dataclass")
+
+    def build(*values: Any) -> _T:
+        instance = twin(*values)
+        instance.__class__ = cls
+        return instance  # type: ignore[no-any-return]
+
+    return build
+
+
+class CaptureError(Exception):
+    """The file cannot be read as a capture; the message is one line meant for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawPacket:
+    """One captured record, as stored in the file."""
+
+    number: int  # Wireshark's frame.number (1-based; skips pcapng custom/journal blocks, which it counts)
+    time: float  # epoch seconds
+    linktype: int  # LINKTYPE_* value of the record's interface
+    data: bytes  # the captured bytes
+    wire_length: int  # length on the wire; larger than len(data) when the record was cut at capture time
+
+
+_new_raw_packet = fast_frozen_factory(RawPacket)
+
+# Real records are at most a few hundred KiB (64 KiB IP packets, up to ~512 KiB with BIG TCP GSO).
+# Anything claiming more is a corrupt length field, and reading it would allocate that much.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+_CHUNK_BYTES = 1024 * 1024
+
+_PCAP_MAGICS: dict[bytes, tuple[str, float, int]] = {
+    # magic as stored -> (struct byte order, timestamp fraction units per second, record header size)
+    b"\xd4\xc3\xb2\xa1": ("<", 1e6, 16),
+    b"\xa1\xb2\xc3\xd4": (">", 1e6, 16),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e9, 16),
+    b"\xa1\xb2\x3c\x4d": (">", 1e9, 16),
+    # Kuznetzov's "modified pcap": 8 more bytes of record header (ifindex, protocol, packet type).
+    b"\x34\xcd\xb2\xa1": ("<", 1e6, 24),
+    b"\xa1\xb2\xcd\x34": (">", 1e6, 24),
+}
+_PCAPNG_SECTION_HEADER = 0x0A0D0D0A
+_PCAPNG_BYTE_ORDER = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+_BLOCK_INTERFACE = 1
+_BLOCK_OBSOLETE_PACKET = 2
+_BLOCK_SIMPLE_PACKET = 3
+_BLOCK_ENHANCED_PACKET = 6
+# Blocks that are no packet but that Wireshark still shows as frames (and so counts in frame.number):
+# systemd journal entries and custom blocks (copyable or not).
+_NUMBERED_NON_PACKET_BLOCKS = frozenset({0x00000009, 0x00000BAD, 0x40000BAD})
+_OPTION_TSRESOL = 9
+_OPTION_TSOFFSET = 14
+
+
+@dataclass(frozen=True, slots=True)
+class _Interface:
+    linktype: int
+    snaplen: int
+    units_per_second: float
+    offset_seconds: int
+
+
+class CaptureFile:
+    """A pcap or pcapng file, read as a stream of RawPacket.
+
+    Opening checks the header and raises CaptureError for anything that is not a capture. Iteration
+    never raises for damage further in: it stops, sets `truncated`, and says why in `problem`.
+    """
+
+    format: str  # "pcap" or "pcapng"
+    size: int  # file size in bytes
+    position: int  # bytes consumed so far, for progress reporting
+    truncated: bool  # iteration stopped early: the file ends inside a record, or a record is corrupt
+    problem: str | None  # one line saying why iteration stopped early
+    compressed: bool  # gzip-compressed capture (size and position then count compressed bytes)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        try:
+            self._raw: IO[bytes] = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        except OSError as error:
+            raise CaptureError(f"cannot open {self.path}: {error.strerror or error}") from None
+        self._stream: IO[bytes] = self._raw
+        self._iterated = False
+        try:
+            self.size = os.fstat(self._raw.fileno()).st_size
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        self.position = 0
+        self.truncated = False
+        self.problem = None
+        self.compressed = False
+        head = self._read_head(self._raw)
+        if head[:2] == b"\x1f\x8b":
+            self.compressed = True
+            self._stream = cast(IO[bytes], gzip.GzipFile(fileobj=self._raw, mode="rb"))
+            try:
+                head = self._read_head(self._stream)
+            except (OSError, EOFError, zlib.error):
+                raise CaptureError("gzip-compressed file that does not decompress") from None
+        if not head:
+            raise CaptureError("empty file" if not self.compressed else "empty gzip-compressed file")
+        magic = head[:4]
+        if magic in _PCAP_MAGICS:
+            self.format = "pcap"
+            if len(head) < 24:
+                raise CaptureError(f"pcap file too short for its 24-byte header ({len(head)} bytes)")
+            self._head = head
+        elif len(head) >= 4 and struct.unpack_from("<I", head)[0] == _PCAPNG_SECTION_HEADER:
+            self.format = "pcapng"
+            if len(head) < 28 or head[8:12] not in _PCAPNG_BYTE_ORDER:
+                raise CaptureError("pcapng file with a damaged section header")
+            self._head = head
+        else:
+            shown = " ".join(f"{byte:02x}" for byte in head[:4])
+            raise CaptureError(f"not a pcap or pcapng file (starts with {shown})")
+
+    @staticmethod
+    def _read_head(stream: IO[bytes]) -> bytes:
+        try:
+            return stream.read(_CHUNK_BYTES) or b""
+        except OSError as error:
+            raise CaptureError(f"cannot read: {error.strerror or error}") from None
+
+    def __enter__(self) -> CaptureFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._stream is not self._raw:
+            self._stream.close()
+        self._raw.close()
+
+    def __iter__(self) -> Iterator[RawPacket]:
+        """Read the records from the start of the file (each iteration starts over)."""
+        if self._raw.closed:
+            raise CaptureError(f"{self.path} is closed")
+        if self._iterated:
+            if self._stream is not self._raw:
+                self._stream.close()
+                self._stream = self._raw
+            self._raw.seek(0)
+            self._start()
+        self._iterated = True
+        if self.format == "pcap":
+            return self._iter_pcap()
+        return self._iter_pcapng()
+
+    # -- reading helpers shared by both formats ------------------------------------------------------
+
+    def _stop(self, problem: str) -> None:
+        self.truncated = True
+        self.problem = problem
+
+    def _read_more(self, wanted: int) -> bytes:
+        """Read up to `wanted` bytes, short only at the end of the file; damage reads as the end."""
+        parts = []
+        try:
+            while wanted > 0:
+                # At most a chunk per read: a lying length field then costs no more memory than
+                # the bytes that are really there.
+                part = self._stream.read(_CHUNK_BYTES)
+                if not part:
+                    break
+                parts.append(part)
+                wanted -= len(part)
+        except (OSError, EOFError, zlib.error) as error:
+            # Only a damaged gzip stream gets here; what decompressed so far is still good.
+            self._stop(f"compressed data is damaged ({error})")
+        return b"".join(parts)
+
+    # -- pcap ----------------------------------------------------------------------------------------
+
+    def _iter_pcap(self) -> Iterator[RawPacket]:
+        buffer = self._head
+        order, units_per_second, header_size = _PCAP_MAGICS[buffer[:4]]
+        linktype = struct.unpack_from(order + "I", buffer, 20)[0] & 0xFFFF  # upper bits: FCS info
+        unpack_record_header = struct.Struct(order + "IIII").unpack_from
+        new_packet = _new_raw_packet
+        compressed = self.compressed
+        buffer_start = 0  # file offset of buffer[0] (uncompressed offset when compressed)
+        offset = 24
+        number = 0
+        while True:
+            if len(buffer) - offset < header_size:
+                buffer_start += offset
+                buffer = buffer[offset:] + self._read_more(_CHUNK_BYTES)
+                offset = 0
+                if len(buffer) < header_size:
+                    if buffer and not self.truncated:
+                        self._stop(f"file ends inside the header of record {number + 1}")
+                    break
+            seconds, fraction, captured, wire_length = unpack_record_header(buffer, offset)
+            start = offset + header_size
+            end = start + captured
+            if end > len(buffer):
+                if captured > MAX_RECORD_BYTES:
+                    self._stop(f"record {number + 1} claims {captured} bytes; the file is damaged there")
+                    break
+                buffer_start += offset
+                buffer = buffer[offset:] + self._read_more(end - len(buffer))
+                offset, start, end = 0, header_size, header_size + captured
+                if end > len(buffer):
+                    if not self.truncated:
+                        self._stop(
+                            f"file ends inside record {number + 1} "
+                            f"({len(buffer) - header_size} of {captured} bytes present)"
+                        )
+                    break
+            number += 1
+            offset = end
+            self.position = self._raw.tell() if compressed else buffer_start + end
+            yield new_packet(
+                number, seconds + fraction / units_per_second, linktype, buffer[start:end], wire_length
+            )
+        self.position = self._raw.tell() if compressed else buffer_start + len(buffer)
+
+    # -- pcapng --------------------------------------------------------------------------------------
+
+    def _iter_pcapng(self) -> Iterator[RawPacket]:
+        buffer = self._head
+        compressed = self.compressed
+        buffer_start = 0
+        offset = 0
+        number = 0
+        order = "<"
+        unpack_block_header = struct.Struct("<II").unpack_from
+        unpack_enhanced = struct.Struct("<IIIII").unpack_from
+        interfaces: list[_Interface] = []
+        last_time = 0.0
+        new_packet = _new_raw_packet
+        while True:
+            if len(buffer) - offset < 12:
+                buffer_start += offset
+                buffer = buffer[offset:] + self._read_more(_CHUNK_BYTES)
+                offset = 0
+                if len(buffer) < 12:
+                    if buffer and not self.truncated:
+                        self._stop(f"file ends inside a block header after record {number}")
+                    break
+            block_type, block_length = unpack_block_header(buffer, offset)
+            if block_type == _PCAPNG_SECTION_HEADER:
+                # A section header sets the byte order of everything up to the next one, its own
+                # length field included (the block type reads the same either way round).
+                section_order = _PCAPNG_BYTE_ORDER.get(buffer[offset + 8 : offset + 12])
+                if section_order is None:
+                    self._stop(f"damaged section header after record {number}")
+                    break
+                order = section_order
+                unpack_block_header = struct.Struct(order + "II").unpack_from
+                unpack_enhanced = struct.Struct(order + "IIIII").unpack_from
+                interfaces = []
+                block_length = unpack_block_header(buffer, offset)[1]
+            if block_length < 12 or block_length % 4:
+                self._stop(f"damaged block (length {block_length}) after record {number}")
+                break
+            end = offset + block_length
+            if end > len(buffer):
+                if block_length > MAX_RECORD_BYTES + 64:
+                    self._stop(f"block after record {number} claims {block_length} bytes: damaged there")
+                    break
+                buffer_start += offset
+                buffer = buffer[offset:] + self._read_more(end - len(buffer))
+                offset, end = 0, block_length
+                if end > len(buffer):
+                    if not self.truncated:
+                        self._stop(
+                            f"file ends inside the block after record {number} "
+                            f"({len(buffer)} of {block_length} bytes present)"
+                        )
+                    break
+            block_start = offset
+            offset = end
+            if block_type in (_BLOCK_ENHANCED_PACKET, _BLOCK_OBSOLETE_PACKET):
+                if block_length < 32:
+                    self._stop(f"damaged packet block after record {number}")
+                    break
+                if block_type == _BLOCK_ENHANCED_PACKET:
+                    interface_id, high, low, captured, wire_length = unpack_enhanced(buffer, block_start + 8)
+                else:
+                    interface_id = struct.unpack_from(order + "H", buffer, block_start + 8)[0]
+                    high, low, captured, wire_length = unpack_enhanced(buffer, block_start + 12)[:4]
+                data_start = block_start + 28
+                if captured > block_length - 32:
+                    self._stop(f"record {number + 1} claims more bytes than its block holds")
+                    break
+                if interface_id >= len(interfaces):
+                    self._stop(f"record {number + 1} names undescribed interface {interface_id}")
+                    break
+                interface = interfaces[interface_id]
+                last_time = ((high << 32) | low) / interface.units_per_second + interface.offset_seconds
+                number += 1
+                self.position = self._raw.tell() if compressed else buffer_start + end
+                yield new_packet(
+                    number,
+                    last_time,
+                    interface.linktype,
+                    buffer[data_start : data_start + captured],
+                    wire_length,
+                )
+            elif block_type == _BLOCK_SIMPLE_PACKET:
+                if not interfaces:
+                    self._stop(f"record {number + 1} comes before any interface description")
+                    break
+                interface = interfaces[0]
+                wire_length = unpack_block_header(buffer, block_start + 4)[1]
+                captured = min(wire_length, block_length - 16)
+                if interface.snaplen:
+                    captured = min(captured, interface.snaplen)
+                number += 1
+                self.position = self._raw.tell() if compressed else buffer_start + end
+                # Simple packet blocks carry no timestamp: repeat the previous one so times stay ordered.
+                yield new_packet(
+                    number,
+                    last_time,
+                    interface.linktype,
+                    buffer[block_start + 12 : block_start + 12 + captured],
+                    wire_length,
+                )
+            elif block_type == _BLOCK_INTERFACE:
+                if block_length < 20:
+                    self._stop(f"damaged interface description after record {number}")
+                    break
+                interfaces.append(_parse_interface(buffer, block_start, block_length, order))
+            elif block_type in _NUMBERED_NON_PACKET_BLOCKS:
+                number += 1  # keep frame numbers equal to Wireshark's; there is no packet to yield
+        self.position = self._raw.tell() if compressed else buffer_start + len(buffer)
+
+    # (other block types -- name resolution, statistics, custom, decryption secrets -- are skipped)
+
+
+def _parse_interface(buffer: bytes, block_start: int, block_length: int, order: str) -> _Interface:
+    linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", buffer, block_start + 8)
+    units_per_second = 1e6
+    offset_seconds = 0
+    option = block_start + 16
+    options_end = block_start + block_length - 4
+    while option + 4 <= options_end:
+        code, length = struct.unpack_from(order + "HH", buffer, option)
+        value_start = option + 4
+        if code == 0 or value_start + length > options_end:
+            break
+        if code == _OPTION_TSRESOL and length >= 1:
+            resolution = buffer[value_start]
+            exponent = resolution & 0x7F
+            # High bit set: a power of two; else a power of ten. Beyond 2^-64 / 10^-19 is nonsense.
+            if resolution & 0x80:
+                units_per_second = float(2 ** min(exponent, 64))
+            else:
+                units_per_second = float(10 ** min(exponent, 19))
+        elif code == _OPTION_TSOFFSET and length >= 8:
+            offset_seconds = struct.unpack_from(order + "q", buffer, value_start)[0]
+        option = value_start + (length + 3) // 4 * 4
+    return _Interface(linktype, snaplen, units_per_second, offset_seconds)

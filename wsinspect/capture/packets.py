@@ -1,0 +1,238 @@
+"""Link layer + IPv4/IPv6 + TCP header decoding: RawPacket in, TcpSegment (or None) out."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+from wsinspect.capture.files import RawPacket, fast_frozen_factory
+
+__all__ = [
+    "TCP_ACK",
+    "TCP_FIN",
+    "TCP_PSH",
+    "TCP_RST",
+    "TCP_SYN",
+    "TCP_URG",
+    "TcpSegment",
+    "decode_tcp",
+]
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_PSH = 0x08
+TCP_ACK = 0x10
+TCP_URG = 0x20
+
+
+@dataclass(frozen=True, slots=True)
+class TcpSegment:
+    """The parts of one TCP segment that stream reassembly needs."""
+
+    number: int  # frame number of the packet that carried it
+    time: float
+    src: str  # IP address as text, v4 or v6
+    dst: str
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int  # TCP_* bits (NS is 0x100)
+    payload: bytes  # the captured payload
+    missing: int = 0  # payload bytes that were on the wire after `payload` but cut at capture time
+    icmp_error: bool = False  # header quoted inside an ICMP error: names a connection, carries no data
+
+
+_new_segment = fast_frozen_factory(TcpSegment)
+
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+# DLT_RAW is 12 on most systems and 14 on OpenBSD; some writers store the DLT instead of LINKTYPE_RAW.
+_RAW_IP_LINKTYPES = frozenset({LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6})
+
+_ETHERTYPE_IPV4 = 0x0800
+_ETHERTYPE_IPV6 = 0x86DD
+_VLAN_ETHERTYPES = frozenset({0x8100, 0x88A8, 0x9100})  # 802.1Q, 802.1ad (QinQ), old QinQ
+# Address families in BSD loopback headers: AF_INET is 2 everywhere, AF_INET6 differs per BSD.
+_NULL_FAMILY_VERSION = {2: 4, 24: 6, 28: 6, 30: 6}
+
+_PROTO_IPV4_IN_IP = 4
+_PROTO_TCP = 6
+_PROTO_IPV6_IN_IP = 41
+_PROTO_ICMP = 1
+_PROTO_ICMPV6 = 58
+_IPV6_SKIPPED_HEADERS = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options
+_IPV6_FRAGMENT = 44
+# unreachable, source quench, redirect, time exceeded, parameter problem
+_ICMP_ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
+_ICMPV6_ERROR_TYPES = frozenset({1, 2, 3, 4})  # unreachable, too big, time exceeded, parameter problem
+
+_IPV4_HEADER = struct.Struct("!BxH2xHxB2xII")  # version/IHL, total length, flags/fragment, protocol, src, dst
+_IPV6_HEADER = struct.Struct("!4xHB1x16s16s")  # payload length, next header, src, dst
+_TCP_HEADER = struct.Struct("!HHIIBB")  # ports, seq, ack, data offset, flags
+_unpack_ipv4 = _IPV4_HEADER.unpack_from
+_unpack_ipv6 = _IPV6_HEADER.unpack_from
+_unpack_tcp = _TCP_HEADER.unpack_from
+
+# Address to text is ~150 ns per call; a capture has few distinct addresses, so remember them.
+_ADDRESS_CACHE_LIMIT = 65536
+_ipv4_text: dict[int, str] = {}
+_ipv6_text: dict[bytes, str] = {}
+
+
+def _ipv4_address(address: int) -> str:
+    text = _ipv4_text.get(address)
+    if text is None:
+        if len(_ipv4_text) >= _ADDRESS_CACHE_LIMIT:
+            _ipv4_text.clear()
+        text = _ipv4_text[address] = socket.inet_ntop(socket.AF_INET, address.to_bytes(4, "big"))
+    return text
+
+
+def _ipv6_address(address: bytes) -> str:
+    text = _ipv6_text.get(address)
+    if text is None:
+        if len(_ipv6_text) >= _ADDRESS_CACHE_LIMIT:
+            _ipv6_text.clear()
+        text = _ipv6_text[address] = socket.inet_ntop(socket.AF_INET6, address)
+    return text
+
+
+def decode_tcp(packet: RawPacket) -> TcpSegment | None:
+    """The TCP segment in `packet`, or None if it holds none (other protocols, IP fragments, damage)."""
+    data = packet.data
+    linktype = packet.linktype
+    try:
+        if linktype == LINKTYPE_ETHERNET:
+            ethertype = (data[12] << 8) | data[13]
+            offset = 14
+        elif linktype == LINKTYPE_LINUX_SLL:
+            ethertype = (data[14] << 8) | data[15]
+            offset = 16
+        elif linktype == LINKTYPE_LINUX_SLL2:
+            ethertype = (data[0] << 8) | data[1]
+            offset = 20
+        elif linktype in _RAW_IP_LINKTYPES:
+            return _decode_ip(packet, data, 0, data[0] >> 4, False)
+        elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+            # The family is in the capturing host's byte order (NULL) or big-endian (LOOP), but
+            # writers get this wrong often enough that either order is accepted for both.
+            family = data[0] | data[3] if data[1] == 0 and data[2] == 0 else -1
+            version = _NULL_FAMILY_VERSION.get(family)
+            if version is None:
+                return None
+            return _decode_ip(packet, data, 4, version, False)
+        else:
+            return None
+        while ethertype in _VLAN_ETHERTYPES:
+            ethertype = (data[offset + 2] << 8) | data[offset + 3]
+            offset += 4
+        if ethertype == _ETHERTYPE_IPV4:
+            return _decode_ip(packet, data, offset, 4, False)
+        if ethertype == _ETHERTYPE_IPV6:
+            return _decode_ip(packet, data, offset, 6, False)
+        return None
+    except (IndexError, struct.error):
+        # A record cut before the end of a header: nothing usable in it.
+        return None
+
+
+def _decode_ip(packet: RawPacket, data: bytes, offset: int, version: int, quoted: bool) -> TcpSegment | None:
+    """Decode the IP packet at `offset`; `quoted` means it is the copy inside an ICMP error."""
+    if data[offset] >> 4 != version:
+        return None
+    # Where the IP packet ends on the wire, as an offset into `data` (may be past its end when cut).
+    cut_bytes = packet.wire_length - len(data) if packet.wire_length > len(data) else 0
+    if version == 4:
+        version_and_length, total_length, fragment, protocol, src_number, dst_number = _unpack_ipv4(
+            data, offset
+        )
+        header_length = (version_and_length & 0x0F) * 4
+        if header_length < 20 or (fragment & 0x3FFF and not quoted):
+            return None  # bogus header, or a fragment (the offset or More Fragments set)
+        # A zero total length is what TSO captures show: the packet then ends where the record does.
+        ip_end = offset + total_length if total_length else len(data) + cut_bytes
+        if ip_end < offset + header_length:
+            return None
+        transport = offset + header_length
+        src = _ipv4_address(src_number)
+        dst = _ipv4_address(dst_number)
+    else:
+        payload_length, protocol, src_bytes, dst_bytes = _unpack_ipv6(data, offset)
+        transport = offset + 40
+        # Zero means a jumbogram (length in a hop-by-hop option) or TSO: use the record's length.
+        ip_end = transport + payload_length if payload_length else len(data) + cut_bytes
+        while protocol in _IPV6_SKIPPED_HEADERS:
+            protocol = data[transport]
+            transport += (data[transport + 1] + 1) * 8
+        if protocol == _IPV6_FRAGMENT and not quoted:
+            return None
+        if transport > ip_end:
+            return None
+        src = _ipv6_address(src_bytes)
+        dst = _ipv6_address(dst_bytes)
+    if protocol != _PROTO_TCP:
+        if quoted:
+            return None
+        if protocol in (_PROTO_ICMP, _PROTO_ICMPV6):
+            return _decode_icmp_error(packet, data, transport, protocol)
+        if protocol == _PROTO_IPV4_IN_IP:
+            return _decode_ip(packet, data, transport, 4, False)
+        if protocol == _PROTO_IPV6_IN_IP:
+            return _decode_ip(packet, data, transport, 6, False)
+        return None
+    sport, dport, seq, ack, data_offset, flag_bits = _unpack_tcp(data, transport)
+    header_length = (data_offset >> 4) * 4
+    if header_length < 20:
+        return None
+    payload_start = transport + header_length
+    if quoted:
+        # Wireshark only dissects (and so counts) a quoted header that is there in full.
+        if transport + 20 > len(data):
+            return None
+        return _new_segment(
+            packet.number, packet.time, src, dst, sport, dport, seq, ack, flag_bits, b"", 0, True
+        )
+    if payload_start > ip_end:
+        return None
+    # When the record was cut inside the TCP options, the payload is all missing; its length is
+    # still known from the IP header, so the stream keeps its place.
+    payload = data[payload_start:ip_end]
+    missing = ip_end - payload_start - len(payload)
+    return _new_segment(
+        packet.number,
+        packet.time,
+        src,
+        dst,
+        sport,
+        dport,
+        seq,
+        ack,
+        flag_bits | ((data_offset & 1) << 8),
+        payload,
+        missing,
+        False,
+    )
+
+
+def _decode_icmp_error(packet: RawPacket, data: bytes, offset: int, protocol: int) -> TcpSegment | None:
+    """The TCP header quoted in an ICMP error, so the connection it names is counted like Wireshark does."""
+    icmp_type = data[offset]
+    if protocol == _PROTO_ICMP:
+        if icmp_type not in _ICMP_ERROR_TYPES:
+            return None
+        quoted_version = 4
+    else:
+        if icmp_type not in _ICMPV6_ERROR_TYPES:
+            return None
+        quoted_version = 6
+    # The quoted packet starts after the 8-byte ICMP header.
+    return _decode_ip(packet, data, offset + 8, quoted_version, True)
