@@ -252,6 +252,16 @@ class FrameParser:
     def finish(self) -> list[ParseItem]:
         """The stream ended: report a frame it cut short."""
         items: list[ParseItem] = []
+        if not self._in_sync and self._buffer:
+            # At the very end, a candidate frame that ends exactly where the stream ends is the best evidence left.
+            found = self._hunt(at_end=True)
+            if found is not None:
+                if self._discarded + found:
+                    items.append(Resynced(self._offset + found, self._discarded + found))
+                del self._buffer[:found]
+                self._offset += found
+                self._in_sync = True
+                self._parse(items)
         if not self._buffer:
             return items
         if self._in_sync:
@@ -349,6 +359,9 @@ class FrameParser:
                 # Keep the header, drop the payload as it streams past: bounded memory, still in sync.
                 items.append(self._make_frame(pos, header_length, payload_length, 0))
                 available = end - pos - header_length
+                if available >= payload_length:
+                    pos += header_length + payload_length
+                    continue
                 self._skip = payload_length - available
                 pos = end
                 break
@@ -384,16 +397,23 @@ class FrameParser:
         if header is None:
             return None
         header_length, payload_length, bits = header
-        if minimal_length_bits(payload_length) != bits or payload_length > self.max_payload:
+        if minimal_length_bits(payload_length) != bits or payload_length > min(self.max_payload, RESYNC_WINDOW):
             return False
         return header_length, payload_length
 
-    def _hunt(self) -> int | None:
-        """Find the first offset from which frames chain plausibly; None to wait for more data."""
+    def _hunt(self, *, at_end: bool = False) -> int | None:
+        """Find the first offset from which frames chain plausibly; None to wait for more data.
+
+        A candidate is accepted only when the frame it announces is followed by another plausible header, so the
+        verdict depends on the bytes alone, never on how they were chunked. Only at the end of the stream may a
+        frame that ends exactly at the last byte stand on its own.
+        """
         buf = self._buffer
         pos = self._scan_from
         while pos < len(buf):
             verdict = self._plausible(pos)
+            if verdict is None and at_end:
+                verdict = False
             if verdict is False:
                 pos += 1
                 continue
@@ -403,15 +423,21 @@ class FrameParser:
             header_length, payload_length = verdict
             frame_end = pos + header_length + payload_length
             if frame_end > len(buf):
-                if len(buf) - pos > RESYNC_WINDOW:
+                if at_end:
                     pos += 1
                     continue
                 break
-            following = self._plausible(frame_end) if frame_end < len(buf) else True
+            if frame_end == len(buf):
+                following: tuple[int, int] | bool | None = True if at_end else None
+            else:
+                following = self._plausible(frame_end)
+                if following is None and at_end:
+                    following = False
             if following is None:
                 break
             if following is not False:
                 return pos
             pos += 1
-        self._scan_from = pos
+        if not at_end:
+            self._scan_from = pos
         return None

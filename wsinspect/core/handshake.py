@@ -253,7 +253,8 @@ def validate_request(request: HttpRequest, *, allowed_origins: Iterable[str] | N
     origin = headers.get("Origin")
     if allowed_origins is not None:
         allowed = list(allowed_origins)
-        if origin not in allowed:
+        # The server compares the lowercased /origin/ (RFC 6455 4.2.2 item 4, and RFC 6454 serialisation).
+        if origin is None or origin.lower() not in {a.lower() for a in allowed}:
             findings.append(finding("request.origin", f"Origin {origin!r} is not one of the allowed origins.",
                                      " or ".join(allowed), origin))
     elif origin is None:

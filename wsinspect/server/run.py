@@ -33,6 +33,7 @@ from wsinspect.views.jsonlines import JsonLinesView
 
 CLOSE_TIMEOUT = 3.0  # seconds to wait for the client's close frame (or its FIN) after ours
 SHUTDOWN_GRACE = 2.0  # seconds Ctrl-C waits for connections to finish their closing handshake
+LISTEN_BACKLOG = 2048  # a classroom (or a benchmark) connecting at once should not see refused connections
 READ_PAUSE_BYTES = 4 * 1024 * 1024  # stop reading from a client while this much is waiting to be written to it
 
 
@@ -83,7 +84,7 @@ class WebSocketServer:
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: ServerConnection(self), self.options.host,
-                                                self.options.port, reuse_address=True)
+                                                self.options.port, reuse_address=True, backlog=LISTEN_BACKLOG)
         address = self._server.sockets[0].getsockname()
         if self._on_listening is not None:
             self._on_listening(address[0], address[1])
