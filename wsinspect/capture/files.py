@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any, TypeVar, cast
+from typing import IO, Any, Protocol, TypeVar
 
 __all__ = ["CaptureError", "CaptureFile", "RawPacket", "fast_frozen_factory"]
 
@@ -86,6 +85,55 @@ _OPTION_TSRESOL = 9
 _OPTION_TSOFFSET = 14
 
 
+class _Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+class _GunzipStream:
+    """Reads a gzip file decompressed, chunk by chunk.
+
+    Unlike gzip.GzipFile, a cut or damaged stream just reads shorter (keeping every byte that did
+    decompress) and `problem` says why; and no read returns more than asked, whatever the ratio.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._input = b""  # compressed bytes not yet given to the decompressor
+        self._ended = False
+        self.problem: str | None = None
+
+    def read(self, size: int, /) -> bytes:
+        parts = []
+        have = 0
+        while have < size and not self._ended:
+            if not self._input:
+                self._input = self._raw.read(_CHUNK_BYTES)
+                if not self._input:
+                    if not self._decompressor.eof:
+                        self.problem = "the compressed data ends early"
+                    self._ended = True
+                    break
+            if self._decompressor.eof:
+                if not self._input.strip(b"\x00"):
+                    self._input = b""  # zero padding after the last member
+                    continue
+                self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)  # next concatenated member
+            try:
+                piece = self._decompressor.decompress(self._input, size - have)
+            except zlib.error as error:
+                self.problem = f"the compressed data is damaged ({error})"
+                self._ended = True
+                break
+            if self._decompressor.eof:
+                self._input = self._decompressor.unused_data
+            else:
+                self._input = self._decompressor.unconsumed_tail
+            parts.append(piece)
+            have += len(piece)
+        return b"".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class _Interface:
     linktype: int
@@ -114,7 +162,8 @@ class CaptureFile:
             self._raw: IO[bytes] = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         except OSError as error:
             raise CaptureError(f"cannot open {self.path}: {error.strerror or error}") from None
-        self._stream: IO[bytes] = self._raw
+        self._stream: _Readable = self._raw
+        self._gunzip: _GunzipStream | None = None
         self._iterated = False
         try:
             self.size = os.fstat(self._raw.fileno()).st_size
@@ -128,14 +177,16 @@ class CaptureFile:
         self.truncated = False
         self.problem = None
         self.compressed = False
-        head = self._read_head(self._raw)
+        self._stream = self._raw
+        self._gunzip = None
+        head = self._read_head()
         if head[:2] == b"\x1f\x8b":
             self.compressed = True
-            self._stream = cast(IO[bytes], gzip.GzipFile(fileobj=self._raw, mode="rb"))
-            try:
-                head = self._read_head(self._stream)
-            except (OSError, EOFError, zlib.error):
-                raise CaptureError("gzip-compressed file that does not decompress") from None
+            self._raw.seek(0)
+            self._stream = self._gunzip = _GunzipStream(self._raw)
+            head = self._read_head()
+            if not head and self._gunzip.problem:
+                raise CaptureError("gzip-compressed file that does not decompress")
         if not head:
             raise CaptureError("empty file" if not self.compressed else "empty gzip-compressed file")
         magic = head[:4]
@@ -153,10 +204,9 @@ class CaptureFile:
             shown = " ".join(f"{byte:02x}" for byte in head[:4])
             raise CaptureError(f"not a pcap or pcapng file (starts with {shown})")
 
-    @staticmethod
-    def _read_head(stream: IO[bytes]) -> bytes:
+    def _read_head(self) -> bytes:
         try:
-            return stream.read(_CHUNK_BYTES) or b""
+            return self._stream.read(_CHUNK_BYTES) or b""
         except OSError as error:
             raise CaptureError(f"cannot read: {error.strerror or error}") from None
 
@@ -172,8 +222,6 @@ class CaptureFile:
         self.close()
 
     def close(self) -> None:
-        if self._stream is not self._raw:
-            self._stream.close()
         self._raw.close()
 
     def __iter__(self) -> Iterator[RawPacket]:
@@ -181,9 +229,6 @@ class CaptureFile:
         if self._raw.closed:
             raise CaptureError(f"{self.path} is closed")
         if self._iterated:
-            if self._stream is not self._raw:
-                self._stream.close()
-                self._stream = self._raw
             self._raw.seek(0)
             self._start()
         self._iterated = True
@@ -197,6 +242,11 @@ class CaptureFile:
         self.truncated = True
         self.problem = problem
 
+    def _finish_reading(self, consumed: int) -> None:
+        self.position = self._raw.tell() if self.compressed else consumed
+        if self._gunzip is not None and self._gunzip.problem and not self.truncated:
+            self._stop(self._gunzip.problem)
+
     def _read_more(self, wanted: int) -> bytes:
         """Read up to `wanted` bytes, short only at the end of the file; damage reads as the end."""
         parts = []
@@ -209,9 +259,10 @@ class CaptureFile:
                     break
                 parts.append(part)
                 wanted -= len(part)
-        except (OSError, EOFError, zlib.error) as error:
-            # Only a damaged gzip stream gets here; what decompressed so far is still good.
-            self._stop(f"compressed data is damaged ({error})")
+            if self.compressed:
+                self.position = self._raw.tell()  # compressed bytes read so far: close enough for progress
+        except OSError as error:
+            self._stop(f"read error: {error.strerror or error}")
         return b"".join(parts)
 
     # -- pcap ----------------------------------------------------------------------------------------
@@ -254,11 +305,10 @@ class CaptureFile:
                     break
             number += 1
             offset = end
-            self.position = self._raw.tell() if compressed else buffer_start + end
-            yield new_packet(
-                number, seconds + fraction / units_per_second, linktype, buffer[start:end], wire_length
-            )
-        self.position = self._raw.tell() if compressed else buffer_start + len(buffer)
+            if not compressed:
+                self.position = buffer_start + end
+            yield new_packet(number, seconds + fraction / units_per_second, linktype, buffer[start:end], wire_length)
+        self._finish_reading(buffer_start + len(buffer))
 
     # -- pcapng --------------------------------------------------------------------------------------
 
@@ -335,7 +385,8 @@ class CaptureFile:
                 interface = interfaces[interface_id]
                 last_time = ((high << 32) | low) / interface.units_per_second + interface.offset_seconds
                 number += 1
-                self.position = self._raw.tell() if compressed else buffer_start + end
+                if not compressed:
+                    self.position = buffer_start + end
                 yield new_packet(
                     number,
                     last_time,
@@ -353,7 +404,8 @@ class CaptureFile:
                 if interface.snaplen:
                     captured = min(captured, interface.snaplen)
                 number += 1
-                self.position = self._raw.tell() if compressed else buffer_start + end
+                if not compressed:
+                    self.position = buffer_start + end
                 # Simple packet blocks carry no timestamp: repeat the previous one so times stay ordered.
                 yield new_packet(
                     number,
@@ -369,7 +421,7 @@ class CaptureFile:
                 interfaces.append(_parse_interface(buffer, block_start, block_length, order))
             elif block_type in _NUMBERED_NON_PACKET_BLOCKS:
                 number += 1  # keep frame numbers equal to Wireshark's; there is no packet to yield
-        self.position = self._raw.tell() if compressed else buffer_start + len(buffer)
+        self._finish_reading(buffer_start + len(buffer))
 
     # (other block types -- name resolution, statistics, custom, decryption secrets -- are skipped)
 
@@ -389,10 +441,8 @@ def _parse_interface(buffer: bytes, block_start: int, block_length: int, order: 
             resolution = buffer[value_start]
             exponent = resolution & 0x7F
             # High bit set: a power of two; else a power of ten. Beyond 2^-64 / 10^-19 is nonsense.
-            if resolution & 0x80:
-                units_per_second = float(2 ** min(exponent, 64))
-            else:
-                units_per_second = float(10 ** min(exponent, 19))
+            power_of_two = resolution & 0x80
+            units_per_second = float(2 ** min(exponent, 64) if power_of_two else 10 ** min(exponent, 19))
         elif code == _OPTION_TSOFFSET and length >= 8:
             offset_seconds = struct.unpack_from(order + "q", buffer, value_start)[0]
         option = value_start + (length + 3) // 4 * 4

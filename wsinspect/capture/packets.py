@@ -152,9 +152,7 @@ def _decode_ip(packet: RawPacket, data: bytes, offset: int, version: int, quoted
     # Where the IP packet ends on the wire, as an offset into `data` (may be past its end when cut).
     cut_bytes = packet.wire_length - len(data) if packet.wire_length > len(data) else 0
     if version == 4:
-        version_and_length, total_length, fragment, protocol, src_number, dst_number = _unpack_ipv4(
-            data, offset
-        )
+        version_and_length, total_length, fragment, protocol, src_number, dst_number = _unpack_ipv4(data, offset)
         header_length = (version_and_length & 0x0F) * 4
         if header_length < 20 or (fragment & 0x3FFF and not quoted):
             return None  # bogus header, or a fragment (the offset or More Fragments set)
@@ -163,8 +161,10 @@ def _decode_ip(packet: RawPacket, data: bytes, offset: int, version: int, quoted
         if ip_end < offset + header_length:
             return None
         transport = offset + header_length
-        src = _ipv4_address(src_number)
-        dst = _ipv4_address(dst_number)
+        if protocol != _PROTO_TCP:
+            return None if quoted else _decode_carried(packet, data, transport, protocol)
+        src = _ipv4_text.get(src_number) or _ipv4_address(src_number)
+        dst = _ipv4_text.get(dst_number) or _ipv4_address(dst_number)
     else:
         payload_length, protocol, src_bytes, dst_bytes = _unpack_ipv6(data, offset)
         transport = offset + 40
@@ -177,18 +177,10 @@ def _decode_ip(packet: RawPacket, data: bytes, offset: int, version: int, quoted
             return None
         if transport > ip_end:
             return None
-        src = _ipv6_address(src_bytes)
-        dst = _ipv6_address(dst_bytes)
-    if protocol != _PROTO_TCP:
-        if quoted:
-            return None
-        if protocol in (_PROTO_ICMP, _PROTO_ICMPV6):
-            return _decode_icmp_error(packet, data, transport, protocol)
-        if protocol == _PROTO_IPV4_IN_IP:
-            return _decode_ip(packet, data, transport, 4, False)
-        if protocol == _PROTO_IPV6_IN_IP:
-            return _decode_ip(packet, data, transport, 6, False)
-        return None
+        if protocol != _PROTO_TCP:
+            return None if quoted else _decode_carried(packet, data, transport, protocol)
+        src = _ipv6_text.get(src_bytes) or _ipv6_address(src_bytes)
+        dst = _ipv6_text.get(dst_bytes) or _ipv6_address(dst_bytes)
     sport, dport, seq, ack, data_offset, flag_bits = _unpack_tcp(data, transport)
     header_length = (data_offset >> 4) * 4
     if header_length < 20:
@@ -198,9 +190,7 @@ def _decode_ip(packet: RawPacket, data: bytes, offset: int, version: int, quoted
         # Wireshark only dissects (and so counts) a quoted header that is there in full.
         if transport + 20 > len(data):
             return None
-        return _new_segment(
-            packet.number, packet.time, src, dst, sport, dport, seq, ack, flag_bits, b"", 0, True
-        )
+        return _new_segment(packet.number, packet.time, src, dst, sport, dport, seq, ack, flag_bits, b"", 0, True)
     if payload_start > ip_end:
         return None
     # When the record was cut inside the TCP options, the payload is all missing; its length is
@@ -221,6 +211,17 @@ def _decode_ip(packet: RawPacket, data: bytes, offset: int, version: int, quoted
         missing,
         False,
     )
+
+
+def _decode_carried(packet: RawPacket, data: bytes, offset: int, protocol: int) -> TcpSegment | None:
+    """TCP inside what an IP packet carries other than TCP: an ICMP error's quote, or IP in IP."""
+    if protocol in (_PROTO_ICMP, _PROTO_ICMPV6):
+        return _decode_icmp_error(packet, data, offset, protocol)
+    if protocol == _PROTO_IPV4_IN_IP:
+        return _decode_ip(packet, data, offset, 4, False)
+    if protocol == _PROTO_IPV6_IN_IP:
+        return _decode_ip(packet, data, offset, 6, False)
+    return None
 
 
 def _decode_icmp_error(packet: RawPacket, data: bytes, offset: int, protocol: int) -> TcpSegment | None:

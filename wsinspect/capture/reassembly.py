@@ -133,9 +133,7 @@ class _HalfStream:
         delta = (seq - seq_base - self.expected) & _SEQ_MASK
         return self.expected + (delta - (1 << 32) if delta >= _SEQ_HALF else delta)
 
-    def add(
-        self, start: int, data: bytes, end: int, segment: TcpSegment, out: list[FlowItem], limit: int
-    ) -> None:
+    def add(self, start: int, data: bytes, end: int, segment: TcpSegment, out: list[FlowItem], limit: int) -> None:
         """Take bytes [start, end) of which the first len(data) were captured; deliver what is in order."""
         if self.finished:
             return
@@ -160,6 +158,7 @@ class _HalfStream:
     def drain(self, segment: TcpSegment, out: list[FlowItem]) -> None:
         """Deliver held segments that are now in order (trimming overlaps); note a reached FIN."""
         pending = self.pending
+        released: list[bytes] = []  # joined once: one item, and no quadratic copying
         while pending and pending[0][0] <= self.expected:
             start, negative_captured, end, data = heapq.heappop(pending)
             self.held_bytes += negative_captured
@@ -168,13 +167,15 @@ class _HalfStream:
                 continue  # everything in it was delivered already
             captured_end = start - negative_captured
             if captured_end > expected:
-                self._emit_data(data[expected - start :] if expected > start else data, segment, out)
+                released.append(data[expected - start :] if expected > start else data)
                 expected = captured_end
             if end > expected:
                 # Cut at capture time: a copy of these bytes may be held further on; it gets trimmed.
+                self._emit_data(released, segment, out)
                 self._emit_gap(end - expected, segment, out)
                 expected = end
             self.expected = expected
+        self._emit_data(released, segment, out)
         if self.fin_offset is not None and self.expected >= self.fin_offset and not self.finished:
             self.finished = True
             self.expected = self.fin_offset + 1  # the FIN takes one sequence number
@@ -212,21 +213,12 @@ class _HalfStream:
             target = max([self.acked, *(end for _, _, end, _ in self.pending)])
         self.skip_to(target, segment, out)
 
-    def _emit_data(self, data: bytes, segment: TcpSegment, out: list[FlowItem]) -> None:
-        if out:
-            previous = out[-1]
-            if (
-                type(previous) is FlowData
-                and previous.flow == self.flow
-                and previous.direction == self.direction
-                and previous.packet == segment.number
-            ):
-                # Several held segments released by one packet read better as one item.
-                out[-1] = _new_data(
-                    self.flow, segment.time, segment.number, self.direction, previous.data + data
-                )
-                return
-        out.append(_new_data(self.flow, segment.time, segment.number, self.direction, data))
+    def _emit_data(self, released: list[bytes], segment: TcpSegment, out: list[FlowItem]) -> None:
+        """One item for the bytes in `released` (emptied), if any."""
+        if released:
+            data = released[0] if len(released) == 1 else b"".join(released)
+            released.clear()
+            out.append(_new_data(self.flow, segment.time, segment.number, self.direction, data))
 
     def _emit_gap(self, missing: int, segment: TcpSegment, out: list[FlowItem]) -> None:
         out.append(FlowGap(self.flow, segment.time, segment.number, self.direction, missing))
@@ -432,9 +424,7 @@ class TcpReassembler:
         self._sides[server + client] = server_side
         self._open[number] = flow
         out.append(
-            FlowOpened(
-                number, segment.time, segment.number, client, server, reason, not segment.flags & TCP_SYN
-            )
+            FlowOpened(number, segment.time, segment.number, client, server, reason, not segment.flags & TCP_SYN)
         )
         return client_side if sender_is_client else server_side
 

@@ -26,7 +26,6 @@ from wsinspect.core.events import (
 from wsinspect.core.fields import opcode_name
 from wsinspect.core.handshake import Finding, Headers
 
-SCHEMA_VERSION = 1
 
 
 def _findings(findings: tuple[Finding, ...]) -> list[dict[str, Any]]:
