@@ -40,7 +40,15 @@ from wsinspect.core.events import (
     Violation,
 )
 from wsinspect.core.fields import Opcode, is_known_opcode, opcode_name
-from wsinspect.core.frames import DEFAULT_MAX_PAYLOAD, MAX_CONTROL_PAYLOAD, Frame, FrameParser, Resynced, Truncated
+from wsinspect.core.frames import (
+    DEFAULT_MAX_PAYLOAD,
+    MAX_CONTROL_PAYLOAD,
+    Frame,
+    FrameParser,
+    ParseItem,
+    Resynced,
+    Truncated,
+)
 from wsinspect.core.handshake import (
     HttpRequest,
     find_header_end,
@@ -103,8 +111,13 @@ class _Side:
         self.message: _MessageInProgress | None = None
         self.inflater: MessageInflater | None = None
         self.sent_close = False
+        # After bytes went missing, a continuation frame may belong to a message whose start was never seen:
+        # that is the capture's fault, not the sender's.
+        self.lost_message_start = not in_sync
+        self.received = 0  # stream offset of the next byte of this direction (gaps included)
         self.head = bytearray()  # handshake header block being collected
-        self.held: list[tuple[bytes, float, int | None]] = []  # bytes waiting for the other side's handshake
+        # Bytes (or, as an int, a gap of that many bytes) waiting for the other side's handshake.
+        self.held: list[tuple[bytes | int, float, int | None]] = []
         self.ignored = 0  # bytes after a refused handshake
 
     def enable_deflate(self, params: DeflateParams) -> None:
@@ -138,6 +151,7 @@ class Connection:
     def receive(self, direction: Direction, data: bytes, *, time: float, packet: int | None = None) -> list[Event]:
         out: list[Event] = []
         if data:
+            self.sides[direction].received += len(data)
             self._route(direction, bytes(data), time, packet, out)
         return out
 
@@ -145,25 +159,9 @@ class Connection:
         """``missing`` bytes of ``direction`` were never captured."""
         out: list[Event] = []
         side = self.sides[direction]
-        if self.phase is not Phase.OPEN:
-            # A gap inside a handshake: what was collected cannot be trusted to be whole.
-            side.head.clear()
-            side.ignored += missing
-            out.append(Gap(stream=self.stream, direction=direction, time=time, packet=packet, missing=missing,
-                           offset=0))
-            return out
-        offset = side.parser.offset
-        out.append(Gap(stream=self.stream, direction=direction, time=time, packet=packet, missing=missing,
-                       offset=offset))
-        for item in side.parser.gap(missing):
-            self._parse_item(side, item, time, packet, out)
-        if side.message is not None:
-            out.append(self._notice(side, "capture.unfinished-message", time, packet,
-                                    f"The {opcode_name(side.message.opcode).lower()} message in progress "
-                                    f"({side.message.frames} frames so far) lost bytes in the gap; it is dropped."))
-            side.message = None
-        if side.inflater is not None and not side.inflater.no_context_takeover:
-            side.inflater.context_lost = True
+        offset = side.received
+        side.received += missing
+        self._route_gap(side, missing, offset, time, packet, out)
         return out
 
     def end(self, *, time: float, packet: int | None = None, reason: str = "end of stream") -> list[Event]:
@@ -191,6 +189,11 @@ class Connection:
 
     # -- routing ---------------------------------------------------------------------------------------------
 
+    def _is_held(self, direction: Direction) -> bool:
+        """Must this direction's bytes wait for the other side's handshake?"""
+        return (self.phase is Phase.REQUEST and direction == "s2c") or \
+            (self.phase is Phase.RESPONSE and direction == "c2s")
+
     def _route(self, direction: Direction, data: bytes, time: float, packet: int | None, out: list[Event]) -> None:
         side = self.sides[direction]
         phase = self.phase
@@ -198,45 +201,86 @@ class Connection:
             self._frames(side, data, time, packet, out)
         elif phase is Phase.REFUSED:
             side.ignored += len(data)
-        elif phase is Phase.REQUEST and direction == "c2s":
-            self._collect_request(side, data, time, packet, out)
-        elif phase is Phase.RESPONSE and direction == "s2c":
-            self._collect_response(side, data, time, packet, out)
-        else:
+        elif self._is_held(direction):
             side.held.append((data, time, packet))
+        elif phase is Phase.REQUEST:
+            self._collect_request(side, data, time, packet, out)
+        else:
+            self._collect_response(side, data, time, packet, out)
+
+    def _route_gap(self, side: _Side, missing: int, offset: int, time: float, packet: int | None,
+                   out: list[Event]) -> None:
+        if self._is_held(side.direction):
+            side.held.append((missing, time, packet))
+            return
+        out.append(Gap(stream=self.stream, direction=side.direction, time=time, packet=packet, missing=missing,
+                       offset=offset))
+        if self.phase is Phase.REFUSED:
+            side.ignored += missing
+            return
+        if self.phase is not Phase.OPEN:
+            self._handshake_lost(side, time, packet, out)
+            return
+        for item in side.parser.gap(missing):
+            self._parse_item(side, item, time, packet, out)
+        side.lost_message_start = True
+        if side.message is not None:
+            out.append(self._notice(side, "capture.unfinished-message", time, packet,
+                                    f"The {opcode_name(side.message.opcode).lower()} message in progress "
+                                    f"({side.message.frames} frames so far) lost bytes in the gap; it is dropped."))
+            side.message = None
+        if side.inflater is not None and not side.inflater.no_context_takeover:
+            side.inflater.context_lost = True
+
+    def _handshake_lost(self, side: _Side, time: float, packet: int | None, out: list[Event]) -> None:
+        """Part of a handshake header block was never captured: decode frames from the next trustworthy boundary."""
+        out.append(self._notice(side, "capture.gap", time, packet,
+                                "Part of the opening handshake was not captured; frames are decoded from the next "
+                                "boundary the decoder can trust, without knowing the negotiated extensions."))
+        self.phase = Phase.OPEN
+        self._response_head = None
+        for each in self.sides.values():
+            each.head.clear()
+            still_held = sum(item if isinstance(item, int) else len(item) for item, _, _ in each.held)
+            each.parser = FrameParser(max_payload=self.limits.max_frame, in_sync=False,
+                                      expect_masked=each.sender_is_client, offset=each.received - still_held)
+            each.lost_message_start = True
+        self._release_held(out)
 
     def _release_held(self, out: list[Event]) -> None:
         for side in self.sides.values():
             held, side.held = side.held, []
-            for data, time, packet in held:
-                self._route(side.direction, data, time, packet, out)
+            for item, time, packet in held:
+                if isinstance(item, int):
+                    self._route_gap(side, item, side.received - item, time, packet, out)
+                else:
+                    self._route(side.direction, item, time, packet, out)
 
-    def _collect_head(self, side: _Side, data: bytes) -> tuple[bytes, bytes] | None:
-        """Add bytes to a header block; (head, rest) once the blank line is in."""
+    def _collect_head(self, side: _Side, data: bytes, time: float, packet: int | None,
+                      out: list[Event]) -> tuple[bytes, bytes] | None:
+        """Add bytes to a header block; (head, rest) once the blank line is in, within the size limit."""
         start = max(len(side.head) - 3, 0)
         side.head += data
         end = find_header_end(side.head, start)
+        limit = self.limits.max_header_bytes
+        if end > limit or (end < 0 and len(side.head) > limit):
+            out.append(Violation(stream=self.stream, direction=side.direction, time=time, packet=packet,
+                                 check=CHECKS["http.header-too-large"],
+                                 message=f"The header block is longer than {limit} bytes."))
+            side.ignored += len(side.head)
+            side.head.clear()
+            self.phase = Phase.REFUSED
+            return None
         if end < 0:
             return None
         head, rest = bytes(side.head[:end]), bytes(side.head[end:])
         side.head.clear()
+        side.parser.offset = len(head)  # frames follow the header block in the byte stream
         return head, rest
 
-    def _head_too_large(self, side: _Side, time: float, packet: int | None, out: list[Event]) -> bool:
-        if len(side.head) <= self.limits.max_header_bytes:
-            return False
-        out.append(Violation(stream=self.stream, direction=side.direction, time=time, packet=packet,
-                             check=CHECKS["http.header-too-large"],
-                             message=f"No end of the header block within {self.limits.max_header_bytes} bytes."))
-        side.ignored += len(side.head)
-        side.head.clear()
-        self.phase = Phase.REFUSED
-        return True
-
     def _collect_request(self, side: _Side, data: bytes, time: float, packet: int | None, out: list[Event]) -> None:
-        complete = self._collect_head(side, data)
+        complete = self._collect_head(side, data, time, packet, out)
         if complete is None:
-            self._head_too_large(side, time, packet, out)
             return
         head, rest = complete
         self.request = parse_request(head)
@@ -253,33 +297,31 @@ class Connection:
             if len(side.head) >= self._body_wanted:
                 self._finish_response(bytes(side.head), time, packet, out)
             return
-        complete = self._collect_head(side, data)
+        complete = self._collect_head(side, data, time, packet, out)
         if complete is None:
-            self._head_too_large(side, time, packet, out)
             return
         head, rest = complete
         response = parse_response(head)
+        self._response_head = head
         if response.status == 101:
-            self._response_head = head
             self._finish_response(b"", time, packet, out)
             self._release_held(out)  # the client's early frames were sent before these
             if rest:
                 self._frames(side, rest, time, packet, out)
             return
-        # Not upgraded: keep the body (bounded) for display, then ignore the rest of the connection.
-        self._response_head = head
+        # Not upgraded: keep the body (bounded, cut at Content-Length) for display; the rest is not WebSocket.
         length = response.headers.get("Content-Length")
-        self._body_wanted = min(int(length) if length and length.strip().isdigit() else self.limits.max_body,
-                                self.limits.max_body)
+        declared = int(length) if length is not None and length.strip().isdigit() else self.limits.max_body
+        self._body_wanted = min(declared, self.limits.max_body)
         side.head += rest
-        if len(side.head) >= self._body_wanted or (length is not None and self._body_wanted == 0):
+        if len(side.head) >= self._body_wanted:
             self._finish_response(bytes(side.head), time, packet, out)
 
     def _finish_response(self, body: bytes, time: float, packet: int | None, out: list[Event]) -> None:
         head, self._response_head = self._response_head, None
         assert head is not None
         self.sides["s2c"].head.clear()
-        response = parse_response(head, body[: self.limits.max_body])
+        response = parse_response(head, body[: self._body_wanted])
         findings = validate_response(response, self.request)
         extensions = tuple(parse_extensions(response.headers.get_all("Sec-WebSocket-Extensions")))
         offers = parse_extensions(self.request.headers.get_all("Sec-WebSocket-Extensions")) if self.request else []
@@ -311,7 +353,7 @@ class Connection:
         for item in side.parser.feed(data):
             self._parse_item(side, item, time, packet, out)
 
-    def _parse_item(self, side: _Side, item: Frame | Resynced | Truncated, time: float, packet: int | None,
+    def _parse_item(self, side: _Side, item: ParseItem, time: float, packet: int | None,
                     out: list[Event]) -> None:
         if isinstance(item, Frame):
             out.append(FrameEvent(stream=self.stream, direction=side.direction, time=time, packet=packet,
@@ -322,9 +364,13 @@ class Connection:
             out.append(self._notice(side, "capture.resync", time, packet,
                                     f"Skipped {item.skipped} bytes to reach a frame boundary at stream offset "
                                     f"{item.offset}.", item.offset))
-        else:
+        elif isinstance(item, Truncated):
             out.append(self._notice(side, "capture.truncated-frame", time, packet,
                                     f"A frame header was cut short after {item.have} bytes.", item.offset))
+        else:
+            out.append(self._notice(side, "capture.resync", time, packet,
+                                    f"{item.count} bytes never lined up with a frame boundary and were not decoded.",
+                                    item.offset))
 
     def _violation(self, side: _Side, check_id: str, frame: Frame | None, time: float, packet: int | None,
                    message: str) -> Violation:
@@ -379,8 +425,13 @@ class Connection:
                                        f"A {opcode_name(opcode).lower()} frame after this side's close frame."))
         if opcode == Opcode.CONTINUATION:
             if side.message is None:
-                out.append(self._violation(side, "fragment.unexpected-continuation", frame, time, packet,
-                                           "A continuation frame arrived with no fragmented message open."))
+                if side.lost_message_start:
+                    out.append(self._notice(side, "capture.unfinished-message", time, packet,
+                                            "A continuation of a message whose first frames were not captured.",
+                                            frame.offset))
+                else:
+                    out.append(self._violation(side, "fragment.unexpected-continuation", frame, time, packet,
+                                               "A continuation frame arrived with no fragmented message open."))
                 return
         else:
             if side.message is not None:
@@ -388,6 +439,7 @@ class Connection:
                                            f"A new {opcode_name(opcode).lower()} frame arrived while a "
                                            f"{side.message.frames}-frame message was still open; that message "
                                            "is dropped."))
+            side.lost_message_start = False
             side.message = _MessageInProgress(opcode=opcode, compressed=frame.rsv1 and side.inflater is not None,
                                               first_packet=packet)
             if opcode == Opcode.TEXT:
@@ -406,8 +458,8 @@ class Connection:
 
     def _add_payload(self, side: _Side, message: _MessageInProgress, frame: Frame, time: float, packet: int | None,
                      out: list[Event]) -> None:
-        if not message.complete and not frame.complete:
-            return  # nothing trustworthy to add; the frame's own events already said why
+        if not message.complete:
+            return  # something was already cut from it: adding more would make a message that was never sent
         data = frame.payload
         room = self.limits.max_message - message.size
         if message.compressed and message.complete:

@@ -165,6 +165,14 @@ class Resynced:
 
 
 @dataclass(frozen=True, slots=True)
+class Unsynced:
+    """The stream ended while the parser was still looking for a frame boundary: ``count`` bytes never decoded."""
+
+    offset: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class Truncated:
     """A frame was cut short (by a gap or by the end of the stream) before its header was complete."""
 
@@ -172,7 +180,7 @@ class Truncated:
     have: int  # bytes of it that were seen
 
 
-ParseItem = Frame | Resynced | Truncated
+ParseItem = Frame | Resynced | Truncated | Unsynced
 
 
 class FrameParser:
@@ -184,13 +192,14 @@ class FrameParser:
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         in_sync: bool = True,
         expect_masked: bool | None = None,
+        offset: int = 0,
     ) -> None:
         self.max_payload = max_payload
         # What a plausible header looks like when hunting for a boundary: the mask bit this direction must use.
         self.expect_masked = expect_masked
         self.rsv1_allowed = False  # set once permessage-deflate is negotiated
         self._buffer = bytearray()
-        self._offset = 0  # stream offset of _buffer[0]
+        self._offset = offset  # stream offset of _buffer[0]
         self._skip = 0  # payload bytes of an oversized or cut frame still to discard
         self._in_sync = in_sync
         self._scan_from = 0  # while out of sync: first buffer index not yet ruled out
@@ -200,6 +209,12 @@ class FrameParser:
     def offset(self) -> int:
         """Stream offset of the next byte to be fed."""
         return self._offset + len(self._buffer) + self._skip
+
+    @offset.setter
+    def offset(self, value: int) -> None:
+        """Where the frames start in the direction's byte stream (after a handshake): set before feeding."""
+        assert not self._buffer and not self._skip
+        self._offset = value
 
     @property
     def buffered(self) -> int:
@@ -264,7 +279,9 @@ class FrameParser:
                 self._parse(items)
         if not self._buffer:
             return items
-        if self._in_sync:
+        if not self._in_sync:
+            items.append(Unsynced(self._offset, self._discarded + len(self._buffer)))
+        else:
             header = self._read_header(0)
             if header is not None:
                 header_length, payload_length, _ = header
