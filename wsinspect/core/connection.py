@@ -115,6 +115,7 @@ class _Side:
         # that is the capture's fault, not the sender's.
         self.lost_message_start = not in_sync
         self.received = 0  # stream offset of the next byte of this direction (gaps included)
+        self.arrivals: list[tuple[int, float, int | None]] = []  # (end offset, time, packet) while out of sync
         self.head = bytearray()  # handshake header block being collected
         # Bytes (or, as an int, a gap of that many bytes) waiting for the other side's handshake.
         self.held: list[tuple[bytes | int, float, int | None]] = []
@@ -350,8 +351,24 @@ class Connection:
     # -- frames and messages ------------------------------------------------------------------------------------
 
     def _frames(self, side: _Side, data: bytes, time: float, packet: int | None, out: list[Event]) -> None:
-        for item in side.parser.feed(data):
-            self._parse_item(side, item, time, packet, out)
+        parser = side.parser
+        if parser.in_sync:
+            for item in parser.feed(data):
+                self._parse_item(side, item, time, packet, out)
+            return
+        # While hunting for a boundary the parser holds bytes back until the next header confirms a frame; remember
+        # which packet delivered which bytes so each frame is still attributed to the packet that completed it.
+        side.arrivals.append((parser.offset + len(data), time, packet))
+        for item in parser.feed(data):
+            item_time, item_packet = time, packet
+            end = item.offset + (len(item.header) + len(item.payload) if isinstance(item, Frame) else 0)
+            while side.arrivals and side.arrivals[0][0] < end:
+                side.arrivals.pop(0)
+            if side.arrivals:
+                _, item_time, item_packet = side.arrivals[0]
+            self._parse_item(side, item, item_time, item_packet, out)
+        if parser.in_sync:
+            side.arrivals.clear()
 
     def _parse_item(self, side: _Side, item: ParseItem, time: float, packet: int | None,
                     out: list[Event]) -> None:

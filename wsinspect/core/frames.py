@@ -217,6 +217,10 @@ class FrameParser:
         self._offset = value
 
     @property
+    def in_sync(self) -> bool:
+        return self._in_sync
+
+    @property
     def buffered(self) -> int:
         return len(self._buffer)
 

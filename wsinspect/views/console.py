@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -57,7 +58,7 @@ class _Conversation:
     response: HandshakeResponse | None = None
     # direction -> (opcode, compressed) of the fragmented message in progress, to describe its continuations
     open_message: dict[str, tuple[int, bool]] = field(default_factory=dict)
-    rows: list[RenderableType] = field(default_factory=list)
+    rows: list[Any] = field(default_factory=list)  # what each view keeps to print when the conversation ends
     frames: int = 0
 
 
@@ -205,7 +206,9 @@ class CaptureView:
         elif isinstance(event, ConnectionClosed):
             self._print(self._open.pop(event.stream), event)
             return
-        conv.rows += self.formatter.rows(event, conv)
+        # Keyed by packet: frames held back while the decoder resynchronised are listed where they were captured.
+        conv.rows += [(event.packet or 0, len(conv.rows) + i, row)
+                      for i, row in enumerate(self.formatter.rows(event, conv))]
 
     def _print(self, conv: _Conversation, closed: ConnectionClosed | None) -> None:
         console = self.console
@@ -216,7 +219,7 @@ class CaptureView:
             console.print(handshake_view(conv.request, conv.response))
         if conv.rows:
             console.print(self.formatter.header_row())
-            for row in conv.rows:
+            for _, _, row in sorted(conv.rows, key=lambda keyed: keyed[:2]):
                 print_row(console, row)
         if closed is not None:
             ending = "both sides sent a close frame" if closed.clean else "no complete close handshake"
