@@ -27,7 +27,6 @@ from wsinspect.core.fields import opcode_name
 from wsinspect.core.handshake import Finding, Headers
 
 
-
 def _findings(findings: tuple[Finding, ...]) -> list[dict[str, Any]]:
     return [{"check": f.check.id, "rfc": f.check.rfc, "severity": f.severity.value, "message": f.message,
              "expected": f.expected, "got": f.got} for f in findings]
