@@ -66,8 +66,9 @@ def run_read(args: argparse.Namespace) -> int:
     if not args.json and not args.no_summary:
         console.print(summary.render(notes))
     if stats.truncated:
-        errors.print(f"wsinspect: {args.capture}: the file is truncated (it ends inside a packet record); "
-                     f"everything before that point was decoded", style="bold red", markup=False)
+        why = stats.problem or "it ends inside a packet record"
+        errors.print(f"wsinspect: {args.capture}: the file is truncated ({why}); everything before that point "
+                     "was decoded", style="bold red", markup=False)
         return 1
     if summary.conversations == 0 and not args.json:
         errors.print(f"wsinspect: no WebSocket conversation found in {stats.packets} packets"

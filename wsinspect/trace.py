@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from wsinspect.capture.files import CaptureFile
 from wsinspect.capture.packets import decode_tcp
-from wsinspect.capture.reassembly import FlowClosed, FlowData, FlowGap, FlowOpened, TcpReassembler
+from wsinspect.capture.reassembly import FlowClosed, FlowData, FlowGap, FlowItem, FlowOpened, TcpReassembler
 from wsinspect.core.connection import Connection, Limits
 from wsinspect.core.events import ConnectionOpened, Direction, Event
 from wsinspect.core.handshake import find_header_end, looks_like_http_request, parse_request
@@ -39,6 +39,7 @@ class TraceStats:
     skipped_streams: int = 0
     skipped_ports: set[int] = field(default_factory=set)
     truncated: bool = False
+    problem: str | None = None  # why the file stopped early, in one line
 
 
 class CaptureTrace:
@@ -64,19 +65,24 @@ class CaptureTrace:
     def __iter__(self) -> Iterator[Event]:
         reassembler = TcpReassembler(server_ports=self.server_ports)
         stats = self.stats
+        items: list[FlowItem] = []
         with self.capture as capture:
             for raw in capture:
-                stats.packets += 1
                 segment = decode_tcp(raw)
                 if segment is None:
                     continue
-                for item in reassembler.feed(segment):
-                    yield from self._flow_item(item)
+                reassembler.feed_into(segment, items)
+                if items:
+                    for item in items:
+                        yield from self._flow_item(item)
+                    items.clear()
+                stats.packets = raw.number
             for item in reassembler.finish():
                 yield from self._flow_item(item)
             stats.truncated = capture.truncated
+            stats.problem = capture.problem
 
-    def _flow_item(self, item: FlowOpened | FlowData | FlowGap | FlowClosed) -> Iterator[Event]:
+    def _flow_item(self, item: FlowItem) -> Iterator[Event]:
         if isinstance(item, FlowOpened):
             self.stats.tcp_streams += 1
             if self.streams is None or item.flow in self.streams:

@@ -1,0 +1,131 @@
+"""Real loopback traffic recorded by dumpcap: reassembled streams must be exactly the bytes sent,
+in every link-layer wrapping, with flow numbers equal to tshark's tcp.stream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from capture_test_support import (
+    LiveCapture,
+    Record,
+    add_vlan_tags,
+    assert_tshark_agrees,
+    collect,
+    convert_ethernet,
+    pcap_bytes,
+    pcapng_bytes,
+    records_of,
+)
+
+from wsinspect.capture import CaptureFile, read_flows
+
+
+def assert_streams_as_sent(path: Path, live: LiveCapture) -> None:
+    flows = collect(read_flows(path))
+    assert len(flows) == len(live.expected)
+    for number, expected in enumerate(live.expected):
+        flow = flows[number]
+        assert (flow.opened.client, flow.opened.server) == (expected.client, expected.server), expected.name
+        assert flow.opened.client_reason == "SYN"
+        assert not flow.opened.mid_stream
+        assert flow.data("c2s") == expected.c2s, expected.name
+        assert flow.data("s2c") == expected.s2c, expected.name
+        assert flow.closed is not None and flow.closed.reason == expected.closed_by, expected.name
+    assert_tshark_agrees(path, flows)
+
+
+def test_dumpcap_capture_reassembles_to_the_bytes_sent(live: LiveCapture) -> None:
+    with CaptureFile(live.path) as capture:
+        assert capture.format == "pcapng"
+        linktypes = {packet.linktype for packet in capture}
+        assert capture.position == capture.size and not capture.truncated
+    assert linktypes == {1}
+    assert_streams_as_sent(live.path, live)
+
+
+def test_records_over_65535_bytes_come_through_whole(live: LiveCapture) -> None:
+    records = records_of(live.path)
+    largest = max(records, key=lambda record: len(record.data))
+    # A 65,535-byte IP packet plus the Ethernet header; scapy's raw readers would cut this to 65,535.
+    assert len(largest.data) > 65535
+    assert all(len(record.data) == record.wire for record in records)
+
+
+LINK_CONVERSIONS = {
+    "null-bsd-af24": (0, 24),
+    "null-freebsd-af28": (0, 28),
+    "null-darwin-af30": (0, 30),
+    "loop": (108, 24),
+    "linux-sll": (113, 0),
+    "linux-sll2": (276, 0),
+    "raw-ip": (101, 0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINK_CONVERSIONS))
+def test_other_link_types_give_the_same_streams(name: str, live: LiveCapture, tmp_path: Path) -> None:
+    linktype, ipv6_family = LINK_CONVERSIONS[name]
+    records = [
+        Record(record.time, convert_ethernet(record.data, linktype, ipv6_family)) for record in records_of(live.path)
+    ]
+    path = tmp_path / f"{name}.pcap"
+    path.write_bytes(pcap_bytes(records, linktype))
+    assert_streams_as_sent(path, live)
+
+
+def test_vlan_tagged_ethernet_gives_the_same_streams(live: LiveCapture, tmp_path: Path) -> None:
+    records = []
+    for index, record in enumerate(records_of(live.path)):
+        # Alternate single 802.1Q tags and QinQ (802.1ad outer, 802.1Q inner) stacks.
+        tags = [(0x8100, 42)] if index % 2 else [(0x88A8, 7), (0x8100, 42)]
+        records.append(Record(record.time, add_vlan_tags(record.data, tags)))
+    path = tmp_path / "vlan.pcap"
+    path.write_bytes(pcap_bytes(records, 1))
+    assert_streams_as_sent(path, live)
+
+
+def test_pcapng_with_ipv4_and_ipv6_interfaces(live: LiveCapture, tmp_path: Path) -> None:
+    """Raw IPv4 (228) on one interface and raw IPv6 (229) on another, with different time resolutions."""
+    records = []
+    for record in records_of(live.path):
+        ip = convert_ethernet(record.data, 101)
+        records.append(Record(record.time, ip, interface=0 if ip[0] >> 4 == 4 else 1))
+    path = tmp_path / "two-interfaces.pcapng"
+    path.write_bytes(pcapng_bytes(records, [(228, 9), (229, 0x80 | 20)]))
+    with CaptureFile(path) as capture:
+        packets = list(capture)
+    assert {packet.linktype for packet in packets} == {228, 229}
+    for packet, record in zip(packets, records, strict=True):
+        assert packet.time == pytest.approx(record.time, abs=2e-6)  # 2^-20 s resolution on interface 1
+    assert_streams_as_sent(path, live)
+
+
+@pytest.mark.parametrize(("order", "nanoseconds"), [("<", True), (">", False), (">", True)])
+def test_pcap_byte_orders_and_nanosecond_magic(
+    order: str, nanoseconds: bool, live: LiveCapture, tmp_path: Path
+) -> None:
+    records = records_of(live.path)
+    path = tmp_path / "converted.pcap"
+    path.write_bytes(pcap_bytes(records, 1, order, nanoseconds))
+    with CaptureFile(path) as capture:
+        packets = list(capture)
+    assert [packet.data for packet in packets] == [record.data for record in records]
+    for packet, record in zip(packets, records, strict=True):
+        assert packet.time == pytest.approx(record.time, abs=1e-6)
+    assert_streams_as_sent(path, live)
+
+
+def test_big_endian_pcapng_with_two_sections(live: LiveCapture, tmp_path: Path) -> None:
+    """Interface numbering restarts per section; the second section is big-endian."""
+    records = records_of(live.path)
+    half = len(records) // 2
+    path = tmp_path / "sections.pcapng"
+    path.write_bytes(
+        pcapng_bytes(records[:half], [(1, 9)], "<", extra_blocks=True)
+        + pcapng_bytes(records[half:], [(1, None)], ">", extra_blocks=True)
+    )
+    with CaptureFile(path) as capture:
+        assert [packet.data for packet in capture] == [record.data for record in records]
+        assert not capture.truncated
+    assert_streams_as_sent(path, live)
