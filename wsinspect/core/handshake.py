@@ -255,8 +255,9 @@ def validate_request(request: HttpRequest, *, allowed_origins: Iterable[str] | N
         allowed = list(allowed_origins)
         # The server compares the lowercased /origin/ (RFC 6455 4.2.2 item 4, and RFC 6454 serialisation).
         if origin is None or origin.lower() not in {a.lower() for a in allowed}:
-            findings.append(finding("request.origin", f"Origin {origin!r} is not one of the allowed origins.",
-                                     " or ".join(allowed), origin))
+            told = "There is no Origin header field" if origin is None else f"Origin {origin!r} is not allowed"
+            findings.append(finding("request.origin", f"{told}; this server accepts only {', '.join(allowed)}.",
+                                    " or ".join(allowed), origin))
     elif origin is None:
         findings.append(finding("request.origin-missing", "The request has no Origin header field."))
     return findings

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections import deque
 from dataclasses import dataclass, field
 
 from wsinspect.core import deflate
@@ -58,6 +59,22 @@ def is_page_request(request: HttpRequest) -> bool:
     return "Upgrade" not in headers and "Sec-WebSocket-Key" not in headers and request.method in ("GET", "HEAD")
 
 
+def _fails_connection(event: Event) -> bool:
+    """A rule broken by the client that a conforming server fails the connection for (RFC 6455 7.1.7)."""
+    return isinstance(event, Violation) and event.direction == "c2s" and event.severity is Severity.ERROR \
+        and event.check.close_code is not None
+
+
+def _judged_invalid(frame_event: FrameEvent, following: deque[Event]) -> bool:
+    """Does a violation about this frame follow it? (The decoder reports a frame, then what is wrong with it.)"""
+    for event in following:
+        if not isinstance(event, Violation) or event.offset != frame_event.frame.offset:
+            return False
+        if _fails_connection(event):
+            return True
+    return False
+
+
 class ServerEndpoint:
     def __init__(self, stream: int, config: ServerConfig, *, client: tuple[str, int], server: tuple[str, int],
                  time: float) -> None:
@@ -68,15 +85,32 @@ class ServerEndpoint:
         self.path = ""
         self._deflater: MessageDeflater | None = None
         self._outgoing = bytearray()
+        self._produced: list[Event] = []  # decoded from what we just sent (and client frames it released)
+        self._answers: list[Event] | None = None  # inside receive(): our answers, logged after the client's events
         self._events: list[Event] = [ConnectionOpened(stream=stream, direction="c2s", time=time, client=client,
                                                       server=server, how="it connected to us")]
 
     # -- input -------------------------------------------------------------------------------------------------
 
     def receive(self, data: bytes, *, time: float) -> list[Event]:
-        """Bytes from the client. Returns the events to log (both directions), in order."""
-        for event in self.decoder.receive("c2s", data, time=time):
-            self._react(event, time)
+        """Bytes from the client. Returns the events to log, in order: what the client sent, then our answers."""
+        pending = deque(self.decoder.receive("c2s", data, time=time))
+        answers: list[Event] = []
+        self._answers = answers
+        try:
+            while pending:
+                event = pending.popleft()
+                if event.direction == "c2s":
+                    self._react(event, pending, time)
+                else:
+                    self._events.append(event)
+                # Sending may release client frames the decoder held until it saw our 101: they need answers too.
+                for produced in self._produced:
+                    (pending if produced.direction == "c2s" else answers).append(produced)
+                self._produced = []
+        finally:
+            self._answers = None
+        self._events += answers
         return self._take_events()
 
     def transport_closed(self, *, time: float, reason: str) -> list[Event]:
@@ -88,12 +122,10 @@ class ServerEndpoint:
         events, self._events = self._events, []
         return events
 
-    def _react(self, event: Event, time: float) -> None:
+    def _react(self, event: Event, pending: deque[Event], time: float) -> None:
         if isinstance(event, HandshakeRequest):
-            # Logged before the response it causes, but with the findings this server's policy adds (Origin).
-            index = len(self._events)
-            self._events.append(event)
-            self._events[index] = self._answer_handshake(event, time)
+            # Logged with the findings this server's policy adds (Origin), before the answer it causes.
+            self._events.append(self._answer_handshake(event, time))
             return
         self._events.append(event)
         if self.state is not State.OPEN and self.state is not State.CLOSING:
@@ -101,13 +133,13 @@ class ServerEndpoint:
                 self._send_raw(responses.header_too_large(self.config.limits.max_header_bytes), time)
                 self.state = State.CLOSED
             return
-        if isinstance(event, Violation) and event.direction == "c2s" and event.severity is Severity.ERROR \
-                and event.check.close_code is not None:
+        if _fails_connection(event):
+            assert isinstance(event, Violation) and event.check.close_code is not None
             self.fail(event.check.close_code, event.message, time)
         elif self.state is State.OPEN and isinstance(event, FrameEvent) and event.frame.opcode == Opcode.PING \
-                and event.frame.complete:
+                and event.frame.complete and not _judged_invalid(event, pending):
             self._send_frame(Opcode.PONG, event.frame.payload, time)
-        elif isinstance(event, Close) and event.direction == "c2s":
+        elif isinstance(event, Close):
             if self.state is State.OPEN:
                 # Echo the status code (RFC 6455 5.5.1); a close without a code is answered without one.
                 payload = b"" if event.code is None else event.code.to_bytes(2, "big")
@@ -122,7 +154,7 @@ class ServerEndpoint:
         self.path = request.target
         if is_page_request(request) and not event.request.syntax:
             if request.target.split("?")[0] in ("/", "/index.html"):
-                self._send_raw(responses.page(self.config.page), time)
+                self._send_raw(responses.page(self.config.page, head_only=request.method == "HEAD"), time)
             else:
                 self._send_raw(responses.not_found(request.target), time)
             self.state = State.CLOSED
@@ -162,7 +194,11 @@ class ServerEndpoint:
     def _send_raw(self, data: bytes, time: float) -> None:
         self._outgoing += data
         if self.config.decode_outgoing or self.state is State.HANDSHAKE:
-            self._events += self.decoder.receive("s2c", data, time=time)
+            produced = self.decoder.receive("s2c", data, time=time)
+            if self._answers is None:
+                self._events += produced
+            else:
+                self._produced += produced
 
     def _send_frame(self, opcode: int, payload: bytes, time: float, *, fin: bool = True, rsv1: bool = False) -> None:
         self._send_raw(build_frame(opcode, payload, fin=fin, rsv1=rsv1), time)

@@ -12,14 +12,16 @@ from wsinspect.core.handshake import SUPPORTED_VERSION, Finding, accept_key
 SERVER_NAME = f"wsinspect/{__version__}"
 
 
-def _response(status: int, headers: Iterable[tuple[str, str]], body: bytes = b"") -> bytes:
+def _response(status: int, headers: Iterable[tuple[str, str]], body: bytes = b"", *, head_only: bool = False
+              ) -> bytes:
     reason = HTTPStatus(status).phrase
     lines = [f"HTTP/1.1 {status} {reason}", f"Server: {SERVER_NAME}"]
     lines += [f"{name}: {value}" for name, value in headers]
     if status != 101:
         lines.append(f"Content-Length: {len(body)}")
         lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if head_only else head + body  # HEAD: the same headers, no body (RFC 9110 9.3.2)
 
 
 def switching_protocols(key: str, *, subprotocol: str | None, extensions: str | None) -> bytes:
@@ -35,7 +37,8 @@ def switching_protocols(key: str, *, subprotocol: str | None, extensions: str | 
 def refusal_status(findings: Iterable[Finding]) -> int:
     """The HTTP status a conforming server answers these findings with; the most specific one wins."""
     statuses = {f.check.http_status for f in findings if f.severity is Severity.ERROR and f.check.http_status}
-    for status in (431, 426, 403, 400):
+    # A malformed request is a 400 whatever else is wrong; 426 only tells a well-formed client to switch versions.
+    for status in (431, 400, 426, 403):
         if status in statuses:
             return status
     return 400
@@ -72,8 +75,9 @@ def header_too_large(limit: int) -> bytes:
     return refusal([finding])
 
 
-def page(html: bytes) -> bytes:
-    return _response(200, [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")], html)
+def page(html: bytes, *, head_only: bool = False) -> bytes:
+    return _response(200, [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")], html,
+                     head_only=head_only)
 
 
 def not_found(path: str) -> bytes:

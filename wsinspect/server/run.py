@@ -24,7 +24,7 @@ from rich.text import Text
 
 from wsinspect.capture.writer import SessionRecorder
 from wsinspect.core.connection import Limits
-from wsinspect.core.events import Event, Message
+from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Event, Message
 from wsinspect.core.fields import Opcode
 from wsinspect.server import responses
 from wsinspect.server.endpoint import ServerConfig, ServerEndpoint, State
@@ -131,6 +131,16 @@ class ServerConnection(asyncio.Protocol):
             transport.write(responses.too_many_connections(server.options.max_connections))
             transport.close()
             self._closed = True
+            now = time.time()
+            client = transport.get_extra_info("peername")[:2]
+            local = transport.get_extra_info("sockname")[:2]
+            server.emit([
+                ConnectionOpened(stream=self.stream, direction="c2s", time=now, client=client, server=local,
+                                 how="it connected to us"),
+                ConnectionClosed(stream=self.stream, direction="c2s", time=now, clean=False,
+                                 reason=f"refused with 503: already {server.options.max_connections} connections "
+                                        "(--max-connections)"),
+            ])
             return
         transport.set_write_buffer_limits(high=READ_PAUSE_BYTES)
         now = time.time()
@@ -308,7 +318,8 @@ def run_serve(args: argparse.Namespace) -> int:
         sinks.append(LiveView(console, detail=args.detail, max_bytes=args.max_bytes))
     json_file = None
     if args.json:
-        json_file = open(args.json, "w", encoding="ascii")  # noqa: SIM115 - closed in finally
+        # Line-buffered, so `tail -f` on the file follows the session live.
+        json_file = open(args.json, "w", encoding="ascii", buffering=1)  # noqa: SIM115 - closed in finally
         sinks.append(JsonLinesView(json_file))
     recorder = SessionRecorder(args.record) if args.record else None
 
@@ -325,15 +336,15 @@ def run_serve(args: argparse.Namespace) -> int:
     server = WebSocketServer(options, config, sinks, recorder, on_listening=listening)
 
     async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # before listening: a Ctrl-C at any moment closes cleanly
+            loop.add_signal_handler(sig, stop.set)
         try:
             await server.start()
         except OSError as error:
             reason = f"cannot listen on {options.host}:{options.port}: {error.strerror}"
             raise SystemExit(f"wsinspect serve: {reason}") from None
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         console.print(Text("stopping: closing every connection with 1001 (going away)", style="dim"))
         await server.shutdown()

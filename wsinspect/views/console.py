@@ -124,21 +124,31 @@ class RowFormatter:
         if isinstance(event, Message):
             if event.frames == 1 and not event.compressed and event.complete:
                 return []  # the frame's row already said it all
-            line = Text("        ↳ ", style="dim")
+            line = self._note_prefix(event)
+            line.append("↳ ", style="dim")
             line.append_text(message_info(event))
             return [line]
         if isinstance(event, Violation | Notice):
             style = SEVERITY_STYLE[event.check.severity.value]
-            line = Text("        ⚠ " if isinstance(event, Violation) else "        · ", style=style)
+            line = self._note_prefix(event)
+            line.append("⚠ " if isinstance(event, Violation) else "· ", style=style)
             if isinstance(event, Violation) and event.check.close_code:
                 line.append(f"[{event.check.close_code}] ", style="bold " + style)
             line.append(f"{event.check.rfc}: ", style="bold " + style)
             line.append(visible(event.message), style=style)
             return [line]
         if isinstance(event, Gap):
-            return [Text(f"        ⋯ {event.missing} bytes {event.direction} never captured "
-                         f"(stream offset {event.offset})", style="yellow")]
+            line = self._note_prefix(event)
+            line.append(f"⋯ {event.missing} bytes {event.direction} never captured (stream offset {event.offset})",
+                        style="yellow")
+            return [line]
         return []
+
+    def _note_prefix(self, event: Event) -> Text:
+        """Indent for lines under a frame; live, they name their connection, since connections interleave."""
+        if self.live:
+            return Text(f"#{event.stream:<3}     ", style=f"bold {stream_colour(event.stream)}")
+        return Text("        ")
 
 
 def print_row(console: Console, row: RenderableType) -> None:
@@ -269,6 +279,11 @@ class LiveView:
             ending = "clean close" if event.clean else "no complete close handshake"
             console.print(Text(f"#{event.stream} closed ({event.reason}; {ending})", style=f"bold {colour}"))
             return
+        if isinstance(event, Violation) and event.check.id == "http.header-too-large":
+            line = Text(f"#{event.stream} refused: 431 Request Header Fields Too Large. ", style="bold red")
+            line.append(f"{event.check.rfc}: {visible(event.message)}", style="red")
+            console.print(line)
+            return
         for row in self.formatter.rows(event, conv):
             print_row(console, row)
 
@@ -338,6 +353,8 @@ class Summary:
     def __init__(self) -> None:
         self.conversations = 0
         self.refused = 0
+        self.plain_http = 0  # requests that never asked for an upgrade (the live server's demo page)
+        self._plain_http: set[int] = set()
         self.frames: Counter[str] = Counter()
         self.bytes: Counter[str] = Counter()
         self.messages = 0
@@ -352,8 +369,14 @@ class Summary:
             self.messages += 1
         elif isinstance(event, ConnectionOpened):
             self.conversations += 1
+        elif isinstance(event, HandshakeRequest) and is_plain_http(event):
+            self._plain_http.add(event.stream)
         elif isinstance(event, HandshakeResponse) and not event.upgraded:
-            self.refused += 1
+            if event.stream in self._plain_http:
+                self._plain_http.discard(event.stream)
+                self.plain_http += 1
+            else:
+                self.refused += 1
         elif isinstance(event, Violation):
             self.violations[event.check.id] += 1
         elif isinstance(event, Notice):
@@ -366,7 +389,10 @@ class Summary:
                       title_style="bold")
         table.add_column(style="bold")
         table.add_column()
-        table.add_row("conversations", f"{self.conversations}" + (f" ({self.refused} refused)" if self.refused else ""))
+        notes = [f"{self.refused} refused"] if self.refused else []
+        if self.plain_http:
+            notes.append(f"{self.plain_http} plain HTTP")
+        table.add_row("conversations", f"{self.conversations}" + (f" ({', '.join(notes)})" if notes else ""))
         table.add_row("frames", f"{sum(self.frames.values())}: " + ", ".join(
             f"{name} {count}" for name, count in self.frames.most_common()) if self.frames else "0")
         table.add_row("messages", str(self.messages))

@@ -83,8 +83,8 @@ def handshake_view(request: HandshakeRequest | None, response: HandshakeResponse
             body = response.response.body.decode("utf-8", "surrogateescape")
             table.add_row(Text("body", style="dim"), Text(visible(body[:400]), style="dim"))
     parts: list[RenderableType] = [table]
-    if request is not None:
-        walkthrough = accept_walkthrough(request, response)
+    if request is not None and (response is None or response.response.status == 101):
+        walkthrough = accept_walkthrough(request, response)  # only where an accept key was due
         if walkthrough:
             parts.append(walkthrough)
     findings = [*(request.findings if request else ()), *(response.findings if response else ())]
