@@ -221,7 +221,8 @@ def test_complete_header_block_over_the_limit_is_431(small_header_server: Server
     status, _, body = split_response(answer)
     assert status == 431
     assert "RFC 6455 10.4" in body.decode()
-    assert re.search(r"refused: 431 Request Header Fields Too Large\. RFC 6455 10\.4: .*2048 bytes", small_header_server.section(0)), small_header_server.stdout
+    refusal = r"refused: 431 Request Header Fields Too Large\. RFC 6455 10\.4: .*2048 bytes"
+    assert re.search(refusal, small_header_server.section(0)), small_header_server.stdout
 
 
 def test_slow_and_silent_clients_are_dropped_at_the_handshake_deadline(serve: Callable[..., Server]) -> None:
