@@ -33,7 +33,7 @@ def run_read(args: argparse.Namespace) -> int:
     try:
         trace = CaptureTrace(args.capture, server_ports=args.port, streams=args.stream, limits=limits)
     except CaptureError as error:
-        errors.print(f"wsinspect: {args.capture}: {error}", style="bold red", markup=False)
+        errors.print(f"wsinspect: {args.capture}: {error}", style="bold red", markup=False, soft_wrap=True)
         return 2
 
     view: View
@@ -60,18 +60,18 @@ def run_read(args: argparse.Namespace) -> int:
     stats = trace.stats
     notes = []
     if stats.skipped_streams:
-        ports = ", ".join(str(p) for p in sorted(stats.skipped_ports)[:8])
-        notes.append(f"{stats.skipped_streams} TCP stream(s) without a WebSocket handshake skipped (server ports "
-                     f"{ports}); if one is WebSocket captured mid-connection, name its port with --port N")
+        notes.append(f"{stats.skipped_streams} TCP stream(s) without a WebSocket handshake skipped")
+        for hint in stats.port_hints[:8]:
+            notes.append(hint)
     if not args.json and not args.no_summary:
         console.print(summary.render(notes))
     if stats.truncated:
         why = stats.problem or "it ends inside a packet record"
         errors.print(f"wsinspect: {args.capture}: the file is truncated ({why}); everything before that point "
-                     "was decoded", style="bold red", markup=False)
+                     "was decoded", style="bold red", markup=False, soft_wrap=True)
         return 1
     if summary.conversations == 0 and not args.json:
         errors.print(f"wsinspect: no WebSocket conversation found in {stats.packets} packets"
                      + ("" if args.port else " (a conversation captured mid-connection needs --port N)"),
-                     style="yellow", markup=False)
+                     style="yellow", markup=False, soft_wrap=True)
     return 0

@@ -17,6 +17,7 @@ from wsinspect.capture.packets import decode_tcp
 from wsinspect.capture.reassembly import FlowClosed, FlowData, FlowGap, FlowItem, FlowOpened, TcpReassembler
 from wsinspect.core.connection import Connection, Limits
 from wsinspect.core.events import ConnectionOpened, Direction, Event
+from wsinspect.core.fields import is_known_opcode
 from wsinspect.core.handshake import find_header_end, looks_like_http_request, parse_request
 
 _SNIFF_BYTES = 64 * 1024  # how much of a stream's start is held while deciding whether it is an upgrade request
@@ -37,7 +38,7 @@ class TraceStats:
     packets: int = 0
     tcp_streams: int = 0
     skipped_streams: int = 0
-    skipped_ports: set[int] = field(default_factory=set)
+    port_hints: list[str] = field(default_factory=list)  # for skipped streams that look like WebSocket frames
     truncated: bool = False
     problem: str | None = None  # why the file stopped early, in one line
 
@@ -166,8 +167,30 @@ class CaptureTrace:
             yield from connection.receive(direction, data, time=data_time, packet=data_packet)
 
     def _skip(self, flow: _Flow) -> None:
+        hint = self._port_hint(flow)
+        if hint:
+            self.stats.port_hints.append(hint)
         flow.skipped = True
         flow.held.clear()
         flow.head.clear()
         self.stats.skipped_streams += 1
-        self.stats.skipped_ports.add(flow.opened.server[1])
+
+    @staticmethod
+    def _port_hint(flow: _Flow) -> str | None:
+        """For a stream that started before the capture: does it look like WebSocket, and which side serves?
+
+        Only a client masks its frames (RFC 6455 5.1), so the side whose first bytes look like a masked frame
+        header is the client, and the other side's port is the one to name with --port.
+        """
+        if not flow.opened.mid_stream:
+            return None
+        for direction, data, _, _ in flow.held:
+            if len(data) >= 2 and is_known_opcode(data[0] & 0x0F) and not data[0] & 0x30:
+                client_side = (data[1] & 0x80) != 0
+                opened = flow.opened
+                sender, receiver = (opened.client, opened.server) if direction == "c2s" else (opened.server,
+                                                                                             opened.client)
+                server = receiver if client_side else sender
+                return (f"stream {opened.flow} ({sender[0]}:{sender[1]} ↔ {receiver[0]}:{receiver[1]}) started "
+                        f"before the capture and looks like WebSocket: try --port {server[1]}")
+        return None

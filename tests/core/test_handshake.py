@@ -245,7 +245,8 @@ RESPONSE_CASES = [
     ("protocol twice", [*GOOD_RESPONSE, "Sec-WebSocket-Protocol: chat", "Sec-WebSocket-Protocol: chat"],
      ["response.protocol-not-offered"]),
     ("status 400", ["HTTP/1.1 400 Bad Request", "Content-Length: 0"], ["response.status"]),
-    ("status 426 without versions", ["HTTP/1.1 426 Upgrade Required"], ["response.status", "response.426-version"]),
+    # The client asked for 13, so RFC 6455 4.4's version list is not owed: the 426 is about something else.
+    ("status 426 without versions", ["HTTP/1.1 426 Upgrade Required"], ["response.status"]),
     ("status 426 with versions", ["HTTP/1.1 426 Upgrade Required", "Sec-WebSocket-Version: 13"],
      ["response.status"]),
     ("status 200", ["HTTP/1.1 200 OK"], ["response.status"]),
@@ -265,6 +266,22 @@ def test_response_checks(lines: list[str], expected: list[str]) -> None:
 ])
 def test_valid_responses(lines: list[str]) -> None:
     assert response_ids(lines) == []
+
+
+VERSION_8_REQUEST = parse_request(request_bytes().replace(b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 8"))
+
+
+@pytest.mark.parametrize(("lines", "expected"), [
+    (["HTTP/1.1 400 Bad Request"], ["response.status", "response.version-list"]),
+    (["HTTP/1.1 426 Upgrade Required"], ["response.status", "response.version-list"]),
+    (["HTTP/1.1 426 Upgrade Required", "Sec-WebSocket-Version: 13"], ["response.status"]),
+    (["HTTP/1.1 426 Upgrade Required", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8, 7"],
+     ["response.status"]),
+])
+def test_refusing_a_version_must_list_the_supported_ones(lines: list[str], expected: list[str]) -> None:
+    # RFC 6455 4.4: "If the server doesn't support the requested version, it MUST respond with a
+    # |Sec-WebSocket-Version| header field (or multiple ...) containing all versions it is willing to use."
+    assert response_ids(lines, VERSION_8_REQUEST) == expected
 
 
 def test_wrong_accept_shows_expected_and_got() -> None:

@@ -94,9 +94,9 @@ CHECKS: dict[str, Check] = _table(
     Check("response.deflate-params", "RFC 7692 7.1",
           "permessage-deflate parameters in the response must be known, unrepeated and valid: "
           "server_max_window_bits 8-15, client_max_window_bits only if the client offered it."),
-    Check("response.426-version", "RFC 6455 4.4",
-          "A 426 answer should list the versions the server speaks in Sec-WebSocket-Version.",
-          Severity.WARNING),
+    Check("response.version-list", "RFC 6455 4.4",
+          "A server that does not support the requested version must answer with Sec-WebSocket-Version header "
+          "field(s) listing every version it is willing to use, so the client can retry with one of them."),
     # --- Framing (RFC 6455 5) ---
     Check("frame.rsv", "RFC 6455 5.2",
           "RSV1, RSV2 and RSV3 must be 0 unless a negotiated extension defines them; otherwise the receiver "

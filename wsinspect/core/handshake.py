@@ -287,9 +287,12 @@ def validate_response(response: HttpResponse, request: HttpRequest | None) -> li
     if response.status != 101:
         findings.append(finding("response.status", f"The server answered {response.status} {response.reason!r}"
                                  ": the connection was not upgraded.", "101", str(response.status)))
-        if response.status == 426 and "Sec-WebSocket-Version" not in headers:
-            findings.append(finding("response.426-version", "The 426 answer does not say which versions the "
-                                     "server speaks.", "Sec-WebSocket-Version: 13"))
+        asked = request.headers.get_all("Sec-WebSocket-Version") if request is not None else []
+        if request is not None and asked != [SUPPORTED_VERSION] and "Sec-WebSocket-Version" not in headers:
+            wanted = ", ".join(asked) or "(none)"
+            findings.append(finding("response.version-list", f"The client asked for version {wanted} and the "
+                                    "refusal does not say which versions the server supports.",
+                                    "Sec-WebSocket-Version: 13", None))
         return findings
     if "websocket" not in headers.tokens("Upgrade"):
         findings.append(finding("response.upgrade", "The Upgrade header field is missing or not 'websocket'.",
