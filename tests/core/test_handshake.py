@@ -357,14 +357,18 @@ def test_deflate_params_valid(accept: str, params: DeflateParams) -> None:
     assert got == params
 
 
+# When the offer leaves the server's window free, the server picks 12 bits (RFC 7692 7.1.2.1 allows a server to
+# include server_max_window_bits unasked); it never goes above what the client asked for.
 @pytest.mark.parametrize(("offers", "expected"), [
-    ([OFFER], DeflateParams()),
+    ([OFFER], DeflateParams(server_max_window_bits=12)),
     (["permessage-deflate; server_max_window_bits=10; client_no_context_takeover"],
      DeflateParams(server_max_window_bits=10, client_no_context_takeover=True)),
-    (["permessage-deflate; client_max_window_bits=9"], DeflateParams(client_max_window_bits=9)),
-    (["permessage-deflate; server_max_window_bits=20", "permessage-deflate"], DeflateParams()),
+    (["permessage-deflate; server_max_window_bits=15"], DeflateParams(server_max_window_bits=12)),
+    (["permessage-deflate; client_max_window_bits=9"],
+     DeflateParams(client_max_window_bits=9, server_max_window_bits=12)),
+    (["permessage-deflate; server_max_window_bits=20", "permessage-deflate"], DeflateParams(server_max_window_bits=12)),
     (["permessage-deflate; unknown", "permessage-deflate; server_no_context_takeover"],
-     DeflateParams(server_no_context_takeover=True)),
+     DeflateParams(server_no_context_takeover=True, server_max_window_bits=12)),
     (["x-webkit-deflate-frame"], None),
     (["permessage-deflate; server_no_context_takeover; server_no_context_takeover"], None),
     ([], None),
