@@ -1,0 +1,41 @@
+"""The JSON lines' fast encoders write exactly what the reference encoder (json.dumps of to_json) writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wsinspect.core.events import FrameEvent, Message
+from wsinspect.trace import CaptureTrace
+from wsinspect.views.jsonlines import frame_line, message_line, to_json
+
+CAPTURES = sorted((Path(__file__).resolve().parents[2] / "captures").glob("*.pcapng"))
+
+
+def reference(event: FrameEvent | Message) -> str:
+    return json.dumps(to_json(event), ensure_ascii=True, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=[p.stem for p in CAPTURES])
+def test_fast_lines_equal_the_reference_encoder(path: Path) -> None:
+    ports = [47070] if path.stem == "midstream" else []
+    checked = 0
+    for event in CaptureTrace(path, server_ports=ports):
+        if isinstance(event, FrameEvent):
+            assert frame_line(event) == reference(event)
+            checked += 1
+        elif isinstance(event, Message):
+            assert message_line(event) == reference(event)
+            checked += 1
+    assert checked > 0 or path.stem == "bad-handshake"  # every handshake there is refused: no frames
+
+
+def test_text_with_controls_quotes_and_non_ascii_is_escaped_the_same_way() -> None:
+    event = Message(stream=1, direction="s2c", time=1.5, packet=None, opcode=1,
+                    data='"\\\x1b[2J\u202e😀'.encode(), text='"\\\x1b[2J\u202e😀', frames=2, wire_length=9,
+                    compressed=True, complete=True, first_packet=None)
+    line = message_line(event)
+    assert line == reference(event)
+    assert line.isascii() and "\x1b" not in line
