@@ -48,6 +48,7 @@ from wsinspect.core.frames import (
     ParseItem,
     Resynced,
     Truncated,
+    minimal_length_bits,
 )
 from wsinspect.core.handshake import (
     HttpRequest,
@@ -401,6 +402,15 @@ class Connection:
 
     def _check_frame(self, side: _Side, frame: Frame, time: float, packet: int | None, out: list[Event]) -> None:
         """The rules of RFC 6455 5.1-5.5 that one frame can break on its own."""
+        opcode = frame.opcode
+        reserved_bits = frame.header[0] & 0x70
+        if (reserved_bits == 0 or (reserved_bits == 0x40 and side.inflater is not None and opcode in (1, 2))) \
+                and frame.masked == side.sender_is_client \
+                and (opcode <= 2 or (opcode in (8, 9, 10) and frame.fin and frame.payload_length <= 125)) \
+                and frame.payload_length <= self.limits.max_frame \
+                and minimal_length_bits(frame.payload_length) == frame.length_bits:
+            return  # the usual frame, which breaks none of the rules below
+
         def report(check_id: str, message: str) -> None:
             out.append(self._violation(side, check_id, frame, time, packet, message))
 
@@ -440,6 +450,10 @@ class Connection:
         if side.sent_close:
             out.append(self._violation(side, "close.data-after-close", frame, time, packet,
                                        f"A {opcode_name(opcode).lower()} frame after this side's close frame."))
+        if frame.fin and opcode != Opcode.CONTINUATION and side.message is None and not frame.rsv1 \
+                and frame.complete and frame.payload_length <= self.limits.max_message:
+            self._whole_message(side, frame, time, packet, out)
+            return
         if opcode == Opcode.CONTINUATION:
             if side.message is None:
                 if side.lost_message_start:
@@ -472,6 +486,20 @@ class Connection:
         self._add_payload(side, message, frame, time, packet, out)
         if frame.fin:
             self._finish_message(side, message, time, packet, out)
+
+    def _whole_message(self, side: _Side, frame: Frame, time: float, packet: int | None, out: list[Event]) -> None:
+        """The common case, without the machinery for fragments: one uncompressed frame carrying a whole message."""
+        side.lost_message_start = False
+        text = None
+        if frame.opcode == Opcode.TEXT:
+            try:
+                text = frame.payload.decode("utf-8")
+            except UnicodeDecodeError as error:
+                out.append(self._violation(side, "message.invalid-utf8", frame, time, packet,
+                                           f"Invalid UTF-8 at byte {error.start} of the message: {error.reason}."))
+        out.append(Message(stream=self.stream, direction=side.direction, time=time, packet=packet,
+                           opcode=frame.opcode, data=frame.payload, text=text, frames=1,
+                           wire_length=frame.payload_length, compressed=False, complete=True, first_packet=packet))
 
     def _add_payload(self, side: _Side, message: _MessageInProgress, frame: Frame, time: float, packet: int | None,
                      out: list[Event]) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from wsinspect.core.construct import fast_constructor
 from wsinspect.core.fields import (
     EXTENDED_LENGTH_16,
     EXTENDED_LENGTH_64,
@@ -44,7 +45,7 @@ DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024
 RESYNC_WINDOW = 1024 * 1024  # bytes held while looking for a frame boundary before giving up on a candidate
 
 
-def apply_mask(data: bytes, key: bytes) -> bytes:
+def apply_mask(data: bytes | memoryview, key: bytes) -> bytes:
     """XOR data with the 4-byte masking key repeated (RFC 6455 5.3): masking and unmasking are the same.
 
     One big-integer XOR over the whole buffer instead of a per-byte loop.
@@ -121,6 +122,9 @@ class Frame:
         if self.masking_key is not None:
             yield FieldSpan(MASKING_KEY, key_start, key_start + 4, self.masking_key)
         yield FieldSpan(PAYLOAD, len(self.header), len(self.header) + len(self.payload), self.payload)
+
+
+_new_frame = fast_constructor(Frame)
 
 
 def minimal_length_bits(length: int) -> int:
@@ -233,6 +237,16 @@ class FrameParser:
             data = data[used:]
             if not data:
                 return items
+        if self._in_sync and not self._buffer:
+            # The common case: frames straight from the chunk, only an unfinished tail is copied into the buffer.
+            pos = self._parse_frames(data, 0, items)
+            if self._skip:
+                self._offset += len(data)
+            else:
+                self._offset += pos
+                if pos < len(data):
+                    self._buffer += memoryview(data)[pos:]
+            return items
         self._buffer += data
         self._parse(items)
         return items
@@ -298,9 +312,10 @@ class FrameParser:
 
     # -- internals ---------------------------------------------------------------------------------------------
 
-    def _read_header(self, pos: int) -> tuple[int, int, int] | None:
+    def _read_header(self, pos: int, buf: bytes | bytearray | None = None) -> tuple[int, int, int] | None:
         """(header length, payload length, length bits) of the header at ``pos``, or None if it is incomplete."""
-        buf = self._buffer
+        if buf is None:
+            buf = self._buffer
         available = len(buf) - pos
         if available < 2:
             return None
@@ -324,31 +339,50 @@ class FrameParser:
             return None
         return header_length, length, bits
 
-    def _make_frame(self, pos: int, header_length: int, payload_length: int, kept: int) -> Frame:
-        buf = self._buffer
+    def _make_frame(self, pos: int, header_length: int, payload_length: int, kept: int,
+                    buf: bytes | bytearray | None = None) -> Frame:
+        if buf is None:
+            buf = self._buffer
         first, second = buf[pos], buf[pos + 1]
         masked = bool(second & 0x80)
         header = bytes(buf[pos : pos + header_length])
-        payload = bytes(buf[pos + header_length : pos + header_length + kept])
+        start = pos + header_length
+        payload_view = memoryview(buf)[start : start + kept]
         key = header[-4:] if masked else None
-        if key is not None and payload:
-            payload = apply_mask(payload, key)
+        payload = apply_mask(payload_view, key) if key is not None and kept else bytes(payload_view)
         length_field = second & 0x7F
-        return Frame(
-            fin=bool(first & 0x80),
-            rsv1=bool(first & 0x40),
-            rsv2=bool(first & 0x20),
-            rsv3=bool(first & 0x10),
-            opcode=first & 0x0F,
-            masked=masked,
-            payload_length=payload_length,
-            length_bits=7 if length_field < 126 else (16 if length_field == 126 else 64),
-            masking_key=key,
-            header=header,
-            payload=payload,
-            offset=self._offset + pos,
-            missing=payload_length - kept,
+        return _new_frame(
+            bool(first & 0x80), bool(first & 0x40), bool(first & 0x20), bool(first & 0x10), first & 0x0F, masked,
+            payload_length, 7 if length_field < 126 else (16 if length_field == 126 else 64), key, header, payload,
+            self._offset + pos, payload_length - kept,
         )
+
+    def _parse_frames(self, buf: bytes | bytearray, pos: int, items: list[ParseItem]) -> int:
+        """Parse whole frames from ``buf[pos:]`` while in sync; return where the first unfinished one starts."""
+        end = len(buf)
+        max_payload = self.max_payload
+        read_header = self._read_header
+        make_frame = self._make_frame
+        while end - pos >= 2:
+            header = read_header(pos, buf)
+            if header is None:
+                break
+            header_length, payload_length, _ = header
+            if payload_length > max_payload:
+                # Keep the header, drop the payload as it streams past: bounded memory, still in sync.
+                items.append(make_frame(pos, header_length, payload_length, 0, buf))
+                available = end - pos - header_length
+                if available >= payload_length:
+                    pos += header_length + payload_length
+                    continue
+                self._skip = payload_length - available
+                return end
+            frame_end = pos + header_length + payload_length
+            if frame_end > end:
+                break
+            items.append(make_frame(pos, header_length, payload_length, payload_length, buf))
+            pos = frame_end
+        return pos
 
     def _parse(self, items: list[ParseItem]) -> None:
         buf = self._buffer
@@ -370,27 +404,7 @@ class FrameParser:
             self._in_sync = True
             self._discarded = 0
         end = len(buf)
-        max_payload = self.max_payload
-        while end - pos >= 2:
-            header = self._read_header(pos)
-            if header is None:
-                break
-            header_length, payload_length, _ = header
-            if payload_length > max_payload:
-                # Keep the header, drop the payload as it streams past: bounded memory, still in sync.
-                items.append(self._make_frame(pos, header_length, payload_length, 0))
-                available = end - pos - header_length
-                if available >= payload_length:
-                    pos += header_length + payload_length
-                    continue
-                self._skip = payload_length - available
-                pos = end
-                break
-            frame_end = pos + header_length + payload_length
-            if frame_end > end:
-                break
-            items.append(self._make_frame(pos, header_length, payload_length, payload_length))
-            pos = frame_end
+        pos = self._parse_frames(buf, pos, items)
         if self._skip and pos == end:
             self._offset += end
             buf.clear()

@@ -143,23 +143,27 @@ def _common(kind: str, event: Event) -> str:
             f'"packet":{_literal(event.packet)}')
 
 
-def frame_line(event: FrameEvent) -> str:
+def frame_line(event: FrameEvent, payload_hex: str | None = None) -> str:
     f = event.frame
+    if payload_hex is None:
+        payload_hex = f.payload.hex()
     key = f'"{f.masking_key.hex(":")}"' if f.masking_key else "null"
     missing = f',"payload_missing":{f.missing}' if f.missing else ""
     return (f'{_common("frame", event)},"websocket.fin":{_literal(f.fin)},"websocket.rsv":{f.rsv},'
             f'"websocket.opcode":{f.opcode},"websocket.mask":{_literal(f.masked)},'
             f'"websocket.payload_length":{f.payload_length},"websocket.masking_key":{key},'
             f'"opcode_name":{_OPCODE_NAMES[f.opcode]},"length_bits":{f.length_bits},"offset":{f.offset},'
-            f'"header_length":{len(f.header)},"payload":"{f.payload.hex()}"{missing}}}')
+            f'"header_length":{len(f.header)},"payload":"{payload_hex}"{missing}}}')
 
 
-def message_line(event: Message) -> str:
+def message_line(event: Message, data_hex: str | None = None) -> str:
+    if data_hex is None:
+        data_hex = event.data.hex()
     text = "null" if event.text is None else _JSON_STRING(event.text)
     return (f'{_common("message", event)},"opcode":{event.opcode},"opcode_name":{_OPCODE_NAMES[event.opcode]},'
             f'"length":{len(event.data)},"frames":{event.frames},"compressed":{_literal(event.compressed)},'
             f'"wire_length":{event.wire_length},"complete":{_literal(event.complete)},'
-            f'"first_packet":{_literal(event.first_packet)},"data":"{event.data.hex()}","text":{text}}}')
+            f'"first_packet":{_literal(event.first_packet)},"data":"{data_hex}","text":{text}}}')
 
 
 class JsonLinesView:
@@ -167,18 +171,23 @@ class JsonLinesView:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self._last_payload: bytes | None = None
+        self._last_hex = ""
         self._dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
     def handle(self, event: Event) -> None:
         kind = type(event)
         if kind is FrameEvent:
-            line = frame_line(event)  # type: ignore[arg-type]
+            payload = event.frame.payload  # type: ignore[attr-defined]
+            self._last_payload, self._last_hex = payload, payload.hex()
+            line = frame_line(event, self._last_hex)  # type: ignore[arg-type]
         elif kind is Message:
-            line = message_line(event)  # type: ignore[arg-type]
+            # A message carried whole by one uncompressed frame is that frame's payload object: hex it once.
+            data = event.data  # type: ignore[attr-defined]
+            line = message_line(event, self._last_hex if data is self._last_payload else None)  # type: ignore[arg-type]
         else:
             line = self._dumps(to_json(event))
-        self.out.write(line)
-        self.out.write("\n")
+        self.out.write(line + "\n")
 
     def close(self) -> None:
         self.out.flush()
