@@ -203,11 +203,16 @@ class ServerEndpoint:
     def _send_frame(self, opcode: int, payload: bytes, time: float, *, fin: bool = True, rsv1: bool = False) -> None:
         self._send_raw(build_frame(opcode, payload, fin=fin, rsv1=rsv1), time)
 
-    def send_message(self, data: bytes | str, *, time: float) -> None:
-        """Send a text (str) or binary (bytes) message, compressed if negotiated, fragmented if configured."""
+    def send_message(self, data: bytes | str, *, time: float, opcode: int | None = None) -> None:
+        """Send a text (str) or binary (bytes) message, compressed if negotiated, fragmented if configured.
+
+        ``opcode`` sends bytes as that kind of message: an echo sends back the received bytes without decoding and
+        encoding them again (they were already checked to be UTF-8 if they are text).
+        """
         if self.state is not State.OPEN:
             return
-        opcode = Opcode.TEXT if isinstance(data, str) else Opcode.BINARY
+        if opcode is None:
+            opcode = Opcode.TEXT if isinstance(data, str) else Opcode.BINARY
         payload = data.encode("utf-8") if isinstance(data, str) else data
         compressed = self._deflater is not None and self._deflater.enabled
         if compressed:

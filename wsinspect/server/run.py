@@ -25,7 +25,6 @@ from rich.text import Text
 from wsinspect.capture.writer import SessionRecorder
 from wsinspect.core.connection import Limits
 from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Event, Message
-from wsinspect.core.fields import Opcode
 from wsinspect.server import responses
 from wsinspect.server.endpoint import ServerConfig, ServerEndpoint, State
 from wsinspect.views.console import LiveView, Summary
@@ -77,8 +76,8 @@ class WebSocketServer:
         self.push_counter = itertools.count(1)
 
     def emit(self, events: list[Event]) -> None:
-        for event in events:
-            for sink in self.sinks:
+        for sink in self.sinks:
+            for event in events:
                 sink.handle(event)
 
     async def start(self) -> tuple[str, int]:
@@ -162,13 +161,12 @@ class ServerConnection(asyncio.Protocol):
             self.server.recorder.data(self.stream, "c2s", data, now)
         was_handshaking = endpoint.state is State.HANDSHAKE
         events = endpoint.receive(data, time=now)
-        self._flush(now)
         self.server.emit(events)
         if was_handshaking and endpoint.state is State.OPEN:
             self._cancel("handshake")
             self._opened()
         for event in events:
-            if isinstance(event, Message) and event.direction == "c2s" and event.complete:
+            if type(event) is Message and event.direction == "c2s" and event.complete:
                 self._on_message(event, now)
         self._flush(now)
         if endpoint.wants_transport_closed:
@@ -197,8 +195,7 @@ class ServerConnection(asyncio.Protocol):
         assert endpoint is not None
         mode = self.server.options.mode
         if mode == "echo":
-            endpoint.send_message(message.text if message.opcode == Opcode.TEXT and message.text is not None
-                                  else message.data, time=now)
+            endpoint.send_message(message.data, time=now, opcode=message.opcode)
         elif mode == "chat":
             self.server.broadcast(self.stream, message)
 
@@ -286,19 +283,6 @@ class ServerConnection(asyncio.Protocol):
 # -- the command ----------------------------------------------------------------------------------------------
 
 
-class _QuietCounter:
-    """With --quiet, only count (for the summary on exit)."""
-
-    def __init__(self, summary: Summary) -> None:
-        self.summary = summary
-
-    def handle(self, event: Event) -> None:
-        self.summary.handle(event)
-
-    def close(self) -> None:
-        pass
-
-
 def run_serve(args: argparse.Namespace) -> int:
     from wsinspect.cli import make_console
 
@@ -313,9 +297,9 @@ def run_serve(args: argparse.Namespace) -> int:
                            ping_interval=args.ping_interval, handshake_timeout=args.handshake_timeout,
                            max_connections=args.max_connections)
     summary = Summary()
-    sinks: list[EventSink] = [_QuietCounter(summary)]
-    if not args.quiet:
-        sinks.append(LiveView(console, detail=args.detail, max_bytes=args.max_bytes))
+    sinks: list[EventSink] = []
+    if not args.quiet:  # --quiet keeps nothing per event, not even the counts
+        sinks += [summary, LiveView(console, detail=args.detail, max_bytes=args.max_bytes)]
     json_file = None
     if args.json:
         # Line-buffered, so `tail -f` on the file follows the session live.

@@ -384,6 +384,9 @@ class Summary:
         elif isinstance(event, Gap):
             self.notices["capture.gap"] += 1
 
+    def close(self) -> None:
+        """Nothing to flush: the summary is printed by whoever owns the console, when it chooses."""
+
     def render(self, extra: list[str] | None = None) -> RenderableType:
         table = Table(title="Summary", box=box.SIMPLE, show_header=False, title_justify="left",
                       title_style="bold")
