@@ -29,7 +29,7 @@ from wsinspect.core.fields import (
     RSV2,
     RSV3,
 )
-from wsinspect.core.frames import Frame, FrameParser, Resynced, Truncated, build_frame
+from wsinspect.core.frames import Frame, FrameParser, Resynced, Truncated, apply_mask, build_frame
 
 from .helpers import (
     BINARY,
@@ -397,3 +397,15 @@ def test_offsets_accumulate_over_chunks() -> None:
     items = feed_all(parser, b"".join(wires), 13)
     assert [f.offset for f in items] == [sum(map(len, wires[:i])) for i in range(len(wires))]  # type: ignore
     assert parser.offset == sum(map(len, wires))
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 125, 2047, 2048, 2049, 2050, 2051, 16384, 65539])
+def test_apply_mask_matches_the_rfc_definition_on_both_sides_of_the_lane_crossover(size: int) -> None:
+    # RFC 6455 5.3: "Octet i of the transformed data is the XOR of octet i of the original data with octet at
+    # index i modulo 4 of the masking key." apply_mask switches method at 2048 bytes; both must agree with this.
+    data = bytes((i * 7 + 3) % 256 for i in range(size))
+    key = b"\x37\xfa\x21\x3d"
+    expected = bytes(octet ^ key[i % 4] for i, octet in enumerate(data))
+    assert apply_mask(data, key) == expected
+    assert apply_mask(memoryview(data), key) == expected
+    assert apply_mask(expected, key) == data

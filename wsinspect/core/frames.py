@@ -45,17 +45,28 @@ DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024
 RESYNC_WINDOW = 1024 * 1024  # bytes held while looking for a frame boundary before giving up on a candidate
 
 
+# XOR with one byte value is a byte-to-byte translation: one 256-byte table per key byte value.
+_XOR_TABLES = tuple(bytes(value ^ key_byte for value in range(256)) for key_byte in range(256))
+_LANES_FROM = 2048  # measured crossover: below it one big-integer XOR is faster, above it the four lanes are
+
+
 def apply_mask(data: bytes | memoryview, key: bytes) -> bytes:
     """XOR data with the 4-byte masking key repeated (RFC 6455 5.3): masking and unmasking are the same.
 
-    One big-integer XOR over the whole buffer instead of a per-byte loop.
+    No per-byte Python loop: small payloads go through one big-integer XOR; larger ones are split into four byte
+    lanes (every 4th byte meets the same key byte), each lane translated through a table in C and written back.
     """
     size = len(data)
     if size == 0:
         return b""
-    repeated = key * (size // 4 + 1)
-    masked = int.from_bytes(data, "little") ^ int.from_bytes(repeated[:size], "little")
-    return masked.to_bytes(size, "little")
+    if size < _LANES_FROM:
+        repeated = key * (size // 4 + 1)
+        masked = int.from_bytes(data, "little") ^ int.from_bytes(repeated[:size], "little")
+        return masked.to_bytes(size, "little")
+    out = bytearray(data)
+    for lane in range(4):
+        out[lane::4] = out[lane::4].translate(_XOR_TABLES[key[lane]])
+    return bytes(out)
 
 
 @dataclass(frozen=True, slots=True)
