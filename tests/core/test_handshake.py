@@ -360,7 +360,7 @@ def test_deflate_params_valid(accept: str, params: DeflateParams) -> None:
 # When the offer leaves the server's window free, the server picks 12 bits (RFC 7692 7.1.2.1 allows a server to
 # include server_max_window_bits unasked); it never goes above what the client asked for.
 @pytest.mark.parametrize(("offers", "expected"), [
-    ([OFFER], DeflateParams(server_max_window_bits=12)),
+    ([OFFER], DeflateParams(server_max_window_bits=12, client_max_window_bits=12)),
     (["permessage-deflate; server_max_window_bits=10; client_no_context_takeover"],
      DeflateParams(server_max_window_bits=10, client_no_context_takeover=True)),
     (["permessage-deflate; server_max_window_bits=15"], DeflateParams(server_max_window_bits=12)),

@@ -73,8 +73,8 @@ def params_from_response(extension: Extension, offer: Extension | None) -> tuple
     return DeflateParams(**values), findings  # type: ignore[arg-type]
 
 
-# The server's own window when the client leaves it free: RFC 7692 7.1.2.1 lets a server use a smaller window than
-# offered. 4 KiB compresses chat-sized messages nearly as well as 32 KiB, costs an eighth of the memory per
+# The window the server uses, and asks the client to use, when the offer leaves it free: RFC 7692 7.1.2.1 and 7.1.2.2
+# let a server choose a smaller window than offered. 4 KiB compresses chat-sized messages nearly as well as 32 KiB, costs an eighth of the memory per
 # connection and is faster (the websockets library makes the same choice).
 PREFERRED_SERVER_WINDOW_BITS = 12
 COMPRESSION_MEMORY_LEVEL = 5
@@ -101,7 +101,9 @@ def negotiate(offers: list[Extension]) -> DeflateParams | None:
                     params[key] = int(value or 15)
             elif key == "client_max_window_bits":
                 if value is None:
-                    continue  # the client merely allows us to limit its window; we don't need to
+                    # The client lets us limit its window (RFC 7692 7.1.2.2): ask for ours, which is cheaper for it.
+                    params[key] = PREFERRED_SERVER_WINDOW_BITS
+                    continue
                 acceptable &= value.isdigit() and 8 <= int(value) <= 15
                 if acceptable:
                     params[key] = int(value)
