@@ -73,9 +73,9 @@ def params_from_response(extension: Extension, offer: Extension | None) -> tuple
     return DeflateParams(**values), findings  # type: ignore[arg-type]
 
 
-# The window the server uses, and asks the client to use, when the offer leaves it free: RFC 7692 7.1.2.1 and 7.1.2.2
-# let a server choose a smaller window than offered. 4 KiB compresses chat-sized messages nearly as well as 32 KiB, costs an eighth of the memory per
-# connection and is faster (the websockets library makes the same choice).
+# The window the server uses, and asks the client to use, when the offer leaves it free: RFC 7692 7.1.2.1 and
+# 7.1.2.2 let a server choose a smaller window than offered. 4 KiB compresses chat-sized messages nearly as well as
+# 32 KiB, costs an eighth of the memory per connection and is faster (the websockets library makes the same choice).
 PREFERRED_SERVER_WINDOW_BITS = 12
 COMPRESSION_MEMORY_LEVEL = 5
 
