@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wsinspect.core import deflate
@@ -25,6 +26,7 @@ from wsinspect.core.events import (
     Event,
     FrameEvent,
     HandshakeRequest,
+    Message,
     Violation,
 )
 from wsinspect.core.fields import Opcode
@@ -77,8 +79,11 @@ def _judged_invalid(frame_event: FrameEvent, following: deque[Event]) -> bool:
 
 class ServerEndpoint:
     def __init__(self, stream: int, config: ServerConfig, *, client: tuple[str, int], server: tuple[str, int],
-                 time: float) -> None:
+                 time: float, on_message: Callable[[Message, float], None] | None = None) -> None:
         self.config = config
+        # The application: called with each whole message from the client, in order, while the connection is open,
+        # so an echo of a valid message goes out before the close that a later bad frame in the same read causes.
+        self.on_message = on_message
         self.decoder = Connection(stream, limits=config.limits)
         self.state = State.HANDSHAKE
         self.subprotocol: str | None = None
@@ -139,6 +144,9 @@ class ServerEndpoint:
         elif self.state is State.OPEN and isinstance(event, FrameEvent) and event.frame.opcode == Opcode.PING \
                 and event.frame.complete and not _judged_invalid(event, pending):
             self._send_frame(Opcode.PONG, event.frame.payload, time)
+        elif type(event) is Message and self.state is State.OPEN and self.on_message is not None \
+                and event.complete:
+            self.on_message(event, time)
         elif isinstance(event, Close):
             if self.state is State.OPEN:
                 # Echo the status code (RFC 6455 5.5.1); a close without a code is answered without one.

@@ -119,6 +119,7 @@ class ServerConnection(asyncio.Protocol):
         self.endpoint: ServerEndpoint | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._closed = False
+        self._receiving = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------------
 
@@ -145,7 +146,8 @@ class ServerConnection(asyncio.Protocol):
         now = time.time()
         client = transport.get_extra_info("peername")[:2]
         local = transport.get_extra_info("sockname")[:2]
-        self.endpoint = ServerEndpoint(self.stream, server.config, client=client, server=local, time=now)
+        self.endpoint = ServerEndpoint(self.stream, server.config, client=client, server=local, time=now,
+                                       on_message=self._on_message)
         server.connections[self.stream] = self
         if server.recorder is not None:
             server.recorder.open(self.stream, client, local, now)
@@ -160,14 +162,15 @@ class ServerConnection(asyncio.Protocol):
         if self.server.recorder is not None:
             self.server.recorder.data(self.stream, "c2s", data, now)
         was_handshaking = endpoint.state is State.HANDSHAKE
-        events = endpoint.receive(data, time=now)
+        self._receiving = True
+        try:
+            events = endpoint.receive(data, time=now)
+        finally:
+            self._receiving = False
         self.server.emit(events)
         if was_handshaking and endpoint.state is State.OPEN:
             self._cancel("handshake")
             self._opened()
-        for event in events:
-            if type(event) is Message and event.direction == "c2s" and event.complete:
-                self._on_message(event, now)
         self._flush(now)
         if endpoint.wants_transport_closed:
             self._finish("closed by server")
@@ -222,7 +225,8 @@ class ServerConnection(asyncio.Protocol):
             return
         now = time.time()
         self.endpoint.send_message(data, time=now)
-        self._flush(now)
+        if not self._receiving:  # inside data_received (a chat message to its own sender) the read's flush sends it
+            self._flush(now)
 
     def close(self, code: int, reason: str) -> None:
         if self.endpoint is None or self._closed:
