@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any, Protocol, TypeVar
+from typing import IO, Protocol
 
-__all__ = ["CaptureError", "CaptureFile", "RawPacket", "fast_frozen_factory"]
+from wsinspect.core.construct import fast_constructor
 
-_T = TypeVar("_T")
+__all__ = ["CaptureError", "CaptureFile", "RawPacket"]
 
-
-def fast_frozen_factory(cls: type[_T]) -> Callable[..., _T]:
-    """Return a positional constructor for the frozen slotted dataclass `cls` that is ~3x faster.
-
-    A frozen dataclass's generated __init__ sets every field through object.__setattr__, which costs
-    about 60 ns a field; at hundreds of thousands of packets a second that is most of the budget. The
-    factory builds an instance of an unfrozen twin with the same slots (plain attribute stores) and
-    then retypes it, so callers still get a genuine, immutable `cls` instance.
-    """
-    twin: type[Any] = dataclasses.make_dataclass(
-        f"_Unfrozen{cls.__name__}",
-        [(field.name, field.type) for field in dataclasses.fields(cls)],  # type: ignore[arg-type]
-        slots=True,
-    )
-    if twin.__slots__ != cls.__slots__:  # type: ignore[attr-defined]
-        raise TypeError(f"{cls.__name__} must be a slotted dataclass")
-
-    def build(*values: Any) -> _T:
-        instance = twin(*values)
-        instance.__class__ = cls
-        return instance  # type: ignore[no-any-return]
-
-    return build
 
 
 class CaptureError(Exception):
@@ -55,7 +31,7 @@ class RawPacket:
     wire_length: int  # length on the wire; larger than len(data) when the record was cut at capture time
 
 
-_new_raw_packet = fast_frozen_factory(RawPacket)
+_new_raw_packet = fast_constructor(RawPacket)
 
 # Real records are at most a few hundred KiB (64 KiB IP packets, up to ~512 KiB with BIG TCP GSO).
 # Anything claiming more is a corrupt length field, and reading it would allocate that much.

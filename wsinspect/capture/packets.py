@@ -6,7 +6,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from wsinspect.capture.files import RawPacket, fast_frozen_factory
+from wsinspect.capture.files import RawPacket
+from wsinspect.core.construct import fast_constructor
 
 __all__ = [
     "TCP_ACK",
@@ -45,7 +46,7 @@ class TcpSegment:
     icmp_error: bool = False  # header quoted inside an ICMP error: names a connection, carries no data
 
 
-_new_segment = fast_frozen_factory(TcpSegment)
+_new_segment = fast_constructor(TcpSegment)
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
-from wsinspect.capture.files import CaptureFile, fast_frozen_factory
+from wsinspect.capture.files import CaptureFile
 from wsinspect.capture.packets import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpSegment, decode_tcp
+from wsinspect.core.construct import fast_constructor
 
 __all__ = [
     "Direction",
@@ -78,7 +79,7 @@ class FlowClosed:
 
 FlowItem = FlowOpened | FlowData | FlowGap | FlowClosed
 
-_new_data = fast_frozen_factory(FlowData)
+_new_data = fast_constructor(FlowData)
 
 _SEQ_MASK = 0xFFFFFFFF
 _SEQ_HALF = 1 << 31
