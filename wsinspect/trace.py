@@ -16,7 +16,7 @@ from wsinspect.capture.files import CaptureFile
 from wsinspect.capture.packets import decode_tcp
 from wsinspect.capture.reassembly import FlowClosed, FlowData, FlowGap, FlowItem, FlowOpened, TcpReassembler
 from wsinspect.core.connection import Connection, Limits
-from wsinspect.core.events import ConnectionOpened, Direction, Event
+from wsinspect.core.events import ConnectionOpened, Direction, Event, other
 from wsinspect.core.fields import is_known_opcode
 from wsinspect.core.handshake import find_header_end, looks_like_http_request, parse_request
 
@@ -67,6 +67,7 @@ class CaptureTrace:
         reassembler = TcpReassembler(server_ports=self.server_ports)
         stats = self.stats
         items: list[FlowItem] = []
+        flows = self._flows
         with self.capture as capture:
             for raw in capture:
                 segment = decode_tcp(raw)
@@ -75,6 +76,13 @@ class CaptureTrace:
                 reassembler.feed_into(segment, items)
                 if items:
                     for item in items:
+                        if type(item) is FlowData:  # the hot path: bytes for a conversation already decoding
+                            flow = flows.get(item.flow)
+                            if flow is not None and flow.connection is not None:
+                                direction = item.direction if not flow.flip else other(item.direction)
+                                yield from flow.connection.receive(direction, item.data, time=item.time,
+                                                                   packet=item.packet)
+                                continue
                         yield from self._flow_item(item)
                     items.clear()
                 stats.packets = raw.number
