@@ -143,7 +143,7 @@ def _common(kind: str, event: Event) -> str:
             f'"packet":{_literal(event.packet)}')
 
 
-def frame_line(event: FrameEvent, payload_hex: str | None = None) -> str:
+def frame_line(event: FrameEvent, payload_hex: str | None = None, end: str = "") -> str:
     f = event.frame
     if payload_hex is None:
         payload_hex = f.payload.hex()
@@ -153,17 +153,17 @@ def frame_line(event: FrameEvent, payload_hex: str | None = None) -> str:
             f'"websocket.opcode":{f.opcode},"websocket.mask":{_literal(f.masked)},'
             f'"websocket.payload_length":{f.payload_length},"websocket.masking_key":{key},'
             f'"opcode_name":{_OPCODE_NAMES[f.opcode]},"length_bits":{f.length_bits},"offset":{f.offset},'
-            f'"header_length":{len(f.header)},"payload":"{payload_hex}"{missing}}}')
+            f'"header_length":{len(f.header)},"payload":"{payload_hex}"{missing}}}{end}')
 
 
-def message_line(event: Message, data_hex: str | None = None) -> str:
+def message_line(event: Message, data_hex: str | None = None, end: str = "") -> str:
     if data_hex is None:
         data_hex = event.data.hex()
     text = "null" if event.text is None else _JSON_STRING(event.text)
     return (f'{_common("message", event)},"opcode":{event.opcode},"opcode_name":{_OPCODE_NAMES[event.opcode]},'
             f'"length":{len(event.data)},"frames":{event.frames},"compressed":{_literal(event.compressed)},'
             f'"wire_length":{event.wire_length},"complete":{_literal(event.complete)},'
-            f'"first_packet":{_literal(event.first_packet)},"data":"{data_hex}","text":{text}}}')
+            f'"first_packet":{_literal(event.first_packet)},"data":"{data_hex}","text":{text}}}{end}')
 
 
 class JsonLinesView:
@@ -180,14 +180,15 @@ class JsonLinesView:
         if kind is FrameEvent:
             payload = event.frame.payload  # type: ignore[attr-defined]
             self._last_payload, self._last_hex = payload, payload.hex()
-            line = frame_line(event, self._last_hex)  # type: ignore[arg-type]
+            line = frame_line(event, self._last_hex, "\n")  # type: ignore[arg-type]
         elif kind is Message:
             # A message carried whole by one uncompressed frame is that frame's payload object: hex it once.
             data = event.data  # type: ignore[attr-defined]
-            line = message_line(event, self._last_hex if data is self._last_payload else None)  # type: ignore[arg-type]
+            same = self._last_hex if data is self._last_payload else None
+            line = message_line(event, same, "\n")  # type: ignore[arg-type]
         else:
-            line = self._dumps(to_json(event))
-        self.out.write(line + "\n")
+            line = self._dumps(to_json(event)) + "\n"
+        self.out.write(line)  # the newline is part of the line: big lines are not copied once more to add it
 
     def close(self) -> None:
         self.out.flush()
