@@ -49,6 +49,7 @@ from wsinspect.core.frames import (
     Resynced,
     Truncated,
     minimal_length_bits,
+    parse_close_payload,
 )
 from wsinspect.core.handshake import (
     HttpRequest,
@@ -555,23 +556,17 @@ class Connection:
                            complete=message.complete, first_packet=message.first_packet))
 
     def _close(self, side: _Side, frame: Frame, time: float, packet: int | None, out: list[Event]) -> None:
-        payload = frame.payload
-        code: int | None = None
-        reason = ""
-        if len(payload) == 1:
+        body = parse_close_payload(frame.payload)
+        code, reason = body.code, body.reason
+        if body.one_byte:
             out.append(self._violation(side, "close.payload-one-byte", frame, time, packet,
                                        "The close frame's body is 1 byte long."))
-        elif len(payload) >= 2:
-            code = int.from_bytes(payload[:2], "big")
-            if not close_code_is_valid(code):
-                out.append(self._violation(side, "close.code-invalid", frame, time, packet,
-                                           f"Close code {code} must not be sent."))
-            try:
-                reason = payload[2:].decode("utf-8")
-            except UnicodeDecodeError:
-                reason = payload[2:].decode("utf-8", "replace")
-                out.append(self._violation(side, "close.reason-invalid-utf8", frame, time, packet,
-                                           "The close reason is not valid UTF-8."))
+        if code is not None and not close_code_is_valid(code):
+            out.append(self._violation(side, "close.code-invalid", frame, time, packet,
+                                       f"Close code {code} must not be sent."))
+        if not body.reason_is_utf8:
+            out.append(self._violation(side, "close.reason-invalid-utf8", frame, time, packet,
+                                       "The close reason is not valid UTF-8."))
         initiator = not self.close_codes
         if side.direction not in self.close_codes:
             self.close_codes[side.direction] = code

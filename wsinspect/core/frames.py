@@ -172,6 +172,26 @@ def build_frame(
 
 
 @dataclass(frozen=True, slots=True)
+class ClosePayload:
+    """A close frame's body (RFC 6455 5.5.1): an optional 2-byte status code, then a UTF-8 reason."""
+
+    code: int | None
+    reason: str  # undecodable bytes replaced, so it is always printable as text
+    one_byte: bool  # a 1-byte body, which has no valid reading
+    reason_is_utf8: bool
+
+
+def parse_close_payload(payload: bytes) -> ClosePayload:
+    if len(payload) < 2:
+        return ClosePayload(None, "", len(payload) == 1, True)
+    code = int.from_bytes(payload[:2], "big")
+    try:
+        return ClosePayload(code, payload[2:].decode("utf-8"), False, True)
+    except UnicodeDecodeError:
+        return ClosePayload(code, payload[2:].decode("utf-8", "replace"), False, False)
+
+
+@dataclass(frozen=True, slots=True)
 class Resynced:
     """The parser skipped ``skipped`` bytes to find the frame boundary at ``offset``."""
 

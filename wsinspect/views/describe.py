@@ -6,6 +6,7 @@ from rich.text import Text
 
 from wsinspect.core.events import Close, Direction, FrameEvent, Message
 from wsinspect.core.fields import Opcode, opcode_name
+from wsinspect.core.frames import parse_close_payload
 from wsinspect.views.safe import hex_preview, preview, visible
 
 PREVIEW_CHARS = 60
@@ -93,9 +94,9 @@ def frame_info(event: FrameEvent, *, continues: tuple[int, bool] | None = None) 
         info.append(f" [{flag}]", style="dim" if flag in ("FIN", "MASKED") else "magenta")
     payload = frame.payload
     if frame.opcode == Opcode.CLOSE:
-        code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+        body = parse_close_payload(payload)
         info.append(" ")
-        info.append_text(close_description(code, payload[2:].decode("utf-8", "replace")))
+        info.append_text(close_description(body.code, body.reason))
     elif frame.rsv1 or (frame.opcode == Opcode.CONTINUATION and continues is not None and continues[1]):
         info.append(f" compressed {size(len(payload))}", style="dim")
     elif payload:
