@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from wsinspect.core import deflate
 from wsinspect.core.checks import CHECKS
+from wsinspect.core.construct import fast_constructor
 from wsinspect.core.deflate import DeflateParams, MessageInflater
 from wsinspect.core.events import (
     Close,
@@ -60,6 +61,10 @@ from wsinspect.core.handshake import (
     validate_request,
     validate_response,
 )
+
+# Made once per frame and per message: positional, without the frozen __init__'s cost (see core.construct).
+_new_frame_event = fast_constructor(FrameEvent)
+_new_message = fast_constructor(Message)
 
 
 class Phase(enum.Enum):
@@ -375,8 +380,7 @@ class Connection:
     def _parse_item(self, side: _Side, item: ParseItem, time: float, packet: int | None,
                     out: list[Event]) -> None:
         if isinstance(item, Frame):
-            out.append(FrameEvent(stream=self.stream, direction=side.direction, time=time, packet=packet,
-                                  frame=item))
+            out.append(_new_frame_event(self.stream, side.direction, time, packet, item))
             self._check_frame(side, item, time, packet, out)
             self._interpret(side, item, time, packet, out)
         elif isinstance(item, Resynced):
@@ -498,9 +502,8 @@ class Connection:
             except UnicodeDecodeError as error:
                 out.append(self._violation(side, "message.invalid-utf8", frame, time, packet,
                                            f"Invalid UTF-8 at byte {error.start} of the message: {error.reason}."))
-        out.append(Message(stream=self.stream, direction=side.direction, time=time, packet=packet,
-                           opcode=frame.opcode, data=frame.payload, text=text, frames=1,
-                           wire_length=frame.payload_length, compressed=False, complete=True, first_packet=packet))
+        out.append(_new_message(self.stream, side.direction, time, packet, frame.opcode, frame.payload, text, 1,
+                                frame.payload_length, False, True, packet))
 
     def _add_payload(self, side: _Side, message: _MessageInProgress, frame: Frame, time: float, packet: int | None,
                      out: list[Event]) -> None:
