@@ -14,9 +14,18 @@ from dataclasses import dataclass, field
 
 from wsinspect.capture.files import CaptureFile
 from wsinspect.capture.packets import decode_tcp
-from wsinspect.capture.reassembly import FlowClosed, FlowData, FlowGap, FlowItem, FlowOpened, TcpReassembler
+from wsinspect.capture.reassembly import (
+    FlowClosed,
+    FlowData,
+    FlowGap,
+    FlowItem,
+    FlowNotice,
+    FlowOpened,
+    TcpReassembler,
+)
+from wsinspect.core.checks import CHECKS
 from wsinspect.core.connection import Connection, Limits
-from wsinspect.core.events import ConnectionOpened, Direction, Event, other
+from wsinspect.core.events import ConnectionOpened, Direction, Event, Notice, other
 from wsinspect.core.fields import is_known_opcode
 from wsinspect.core.handshake import find_header_end, looks_like_http_request, parse_request
 
@@ -114,6 +123,11 @@ class CaptureTrace:
         direction: Direction = item.direction
         if flow.flip:
             direction = "s2c" if direction == "c2s" else "c2s"
+        if isinstance(item, FlowNotice):
+            # A fact about the capture, not the peers: passed on as it is, whatever state the stream is in.
+            yield Notice(stream=item.flow, direction=direction, time=item.time, packet=item.packet,
+                         check=CHECKS[item.check], message=item.message)
+            return
         connection = flow.connection
         if connection is not None:
             if isinstance(item, FlowData):

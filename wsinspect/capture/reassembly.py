@@ -23,6 +23,7 @@ __all__ = [
     "FlowData",
     "FlowGap",
     "FlowItem",
+    "FlowNotice",
     "FlowOpened",
     "FlowReader",
     "TcpReassembler",
@@ -77,7 +78,22 @@ class FlowClosed:
     reason: str  # "FIN" (both sides), "RST", "port reused by a new SYN", "end of capture"
 
 
-FlowItem = FlowOpened | FlowData | FlowGap | FlowClosed
+@dataclass(frozen=True, slots=True)
+class FlowNotice:
+    """A fact about what the capture holds of one direction (not about what the peers sent).
+
+    ``check`` names an entry of ``wsinspect.core.checks.CHECKS`` (``capture.*``); ``message`` says the specifics.
+    """
+
+    flow: int
+    time: float
+    packet: int
+    direction: Direction
+    check: str
+    message: str
+
+
+FlowItem = FlowOpened | FlowData | FlowGap | FlowNotice | FlowClosed
 
 _new_data = fast_constructor(FlowData)
 

@@ -165,4 +165,20 @@ CHECKS: dict[str, Check] = _table(
     Check("capture.resync", "RFC 6455 5.2",
           "The decoder did not know where a frame starts (after a gap, or a capture that starts "
           "mid-connection) and skipped bytes until headers chained consistently.", Severity.INFO),
+    Check("capture.tls", "RFC 6455 11.1.2",
+          "This stream is TLS (wss:// or another TLS protocol); the session keys are needed to see inside.",
+          Severity.INFO),
+    Check("capture.one-sided", "RFC 9293 3.4",
+          "Only one direction of this connection was captured (a capture filter, or asymmetric routing); the "
+          "side that was captured is decoded, the other is missing.", Severity.WARNING),
+    Check("capture.retransmission-conflict", "RFC 9293 3.4",
+          "The capture holds two copies of the same TCP sequence range with different bytes; one copy was "
+          "used, and the message says which. Not something either peer is blamed for.", Severity.WARNING),
+    Check("capture.flow-let-go", "RFC 6455 10.4",
+          "The conversation was still open but idle, or more conversations were open than the limit allows: "
+          "it was summarised and let go to keep memory bounded; later packets of it start a new one.",
+          Severity.INFO),
+    Check("capture.memory-budget", "RFC 6455 10.4",
+          "Messages held open across all conversations reached the memory budget: this message was cut short "
+          "(decoding of its frames goes on).", Severity.WARNING),
 )
