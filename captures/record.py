@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -182,11 +183,13 @@ async def expect_message(ws: Any, m: Message, who: str) -> None:
     )
 
 
-async def drive_websockets(ws: Any, conn: Connection, me: str, delay: float = 0.0) -> None:
-    """Play ``me``'s part ("c2s" = client, "s2c" = server) of ``conn`` on a websockets connection."""
+async def drive_websockets(ws: Any, conn: Connection, me: str, delay: float = 0.0,
+                          events: tuple[Any, ...] | None = None) -> None:
+    """Play ``me``'s part ("c2s" = client, "s2c" = server) of ``conn`` (or of ``events``) on a websockets
+    connection."""
     who = f"{conn.name}/{'client' if me == 'c2s' else 'server'}"
     pending: list[Frame] = []
-    for ev in conn.events:
+    for ev in conn.events if events is None else events:
         mine = ev.direction == me
         if mine and delay:
             await asyncio.sleep(delay)
@@ -250,6 +253,8 @@ async def drive_websockets(ws: Any, conn: Connection, me: str, delay: float = 0.
                     pending = []
             elif ev.opcode == OP_CLOSE:
                 await asyncio.wait_for(ws.wait_closed(), T)
+    if events is not None and events is not conn.events:
+        return  # a part of the connection (before the capture starts): the rest follows on the same socket
     # let the closing handshake / TCP teardown finish
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(ws.wait_closed(), T)
@@ -296,12 +301,13 @@ def client_extensions(compression: str) -> dict[str, Any]:
 class Servers:
     """Real servers for a scenario: websockets servers (scripted by request path) and raw servers."""
 
-    def __init__(self, sc: Scenario) -> None:
+    def __init__(self, sc: Scenario, certificate: Path | None = None) -> None:
         self.sc = sc
         self.by_path = {c.path: c for c in sc.connections}
         self.done: dict[str, asyncio.Future[None]] = {}
         self.errors: list[BaseException] = []
         self._stack = contextlib.AsyncExitStack()
+        self.certificate = certificate  # PEM with the certificate and its key, for wss:// servers
 
     def future(self, path: str) -> asyncio.Future[None]:
         if path not in self.done:
@@ -322,7 +328,7 @@ class Servers:
             check(
                 ext == conn.extensions, f"{conn.name}: negotiated {ext!r}, scenario says {conn.extensions!r}"
             )
-            await drive_websockets(ws, conn, "s2c")
+            await drive_websockets(ws, conn, "s2c", events=(*conn.before_capture, *conn.events))
             if not fut.done():
                 fut.set_result(None)
         except BaseException as e:
@@ -350,6 +356,32 @@ class Servers:
         finally:
             writer.close()
 
+    async def raw_http_handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A raw server that answers the request for its path with the scenario's exact response bytes.
+
+        After a 101 it reads what the client sends until the client closes; after any other answer it closes
+        (the responses say ``Connection: close``)."""
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), T)
+            path = head.split(b" ", 2)[1].decode()
+            conn = self.by_path[path]
+            assert conn.response is not None
+            check(head == conn.request, f"{conn.name}: raw server received {head[:60]!r}...")
+            writer.write(conn.response)
+            await writer.drain()
+            if conn.handshake_status == 101:
+                received = 0
+                while chunk := await asyncio.wait_for(reader.read(65536), 3 * T):
+                    received += len(chunk)
+                expected = sum(len(ev.wire()) for ev in conn.events if isinstance(ev, Frame))
+                check(received == expected, f"{conn.name}: raw server received {received} bytes, sent {expected}")
+            self.future(path).set_result(None)
+        except BaseException as e:
+            self.errors.append(e)
+            raise
+        finally:
+            writer.close()
+
     async def __aenter__(self) -> Servers:
         ports: dict[int, list[Connection]] = {}
         for c in self.sc.connections:
@@ -360,16 +392,28 @@ class Servers:
             hosts = {c.host for c in conns}
             check(len(kinds) == len(comps) == len(hosts) == 1, f"port {port}: mixed server configs")
             host = hosts.pop()
+            tls = {c.tls for c in conns}
+            check(len(tls) == 1, f"port {port}: mixed ws:// and wss://")
             if kinds == {"websockets"}:
                 srv = serve(
                     self.handler, host, port, open_timeout=T, close_timeout=T, ping_interval=None,
-                    max_size=2**21, **server_extensions(comps.pop()),
+                    max_size=2**21, ssl=self.server_tls() if tls.pop() else None, **server_extensions(comps.pop()),
                 )  # fmt: skip
                 await self._stack.enter_async_context(srv)
+            elif kinds == {"raw-http"}:
+                raw = await asyncio.start_server(self.raw_http_handler, host, port)
+                await self._stack.enter_async_context(raw)
             else:
                 raw = await asyncio.start_server(self.raw_handler, host, port)
                 await self._stack.enter_async_context(raw)
         return self
+
+    def server_tls(self) -> ssl.SSLContext:
+        check(self.certificate is not None, "a wss:// server needs the test certificate")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(self.certificate))
+        context.set_alpn_protocols(["http/1.1"])
+        return context
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
@@ -386,7 +430,46 @@ class Servers:
 
 def url(conn: Connection) -> str:
     host = f"[{conn.host}]" if ":" in conn.host else conn.host
-    return f"ws://{host}:{conn.server_port}{conn.path}"
+    return f"{'wss' if conn.tls else 'ws'}://{host}:{conn.server_port}{conn.path}"
+
+
+def make_certificate(directory: Path, hostname: str) -> Path:
+    """A self-signed certificate for ``hostname`` (and its key), one PEM file, made fresh for each recording."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    path = directory / "wss-test.pem"
+    path.write_bytes(
+        certificate.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    )  # fmt: skip
+    return path
+
+
+def client_tls(conn: Connection, certificate: Path | None) -> dict[str, Any]:
+    if not conn.tls:
+        return {}
+    check(certificate is not None and conn.sni is not None, f"{conn.name}: wss:// needs a certificate and an SNI")
+    context = ssl.create_default_context(cafile=str(certificate))
+    if conn.alpn:
+        context.set_alpn_protocols(list(conn.alpn))
+    return {"ssl": context, "server_hostname": conn.sni}
 
 
 async def websockets_client(
@@ -394,10 +477,12 @@ async def websockets_client(
 ) -> None:
     async with connect(
         url(conn), open_timeout=T, close_timeout=T, ping_interval=None, max_size=2**21,
-        **client_extensions(conn.compression),
+        **client_extensions(conn.compression), **client_tls(conn, servers.certificate),
     ) as ws:  # fmt: skip
         ext = ws.response.headers.get("Sec-WebSocket-Extensions")
         check(ext == conn.extensions, f"{conn.name}: negotiated {ext!r}, scenario says {conn.extensions!r}")
+        if conn.before_capture:
+            await drive_websockets(ws, conn, "c2s", delay, events=conn.before_capture)
         if before is not None:
             await before()
         await drive_websockets(ws, conn, "c2s", delay)
@@ -524,6 +609,39 @@ def _raw_client_sync(conn: Connection) -> None:
         check(rest == b"", f"{conn.name}: unexpected bytes after close: {rest[:60]!r}")
 
 
+def _budget_clients_sync(conns: tuple[Connection, ...]) -> None:
+    """Open every connection, then send their fragments interleaved, so all the messages are open at once; then
+    close TCP (no close frame: the messages are never finished)."""
+    socks: list[socket.socket] = []
+    try:
+        for conn in conns:
+            assert conn.request is not None and conn.response is not None
+            sock = socket.create_connection((conn.host, conn.server_port), timeout=T)
+            socks.append(sock)
+            sock.sendall(conn.request)
+            check(_recv_exact(sock, len(conn.response)) == conn.response, f"{conn.name}: unexpected 101")
+        for index in range(max(len(conn.events) for conn in conns)):
+            for sock, conn in zip(socks, conns, strict=True):
+                if index < len(conn.events):
+                    event = conn.events[index]
+                    check(isinstance(event, Frame) and event.direction == "c2s", "budget: client frames only")
+                    assert isinstance(event, Frame)
+                    sock.sendall(event.wire())
+        for sock in socks:
+            sock.shutdown(socket.SHUT_WR)
+        for sock, conn in zip(socks, conns, strict=True):
+            check(sock.recv(1) == b"", f"{conn.name}: the server sent bytes after its 101")
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+async def budget_clients(sc: Scenario, servers: Servers) -> None:
+    await asyncio.wait_for(asyncio.to_thread(_budget_clients_sync, sc.connections), 6 * T)
+    for conn in sc.connections:
+        await asyncio.wait_for(servers.future(conn.path), T)
+
+
 async def raw_client(conn: Connection, servers: Servers) -> None:
     await asyncio.wait_for(asyncio.to_thread(_raw_client_sync, conn), 3 * T)
     if conn.handshake_ok:
@@ -634,24 +752,10 @@ async def record(sc: Scenario, outdir: Path) -> Path:
     ports_free(sc)
     dump = Dumpcap(sc.ports, out)
     try:
-        async with Servers(sc) as servers:
-            if sc.name == "midstream":
-                (conn,) = sc.connections
-                await websockets_client(conn, servers, before=dump.start)
-            else:
-                await dump.start()
-                if sc.name == "multi":
-                    await asyncio.gather(
-                        *(
-                            run_client(c, servers, sc, delay=0.03 + 0.01 * i)
-                            for i, c in enumerate(sc.connections)
-                        )
-                    )
-                else:
-                    for c in sc.connections:
-                        await run_client(c, servers, sc)
-                        await asyncio.sleep(0.1)  # keep connections apart in time
-            servers.raise_errors()
+        with tempfile.TemporaryDirectory(prefix="wsinspect-record-") as scratch:
+            sni = next((c.sni for c in sc.connections if c.tls and c.sni), None)
+            certificate = make_certificate(Path(scratch), sni) if sni else None
+            await run_scenario(sc, dump, certificate)
         await dump.stop()
     finally:
         dump.kill()
@@ -661,6 +765,29 @@ async def record(sc: Scenario, outdir: Path) -> Path:
     )
     log.info("%s: OK, %d bytes, %d TCP stream(s)", out.name, out.stat().st_size, streams)
     return out
+
+
+async def run_scenario(sc: Scenario, dump: Dumpcap, certificate: Path | None) -> None:
+    async with Servers(sc, certificate) as servers:
+        if not all(c.handshake_captured for c in sc.connections):
+            (conn,) = sc.connections
+            await websockets_client(conn, servers, before=dump.start)
+        else:
+            await dump.start()
+            if sc.name == "budget":
+                await budget_clients(sc, servers)
+            elif sc.name == "multi":
+                await asyncio.gather(
+                    *(
+                        run_client(c, servers, sc, delay=0.03 + 0.01 * i)
+                        for i, c in enumerate(sc.connections)
+                    )
+                )
+            else:
+                for c in sc.connections:
+                    await run_client(c, servers, sc)
+                    await asyncio.sleep(0.1)  # keep connections apart in time
+        servers.raise_errors()
 
 
 def main(argv: list[str] | None = None) -> int:

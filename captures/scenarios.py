@@ -67,6 +67,10 @@ class Message:
     fragments: tuple[int, ...] | None = None
     #: permessage-deflate applied: RSV1 set on the first frame, payload on the wire is deflated.
     compressed: bool = False
+    #: The message repeats what this direction sent before the capture started: with context takeover its
+    #: compressed form refers back into bytes the capture does not hold (RFC 7692 7.2.3.2), so a decoder that
+    #: joined mid-connection cannot inflate it.
+    refers_before_capture: bool = False
     note: str = ""
 
     @property
@@ -160,9 +164,17 @@ class Connection:
     #: sides), "no-context-takeover" (client/server_no_context_takeover + server_max_window_bits=10),
     #: "browser" (whatever Chromium offers; websockets server defaults).
     compression: str = "off"
-    #: False for the mid-stream capture: the handshake happened before dumpcap started.
+    #: False for the mid-stream captures: the handshake happened before dumpcap started.
     handshake_captured: bool = True
+    #: Exchanged after the handshake but before dumpcap started (not in the file; they fill the compressor's
+    #: window with context takeover).
+    before_capture: tuple[Event, ...] = ()
     events: tuple[Event, ...] = ()
+    #: wss://: the WebSocket runs inside TLS (self-signed certificate made at record time); ``sni`` is the
+    #: server name the client sends in its ClientHello, ``alpn`` the protocols it offers.
+    tls: bool = False
+    sni: str | None = None
+    alpn: tuple[str, ...] = ()
     notes: str = ""
 
     # ---- helpers for tests -------------------------------------------------------------------
@@ -735,6 +747,149 @@ _browser = Connection(
     ),
 )
 
+# -- midstream-deflate -------------------------------------------------------------------------
+MIDSTREAM_DEFLATE_PORT = 47120
+#: Uppercase only, no digits: no 3-byte run in common with _REPEATED, so it can only refer back to itself.
+_UPPERCASE = "MIDSTREAM DEFLATE: SAID TWICE, SAID TWICE!"
+
+
+def _zecho_repeat(m: Message) -> tuple[Message, Message]:
+    """A compressed echo of a message both directions already sent before the capture started."""
+    sent = Message(m.direction, m.kind, m.payload, compressed=True, refers_before_capture=True, note=m.note)
+    return (sent, Message("s2c", m.kind, m.payload, compressed=True, refers_before_capture=True))
+
+
+_midstream_deflate = Connection(
+    name="midstream-deflate",
+    server_port=MIDSTREAM_DEFLATE_PORT,
+    client="websockets",
+    server="websockets",
+    path="/midstream-deflate/0",
+    compression="default",
+    extensions=DEFLATE_DEFAULT,
+    handshake_captured=False,
+    before_capture=_zecho(text("c2s", _REPEATED, note="before the capture: fills both compressors' windows")),
+    events=(
+        *_zecho_repeat(text("c2s", _REPEATED, note="compresses to a back-reference into the uncaptured copy")),
+        *_zecho(binary("c2s", pattern(64, seed=47120), note="random bytes: nothing to refer back to")),
+        *_zecho(text("c2s", _UPPERCASE, note="refers back only into itself")),
+        *_zecho(text("c2s", _UPPERCASE, note="refers back to the previous, captured, copy")),
+        *close_pair("c2s", 1000, "midstream deflate done"),
+    ),
+    notes="the capture starts after the handshake and one compressed echo (the browser tab was already open)",
+)
+
+# -- wss ----------------------------------------------------------------------------------------
+WSS_PORT = 47130
+_wss = Connection(
+    name="wss",
+    server_port=WSS_PORT,
+    client="websockets",
+    server="websockets",
+    path="/wss/0",
+    compression="default",
+    extensions=DEFLATE_DEFAULT,
+    tls=True,
+    sni="wsinspect.test",
+    alpn=("http/1.1",),
+    events=(
+        *_zecho(text("c2s", "hello over TLS")),
+        *close_pair("c2s", 1000, "tls bye"),
+    ),
+    notes="self-signed certificate for wsinspect.test made at record time; the client trusts only it",
+)
+
+# -- plain-http ---------------------------------------------------------------------------------
+PLAIN_WEBSOCKETS_PORT = 47140
+PLAIN_400_PORT = 47141
+PLAIN_200_PORT = 47142
+#: What a reverse proxy forwards of a WebSocket request when it drops the hop-by-hop Upgrade and Connection.
+_STRIPPED = [f"Sec-WebSocket-Key: {SAMPLE_KEY}", "Sec-WebSocket-Version: 13"]
+
+
+def _http_response(status: str, content_type: str, body: bytes) -> bytes:
+    head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+    return head.encode("ascii") + b"\r\n" + body
+
+
+PLAIN_400_RESPONSE = _http_response("400 Bad Request", "text/plain;charset=UTF-8",
+                                    b'Can "Upgrade" only to "WebSocket".')
+PLAIN_200_RESPONSE = _http_response("200 OK", "text/html; charset=utf-8",
+                                    b"<!doctype html><title>app</title><p>the single-page app's index</p>\n")
+_plain_cases: list[tuple[str, int, str, list[str], int, bytes | None, str]] = [
+    ("websockets-stripped", PLAIN_WEBSOCKETS_PORT, "websockets", _STRIPPED, 426, None,
+     "observed: websockets 17.4 answers 426 Upgrade Required with 'Upgrade: websocket'"),
+    ("websockets-plain-get", PLAIN_WEBSOCKETS_PORT, "websockets", ["Accept: */*"], 426, None,
+     "no WebSocket header at all: only the server's 426 says this was meant to be a WebSocket"),
+    ("server-400", PLAIN_400_PORT, "raw-http", _STRIPPED, 400, PLAIN_400_RESPONSE,
+     "a raw server answering as Spring does to a request without Upgrade"),
+    ("server-200", PLAIN_200_PORT, "raw-http", _STRIPPED, 200, PLAIN_200_RESPONSE,
+     "a raw server answering with the page, as a catch-all route of a web application does"),
+]
+_plain_conns = tuple(
+    Connection(
+        name=f"plain-{name}",
+        server_port=port,
+        client="raw",
+        server=server,
+        path=f"/plain/{i}",
+        handshake_status=status,
+        handshake_ok=False,
+        request=raw_request(port, f"/plain/{i}", lines),
+        response=response,
+        notes=note,
+    )
+    for i, (name, port, server, lines, status, response, note) in enumerate(_plain_cases)
+)
+
+# -- budget -------------------------------------------------------------------------------------
+BUDGET_PORT = 47150
+BUDGET_CONNECTIONS = 20
+BUDGET_FRAGMENTS = 60
+#: Inflated size of each fragment: 60 fragments make a 60 MiB message that is never finished.
+BUDGET_PIECE = (b"budget " * 150_000)[: 1 << 20]
+
+
+def _budget_fragments() -> tuple[bytes, bytes]:
+    """The compressed first fragment and the (identical) compressed form of every later one.
+
+    One raw DEFLATE stream with context takeover, a sync flush after each piece (RFC 7692 7.2.1): after the first
+    piece, each identical piece compresses to the same bytes (checked), so two compress calls make all 60.
+    """
+    import zlib
+
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    pieces = [deflater.compress(BUDGET_PIECE) + deflater.flush(zlib.Z_SYNC_FLUSH) for _ in range(3)]
+    assert pieces[1] == pieces[2], "the repeated piece must compress to the same bytes each time"
+    return pieces[0], pieces[1]
+
+
+_BUDGET_FIRST, _BUDGET_NEXT = _budget_fragments()
+BUDGET_RESPONSE = (
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    f"Sec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+).encode("ascii")
+_budget_conns = tuple(
+    Connection(
+        name=f"budget-{i}",
+        server_port=BUDGET_PORT,
+        client="raw",
+        server="raw-http",
+        path=f"/budget/{i}",
+        request=raw_request(BUDGET_PORT, f"/budget/{i}",
+                            [*good_headers(), "Sec-WebSocket-Extensions: permessage-deflate"]),
+        response=BUDGET_RESPONSE,
+        extensions="permessage-deflate",
+        compression="default",
+        events=(
+            cframe(OP_TEXT, _BUDGET_FIRST, fin=False, rsv1=True),
+            *(cframe(OP_CONT, _BUDGET_NEXT, fin=False) for _ in range(BUDGET_FRAGMENTS - 1)),
+        ),
+        notes="the message is never finished: the client closes TCP after its 60th fragment, no close frame",
+    )
+    for i in range(BUDGET_CONNECTIONS)
+)
+
 # ---------------------------------------------------------------------------------------------
 
 SCENARIOS: dict[str, Scenario] = {
@@ -840,6 +995,43 @@ SCENARIOS: dict[str, Scenario] = {
             peers="Chromium (headless) <-> websockets server; page served by http.server on another port",
             what_to_look_at="real browser handshake headers, browser-side compression",
             uncaptured_ports=(BROWSER_PAGE_PORT,),
+        ),
+        Scenario(
+            "midstream-deflate",
+            "Capture started after the handshake and one compressed echo, on a permessage-deflate session with "
+            "context takeover: the repeated message cannot be inflated, the others can.",
+            (_midstream_deflate,),
+            tcp_streams=1,
+            peers="websockets client <-> websockets server",
+            what_to_look_at="decode with --port 47120: every frame shown with RSV1 (compressed); the message "
+            "that refers back before the capture is reported as not inflatable (RFC 7692 7.2.3.2)",
+        ),
+        Scenario(
+            "wss",
+            "WebSocket over TLS (wss://), self-signed certificate, SNI wsinspect.test, ALPN http/1.1.",
+            (_wss,),
+            tcp_streams=1,
+            peers="websockets client <-> websockets server, both over TLS",
+            what_to_look_at="reported as TLS (version offered, SNI, ALPN from the ClientHello); nothing "
+            "decoded inside, also with --port 47130",
+        ),
+        Scenario(
+            "plain-http",
+            "Plain HTTP GETs to WebSocket endpoints, as a reverse proxy that drops the hop-by-hop Upgrade and "
+            "Connection headers sends them: websockets answers 426, other servers 400 or 200.",
+            _plain_conns,
+            tcp_streams=len(_plain_conns),
+            peers="raw-socket client -> websockets server, raw-socket HTTP servers",
+            what_to_look_at="each one a failed opening handshake with the hop-by-hop diagnosis",
+        ),
+        Scenario(
+            "budget",
+            f"{BUDGET_CONNECTIONS} connections open at once, each sending {BUDGET_FRAGMENTS} compressed "
+            "fragments of one highly compressible text message (1 MiB each inflated) and never finishing it.",
+            _budget_conns,
+            tcp_streams=len(_budget_conns),
+            peers="raw-socket client (hand-built frames) -> raw-socket server answering 101 with permessage-deflate",
+            what_to_look_at="memory stays within the budget; every frame is still shown",
         ),
     ]
 }
