@@ -12,9 +12,14 @@ before the server's answer was seen wait for it, because only the answer says wh
     REFUSED      ignored (counted)                ignored (counted)
 
 A connection made with ``mid_stream=True`` starts OPEN with both parsers hunting for a frame boundary (a capture that
-began after the handshake). Every frame is checked against RFC 6455 as it arrives; a broken rule becomes a
-``Violation`` and decoding goes on: an inspector reports, it does not hang up. The server reads the violations of the
-client's direction to decide when to fail the connection.
+began after the handshake). Without the handshake nobody says whether permessage-deflate was agreed, so RSV1 on a
+data frame is taken to mean "compressed" (the only extension in use on the web), not flagged; such messages are
+inflated without the earlier window where they allow it (see ``deflate.MessageInflater``).
+
+Every frame is checked against RFC 6455 as it arrives; a broken rule becomes a ``Violation`` and decoding goes on:
+an inspector reports, it does not hang up. The server reads the violations of the client's direction to decide when
+to fail the connection. What unfinished messages hold is bounded per message (``Limits.max_message``) and, across
+the connections of a capture, by a shared ``MemoryBudget``.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from wsinspect.core.frames import (
 )
 from wsinspect.core.handshake import (
     HttpRequest,
+    ascii_number,
     find_header_end,
     parse_extensions,
     parse_request,
@@ -72,6 +78,37 @@ class Phase(enum.Enum):
     RESPONSE = "response"
     OPEN = "open"
     REFUSED = "refused"
+
+
+#: What all the unfinished messages of one capture may hold together unless told otherwise (``--max-memory``).
+DEFAULT_MEMORY_BUDGET = 64 * 1024 * 1024
+
+
+class MemoryBudget:
+    """Bytes held by unfinished messages, counted across every connection that shares this object.
+
+    One capture can hold many conversations, each with a message still open, and ``max_message`` bounds each one
+    alone: 20 open compressed messages could hold 20 x 64 MiB. A trace hands one budget to all its connections;
+    a message that would take more than what is left is cut short (``complete=False``) with a notice, and its
+    frames are still decoded. Sans-I/O: just a counter.
+    """
+
+    __slots__ = ("held", "limit", "peak")
+
+    def __init__(self, limit: int = DEFAULT_MEMORY_BUDGET) -> None:
+        self.limit = limit
+        self.held = 0
+        self.peak = 0
+
+    def available(self) -> int:
+        return max(self.limit - self.held, 0)
+
+    def take(self, size: int) -> None:
+        self.held += size
+        self.peak = max(self.peak, self.held)
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +138,7 @@ class _MessageInProgress:
     size: int = 0
     wire_length: int = 0
     frames: int = 0
-    utf8: codecs.IncrementalDecoder | None = None
-    text_parts: list[str] = field(default_factory=list)
+    utf8: codecs.IncrementalDecoder | None = None  # validates a text message as it arrives (RFC 6455 8.1)
     text_valid: bool = True
     complete: bool = True  # False once a limit or an inflate error cut it short
 
@@ -110,13 +146,30 @@ class _MessageInProgress:
 class _Side:
     """The state of one direction: its parser, the message being reassembled, its inflater."""
 
+    __slots__ = (
+        "arrivals",
+        "direction",
+        "head",
+        "held",
+        "ignored",
+        "inflater",
+        "lost_message_start",
+        "message",
+        "parser",
+        "received",
+        "sender_is_client",
+        "sent_close",
+    )
+
     def __init__(self, direction: Direction, limits: Limits, *, in_sync: bool) -> None:
         self.direction = direction
         self.sender_is_client = direction == "c2s"
         self.parser = FrameParser(max_payload=limits.max_frame, in_sync=in_sync,
                                   expect_masked=self.sender_is_client)
         self.message: _MessageInProgress | None = None
-        self.inflater: MessageInflater | None = None
+        self.inflater: MessageInflater | None = None  # set when RSV1 means "compressed" in this direction
+        if not in_sync:
+            self.assume_deflate()
         self.sent_close = False
         # After bytes went missing, a continuation frame may belong to a message whose start was never seen:
         # that is the capture's fault, not the sender's.
@@ -132,13 +185,20 @@ class _Side:
         self.parser.rsv1_allowed = True
         self.inflater = MessageInflater(no_context_takeover=params.no_context_takeover(self.sender_is_client))
 
+    def assume_deflate(self) -> None:
+        """The handshake was not seen: take RSV1 to mean permessage-deflate, with the earlier window unknown."""
+        self.parser.rsv1_allowed = True
+        self.inflater = MessageInflater(no_context_takeover=False, context_known=False)
+
 
 class Connection:
     """Decodes one connection. See the module docstring."""
 
-    def __init__(self, stream: int = 0, *, mid_stream: bool = False, limits: Limits | None = None) -> None:
+    def __init__(self, stream: int = 0, *, mid_stream: bool = False, limits: Limits | None = None,
+                 budget: MemoryBudget | None = None) -> None:
         self.stream = stream
         self.limits = limits or Limits()
+        self.budget = budget  # shared with the other connections of a trace; None: max_message alone bounds
         self.mid_stream = mid_stream
         self.phase = Phase.OPEN if mid_stream else Phase.REQUEST
         self.sides = {d: _Side(d, self.limits, in_sync=not mid_stream) for d in ("c2s", "s2c")}
@@ -190,7 +250,7 @@ class Connection:
                                             f"The stream ended inside a fragmented "
                                             f"{opcode_name(side.message.opcode).lower()} message "
                                             f"({side.message.frames} frames, no final fragment)."))
-                    side.message = None
+                    self._drop_message(side)
         out.append(ConnectionClosed(stream=self.stream, direction="c2s", time=time, packet=packet, reason=reason,
                                     clean=self.closed_cleanly))
         return out
@@ -236,9 +296,9 @@ class Connection:
             out.append(self._notice(side, "capture.unfinished-message", time, packet,
                                     f"The {opcode_name(side.message.opcode).lower()} message in progress "
                                     f"({side.message.frames} frames so far) lost bytes in the gap; it is dropped."))
-            side.message = None
-        if side.inflater is not None and not side.inflater.no_context_takeover:
-            side.inflater.context_lost = True
+            self._drop_message(side)
+        if side.inflater is not None:
+            side.inflater.forget_context()
 
     def _handshake_lost(self, side: _Side, time: float, packet: int | None, out: list[Event]) -> None:
         """Part of a handshake header block was never captured: decode frames from the next trustworthy boundary."""
@@ -252,6 +312,7 @@ class Connection:
             still_held = sum(item if isinstance(item, int) else len(item) for item, _, _ in each.held)
             each.parser = FrameParser(max_payload=self.limits.max_frame, in_sync=False,
                                       expect_masked=each.sender_is_client, offset=each.received - still_held)
+            each.assume_deflate()
             each.lost_message_start = True
         self._release_held(out)
 
@@ -319,7 +380,9 @@ class Connection:
             return
         # Not upgraded: keep the body (bounded, cut at Content-Length) for display; the rest is not WebSocket.
         length = response.headers.get("Content-Length")
-        declared = int(length) if length is not None and length.strip().isdigit() else self.limits.max_body
+        declared = ascii_number(length.strip(), 18) if length is not None else None
+        if declared is None:
+            declared = self.limits.max_body
         self._body_wanted = min(declared, self.limits.max_body)
         side.head += rest
         if len(side.head) >= self._body_wanted:
@@ -475,6 +538,7 @@ class Connection:
                                            f"A new {opcode_name(opcode).lower()} frame arrived while a "
                                            f"{side.message.frames}-frame message was still open; that message "
                                            "is dropped."))
+                self._drop_message(side)
             side.lost_message_start = False
             side.message = _MessageInProgress(opcode=opcode, compressed=frame.rsv1 and side.inflater is not None,
                                               first_packet=packet)
@@ -486,8 +550,10 @@ class Connection:
         message = side.message
         message.frames += 1
         message.wire_length += frame.payload_length
-        if not frame.complete:
+        if not frame.complete and message.complete:
             message.complete = False
+            if message.compressed and side.inflater is not None:
+                side.inflater.forget_context()  # the bytes not kept were part of the window later messages use
         self._add_payload(side, message, frame, time, packet, out)
         if frame.fin:
             self._finish_message(side, message, time, packet, out)
@@ -511,20 +577,28 @@ class Connection:
             return  # something was already cut from it: adding more would make a message that was never sent
         data = frame.payload
         room = self.limits.max_message - message.size
-        if message.compressed and message.complete:
+        budget = self.budget
+        budget_room = budget.available() if budget is not None else room
+        if message.compressed:
             inflater = side.inflater
             assert inflater is not None
-            if inflater.context_lost:
-                out.append(self._notice(side, "message.inflate-context-lost", time, packet,
-                                        "This compressed message depends on bytes the capture does not have.",
-                                        frame.offset))
+            try:
+                data = inflater.inflate(data, min(room, budget_room), final=frame.fin)
+            except deflate.TooBig:
+                if budget_room < room:
+                    self._over_budget(side, message, frame, time, packet, out)
+                else:
+                    out.append(self._violation(side, "message.too-big", frame, time, packet,
+                                               f"The message inflates to more than {self.limits.max_message} "
+                                               "bytes."))
                 message.complete = False
                 return
-            try:
-                data = inflater.inflate(data, room, final=frame.fin)
-            except deflate.TooBig:
-                out.append(self._violation(side, "message.too-big", frame, time, packet,
-                                           f"The message inflates to more than {self.limits.max_message} bytes."))
+            except deflate.ContextMissing:
+                out.append(self._notice(side, "message.inflate-context-lost", time, packet,
+                                        "This compressed message cannot be inflated: it refers back into earlier "
+                                        "messages of this direction that the capture does not hold (context "
+                                        "takeover). Its frames are shown; later messages are inflated again as "
+                                        "soon as they refer only to what was seen.", frame.offset))
                 message.complete = False
                 return
             except deflate.InflateError as error:
@@ -537,24 +611,49 @@ class Connection:
                                        f"The message is larger than {self.limits.max_message} bytes."))
             message.complete = False
             return
+        elif len(data) > budget_room:
+            self._over_budget(side, message, frame, time, packet, out)
+            message.complete = False
+            return
         message.parts.append(data)
         message.size += len(data)
+        if budget is not None:
+            budget.take(len(data))
         if message.utf8 is not None and message.text_valid:
             try:
-                message.text_parts.append(message.utf8.decode(data, final=frame.fin))
+                message.utf8.decode(data, final=frame.fin)
             except UnicodeDecodeError as error:
                 message.text_valid = False
                 out.append(self._violation(side, "message.invalid-utf8", frame, time, packet,
                                            f"Invalid UTF-8 at byte {message.size - len(data) + error.start} of "
                                            f"the message: {error.reason}."))
 
+    def _over_budget(self, side: _Side, message: _MessageInProgress, frame: Frame, time: float,
+                     packet: int | None, out: list[Event]) -> None:
+        assert self.budget is not None
+        out.append(self._notice(side, "capture.memory-budget", time, packet,
+                                f"The unfinished messages of this capture hold {self.budget.held} bytes, the "
+                                f"memory budget is {self.budget.limit}: this "
+                                f"{opcode_name(message.opcode).lower()} message is cut short after "
+                                f"{message.size} bytes; its frames are still decoded.", frame.offset))
+        if message.compressed and side.inflater is not None:
+            side.inflater.forget_context()  # the rest of this message is not inflated, so its window is unknown
+
+    def _drop_message(self, side: _Side) -> None:
+        """Forget the message in progress (its bytes go back to the budget)."""
+        if side.message is not None and self.budget is not None:
+            self.budget.give_back(side.message.size)
+        side.message = None
+
     def _finish_message(self, side: _Side, message: _MessageInProgress, time: float, packet: int | None,
                         out: list[Event]) -> None:
-        side.message = None
-        text = "".join(message.text_parts) if message.utf8 is not None and message.text_valid else None
+        self._drop_message(side)
+        data = b"".join(message.parts)
+        text = None
+        if message.utf8 is not None and message.text_valid and message.complete:
+            text = data.decode("utf-8")  # already validated piece by piece
         out.append(Message(stream=self.stream, direction=side.direction, time=time, packet=packet,
-                           opcode=message.opcode, data=b"".join(message.parts),
-                           text=text if message.complete else None, frames=message.frames,
+                           opcode=message.opcode, data=data, text=text, frames=message.frames,
                            wire_length=message.wire_length, compressed=message.compressed,
                            complete=message.complete, first_packet=message.first_packet))
 

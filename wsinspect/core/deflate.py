@@ -11,7 +11,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from wsinspect.core.handshake import Extension, Finding, finding
+from wsinspect.core.handshake import Extension, Finding, ascii_number, finding
 
 EXTENSION_NAME = "permessage-deflate"
 TAIL = b"\x00\x00\xff\xff"
@@ -19,6 +19,15 @@ MAX_WINDOW_BITS = 15
 MIN_WINDOW_BITS = 8
 _BOOLEAN_PARAMS = ("server_no_context_takeover", "client_no_context_takeover")
 _WINDOW_PARAMS = ("server_max_window_bits", "client_max_window_bits")
+
+
+def window_bits(value: str | None) -> int | None:
+    """A max_window_bits value if it is one, else None; never raises.
+
+    RFC 7692 7.1.2.1: "a decimal integer value without leading zeroes between 8 to 15, inclusive".
+    """
+    bits = ascii_number(value, 2) if value is not None and not value.startswith("0") else None
+    return bits if bits is not None and MIN_WINDOW_BITS <= bits <= MAX_WINDOW_BITS else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +69,15 @@ def params_from_response(extension: Extension, offer: Extension | None) -> tuple
                 findings.append(finding("response.deflate-params", f"{key} takes no value.", key, f"{key}={value}"))
             values[key] = True
         elif key in _WINDOW_PARAMS:
-            if value is None or not value.isdigit() or not MIN_WINDOW_BITS <= int(value) <= MAX_WINDOW_BITS:
+            bits = window_bits(value)
+            if bits is None:
                 findings.append(finding("response.deflate-params", f"{key} must be a number from 8 to 15.",
                                          "8..15", value))
                 continue
             if key == "client_max_window_bits" and offer is not None and key not in offered:
                 findings.append(finding("response.deflate-params", "The server sent client_max_window_bits, "
                                          "which the client did not offer."))
-            values[key] = int(value)
+            values[key] = bits
         else:
             findings.append(finding("response.deflate-params", f"Unknown parameter {key!r}.", None, key))
     return DeflateParams(**values), findings  # type: ignore[arg-type]
@@ -96,17 +106,19 @@ def negotiate(offers: list[Extension]) -> DeflateParams | None:
                 acceptable &= value is None
                 params[key] = True
             elif key == "server_max_window_bits":
-                acceptable &= value is not None and value.isdigit() and 8 <= int(value) <= 15
-                if acceptable:
-                    params[key] = int(value or 15)
+                bits = window_bits(value)
+                acceptable &= bits is not None
+                if bits is not None:
+                    params[key] = bits
             elif key == "client_max_window_bits":
                 if value is None:
                     # The client lets us limit its window (RFC 7692 7.1.2.2): ask for ours, which is cheaper for it.
                     params[key] = PREFERRED_SERVER_WINDOW_BITS
                     continue
-                acceptable &= value.isdigit() and 8 <= int(value) <= 15
-                if acceptable:
-                    params[key] = int(value)
+                bits = window_bits(value)
+                acceptable &= bits is not None
+                if bits is not None:
+                    params[key] = bits
             else:
                 acceptable = False
         if acceptable:
@@ -120,34 +132,67 @@ class InflateError(Exception):
     pass
 
 
+class ContextMissing(InflateError):
+    """The message refers back (an LZ77 distance) into earlier data of this direction that was never seen."""
+
+
 class TooBig(Exception):
     pass
 
 
-class MessageInflater:
-    """Inflates the messages one direction sends, fragment by fragment, with a bound on the inflated size."""
+# zlib's words for a back-reference further back than the data the inflater holds (inflate.c).
+_TOO_FAR_BACK = "invalid distance too far back"
 
-    def __init__(self, *, no_context_takeover: bool) -> None:
+
+class MessageInflater:
+    """Inflates the messages one direction sends, fragment by fragment, with a bound on the inflated size.
+
+    With context takeover every message continues one DEFLATE stream whose LZ77 window is the data of the earlier
+    messages (RFC 7692 7.2.2). When the earlier data is unknown (a capture that starts mid-connection, bytes lost,
+    or a message that could not be inflated) the inflater starts again with an empty window: each message still
+    begins on a block boundary (the previous one ended with a sync flush), so a message that refers back only into
+    what was inflated since is inflated exactly, and one that refers further back makes zlib stop with "invalid
+    distance too far back" (never a wrong byte: zlib checks every distance against the window it holds), which
+    ``ContextMissing`` reports. Each success refills the window, so later messages usually succeed.
+
+    The zlib object (about 40 KiB once used) is made on the first compressed message, not per connection.
+    """
+
+    __slots__ = ("_inflater", "context_known", "no_context_takeover")
+
+    def __init__(self, *, no_context_takeover: bool, context_known: bool = True) -> None:
         self.no_context_takeover = no_context_takeover
-        # Decoding with the largest window is always correct: the sender's window can only be smaller.
-        self._inflater = zlib.decompressobj(-MAX_WINDOW_BITS)
-        self.context_lost = False  # a message of this direction was missed, so later ones can't be inflated
+        self._inflater: zlib._Decompress | None = None
+        # False while earlier messages of this direction are missing from what this inflater has seen.
+        self.context_known = context_known or no_context_takeover
+
+    def forget_context(self) -> None:
+        """Earlier data of this direction is missing (a gap, a message not inflated): start from an empty window."""
+        self._inflater = None
+        self.context_known = self.no_context_takeover
 
     def start(self) -> None:
-        if self.no_context_takeover:
+        if self.no_context_takeover or self._inflater is None:
+            # Decoding with the largest window is always correct: the sender's window can only be smaller.
             self._inflater = zlib.decompressobj(-MAX_WINDOW_BITS)
 
     def inflate(self, data: bytes, limit: int, final: bool) -> bytes:
-        """Inflate one fragment; ``final`` adds the stripped tail. Raises TooBig past ``limit`` bytes out."""
+        """Inflate one fragment; ``final`` adds the stripped tail. Raises TooBig past ``limit`` bytes out,
+        ContextMissing for a reference into data never seen, InflateError for data that is not DEFLATE."""
+        inflater = self._inflater
+        assert inflater is not None, "start() begins every compressed message"
         if final:
             data += TAIL
         try:
-            out = self._inflater.decompress(data, limit + 1)
+            out = inflater.decompress(data, limit + 1)
         except zlib.error as error:
-            self.context_lost = not self.no_context_takeover
+            context_was_known = self.context_known
+            self.forget_context()
+            if not context_was_known and _TOO_FAR_BACK in str(error):
+                raise ContextMissing(str(error)) from error
             raise InflateError(str(error)) from error
-        if len(out) > limit or self._inflater.unconsumed_tail:
-            self.context_lost = not self.no_context_takeover
+        if len(out) > limit or inflater.unconsumed_tail:
+            self.forget_context()
             raise TooBig
         return out
 

@@ -96,6 +96,18 @@ class HttpResponse(HttpMessage):
     reason: str = ""
 
 
+def ascii_number(text: str, max_digits: int) -> int | None:
+    """The value of a decimal number written in ASCII digits, or None.
+
+    ``str.isdigit`` alone is not enough for wire text: it accepts '²' or '١' (which ``int`` refuses or reads as
+    digits no HTTP peer meant), and ``int`` raises on more than 4,300 digits. Anything that is not 1 to
+    ``max_digits`` ASCII digits is simply not a number here.
+    """
+    if not 0 < len(text) <= max_digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 def find_header_end(buffer: bytes | bytearray, start: int = 0) -> int:
     """Index just past the blank line ending a header block, or -1. Accepts bare LF line ends (lenient)."""
     crlf = buffer.find(b"\r\n\r\n", start)
@@ -150,7 +162,7 @@ def parse_response(raw: bytes, body: bytes = b"") -> HttpResponse:
     start_line, headers, syntax = _split_head(raw)
     version, _, rest = start_line.partition(" ")
     status_text, _, reason = rest.partition(" ")
-    status = int(status_text) if status_text.isdigit() and len(status_text) == 3 else 0
+    status = (ascii_number(status_text, 3) or 0) if len(status_text) == 3 else 0
     if not version.startswith("HTTP/") or not status:
         syntax.insert(0, finding("http.malformed", "The status line is not 'HTTP/x.y NNN reason'.",
                                   "HTTP/1.1 101 Switching Protocols", start_line))
@@ -201,10 +213,11 @@ def parse_extensions(values: Iterable[str]) -> list[Extension]:
 def _http_version_at_least_1_1(version: str) -> bool:
     if not version.startswith("HTTP/"):
         return False
-    major, _, minor = version[5:].partition(".")
-    if not (major.isdigit() and (minor.isdigit() or not minor)):
+    major_text, _, minor_text = version[5:].partition(".")
+    major, minor = ascii_number(major_text, 3), ascii_number(minor_text or "0", 3)
+    if major is None or minor is None:
         return False
-    return (int(major), int(minor or 0)) >= (1, 1)
+    return (major, minor) >= (1, 1)
 
 
 def validate_request(request: HttpRequest, *, allowed_origins: Iterable[str] | None = None) -> list[Finding]:
