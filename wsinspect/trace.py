@@ -1,9 +1,16 @@
 """From a capture file to WebSocket events: finds the conversations and feeds each one's bytes to the core.
 
 A TCP stream becomes a WebSocket conversation when its first bytes are an HTTP request asking for an upgrade (on any
-port), or when it runs on a port the user named with ``--port`` (Wireshark's "Decode As"): then, if it does not start
-with a handshake, decoding starts mid-connection. Other streams (plain HTTP, anything else) are counted and skipped.
-Streams are numbered as Wireshark numbers them (``tcp.stream``), so ``--stream N`` means the same thing in both.
+port), when a plain HTTP request is answered as a WebSocket endpoint answers one (426 Upgrade Required, or an
+``Upgrade: websocket`` header: a proxy dropped the hop-by-hop headers), or when it runs on a port the user named with
+``--port`` (Wireshark's "Decode As"): then, if it does not start with a handshake, decoding starts mid-connection.
+A stream that starts with a TLS record is a conversation nobody can see into without the session keys (wss://): it
+yields ConnectionOpened, one ``capture.tls`` Notice saying what the ClientHello shows in clear (TLS versions offered,
+server name, ALPN), and ConnectionClosed; it is never decoded as WebSocket, ``--port`` or not. Other streams (plain
+HTTP, anything else) are counted and skipped. Streams are numbered as Wireshark numbers them (``tcp.stream``), so
+``--stream N`` means the same thing in both.
+
+Every connection of a trace shares one ``MemoryBudget`` for the bytes its unfinished messages hold.
 """
 
 from __future__ import annotations
@@ -24,12 +31,84 @@ from wsinspect.capture.reassembly import (
     TcpReassembler,
 )
 from wsinspect.core.checks import CHECKS
-from wsinspect.core.connection import Connection, Limits
-from wsinspect.core.events import ConnectionOpened, Direction, Event, Notice, other
+from wsinspect.core.connection import DEFAULT_MEMORY_BUDGET, Connection, Limits, MemoryBudget
+from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Direction, Event, Notice, other
 from wsinspect.core.fields import is_known_opcode
-from wsinspect.core.handshake import find_header_end, looks_like_http_request, parse_request
+from wsinspect.core.handshake import find_header_end, looks_like_http_request, parse_request, parse_response
 
 _SNIFF_BYTES = 64 * 1024  # how much of a stream's start is held while deciding whether it is an upgrade request
+_MAX_TLS_RECORD = 2**14 + 2048  # RFC 8446 5.2: the largest TLSCiphertext fragment
+
+
+def looks_like_tls(data: bytes) -> bool:
+    """Does a byte stream start with a TLS record header (RFC 8446 5.1)?
+
+    Content type 20-23 (change_cipher_spec, alert, handshake, application_data), then legacy version 3.x. No
+    WebSocket stream starts so: as a frame's first byte, 0x14-0x17 has RSV3 set (RFC 6455 5.2); nor does HTTP.
+    """
+    return len(data) >= 3 and 20 <= data[0] <= 23 and data[1] == 3 and data[2] <= 4
+
+
+_TLS_VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
+
+
+def _printable(raw: bytes) -> str:
+    """Wire text for a message: printable ASCII kept, every other byte escaped (no control byte reaches a view)."""
+    return "".join(chr(b) if 0x20 < b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in raw)
+
+
+def describe_client_hello(data: bytes) -> str:
+    """What a ClientHello says in clear (RFC 8446 4.1.2): TLS versions offered, server name, ALPN. Never raises.
+
+    ``data`` is the start of the client's byte stream. Only the first record is read, every length is checked
+    against what is there, and anything that does not parse ends the reading with what was found so far.
+    """
+    if len(data) < 9 or data[0] != 22 or data[5] != 1:
+        return "No ClientHello at the start of the stream (the capture began after the TLS handshake)."
+    record_end = min(len(data), 5 + (data[3] << 8 | data[4]))
+    found: dict[str, str] = {}
+    versions: list[int] = []
+    pos = 9  # record header (5), handshake type (1) and length (3)
+
+    def take(size: int) -> bytes | None:
+        nonlocal pos
+        if pos + size > record_end:
+            return None
+        chunk = data[pos : pos + size]
+        pos += size
+        return chunk
+
+    def take_sized(length_bytes: int) -> bytes | None:
+        length = take(length_bytes)
+        return take(int.from_bytes(length, "big")) if length is not None else None
+
+    legacy = take(2)
+    if legacy is not None:
+        versions = [int.from_bytes(legacy, "big")]
+    if take(32) is not None and take_sized(1) is not None and take_sized(2) is not None and \
+            take_sized(1) is not None:
+        extensions = take_sized(2) or b""
+        at = 0
+        while at + 4 <= len(extensions):
+            kind = int.from_bytes(extensions[at : at + 2], "big")
+            body = extensions[at + 4 : at + 4 + int.from_bytes(extensions[at + 2 : at + 4], "big")]
+            at += 4 + len(body)
+            if kind == 0 and len(body) >= 5 and body[2] == 0:  # server_name, host_name (RFC 6066 3)
+                found["server name (SNI)"] = _printable(body[5 : 5 + int.from_bytes(body[3:5], "big")])
+            elif kind == 16 and len(body) >= 2:  # ALPN (RFC 7301 3.1)
+                names, index = [], 2
+                while index < len(body):
+                    size = body[index]
+                    names.append(_printable(body[index + 1 : index + 1 + size]))
+                    index += 1 + size
+                found["ALPN"] = ", ".join(names)
+            elif kind == 43 and body:  # supported_versions (RFC 8446 4.2.1): these replace the legacy field
+                listed = body[1 : 1 + body[0]]
+                versions = [int.from_bytes(listed[i : i + 2], "big") for i in range(0, len(listed) - 1, 2)]
+    known = [_TLS_VERSIONS[v] for v in versions if v in _TLS_VERSIONS]  # GREASE values (RFC 8701) left out
+    parts = [f"offers {' and '.join(known)}" if known else "offers no known TLS version"]
+    parts += [f"{name} {value}" for name, value in found.items()]
+    return f"The ClientHello {', '.join(parts)}."
 
 
 @dataclass(slots=True)
@@ -39,7 +118,12 @@ class _Flow:
     connection: Connection | None = None
     head: bytearray = field(default_factory=bytearray)  # start of the stream while deciding
     held: list[tuple[Direction, bytes, float, int]] = field(default_factory=list)
+    held_bytes: int = 0
+    # Capture notices that arrived before the stream was decided: passed on after its ConnectionOpened.
+    notices: list[FlowNotice] = field(default_factory=list)
     skipped: bool = False
+    tls_hello: bytearray | None = None  # a TLS stream: the start of the client's bytes, until the ClientHello is in
+    tls_reported: bool = False
 
 
 @dataclass(slots=True)
@@ -56,11 +140,14 @@ class CaptureTrace:
     """Iterate over a capture's WebSocket events. ``position``/``size`` tell progress while iterating."""
 
     def __init__(self, path: str | os.PathLike[str], *, server_ports: Collection[int] = (),
-                 streams: Collection[int] | None = None, limits: Limits | None = None) -> None:
+                 streams: Collection[int] | None = None, limits: Limits | None = None,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET) -> None:
         self.capture = CaptureFile(path)  # raises CaptureError with a one-line reason
         self.server_ports = frozenset(server_ports)
         self.streams = frozenset(streams) if streams is not None else None
         self.limits = limits or Limits()
+        # Bytes the unfinished messages of all conversations may hold together (see core.connection.MemoryBudget).
+        self.budget = MemoryBudget(memory_budget)
         self.stats = TraceStats()
         self._flows: dict[int, _Flow] = {}
 
@@ -110,23 +197,21 @@ class CaptureTrace:
         if flow is None:
             return
         if isinstance(item, FlowClosed):
-            del self._flows[item.flow]
-            if flow.connection is not None:
-                yield from flow.connection.end(time=item.time, packet=item.packet, reason=item.reason)
-            elif not flow.skipped and (flow.head or flow.held):
-                yield from self._decide(flow, final=True)
-                if flow.connection is not None:
-                    yield from flow.connection.end(time=item.time, packet=item.packet, reason=item.reason)
+            yield from self._closed(flow, item)
             return
         if flow.skipped:
+            return
+        if isinstance(item, FlowNotice):
+            if flow.connection is not None or flow.tls_reported:
+                yield self._notice(flow, item)
+            else:
+                flow.notices.append(item)  # the stream is not decided yet: after its ConnectionOpened, if any
             return
         direction: Direction = item.direction
         if flow.flip:
             direction = "s2c" if direction == "c2s" else "c2s"
-        if isinstance(item, FlowNotice):
-            # A fact about the capture, not the peers: passed on as it is, whatever state the stream is in.
-            yield Notice(stream=item.flow, direction=direction, time=item.time, packet=item.packet,
-                         check=CHECKS[item.check], message=item.message)
+        if flow.tls_hello is not None:
+            yield from self._tls_data(flow, item, direction)
             return
         connection = flow.connection
         if connection is not None:
@@ -143,7 +228,15 @@ class CaptureTrace:
             else:
                 self._skip(flow)
             return
+        if not flow.held and looks_like_tls(item.data):
+            if direction == "s2c" and item.data[0] == 22 and item.data[5:6] == b"\x01":
+                flow.flip = True  # the ClientHello came from the side the capture layer took for the server
+                direction = "c2s"
+            flow.tls_hello = bytearray()
+            yield from self._tls_data(flow, item, direction)
+            return
         flow.held.append((direction, item.data, item.time, item.packet))
+        flow.held_bytes += len(item.data)
         if not flow.head and direction == "s2c" and not self._is_decode_as(flow) and \
                 looks_like_http_request(item.data):
             # The capture layer had no SYN to go by and guessed the client wrong.
@@ -154,11 +247,63 @@ class CaptureTrace:
             flow.head += item.data[: _SNIFF_BYTES - len(flow.head)]
         yield from self._decide(flow, final=False)
 
+    def _closed(self, flow: _Flow, item: FlowClosed) -> Iterator[Event]:
+        del self._flows[item.flow]
+        if flow.tls_hello is not None:
+            if not flow.tls_reported:
+                yield from self._report_tls(flow, item.time, item.packet)
+            yield ConnectionClosed(stream=item.flow, direction="c2s", time=item.time, packet=item.packet,
+                                   reason=item.reason, clean=False)
+            return
+        if flow.connection is None and not flow.skipped and (flow.head or flow.held):
+            yield from self._decide(flow, final=True)
+        if flow.connection is not None:
+            yield from flow.connection.end(time=item.time, packet=item.packet, reason=item.reason)
+
+    def _notice(self, flow: _Flow, item: FlowNotice) -> Notice:
+        """A fact about the capture, not the peers: passed on as it is, whatever state the stream is in."""
+        direction = other(item.direction) if flow.flip else item.direction
+        return Notice(stream=item.flow, direction=direction, time=item.time, packet=item.packet,
+                      check=CHECKS[item.check], message=item.message)
+
+    def _tls_data(self, flow: _Flow, item: FlowData | FlowGap, direction: Direction) -> Iterator[Event]:
+        """A TLS stream: keep the client's first bytes until its first record (the ClientHello) is complete."""
+        hello = flow.tls_hello
+        assert hello is not None
+        if flow.tls_reported:
+            return
+        if isinstance(item, FlowGap):
+            if direction == "c2s":
+                yield from self._report_tls(flow, item.time, item.packet)  # the rest of the hello was not captured
+            return
+        if direction != "c2s":
+            return
+        hello += item.data[: _MAX_TLS_RECORD + 5 - len(hello)]
+        if len(hello) >= 5 and len(hello) >= min(5 + (hello[3] << 8 | hello[4]), _MAX_TLS_RECORD + 5):
+            yield from self._report_tls(flow, item.time, item.packet)
+
+    def _report_tls(self, flow: _Flow, time: float, packet: int) -> Iterator[Event]:
+        assert flow.tls_hello is not None
+        flow.tls_reported = True
+        yield self._opened(flow, mid_stream=flow.opened.mid_stream)
+        check = CHECKS["capture.tls"]
+        yield Notice(stream=flow.opened.flow, direction="c2s", time=time, packet=packet, check=check,
+                     message=f"This stream is TLS (wss:// or another TLS protocol): the session keys are needed to "
+                             f"see inside. {describe_client_hello(bytes(flow.tls_hello))}")
+        flow.tls_hello = bytearray()  # nothing more is read from a TLS stream
+        yield from self._release_notices(flow)
+
+    def _release_notices(self, flow: _Flow) -> Iterator[Event]:
+        notices, flow.notices = flow.notices, []
+        for notice in notices:
+            yield self._notice(flow, notice)
+
     def _is_decode_as(self, flow: _Flow) -> bool:
         return flow.opened.server[1] in self.server_ports
 
     def _decide(self, flow: _Flow, *, final: bool) -> Iterator[Event]:
-        """Is this stream a WebSocket conversation? Decide as soon as the first request is in."""
+        """Is this stream a WebSocket conversation? Decide as soon as the first request (and, for a request that
+        does not ask for a WebSocket, the first response) is in."""
         head = bytes(flow.head)
         if head and looks_like_http_request(head):
             end = find_header_end(head)
@@ -170,23 +315,51 @@ class CaptureTrace:
                                                           for name, _ in headers)
             if wants_upgrade or self._is_decode_as(flow):
                 yield from self._start(flow, mid_stream=False)
-            else:
+                return
+            answered_as_websocket = self._answered_as_websocket(flow, final)
+            if answered_as_websocket:
+                yield from self._start(flow, mid_stream=False)
+            elif answered_as_websocket is not None:
                 self._skip(flow)
         elif self._is_decode_as(flow):
             yield from self._start(flow, mid_stream=True)
-        elif head or final or sum(len(b) for _, b, _, _ in flow.held) >= 16:
+        elif head or final or flow.held_bytes >= 16:
             self._skip(flow)
+
+    def _answered_as_websocket(self, flow: _Flow, final: bool) -> bool | None:
+        """Did the server answer a plain HTTP request as a WebSocket endpoint does? None: not known yet.
+
+        A WebSocket server that receives a request without Upgrade (a proxy dropped the hop-by-hop headers)
+        answers 426 Upgrade Required, with ``Upgrade: websocket`` (RFC 9110 15.5.22); the request alone cannot say.
+        """
+        answer = bytearray()
+        for direction, data, _, _ in flow.held:
+            if direction == "s2c":
+                answer += data[: _SNIFF_BYTES - len(answer)]
+        end = find_header_end(answer)
+        if end < 0 and not final and len(answer) < _SNIFF_BYTES and flow.held_bytes < _SNIFF_BYTES:
+            return None
+        if not answer.startswith(b"HTTP/"):
+            return False
+        response = parse_response(bytes(answer[:end] if end >= 0 else answer))
+        return response.status in (101, 426) or "websocket" in response.headers.tokens("Upgrade")
 
     def _start(self, flow: _Flow, *, mid_stream: bool) -> Iterator[Event]:
         opened = flow.opened
-        client, server = (opened.server, opened.client) if flow.flip else (opened.client, opened.server)
-        how = "it sent the HTTP upgrade request" if flow.flip else opened.client_reason
-        connection = flow.connection = Connection(opened.flow, mid_stream=mid_stream, limits=self.limits)
-        yield ConnectionOpened(stream=opened.flow, direction="c2s", time=opened.time, packet=opened.packet,
-                               client=client, server=server, how=how, mid_stream=mid_stream)
-        held, flow.held, flow.head = flow.held, [], bytearray()
+        connection = flow.connection = Connection(opened.flow, mid_stream=mid_stream, limits=self.limits,
+                                                  budget=self.budget)
+        yield self._opened(flow, mid_stream=mid_stream)
+        yield from self._release_notices(flow)
+        held, flow.held, flow.head, flow.held_bytes = flow.held, [], bytearray(), 0
         for direction, data, data_time, data_packet in held:
             yield from connection.receive(direction, data, time=data_time, packet=data_packet)
+
+    def _opened(self, flow: _Flow, *, mid_stream: bool) -> ConnectionOpened:
+        opened = flow.opened
+        client, server = (opened.server, opened.client) if flow.flip else (opened.client, opened.server)
+        how = "it sent the HTTP upgrade request" if flow.flip else opened.client_reason
+        return ConnectionOpened(stream=opened.flow, direction="c2s", time=opened.time, packet=opened.packet,
+                                client=client, server=server, how=how, mid_stream=mid_stream)
 
     def _skip(self, flow: _Flow) -> None:
         hint = self._port_hint(flow)
@@ -195,6 +368,7 @@ class CaptureTrace:
         flow.skipped = True
         flow.held.clear()
         flow.head.clear()
+        flow.notices.clear()  # facts about a stream nobody will be shown
         self.stats.skipped_streams += 1
 
     @staticmethod

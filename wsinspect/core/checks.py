@@ -65,6 +65,11 @@ CHECKS: dict[str, Check] = _table(
           "The request must have Sec-WebSocket-Version: 13 (section 4.2.1 item 6). A server that does not "
           "speak the requested version answers 426 Upgrade Required with the versions it does speak in "
           "a Sec-WebSocket-Version header field.", http_status=426),
+    Check("request.upgrade-stripped", "RFC 9110 7.6.1",
+          "Upgrade and Connection are hop-by-hop header fields: a proxy removes them unless it is configured to "
+          "pass the upgrade on, so the server receives a plain HTTP request and cannot switch protocols (it "
+          "answers 426 Upgrade Required, 400, or serves a page with 200). The classic reverse-proxy mistake: "
+          "forward Upgrade and Connection to the WebSocket backend.", Severity.WARNING, http_status=426),
     Check("request.origin", "RFC 6455 10.2",
           "This server only accepts the Origins it was told to; a server that refuses an Origin answers "
           "403 Forbidden (section 4.2.2).", http_status=403),
@@ -141,8 +146,10 @@ CHECKS: dict[str, Check] = _table(
           "A compressed message must inflate cleanly; corrupt DEFLATE data fails the connection.",
           close_code=1007),
     Check("message.inflate-context-lost", "RFC 7692 7.2.2",
-          "Bytes were missing from the capture earlier in this direction, and with context takeover the "
-          "inflater needs every earlier message: this one cannot be decompressed.", Severity.WARNING),
+          "With context takeover (RFC 7692 7.1.1; example in 7.2.3.2) a compressed message may refer back into "
+          "the earlier messages of its direction. The capture does not hold them (it started mid-connection, or "
+          "bytes were lost) and this message refers to them, so it cannot be decompressed; messages that refer "
+          "only to what was seen are.", Severity.WARNING),
     Check("close.payload-one-byte", "RFC 6455 5.5.1",
           "A close frame's body, if any, starts with a 2-byte status code: 1 byte is invalid.",
           close_code=1002),
@@ -166,7 +173,8 @@ CHECKS: dict[str, Check] = _table(
           "The decoder did not know where a frame starts (after a gap, or a capture that starts "
           "mid-connection) and skipped bytes until headers chained consistently.", Severity.INFO),
     Check("capture.tls", "RFC 6455 11.1.2",
-          "This stream is TLS (wss:// or another TLS protocol); the session keys are needed to see inside.",
+          "This stream is TLS (wss:// or another TLS protocol); the session keys are needed to see inside. "
+          "What the client's first message (the ClientHello) says in clear is shown; nothing inside is decoded.",
           Severity.INFO),
     Check("capture.one-sided", "RFC 9293 3.4",
           "Only one direction of this connection was captured (a capture filter, or asymmetric routing); the "

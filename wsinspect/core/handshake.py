@@ -242,6 +242,14 @@ def validate_request(request: HttpRequest, *, allowed_origins: Iterable[str] | N
         findings.append(finding("request.connection", "The Connection header field " + (
             "is missing." if connection is None else f"does not include the token 'Upgrade' (it says "
                                                       f"{connection!r})."), "Upgrade", connection))
+    if upgrade is None and "upgrade" not in headers.tokens("Connection"):
+        websocket_headers = [name for name, _ in headers if name.lower().startswith("sec-websocket-")]
+        findings.append(finding("request.upgrade-stripped", (
+            f"The request carries {', '.join(websocket_headers)} but neither Upgrade nor Connection: Upgrade: a "
+            "proxy on the way most likely removed these hop-by-hop header fields." if websocket_headers else
+            "A plain HTTP request, with no Upgrade or Connection: Upgrade header field: a client that did not ask "
+            "for a WebSocket, or a proxy that removed these hop-by-hop header fields."),
+            "Upgrade: websocket and Connection: Upgrade", None))
     keys = headers.get_all("Sec-WebSocket-Key")
     if len(keys) > 1:
         findings.append(finding("request.key-repeated", f"Sec-WebSocket-Key appears {len(keys)} times.",
@@ -298,10 +306,14 @@ def validate_response(response: HttpResponse, request: HttpRequest | None) -> li
     findings = list(response.syntax)
     headers = response.headers
     if response.status != 101:
+        plain = request is not None and "websocket" not in request.headers.tokens("Upgrade")
         findings.append(finding("response.status", f"The server answered {response.status} {response.reason!r}"
-                                 ": the connection was not upgraded.", "101", str(response.status)))
+                                 ": the connection was not upgraded." + (
+                                     " It received a plain HTTP request (no Upgrade: websocket), so it could not "
+                                     "switch protocols." if plain else ""), "101", str(response.status)))
         asked = request.headers.get_all("Sec-WebSocket-Version") if request is not None else []
-        if request is not None and asked != [SUPPORTED_VERSION] and "Sec-WebSocket-Version" not in headers:
+        # RFC 6455 4.4 is about a version the server does not speak; a request without any (plain HTTP) asks none.
+        if asked and asked != [SUPPORTED_VERSION] and "Sec-WebSocket-Version" not in headers:
             wanted = ", ".join(asked) or "(none)"
             findings.append(finding("response.version-list", f"The client asked for version {wanted} and the "
                                     "refusal does not say which versions the server supports.",
