@@ -168,13 +168,14 @@ class Generator:
         start = self.rng.randrange(0, len(pool) - size)
         return pool[start : start + size]
 
-    def _frame(self, client: bool, opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    def _frame(self, client: bool, opcode: int, payload: bytes, fin: bool = True, rsv1: bool = False) -> bytes:
+        """One frame, client frames masked; ``rsv1`` marks a compressed message's first frame (RFC 7692)."""
         self.totals.frames += 1
         self.totals.payload_bytes += len(payload)
         if opcode >= 8:
             self.totals.controls += 1
         key = self.rng.randbytes(4) if client else None
-        return build_frame(opcode, payload, fin=fin, masking_key=key)
+        return build_frame(opcode, payload, fin=fin, rsv1=rsv1, masking_key=key)
 
     # -- packets
 
