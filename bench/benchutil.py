@@ -81,7 +81,7 @@ class ChildRun:
 
     seconds: float | None
     first_line_seconds: float | None  # from start until the first newline came through the pipe (``| head -1``)
-    peak_rss_kib: int | None  # None when unknown (stopped at the timeout, so GNU time never reported)
+    peak_rss_kib: int | None  # when stopped at the timeout: the peak so far (VmHWM), a lower bound; None if unknown
     returncode: int | None
     output_bytes: int
     stderr_tail: str
@@ -124,12 +124,14 @@ def run_piped(argv: list[str], timeout: float, on_output: Callable[[bytes], None
         output_bytes += len(block)
         if on_output is not None:
             on_output(block)
+    peak_so_far = None
     if timed_out:
+        peak_so_far = _peak_so_far(child.pid) if GNU_TIME else None
         os.killpg(child.pid, signal.SIGKILL)  # our own child's group: GNU time and the tool under it
     _, status, usage = os.wait4(child.pid, 0)
     seconds = None if timed_out else time.perf_counter() - start
     child.stdout.close()
-    peak: int | None = None if timed_out else usage.ru_maxrss  # KiB on Linux
+    peak: int | None = peak_so_far if timed_out else usage.ru_maxrss  # KiB on Linux
     if GNU_TIME and not timed_out:
         lines = [line for line in rss_file.read().splitlines() if line.strip()]
         peak = int(lines[-1]) if lines and lines[-1].strip().isdigit() else peak
@@ -140,3 +142,15 @@ def run_piped(argv: list[str], timeout: float, on_output: Callable[[bytes], None
     err = "\n".join(line for line in err.splitlines() if line.strip() and "dangerous" not in line)
     return ChildRun(seconds, first_line, peak, None if timed_out else os.waitstatus_to_exitcode(status),
                     output_bytes, err[-500:])
+
+
+def _peak_so_far(time_pid: int) -> int | None:
+    """VmHWM (KiB) of the tool under GNU time, read from /proc before it is stopped; None if it can't be read."""
+    try:
+        children = Path(f"/proc/{time_pid}/task/{time_pid}/children").read_text().split()
+        for line in Path(f"/proc/{children[0]}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, IndexError, ValueError):
+        pass
+    return None

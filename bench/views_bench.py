@@ -431,7 +431,8 @@ def measure(row: Row, ws_argv: list[str], ts_argv: list[str] | None, repeat: int
                 print(f"    {name} exited {run.returncode}: {run.stderr_tail[-300:]}")
             print(f"    {row.view:22s} {row.capture}{'' if row.scale == 1 else f' x{row.scale}'}  {name:9s} "
                   f"{seconds_text(run.seconds, timeout):>9s}  first line {seconds_text(run.first_line_seconds)}"
-                  f"  peak RSS {mib_text(run.peak_rss_kib)}  {run.output_bytes / 2**20:,.1f} MiB out", flush=True)
+                  f"  peak RSS {mib_text(run.peak_rss_kib, run.seconds is None)}  "
+                  f"{run.output_bytes / 2**20:,.1f} MiB out", flush=True)
 
 
 def seconds_text(seconds: float | None, timeout: float | None = None) -> str:
@@ -440,8 +441,15 @@ def seconds_text(seconds: float | None, timeout: float | None = None) -> str:
     return f"{seconds:.2f}"
 
 
-def mib_text(kib: float | None) -> str:
-    return "?" if kib is None else f"{kib / MIB:,.0f}"
+def mib_text(kib: float | None, lower_bound: bool = False) -> str:
+    """MiB; '>= N' for a run stopped at the timeout (its peak so far)."""
+    return "?" if kib is None else f"{'>= ' if lower_bound else ''}{kib / MIB:,.0f}"
+
+
+def peak_text(runs: list[benchutil.ChildRun] | None) -> str:
+    if runs is None:
+        return "n/a"
+    return mib_text(peak(runs), any(run.seconds is None for run in runs))
 
 
 def best(runs: list[benchutil.ChildRun] | None) -> float | None:
@@ -517,8 +525,9 @@ def targets(row: Row, flat: float | None, timeout: float) -> str:
         else:
             mark(f"no slower than today (ratio {baseline:.2f})", None if ratio is None
                  else ratio >= baseline * JSON_NOISE)
-    rss = peak(row.wsinspect)
-    mark(f"RSS < {RSS_TARGET_MIB} MiB", None if rss is None else rss < RSS_TARGET_MIB * MIB)
+    rss = peak(row.wsinspect)  # a lower bound if wsinspect was stopped: conclusive only when already too large
+    below = None if rss is None else rss < RSS_TARGET_MIB * MIB
+    mark(f"RSS < {RSS_TARGET_MIB} MiB", None if below and ws_timed_out else below)
     first = first_line(row.wsinspect)
     mark(f"first line <= {FIRST_LINE_TARGET_S} s", None if first is None and ws_timed_out
          else first is not None and first <= FIRST_LINE_TARGET_S)
@@ -534,14 +543,14 @@ def print_table(rows: list[Row], scaled: dict[tuple[str, str], Row], timeout: fl
     for row in rows:
         big = scaled.get((row.view, row.capture))
         flat = None
-        if big is not None and peak(big.wsinspect) and peak(row.wsinspect):
+        finished = big is not None and all(run.seconds is not None for run in big.wsinspect + row.wsinspect)
+        if big is not None and finished and peak(big.wsinspect) and peak(row.wsinspect):
             flat = peak(big.wsinspect) / peak(row.wsinspect)  # type: ignore[operator]
         ws_time = "n/a" if row.missing else time_text(row.wsinspect, timeout)
         ts_time = time_text(row.tshark, timeout) if row.tshark is not None else "n/a"
         first = (f"{'-' if row.missing else seconds_text(first_line(row.wsinspect))} / "
                  f"{seconds_text(first_line(row.tshark)) if row.tshark is not None else 'n/a'}")
-        rss = (f"{'n/a' if row.missing else mib_text(peak(row.wsinspect))} / "
-               f"{mib_text(peak(row.tshark)) if row.tshark is not None else 'n/a'}")
+        rss = f"{'n/a' if row.missing else peak_text(row.wsinspect)} / {peak_text(row.tshark)}"
         flat_text = "" if big is None else (f"{flat:.2f}" if flat else "?")
         print(f"| {row.view} | {row.capture} | {ws_time} | {ts_time} | {ratio_text(row, timeout)} | {first} | "
               f"{rss} | {flat_text} | "
@@ -556,8 +565,7 @@ def print_table(rows: list[Row], scaled: dict[tuple[str, str], Row], timeout: fl
                   f"{time_text(row.tshark, timeout) if row.tshark is not None else 'not run'} | "
                   f"{ratio_text(row, timeout)} | {seconds_text(first_line(row.wsinspect))} / "
                   f"{seconds_text(first_line(row.tshark)) if row.tshark is not None else 'n/a'} | "
-                  f"{mib_text(peak(row.wsinspect))} / "
-                  f"{mib_text(peak(row.tshark)) if row.tshark is not None else 'n/a'} |")
+                  f"{peak_text(row.wsinspect)} / {peak_text(row.tshark)} |")
 
 
 # ---------------------------------------------------------------------------------------------------------------
