@@ -57,6 +57,9 @@ _BLOCK_ENHANCED_PACKET = 6
 # Blocks that are no packet but that Wireshark still shows as frames (and so counts in frame.number):
 # systemd journal entries and custom blocks (copyable or not).
 _NUMBERED_NON_PACKET_BLOCKS = frozenset({0x00000009, 0x00000BAD, 0x40000BAD})
+# Interfaces described in one pcapng section. Real captures have a handful; each description is 20 bytes of file
+# and ~100 bytes of memory, so a damaged or hostile file could otherwise make the list grow with its size.
+MAX_INTERFACES = 65536
 _OPTION_TSRESOL = 9
 _OPTION_TSOFFSET = 14
 
@@ -393,6 +396,9 @@ class CaptureFile:
             elif block_type == _BLOCK_INTERFACE:
                 if block_length < 20:
                     self._stop(f"damaged interface description after record {number}")
+                    break
+                if len(interfaces) >= MAX_INTERFACES:
+                    self._stop(f"more than {MAX_INTERFACES} interfaces described in one section: damaged there")
                     break
                 interfaces.append(_parse_interface(buffer, block_start, block_length, order))
             elif block_type in _NUMBERED_NON_PACKET_BLOCKS:

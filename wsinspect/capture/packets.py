@@ -6,7 +6,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from wsinspect.capture.files import RawPacket
+from wsinspect.capture.files import MAX_RECORD_BYTES, RawPacket
 from wsinspect.core.construct import fast_constructor
 
 __all__ = [
@@ -72,6 +72,7 @@ _PROTO_ICMP = 1
 _PROTO_ICMPV6 = 58
 _IPV6_SKIPPED_HEADERS = frozenset({0, 43, 60})  # hop-by-hop, routing, destination options
 _IPV6_FRAGMENT = 44
+_MAX_IP_NESTING = 8  # IP-in-IP tunnels decoded around a TCP segment (real ones nest once or twice)
 # unreachable, source quench, redirect, time exceeded, parameter problem
 _ICMP_ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
 _ICMPV6_ERROR_TYPES = frozenset({1, 2, 3, 4})  # unreachable, too big, time exceeded, parameter problem
@@ -146,12 +147,18 @@ def decode_tcp(packet: RawPacket) -> TcpSegment | None:
         return None
 
 
-def _decode_ip(packet: RawPacket, data: bytes, offset: int, version: int, quoted: bool) -> TcpSegment | None:
-    """Decode the IP packet at `offset`; `quoted` means it is the copy inside an ICMP error."""
+def _decode_ip(
+    packet: RawPacket, data: bytes, offset: int, version: int, quoted: bool, depth: int = 0
+) -> TcpSegment | None:
+    """Decode the IP packet at `offset`; `quoted` means it is the copy inside an ICMP error.
+
+    `depth` counts the IP headers around this one (IP in IP); past _MAX_IP_NESTING the packet is not decoded.
+    """
     if data[offset] >> 4 != version:
         return None
     # Where the IP packet ends on the wire, as an offset into `data` (may be past its end when cut).
-    cut_bytes = packet.wire_length - len(data) if packet.wire_length > len(data) else 0
+    # (Bounded: a record's wire length is any 32-bit number; no real packet is cut by more than a record holds.)
+    cut_bytes = min(packet.wire_length - len(data), MAX_RECORD_BYTES) if packet.wire_length > len(data) else 0
     if version == 4:
         version_and_length, total_length, fragment, protocol, src_number, dst_number = _unpack_ipv4(data, offset)
         header_length = (version_and_length & 0x0F) * 4
@@ -163,7 +170,7 @@ def _decode_ip(packet: RawPacket, data: bytes, offset: int, version: int, quoted
             return None
         transport = offset + header_length
         if protocol != _PROTO_TCP:
-            return None if quoted else _decode_carried(packet, data, transport, protocol)
+            return None if quoted else _decode_carried(packet, data, transport, protocol, depth)
         src = _ipv4_text.get(src_number) or _ipv4_address(src_number)
         dst = _ipv4_text.get(dst_number) or _ipv4_address(dst_number)
     else:
@@ -179,7 +186,7 @@ def _decode_ip(packet: RawPacket, data: bytes, offset: int, version: int, quoted
         if transport > ip_end:
             return None
         if protocol != _PROTO_TCP:
-            return None if quoted else _decode_carried(packet, data, transport, protocol)
+            return None if quoted else _decode_carried(packet, data, transport, protocol, depth)
         src = _ipv6_text.get(src_bytes) or _ipv6_address(src_bytes)
         dst = _ipv6_text.get(dst_bytes) or _ipv6_address(dst_bytes)
     sport, dport, seq, ack, data_offset, flag_bits = _unpack_tcp(data, transport)
@@ -214,14 +221,16 @@ def _decode_ip(packet: RawPacket, data: bytes, offset: int, version: int, quoted
     )
 
 
-def _decode_carried(packet: RawPacket, data: bytes, offset: int, protocol: int) -> TcpSegment | None:
+def _decode_carried(packet: RawPacket, data: bytes, offset: int, protocol: int, depth: int) -> TcpSegment | None:
     """TCP inside what an IP packet carries other than TCP: an ICMP error's quote, or IP in IP."""
     if protocol in (_PROTO_ICMP, _PROTO_ICMPV6):
         return _decode_icmp_error(packet, data, offset, protocol)
+    if depth >= _MAX_IP_NESTING:
+        return None  # a hostile record can nest thousands of IP headers: each level is a Python call
     if protocol == _PROTO_IPV4_IN_IP:
-        return _decode_ip(packet, data, offset, 4, False)
+        return _decode_ip(packet, data, offset, 4, False, depth + 1)
     if protocol == _PROTO_IPV6_IN_IP:
-        return _decode_ip(packet, data, offset, 6, False)
+        return _decode_ip(packet, data, offset, 6, False, depth + 1)
     return None
 
 

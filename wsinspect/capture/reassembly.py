@@ -1,13 +1,39 @@
 """TCP reassembly: TcpSegments in, per-connection, per-direction ordered byte streams out.
 
-The output is a flat stream of small items (FlowOpened, FlowData, FlowGap, FlowClosed). Flow numbers
-are Wireshark's tcp.stream numbers. Only open connections are kept in memory.
+The output is a flat stream of small items (FlowOpened, FlowData, FlowGap, FlowNotice, FlowClosed). Flow numbers
+are Wireshark's tcp.stream numbers (until a flow is let go: see below). Only open connections are kept in memory.
+
+Real capture shapes, and what is done about each:
+
+* One direction only (a capture filter, asymmetric routing): the side that was captured is delivered in order as
+  usual (its holes wait for the out-of-order limit or the end, as no ACK from the other side will ever say they were
+  sent). Once it is clear -- 32 packets of one side with none from the other, or that side's FIN, or the end of the
+  flow, whichever comes first -- one FlowNotice("capture.one-sided") names the missing direction. "The other side
+  exists" is proved by the captured side's ACK flag (it acknowledged something), so a SYN nobody answered is not
+  called one-sided. A one-sided flow ends at its captured side's FIN: nothing more can be delivered.
+* Conflicting retransmissions (the same bytes sent twice with different contents): the first copy in the capture is
+  used, as Wireshark does, because it has usually been delivered already (a stream reader cannot take bytes back)
+  and because it is what the receiver most likely acted on. A later copy is compared with the last piece delivered
+  in its direction (and with any copy still held out of order), and a difference gives one
+  FlowNotice("capture.retransmission-conflict") naming the stream offsets and both frames; at most
+  ``_CONFLICTS_REPORTED`` per direction. A copy of older bytes than the last piece delivered is dropped unchecked.
+* Many connections, and connections that never end: at most ``max_open_flows`` are open at once (the least recently
+  active is let go first when another one opens), and a flow with no packet for ``idle_timeout`` seconds of capture
+  time is let go. Letting go is a FlowNotice("capture.flow-let-go") then a FlowClosed whose reason starts with
+  "let go:"; what was held is delivered (holes become gaps). Later packets of that connection start a new flow
+  (mid-stream, with a new number: from there on the numbers differ from Wireshark's tcp.stream).
+
+Memory budget: about 700 bytes per open flow (``tests/capture/measure_memory.py``), plus the last piece delivered
+per direction (a reference to a segment's payload, kept to compare retransmissions with), plus bytes held out of
+order: at most ``max_out_of_order_bytes`` per direction and ``max_held_bytes`` across all flows (past either, the
+oldest hole of the direction being fed is given up as a gap). With the defaults: 10,000 open flows, 64 MiB held.
 """
 
 from __future__ import annotations
 
 import heapq
 import os
+from collections import OrderedDict
 from collections.abc import Collection, Generator
 from dataclasses import dataclass
 from types import TracebackType
@@ -103,7 +129,30 @@ _SEQ_HALF = 1 << 31
 # not a plausible part of the stream (a corrupt packet, or a stray from another connection).
 _MAX_WINDOW = 1 << 30
 DEFAULT_MAX_OUT_OF_ORDER_BYTES = 4 * 1024 * 1024  # per direction
+DEFAULT_MAX_HELD_BYTES = 64 * 1024 * 1024  # out-of-order bytes across all flows
+DEFAULT_MAX_OPEN_FLOWS = 10_000
+DEFAULT_IDLE_TIMEOUT = 300.0  # seconds of capture time without a packet
 _CLOSED_REMEMBERED = 65536  # connections whose late packets are still recognised after closing
+# Packets of one side with none from the other after which a flow is called one-sided. A TCP sender gets ACKs at
+# least every other full segment, so a two-sided capture does not show this many in a row at the start of a flow.
+_ONE_SIDED_PACKETS = 32
+# A flow's place in the least-recently-active order is refreshed at most once per this much capture time: one
+# comparison per packet instead of a reordering.
+_ACTIVITY_QUANTUM = 1.0
+# What one held segment costs beyond its bytes (tuple, list slot): segments cut before their payload hold no bytes,
+# and must still count against the limits.
+_HELD_ENTRY_COST = 64
+_CONFLICTS_REPORTED = 8  # conflicting retransmissions reported per direction; more are only counted
+
+
+class _HeldBudget:
+    """Out-of-order bytes held across all the flows of one reassembler (shared by every _HalfStream)."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.held = 0
+        self.limit = limit
 
 
 class _HalfStream:
@@ -115,6 +164,8 @@ class _HalfStream:
 
     __slots__ = (
         "acked",
+        "budget",
+        "conflicts",
         "direction",
         "expected",
         "fin_offset",
@@ -123,18 +174,23 @@ class _HalfStream:
         "flow",
         "held_bytes",
         "pending",
+        "recent",
+        "recent_number",
         "seq_base",
+        "solo",
     )
 
-    def __init__(self, flow: int, direction: Direction) -> None:
+    def __init__(self, flow: int, direction: Direction, budget: _HeldBudget) -> None:
         self.flow = flow
         self.direction: Direction = direction
+        self.budget = budget
         self.seq_base: int | None = None  # sequence number of stream offset 0
         self.expected = 0  # offset of the next byte to deliver (counts gaps, and the FIN once reached)
-        # Segments held until the bytes before them arrive: (start, -captured length, end, data);
-        # the first `captured` bytes of [start, end) are in `data`, the rest was cut at capture time.
-        self.pending: list[tuple[int, int, int, bytes]] = []
-        self.held_bytes = 0
+        # Segments held until the bytes before them arrive: (start, -captured length, end, frame number, data);
+        # the first `captured` bytes of [start, end) are in `data`, the rest was cut at capture time. The frame
+        # number breaks ties between copies of the same range: the first captured comes out first. None until used.
+        self.pending: list[tuple[int, int, int, int, bytes]] | None = None
+        self.held_bytes = 0  # bytes held plus _HELD_ENTRY_COST per held segment
         # Highest offset the peer has acknowledged: bytes below it existed even if never captured.
         # A hole is declared missing only once data after it shows up (or the flow ends), so an ACK
         # that a capture happens to store before the data it acknowledges costs nothing.
@@ -144,6 +200,13 @@ class _HalfStream:
         # Wireshark's base_seq for this sender (SYN seq, else first seq - 1, else peer's first ACK - 1):
         # a later SYN with a different sequence number starts a new tcp.stream.
         self.first_seq: int | None = None
+        # The last piece delivered and the frame that carried it, to compare retransmissions with. It always ends
+        # at `expected` (a gap forgets it), so its offset need not be kept; it is a reference, not a copy.
+        self.recent: bytes | None = None
+        self.recent_number = 0
+        self.conflicts = 0
+        # Packets this endpoint sent while none came from the other (-1: both seen; -2: called one-sided).
+        self.solo = 0
 
     def offset_of(self, seq: int, seq_base: int) -> int:
         """Stream offset of `seq`: the candidate nearest to `expected`, which undoes the wraparound."""
@@ -161,30 +224,47 @@ class _HalfStream:
                 return
             data = data[: fin_offset - start]
             end = fin_offset
-        if end <= self.expected or start - self.expected > _MAX_WINDOW:
-            return  # retransmission of delivered bytes, or implausibly far ahead
-        heapq.heappush(self.pending, (start, -len(data), end, data))
-        self.held_bytes += len(data)
+        if start - self.expected > _MAX_WINDOW:
+            return  # implausibly far ahead
+        if start < self.expected:
+            self._compare_with_recent(start, data, segment.number, segment, out)
+            if end <= self.expected:
+                return  # a retransmission of delivered bytes
+        pending = self.pending
+        if pending is None:
+            pending = self.pending = []
+        heapq.heappush(pending, (start, -len(data), end, segment.number, data))
+        cost = len(data) + _HELD_ENTRY_COST
+        self.held_bytes += cost
+        budget = self.budget
+        budget.held += cost
         self.drain(segment, out)
-        if self.pending and self.acked > self.expected:
+        if pending and self.acked > self.expected:
             self.skip_to(self.acked, segment, out)  # the peer already acknowledged the hole
-        while self.held_bytes > limit and self.pending:
+        while (self.held_bytes > limit or budget.held > budget.limit) and pending:
             # Too much held behind a hole that is not filling: give the hole up.
-            self.skip_to(self.pending[0][0], segment, out)
+            self.skip_to(pending[0][0], segment, out)
 
     def drain(self, segment: TcpSegment, out: list[FlowItem]) -> None:
         """Deliver held segments that are now in order (trimming overlaps); note a reached FIN."""
         pending = self.pending
         released: list[bytes] = []  # joined once: one item, and no quadratic copying
         while pending and pending[0][0] <= self.expected:
-            start, negative_captured, end, data = heapq.heappop(pending)
-            self.held_bytes += negative_captured
+            start, negative_captured, end, number, data = heapq.heappop(pending)
+            cost = _HELD_ENTRY_COST - negative_captured
+            self.held_bytes -= cost
+            self.budget.held -= cost
             expected = self.expected
+            if start < expected:
+                self._compare_with_recent(start, data, number, segment, out)
             if end <= expected:
                 continue  # everything in it was delivered already
             captured_end = start - negative_captured
             if captured_end > expected:
-                released.append(data[expected - start :] if expected > start else data)
+                piece = data[expected - start :] if expected > start else data
+                released.append(piece)
+                self.recent = piece
+                self.recent_number = number
                 expected = captured_end
             if end > expected:
                 # Cut at capture time: a copy of these bytes may be held further on; it gets trimmed.
@@ -196,8 +276,7 @@ class _HalfStream:
         if self.fin_offset is not None and self.expected >= self.fin_offset and not self.finished:
             self.finished = True
             self.expected = self.fin_offset + 1  # the FIN takes one sequence number
-            pending.clear()
-            self.held_bytes = 0
+            self._release_all()
 
     def skip_to(self, target: int, segment: TcpSegment, out: list[FlowItem]) -> None:
         """Declare every byte before `target` that is not held as missing, delivering held ones."""
@@ -227,8 +306,38 @@ class _HalfStream:
         if target is None:
             # (An acknowledged FIN that was not captured counts as one missing byte here: an ACK
             # cannot tell a FIN from data.)
-            target = max([self.acked, *(end for _, _, end, _ in self.pending)])
+            target = max([self.acked, *(end for _, _, end, _, _ in self.pending or ())])
         self.skip_to(target, segment, out)
+        self._release_all()  # segments that started after a FIN-bounded target (none are delivered any more)
+
+    def _release_all(self) -> None:
+        """Forget every held segment (the stream is finished)."""
+        self.budget.held -= self.held_bytes
+        self.held_bytes = 0
+        self.pending = None
+
+    def _compare_with_recent(self, start: int, data: bytes, number: int, segment: TcpSegment,
+                             out: list[FlowItem]) -> None:
+        """`data` at `start` repeats bytes already delivered: say so if it differs from the copy that was used."""
+        used = self.recent
+        if used is None or self.conflicts >= _CONFLICTS_REPORTED:
+            return
+        used_start, used_number = self.expected - len(used), self.recent_number
+        low = max(start, used_start)
+        high = min(start + len(data), used_start + len(used))
+        if low >= high or number == used_number:
+            return
+        if data[low - start : high - start] == used[low - used_start : high - used_start]:
+            return
+        self.conflicts += 1
+        message = (
+            f"Stream bytes {low} to {high - 1} of this direction are in the capture twice with different contents: "
+            f"frame {used_number} (used: the first copy captured, as Wireshark does) and frame {number} (ignored)."
+        )
+        if self.conflicts == _CONFLICTS_REPORTED:
+            message += " Further conflicts in this direction are not reported."
+        out.append(FlowNotice(self.flow, segment.time, segment.number, self.direction,
+                              "capture.retransmission-conflict", message))
 
     def _emit_data(self, released: list[bytes], segment: TcpSegment, out: list[FlowItem]) -> None:
         """One item for the bytes in `released` (emptied), if any."""
@@ -238,18 +347,32 @@ class _HalfStream:
             out.append(_new_data(self.flow, segment.time, segment.number, self.direction, data))
 
     def _emit_gap(self, missing: int, segment: TcpSegment, out: list[FlowItem]) -> None:
+        self.recent = None  # it no longer ends where the next byte goes
         out.append(FlowGap(self.flow, segment.time, segment.number, self.direction, missing))
 
 
 class _Flow:
-    __slots__ = ("client", "number", "server", "to_client", "to_server")
+    # `key` is (client address, client port, server address, server port): the endpoint-table key of the client's
+    # side, shared with that table rather than kept twice.
+    __slots__ = ("check_at", "key", "number", "to_client", "to_server")
 
-    def __init__(self, number: int, client: tuple[str, int], server: tuple[str, int]) -> None:
+    def __init__(self, number: int, key: _Endpoints, budget: _HeldBudget, time: float) -> None:
         self.number = number
-        self.client = client
-        self.server = server
-        self.to_server = _HalfStream(number, "c2s")
-        self.to_client = _HalfStream(number, "s2c")
+        self.key = key
+        self.to_server = _HalfStream(number, "c2s", budget)
+        self.to_client = _HalfStream(number, "s2c", budget)
+        # Capture time from which the next packet refreshes this flow's place in the activity order: its last
+        # refresh plus _ACTIVITY_QUANTUM, or the last packet's time itself while the one-sided watch looks at every
+        # packet. Either way the flow's last packet came at or before it, and at most a quantum after it.
+        self.check_at = time
+
+    @property
+    def client(self) -> tuple[str, int]:
+        return self.key[0], self.key[1]
+
+    @property
+    def server(self) -> tuple[str, int]:
+        return self.key[2], self.key[3]
 
 
 class _Side:
@@ -266,26 +389,55 @@ class _Side:
 _Endpoints = tuple[str, int, str, int]  # (src, sport, dst, dport)
 
 
+def _reversed(endpoints: _Endpoints) -> _Endpoints:
+    src, sport, dst, dport = endpoints
+    return dst, dport, src, sport
+
+
 class TcpReassembler:
-    """Feed it every TcpSegment of a capture in file order; it returns the flow items they produce."""
+    """Feed it every TcpSegment of a capture in file order; it returns the flow items they produce.
+
+    ``max_open_flows`` and ``idle_timeout`` (seconds of capture time) bound how many connections are held and for
+    how long without a packet; ``max_out_of_order_bytes`` (per direction) and ``max_held_bytes`` (all flows) bound
+    the bytes held behind holes. See the module's docstring.
+    """
 
     def __init__(
-        self, server_ports: Collection[int] = (), max_out_of_order_bytes: int = DEFAULT_MAX_OUT_OF_ORDER_BYTES
+        self,
+        server_ports: Collection[int] = (),
+        max_out_of_order_bytes: int = DEFAULT_MAX_OUT_OF_ORDER_BYTES,
+        *,
+        max_open_flows: int = DEFAULT_MAX_OPEN_FLOWS,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
     ) -> None:
+        if max_open_flows < 1:
+            raise ValueError("max_open_flows must be at least 1")
         self.server_ports = frozenset(server_ports)
         self.max_out_of_order_bytes = max_out_of_order_bytes
+        self.max_open_flows = max_open_flows
+        self.idle_timeout = idle_timeout
         self.late_segments = 0  # segments of connections that had already closed (dropped)
+        self.flows_let_go = 0
+        self._budget = _HeldBudget(max_held_bytes)
         self._sides: dict[_Endpoints, _Side] = {}
-        self._open: dict[int, _Flow] = {}
+        # Open flows, least recently active first (refreshed once per _ACTIVITY_QUANTUM).
+        self._open: OrderedDict[int, _Flow] = OrderedDict()
         # Recently closed connections, both orientations, to the sender's Wireshark base_seq: their
         # late packets (the last ACK of a FIN exchange, say) must not count as new connections.
-        self._closed: dict[_Endpoints, int | None] = {}
+        self._closed: OrderedDict[_Endpoints, int | None] = OrderedDict()
         self._next_flow = 0
+        self._next_idle_check = float("-inf")
         self._last_segment: TcpSegment | None = None
 
     @property
     def open_flows(self) -> int:
         return len(self._open)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes (plus per-segment overhead) held out of order across all flows."""
+        return self._budget.held
 
     def feed(self, segment: TcpSegment) -> list[FlowItem]:
         out: list[FlowItem] = []
@@ -303,6 +455,9 @@ class TcpReassembler:
         # The common case: an established connection's ACK, possibly with in-order data.
         sender = side.sender
         receiver = side.receiver
+        if segment.time >= side.flow.check_at and self._note_activity(side, segment, out):
+            self._feed_unusual(segment, None, out)  # its flow was let go for idleness: this starts a new one
+            return
         if sender.first_seq is None or receiver.first_seq is None:
             self._note_first_seqs(segment, sender, receiver)
         if flags & TCP_ACK:
@@ -326,12 +481,14 @@ class TcpReassembler:
             ):
                 out.append(_new_data(sender.flow, segment.time, segment.number, sender.direction, payload))
                 sender.expected = expected + len(payload)
+                sender.recent = payload
+                sender.recent_number = segment.number
             else:
                 start = sender.offset_of(segment.seq, base)
                 sender.add(
                     start,
                     payload,
-                    start + len(payload) + segment.missing,
+                    start + len(payload) + min(segment.missing, _MAX_WINDOW),
                     segment,
                     out,
                     self.max_out_of_order_bytes,
@@ -342,7 +499,7 @@ class TcpReassembler:
         out: list[FlowItem] = []
         last = self._last_segment
         if last is not None:
-            for flow in list(self._open.values()):
+            for flow in sorted(self._open.values(), key=lambda flow: flow.number):
                 self._close(flow, "end of capture", last, out)
         self._open.clear()
         self._sides.clear()
@@ -357,6 +514,71 @@ class TcpReassembler:
             sender.first_seq = segment.seq if segment.flags & TCP_SYN else (segment.seq - 1) & _SEQ_MASK
         if receiver.first_seq is None and segment.flags & TCP_ACK:
             receiver.first_seq = (segment.ack - 1) & _SEQ_MASK
+
+    def _note_activity(self, side: _Side, segment: TcpSegment, out: list[FlowItem]) -> bool:
+        """Keep the activity order and the one-sided watch up to date; let idle flows go.
+
+        True when the flow of `side` itself was let go (idle): the segment then starts a new flow.
+        """
+        flow = side.flow
+        time = segment.time
+        if time >= self._next_idle_check:
+            self._let_go_idle(segment, out)
+            if flow.number not in self._open:
+                return True
+        self._open.move_to_end(flow.number)
+        sender = side.sender
+        if sender.solo >= 0:
+            receiver = side.receiver
+            if receiver.solo > 0 or receiver.solo == -2:
+                sender.solo = receiver.solo = -1  # both directions are in the capture
+            else:
+                sender.solo += 1
+                if sender.solo >= _ONE_SIDED_PACKETS and receiver.first_seq is not None:
+                    self._say_one_sided(flow, sender, segment, out)
+        # While one side is being watched, every packet comes here; else once per quantum.
+        flow.check_at = time if sender.solo >= 0 else time + _ACTIVITY_QUANTUM
+        return False
+
+    @staticmethod
+    def _is_one_sided(sender: _HalfStream, receiver: _HalfStream) -> bool:
+        """Has only `sender` been seen, while it acknowledged something (so the other side exists)?"""
+        return receiver.solo == 0 and (sender.solo > 0 or sender.solo == -2) and receiver.first_seq is not None
+
+    def _say_one_sided(self, flow: _Flow, sender: _HalfStream, segment: TcpSegment, out: list[FlowItem]) -> None:
+        """The FlowNotice that the direction towards `sender` is missing from the capture (once per flow)."""
+        if sender.solo == -2:
+            return
+        missing: Direction = "s2c" if sender.direction == "c2s" else "c2s"
+        seen = "client → server" if sender.direction == "c2s" else "server → client"
+        client, server = flow.client, flow.server
+        out.append(FlowNotice(
+            flow.number, segment.time, segment.number, missing, "capture.one-sided",
+            f"Only the {seen} direction of {client[0]}:{client[1]} ↔ {server[0]}:{server[1]} is in the capture "
+            f"({sender.solo} packets, none the other way): it is decoded alone; the other direction is missing.",
+        ))
+        sender.solo = -2
+
+    def _let_go_idle(self, segment: TcpSegment, out: list[FlowItem]) -> None:
+        """Let go every flow with no packet for longer than idle_timeout; schedule the next check."""
+        time = segment.time
+        # A flow's last packet came at or before its check_at (see _Flow): judging by check_at, none goes early.
+        cutoff = time - self.idle_timeout
+        while self._open:
+            flow = next(iter(self._open.values()))
+            if flow.check_at >= cutoff:
+                self._next_idle_check = flow.check_at + self.idle_timeout
+                return
+            self._let_go(flow, f"let go: idle for {self.idle_timeout:g} s (still open in the capture)",
+                         f"No packet for more than {self.idle_timeout:g} s of capture time (the idle timeout): the "
+                         f"conversation is summarised and let go.", segment, out)
+        self._next_idle_check = time + self.idle_timeout
+
+    def _let_go(self, flow: _Flow, reason: str, why: str, segment: TcpSegment, out: list[FlowItem]) -> None:
+        out.append(FlowNotice(flow.number, segment.time, segment.number, "c2s", "capture.flow-let-go",
+                              f"{why} Later packets of this connection start a new conversation."))
+        self.flows_let_go += 1
+        self._close(flow, reason, segment, out, remember=False)
 
     def _feed_unusual(self, segment: TcpSegment, side: _Side | None, out: list[FlowItem]) -> None:
         flags = segment.flags
@@ -376,6 +598,8 @@ class TcpReassembler:
             self._close(side.flow, "port reused by a new SYN", segment, out)
             self._forget_closed((segment.src, segment.sport, segment.dst, segment.dport))
             side = self._open_flow(segment, out)
+        elif self._note_activity(side, segment, out):
+            side = self._open_flow(segment, out)  # its flow was let go for idleness: this starts a new one
         if segment.icmp_error:
             return  # a quoted header names the connection (and so counts) but carries no stream data
 
@@ -403,18 +627,27 @@ class TcpReassembler:
             if base is None:
                 base = sender.seq_base = data_seq
             start = sender.offset_of(data_seq, base)
-            end = start + len(payload) + segment.missing
+            end = start + len(payload) + min(segment.missing, _MAX_WINDOW)
             if fin and sender.fin_offset is None and not sender.finished and sender.expected <= end:
                 sender.fin_offset = end
             if payload or segment.missing:
                 sender.add(start, payload, end, segment, out, self.max_out_of_order_bytes)
             else:
                 sender.drain(segment, out)
-        if fin and sender.fin_offset is not None and receiver.fin_offset is not None:
-            # Both sides said FIN: whatever is still missing will not come.
-            self._close(side.flow, "FIN", segment, out)
+        if fin and sender.fin_offset is not None:
+            if receiver.fin_offset is not None:
+                # Both sides said FIN: whatever is still missing will not come.
+                self._close(side.flow, "FIN", segment, out)
+            elif sender.finished and self._is_one_sided(sender, receiver):
+                # The only side captured is done sending: nothing more can be delivered.
+                self._close(side.flow, "FIN (only one direction was captured)", segment, out)
 
     def _open_flow(self, segment: TcpSegment, out: list[FlowItem]) -> _Side:
+        if len(self._open) >= self.max_open_flows:
+            least_active = next(iter(self._open.values()))
+            self._let_go(least_active, f"let go: more than {self.max_open_flows} conversations open",
+                         f"More than {self.max_open_flows} conversations were open at once (the limit): the least "
+                         f"recently active one is summarised and let go.", segment, out)
         number = self._next_flow
         self._next_flow += 1
         sender = (segment.src, segment.sport)
@@ -434,36 +667,47 @@ class TcpReassembler:
         else:
             reason = "guess: first sender is the client"
         client, server = (sender, receiver) if sender_is_client else (receiver, sender)
-        flow = _Flow(number, client, server)
+        to_server_key = client + server
+        flow = _Flow(number, to_server_key, self._budget, segment.time)
         client_side = _Side(flow, flow.to_server, flow.to_client)
         server_side = _Side(flow, flow.to_client, flow.to_server)
-        self._sides[client + server] = client_side
+        self._sides[to_server_key] = client_side
         self._sides[server + client] = server_side
         self._open[number] = flow
+        if len(self._open) == 1:
+            self._next_idle_check = segment.time + self.idle_timeout
         out.append(
             FlowOpened(number, segment.time, segment.number, client, server, reason, not segment.flags & TCP_SYN)
         )
-        return client_side if sender_is_client else server_side
+        side = client_side if sender_is_client else server_side
+        side.sender.solo = 1
+        return side
 
-    def _close(self, flow: _Flow, reason: str, segment: TcpSegment, out: list[FlowItem]) -> None:
-        flow.to_server.flush(segment, out)
-        flow.to_client.flush(segment, out)
+    def _close(self, flow: _Flow, reason: str, segment: TcpSegment, out: list[FlowItem], remember: bool = True) -> None:
+        to_server, to_client = flow.to_server, flow.to_client
+        if self._is_one_sided(to_server, to_client):
+            self._say_one_sided(flow, to_server, segment, out)
+        elif self._is_one_sided(to_client, to_server):
+            self._say_one_sided(flow, to_client, segment, out)
+        to_server.flush(segment, out)
+        to_client.flush(segment, out)
         out.append(FlowClosed(flow.number, segment.time, segment.number, reason))
-        to_server_key = flow.client + flow.server
-        to_client_key = flow.server + flow.client
+        to_server_key = flow.key
+        to_client_key = _reversed(to_server_key)
         self._sides.pop(to_server_key, None)
         self._sides.pop(to_client_key, None)
         del self._open[flow.number]
+        if not remember:
+            return  # let go while still open: its later packets start a new flow
         closed = self._closed
-        closed[to_server_key] = flow.to_server.first_seq
-        closed[to_client_key] = flow.to_client.first_seq
+        closed[to_server_key] = to_server.first_seq
+        closed[to_client_key] = to_client.first_seq
         while len(closed) > 2 * _CLOSED_REMEMBERED:
-            del closed[next(iter(closed))]  # the oldest: dicts keep insertion order
+            closed.popitem(last=False)  # the oldest
 
     def _forget_closed(self, endpoints: _Endpoints) -> None:
-        src, sport, dst, dport = endpoints
         self._closed.pop(endpoints, None)
-        self._closed.pop((dst, dport, src, sport), None)
+        self._closed.pop(_reversed(endpoints), None)
 
 
 class FlowReader:
@@ -474,9 +718,19 @@ class FlowReader:
         path: str | os.PathLike[str],
         server_ports: Collection[int] = (),
         max_out_of_order_bytes: int = DEFAULT_MAX_OUT_OF_ORDER_BYTES,
+        *,
+        max_open_flows: int = DEFAULT_MAX_OPEN_FLOWS,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
     ) -> None:
         self.capture = CaptureFile(path)
-        self.reassembler = TcpReassembler(server_ports, max_out_of_order_bytes)
+        self.reassembler = TcpReassembler(
+            server_ports,
+            max_out_of_order_bytes,
+            max_open_flows=max_open_flows,
+            idle_timeout=idle_timeout,
+            max_held_bytes=max_held_bytes,
+        )
         self._items = self._generate()
 
     def __iter__(self) -> FlowReader:
@@ -520,6 +774,17 @@ def read_flows(
     path: str | os.PathLike[str],
     server_ports: Collection[int] = (),
     max_out_of_order_bytes: int = DEFAULT_MAX_OUT_OF_ORDER_BYTES,
+    *,
+    max_open_flows: int = DEFAULT_MAX_OPEN_FLOWS,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
 ) -> FlowReader:
     """Flow items of the capture at `path`. Raises CaptureError at once if it is not a capture."""
-    return FlowReader(path, server_ports, max_out_of_order_bytes)
+    return FlowReader(
+        path,
+        server_ports,
+        max_out_of_order_bytes,
+        max_open_flows=max_open_flows,
+        idle_timeout=idle_timeout,
+        max_held_bytes=max_held_bytes,
+    )
