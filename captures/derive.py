@@ -139,14 +139,16 @@ def derive_retransmit_conflict(source: Path, out: Path) -> ConflictCopy:
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether
     from scapy.packet import Raw
-    from scapy.utils import RawPcapNgReader, RawPcapNgWriter
+    from scapy.utils import RawPcapNgWriter
 
-    reader = RawPcapNgReader(str(source))
+    from wsinspect.capture import CaptureFile
+
     writer = RawPcapNgWriter(str(out))
     copy: ConflictCopy | None = None
     written = 0
-    try:
-        for data, metadata in reader:
+    with CaptureFile(source) as capture:
+        for record in capture:
+            data = record.data
             packets = [data]
             if copy is None:
                 frame = Ether(data)
@@ -160,14 +162,12 @@ def derive_retransmit_conflict(source: Path, out: Path) -> ConflictCopy:
                         copy = ConflictCopy(written + 1, written + 2)
             for packet in packets:
                 if written == 0:
-                    writer.linktype = metadata.linktype
+                    writer.linktype = record.linktype
                     writer.write_header(None)
-                seconds = (metadata.tshigh << 32 | metadata.tslow) / metadata.tsresol
-                writer.write_packet(packet, sec=seconds, wirelen=metadata.wirelen + len(packet) - len(data))
+                # Same time as the original (µs resolution: scapy's writer); the copy follows it at once.
+                writer.write_packet(packet, sec=record.time, wirelen=record.wire_length + len(packet) - len(data))
                 written += 1
-    finally:
-        reader.close()
-        writer.close()
+    writer.close()
     if copy is None:
         raise RuntimeError(f"{source}: no client segment carrying one masked {CONFLICT_ORIGINAL_TEXT!r} text frame")
     out.chmod(0o644)
