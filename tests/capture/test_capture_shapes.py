@@ -7,6 +7,7 @@ from the scenarios, never from the code under test; tshark is the reference wher
 
 from __future__ import annotations
 
+import random
 import shutil
 import struct
 import subprocess
@@ -16,7 +17,20 @@ from pathlib import Path
 import pytest
 from capture_test_support import Record, collect, pcapng_bytes, tshark_streams
 
-from wsinspect.capture import FlowClosed, FlowData, FlowItem, FlowOpened, TcpReassembler, TcpSegment, read_flows
+from wsinspect.capture import (
+    CaptureError,
+    CaptureFile,
+    FlowClosed,
+    FlowData,
+    FlowItem,
+    FlowOpened,
+    RawPacket,
+    TcpReassembler,
+    TcpSegment,
+    decode_tcp,
+    read_flows,
+)
+from wsinspect.capture.files import MAX_INTERFACES, MAX_RECORD_BYTES
 from wsinspect.capture.packets import TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN
 from wsinspect.capture.reassembly import _CONFLICTS_REPORTED, _ONE_SIDED_PACKETS, FlowNotice
 from wsinspect.capture.writer import _ethernet_ip_tcp
@@ -404,3 +418,50 @@ def test_segments_cut_before_their_payload_count_against_the_limit() -> None:
                          TCP_ACK, b"", 10)
         reassembler.feed(cut)
         assert reassembler.held_bytes <= 64 * 100 + 100
+
+
+# -- hostile captures: bounded, and never a traceback ---------------------------------------------------------------
+
+
+def test_deeply_nested_ip_in_ip_is_skipped_not_a_recursion_error() -> None:
+    tcp = struct.pack("!HHIIBBHHH", 40000, 80, 1, 0, 5 << 4, TCP_SYN, 65535, 0, 0)
+    packet = tcp
+    for _ in range(2000):  # each level an IPv4 header saying "IPv4 inside" (protocol 4)
+        packet = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 0, 0, 0x4000, 64, 4 if packet is not tcp else 6, 0,
+                             b"\x0a\0\0\x01", b"\x0a\0\0\x02") + packet
+    raw = RawPacket(1, 0.0, 101, packet, len(packet))
+    assert decode_tcp(raw) is None
+
+
+def test_wire_length_beyond_any_record_does_not_become_a_huge_gap() -> None:
+    frame = _ethernet_ip_tcp(CLIENT, SERVER, 1000, 0, TCP_ACK, b"x" * 20, from_client=True)
+    tso = frame[:16] + b"\0\0" + frame[18:]  # IPv4 total length 0: TSO, the record's wire length is the packet's
+    decoded = decode_tcp(RawPacket(1, 0.0, 1, tso, 0xFFFFFFFF))
+    assert decoded is not None and decoded.payload == b"x" * 20
+    assert 0 < decoded.missing <= MAX_RECORD_BYTES
+
+
+def test_endless_interface_descriptions_stop_the_reading(tmp_path: Path) -> None:
+    path = tmp_path / "interfaces.pcapng"
+    frame = _ethernet_ip_tcp(CLIENT, SERVER, 1000, 0, TCP_SYN, b"", from_client=True)
+    path.write_bytes(pcapng_bytes([Record(1.0, frame)], [(1, None)] * (MAX_INTERFACES + 1)))
+    with CaptureFile(path) as capture:
+        assert list(capture) == []
+        assert capture.truncated and capture.problem is not None and "interfaces" in capture.problem
+
+
+def test_damaged_shipped_captures_end_cleanly(tmp_path: Path) -> None:
+    """Seeded byte damage to the new captures: either not a capture (CaptureError) or decoded to the end."""
+    generator = random.Random(6455)
+    originals = [ONE_SIDED_FILE.read_bytes(), CONFLICT_FILE.read_bytes()]
+    for index in range(120):
+        content = bytearray(originals[index % 2])
+        for _ in range(generator.randrange(1, 12)):
+            content[generator.randrange(len(content))] = generator.randrange(256)
+        path = tmp_path / f"damaged-{index}.pcapng"
+        path.write_bytes(bytes(content))
+        try:
+            events = list(CaptureTrace(path))
+        except CaptureError:
+            continue
+        assert len(events) < 500
