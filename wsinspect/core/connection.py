@@ -183,7 +183,8 @@ class _Side:
 
     def enable_deflate(self, params: DeflateParams) -> None:
         self.parser.rsv1_allowed = True
-        self.inflater = MessageInflater(no_context_takeover=params.no_context_takeover(self.sender_is_client))
+        self.inflater = MessageInflater(no_context_takeover=params.no_context_takeover(self.sender_is_client),
+                                        window_bits=params.max_window_bits(self.sender_is_client))
 
     def assume_deflate(self) -> None:
         """The handshake was not seen: take RSV1 to mean permessage-deflate, with the earlier window unknown."""
@@ -194,6 +195,10 @@ class _Side:
 class Connection:
     """Decodes one connection. See the module docstring."""
 
+    # A capture can hold many thousands of open connections at once: no per-instance dict.
+    __slots__ = ("_body_wanted", "_ended", "_request", "_response_head", "budget", "close_codes", "deflate",
+                 "limits", "mid_stream", "phase", "sides", "stream")
+
     def __init__(self, stream: int = 0, *, mid_stream: bool = False, limits: Limits | None = None,
                  budget: MemoryBudget | None = None) -> None:
         self.stream = stream
@@ -202,8 +207,7 @@ class Connection:
         self.mid_stream = mid_stream
         self.phase = Phase.OPEN if mid_stream else Phase.REQUEST
         self.sides = {d: _Side(d, self.limits, in_sync=not mid_stream) for d in ("c2s", "s2c")}
-        self.request: HttpRequest | None = None
-        self.response_event: HandshakeResponse | None = None
+        self._request: HttpRequest | None = None  # kept only until the response is judged against it
         self.deflate: DeflateParams | None = None
         self.close_codes: dict[Direction, int | None] = {}
         self._body_wanted = 0
@@ -352,9 +356,9 @@ class Connection:
         if complete is None:
             return
         head, rest = complete
-        self.request = parse_request(head)
+        self._request = parse_request(head)
         out.append(HandshakeRequest(stream=self.stream, direction="c2s", time=time, packet=packet,
-                                    request=self.request, findings=tuple(validate_request(self.request))))
+                                    request=self._request, findings=tuple(validate_request(self._request))))
         self.phase = Phase.RESPONSE
         if rest:
             side.held.append((rest, time, packet))
@@ -393,9 +397,9 @@ class Connection:
         assert head is not None
         self.sides["s2c"].head.clear()
         response = parse_response(head, body[: self._body_wanted])
-        findings = validate_response(response, self.request)
+        findings = validate_response(response, self._request)
         extensions = tuple(parse_extensions(response.headers.get_all("Sec-WebSocket-Extensions")))
-        offers = parse_extensions(self.request.headers.get_all("Sec-WebSocket-Extensions")) if self.request else []
+        offers = parse_extensions(self._request.headers.get_all("Sec-WebSocket-Extensions")) if self._request else []
         deflate_params: DeflateParams | None = None
         for extension in extensions:
             if extension.name == deflate.EXTENSION_NAME:
@@ -411,12 +415,12 @@ class Connection:
                     side.enable_deflate(deflate_params)
         else:
             self.phase = Phase.REFUSED
-        self.response_event = HandshakeResponse(
+        self._request = None
+        out.append(HandshakeResponse(
             stream=self.stream, direction="s2c", time=time, packet=packet, response=response,
             findings=tuple(findings), upgraded=upgraded,
             subprotocol=response.headers.get("Sec-WebSocket-Protocol"), extensions=extensions,
-            deflate=deflate_params)
-        out.append(self.response_event)
+            deflate=deflate_params))
 
     # -- frames and messages ------------------------------------------------------------------------------------
 

@@ -221,6 +221,10 @@ ParseItem = Frame | Resynced | Truncated | Unsynced
 class FrameParser:
     """Incremental parser for one direction. See the module docstring."""
 
+    # One per direction of every open connection: no per-instance dict.
+    __slots__ = ("_buffer", "_discarded", "_in_sync", "_offset", "_scan_from", "_skip", "expect_masked",
+                 "max_payload", "rsv1_allowed")
+
     def __init__(
         self,
         *,
