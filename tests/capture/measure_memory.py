@@ -4,9 +4,9 @@ Not a test (pytest does not collect it). Run from the repository root:
     python tests/capture/measure_memory.py [flows] [-- reassembler options as key=value]
 e.g. ``python tests/capture/measure_memory.py 100000 max_open_flows=1000000`` (no flow let go: the raw cost).
 
-Each measurement runs in a fresh child process: peak RSS (ru_maxrss) after feeding every flow's handshake and a
-small exchange each way, minus the peak RSS of the same child before feeding. Segments are made on the fly, so
-only the reassembler's own state is measured (the items it returns are dropped at once).
+Each measurement runs in a fresh child process: peak RSS (ru_maxrss) after feeding every flow's handshake, a small
+exchange each way and the client's last ACK, minus the peak RSS of the same child before feeding. Segments are made
+on the fly, so only the reassembler's own state is measured (the items it returns are dropped at once).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def feed_flows(flows: int, **options: object) -> TcpReassembler:
             ("192.0.2.1", 80, client, port, 5000, 1001, TCP_SYN | TCP_ACK, b""),
             (client, port, "192.0.2.1", 80, 1001, 5001, TCP_ACK | TCP_PSH, REQUEST),
             ("192.0.2.1", 80, client, port, 5001, 1001 + len(REQUEST), TCP_ACK | TCP_PSH, ANSWER),
+            (client, port, "192.0.2.1", 80, 1001 + len(REQUEST), 5001 + len(ANSWER), TCP_ACK, b""),
         ]
         for src, sport, dst, dport, seq, ack, flags, payload in segments:
             number += 1

@@ -14,7 +14,8 @@ Real capture shapes, and what is done about each:
 * Conflicting retransmissions (the same bytes sent twice with different contents): the first copy in the capture is
   used, as Wireshark does, because it has usually been delivered already (a stream reader cannot take bytes back)
   and because it is what the receiver most likely acted on. A later copy is compared with the last piece delivered
-  in its direction (and with any copy still held out of order), and a difference gives one
+  in its direction while the peer has not acknowledged all of it (and with any copy still held out of order), and
+  a difference gives one
   FlowNotice("capture.retransmission-conflict") naming the stream offsets and both frames; at most
   ``_CONFLICTS_REPORTED`` per direction. A copy of older bytes than the last piece delivered is dropped unchecked.
 * Many connections, and connections that never end: at most ``max_open_flows`` are open at once (the least recently
@@ -201,7 +202,8 @@ class _HalfStream:
         # a later SYN with a different sequence number starts a new tcp.stream.
         self.first_seq: int | None = None
         # The last piece delivered and the frame that carried it, to compare retransmissions with. It always ends
-        # at `expected` (a gap forgets it), so its offset need not be kept; it is a reference, not a copy.
+        # at `expected` (a gap forgets it), so its offset need not be kept; it is a reference, not a copy, and it is
+        # forgotten once the peer acknowledges everything (so idle flows do not keep their last segment).
         self.recent: bytes | None = None
         self.recent_number = 0
         self.conflicts = 0
@@ -464,9 +466,12 @@ class TcpReassembler:
             base = receiver.seq_base
             if base is not None:
                 ahead = (segment.ack - base - receiver.expected) & _SEQ_MASK
-                if ahead and ahead < _MAX_WINDOW:
-                    # The peer acknowledges bytes not seen (yet): they were sent.
-                    receiver.acknowledged(ahead, segment, out)
+                if ahead:
+                    if ahead < _MAX_WINDOW:
+                        # The peer acknowledges bytes not seen (yet): they were sent.
+                        receiver.acknowledged(ahead, segment, out)
+                elif receiver.recent is not None:
+                    receiver.recent = None  # all acknowledged: nothing left to retransmit, so not worth keeping
         payload = segment.payload
         if payload or segment.missing:
             base = sender.seq_base
@@ -608,8 +613,11 @@ class TcpReassembler:
         self._note_first_seqs(segment, sender, receiver)
         if flags & TCP_ACK and receiver.seq_base is not None:
             ahead = (segment.ack - receiver.seq_base - receiver.expected) & _SEQ_MASK
-            if ahead and ahead < _MAX_WINDOW:
-                receiver.acknowledged(ahead, segment, out)
+            if ahead:
+                if ahead < _MAX_WINDOW:
+                    receiver.acknowledged(ahead, segment, out)
+            elif receiver.recent is not None:
+                receiver.recent = None
         if flags & TCP_RST:
             # Any text in a RST is a diagnostic, not stream data.
             self._close(side.flow, "RST", segment, out)
