@@ -148,7 +148,7 @@ def test_plain_http_requests_are_failed_handshakes_with_the_hop_by_hop_diagnosis
     decoded = decode("plain-http")
     assert decoded.stats.skipped_streams == 0
     by_path = {}
-    for stream, events in decoded.streams().items():
+    for events in decoded.streams().values():
         request = next(e for e in events if isinstance(e, HandshakeRequest))
         by_path[request.request.target] = (request, next(e for e in events if isinstance(e, HandshakeResponse)),
                                            events)

@@ -8,6 +8,7 @@ ClientHello reader is checked against a real one made by Python's ``ssl`` module
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import Iterable
 
@@ -90,10 +91,8 @@ def real_client_hello(server_name: str, alpn: list[str]) -> bytes:
     context.set_alpn_protocols(alpn)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     client = context.wrap_bio(incoming, outgoing, server_hostname=server_name)
-    try:
+    with contextlib.suppress(ssl.SSLWantReadError):  # it waits for the server's answer, which never comes
         client.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
     return outgoing.read()
 
 
