@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from wsinspect import __version__
+from wsinspect.views.palette import THEME_NAMES
+from wsinspect.views.safe import visible
 
 READ_EXAMPLES = """\
 examples:
@@ -16,8 +19,21 @@ examples:
   wsinspect read captures/multi.pcapng --stream 1  one conversation (Wireshark's tcp.stream number)
   wsinspect read captures/deflate.pcapng --follow  the messages as a transcript, inflated
   wsinspect read captures/echo.pcapng --json       one JSON object per event (schema in the README)
-  wsinspect read captures/midstream.pcapng --port 8765
-                                                   decode port 8765 as WebSocket, even without a handshake
+  wsinspect read captures/midstream.pcapng --port 47070
+                                                   decode port 47070 as WebSocket, even without a handshake
+  wsinspect read big.pcapng -Y 'websocket.opcode == 8'           only close frames
+  wsinspect read big.pcapng -Y 'text contains "error"' --follow  the messages that mention an error
+  wsinspect read big.pcapng -Y violation -c 100000               rule breaks in the first 100,000 packets
+  wsinspect read captures/echo.pcapng --theme light              for a light background (a projector)
+
+filters (-Y): the fields of --json, with Wireshark's names where it has one (websocket.opcode, tcp.stream,
+frame.number, ...); operators == != < <= > >= contains matches && || ! and parentheses. See docs/filters.md.
+
+exit status:
+  0  the capture was read to its end and holds at least one WebSocket conversation (whatever -Y showed)
+  1  the capture was read to its end but holds no WebSocket conversation (or none with the --stream asked for)
+  2  a bad argument or filter, or a file that cannot be read as a capture: nothing was decoded
+  3  the file is truncated or corrupt: everything before the damage was decoded and shown
 """
 
 SERVE_EXAMPLES = """\
@@ -55,7 +71,26 @@ def _size(text: str) -> int:
 
 def _positive_int(text: str) -> int:
     if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"not a non-negative whole number: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a non-negative whole number: {visible(text)!r}")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"not a whole number of packets, 1 or more: {visible(text)!r}")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (1-65535): {visible(text)!r}")
+    return int(text)
+
+
+def _listen_port(text: str) -> int:
+    """A port to listen on: 1-65535, or 0 for any free port (the one chosen is printed)."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535; 0 picks a free one): {visible(text)!r}")
     return int(text)
 
 
@@ -77,9 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--detail", action="store_true", help="each frame as a tree of fields and a coloured hex dump")
     view.add_argument("--follow", action="store_true", help="each conversation as a transcript of whole messages")
     view.add_argument("--json", action="store_true", help="one JSON object per event on stdout (see README)")
+    read.add_argument("-Y", "--filter", metavar="EXPR",
+                      help="show only the events that match EXPR, a display filter over the fields of --json "
+                           "(e.g. 'websocket.opcode == 8', 'text contains \"error\"', violation); everything "
+                           "is still decoded")
+    read.add_argument("-c", "--count", type=_count, metavar="N",
+                      help="stop after the first N packets of the capture, as tshark -c does")
     read.add_argument("--stream", type=_positive_int, action="append", metavar="N",
                       help="only conversation N (Wireshark's tcp.stream index); repeatable")
-    read.add_argument("--port", type=_positive_int, action="append", metavar="N", default=[],
+    read.add_argument("--port", type=_port, action="append", metavar="N", default=[],
                       help="treat TCP port N as a WebSocket server even without a handshake in the capture "
                            "(like Wireshark's Decode As); repeatable")
     _add_limits(read, frame_default="64M", message_default="64M")
@@ -96,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "plain-words explanation, and serves a demo page at / for a browser.")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: %(default)s; 0.0.0.0 listens on every interface)")
-    serve.add_argument("--port", type=_positive_int, default=8765, help="TCP port (default: %(default)s)")
+    serve.add_argument("--port", type=_listen_port, default=8765,
+                       help="TCP port (default: %(default)s; 0 picks a free one)")
     serve.add_argument("--mode", choices=("echo", "chat", "push"), default="echo",
                        help="echo: send every message back; chat: broadcast to every client; push: send a "
                             "message every --interval seconds (default: %(default)s)")
@@ -139,16 +181,31 @@ def _add_limits(parser: argparse.ArgumentParser, *, frame_default: str, message_
 
 
 def _add_colour(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                        help="colour output (default: auto, i.e. when writing to a terminal)")
+    parser.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
+                        help="colour output (default: auto, i.e. when writing to a terminal and NO_COLOR is not set)")
+    parser.add_argument("--theme", choices=THEME_NAMES, default="auto",
+                        help="dark or light background, or mono (bold and underline only, no colour); default: "
+                             "auto (mono when NO_COLOR is set, light when COLORFGBG says the background is light, "
+                             "else dark)")
 
 
 def make_console(args: argparse.Namespace, *, stderr: bool = False) -> Any:
     from rich.console import Console
 
     force = {"always": True, "never": False}.get(args.color)
-    return Console(stderr=stderr, force_terminal=force, no_color=args.color == "never", highlight=False,
-                   emoji=False, markup=False)
+    # no_color=None lets rich honour NO_COLOR (https://no-color.org); --color always overrides it, never forbids it.
+    no_color = {"always": False, "never": True}.get(args.color)
+    return Console(stderr=stderr, force_terminal=force, no_color=no_color, highlight=False, emoji=False,
+                   markup=False)
+
+
+def make_palette(args: argparse.Namespace, console: Any) -> Any:
+    from wsinspect.views.palette import Palette, resolve_theme
+
+    theme = resolve_theme(args.theme)
+    if args.color == "always" and args.theme == "auto" and theme == "mono":
+        theme = "dark"  # --color always asks for colour even where NO_COLOR is set
+    return Palette(console, theme)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # The reader of our output went away (e.g. `| head`): stop quietly, as Unix tools do.
-        sys.stderr.close()
+        # The reader of our output went away (e.g. `| head`): stop quietly, as Unix tools do. Python would flush
+        # stdout once more at exit and complain about the broken pipe; point it at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0

@@ -1,21 +1,32 @@
-"""``wsinspect read``: a capture file through the trace, into the chosen view."""
+"""``wsinspect read``: a capture file through the trace, into the chosen view.
+
+Every view streams: events are shown as they are decoded, so the first line appears at once and memory holds only
+what open conversations need. Exit statuses are listed in ``wsinspect read --help`` (see ``cli.READ_EXAMPLES``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Protocol
 
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from wsinspect.capture.files import CaptureError
 from wsinspect.core.connection import Limits
 from wsinspect.core.events import Event
 from wsinspect.trace import CaptureTrace
-from wsinspect.views.console import CaptureView, Summary, TranscriptView
 from wsinspect.views.jsonlines import JsonLinesView
+from wsinspect.views.output import Output
+from wsinspect.views.packetlist import PacketList
+from wsinspect.views.safe import visible
+from wsinspect.views.summary import Summary
+from wsinspect.views.transcript import Transcript
 
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024  # smaller files finish before a bar is worth drawing
+EXIT_OK, EXIT_NOTHING_FOUND, EXIT_USAGE, EXIT_DAMAGED = 0, 1, 2, 3
 
 
 class View(Protocol):
@@ -24,42 +35,62 @@ class View(Protocol):
     def close(self) -> None: ...
 
 
+def _error(console: Console, text: str, style: str = "bold red") -> None:
+    console.print(text, style=style, markup=False, soft_wrap=True, highlight=False)
+
+
 def run_read(args: argparse.Namespace) -> int:
-    from wsinspect.cli import make_console
+    from wsinspect.cli import make_console, make_palette
 
     console = make_console(args)
     errors = make_console(args, stderr=True)
+    name = visible(str(args.capture))  # a file name is untrusted too: it may hold escape sequences
+    shown: Callable[[Event], bool] | None = None
+    if args.filter is not None:
+        from wsinspect.filters import FilterError, compile_filter
+
+        try:
+            shown = compile_filter(args.filter)
+        except FilterError as error:
+            _error(errors, f"wsinspect: -Y: {visible(str(error))}")
+            return EXIT_USAGE
     limits = Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message)
     try:
         trace = CaptureTrace(args.capture, server_ports=args.port, streams=args.stream, limits=limits)
     except CaptureError as error:
-        errors.print(f"wsinspect: {args.capture}: {error}", style="bold red", markup=False, soft_wrap=True)
-        return 2
+        _error(errors, f"wsinspect: {name}: {visible(str(error))}")
+        return EXIT_USAGE
 
+    output = Output(console, make_palette(args, console))
     view: View
+    packet_list: PacketList | None = None
     if args.json:
-        view = JsonLinesView(sys.stdout)
+        json_view = JsonLinesView(sys.stdout)
+        view = json_view if shown is None else _FilteredJson(json_view, shown)
     elif args.follow:
-        view = TranscriptView(console)
+        view = Transcript(output, shown=shown)
     else:
-        view = CaptureView(console, detail=args.detail, max_bytes=args.max_bytes)
+        view = packet_list = PacketList(output, detail=args.detail, max_bytes=args.max_bytes, shown=shown)
     summary = Summary()
 
-    show_progress = errors.is_terminal and trace.size >= PROGRESS_MIN_BYTES
+    # The bar goes to stderr when the output does not scroll by on the same terminal (written to a file or a pipe).
+    show_progress = errors.is_terminal and not console.is_terminal and trace.size >= PROGRESS_MIN_BYTES
     progress = Progress(TextColumn("reading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                         console=errors, transient=True, disable=not show_progress)
-    sinks: list[View] = [view] if args.json else [view, summary]  # JSON lines carry no summary
+    count_limit = args.count
+    handle = view.handle
+    # JSON lines carry no summary: only conversations are counted there (for the exit status), at no cost per frame.
+    count = summary.handle if not args.json else summary.count_conversation
     with progress:
         task = progress.add_task("read", total=trace.size)
-        if len(sinks) == 1 and not show_progress:
-            handle = view.handle  # the benchmark's path: nothing else per event
-            for event in trace:
-                handle(event)
-        else:
-            for count, event in enumerate(trace):
-                for sink in sinks:
-                    sink.handle(event)
-                if show_progress and count % 2048 == 0:
+        for number, event in enumerate(trace):
+            if count_limit is not None and event.packet is not None and event.packet > count_limit:
+                break  # -c N: as tshark, the first N packets of the file
+            count(event)
+            handle(event)
+            if not number % 4096:
+                output.tick()
+                if show_progress:
                     progress.update(task, completed=trace.position)
     view.close()
 
@@ -67,17 +98,39 @@ def run_read(args: argparse.Namespace) -> int:
     notes = []
     if stats.skipped_streams:
         notes.append(f"{stats.skipped_streams} TCP stream(s) without a WebSocket handshake skipped")
-        for hint in stats.port_hints[:8]:
-            notes.append(hint)
+        notes += [visible(hint) for hint in stats.port_hints[:8]]
     if not args.json and not args.no_summary:
-        console.print(summary.render(notes))
+        frames_shown = packet_list.frames_shown if packet_list is not None and shown is not None else None
+        output.lines(summary.lines(notes, frames_shown=frames_shown))
+    output.flush()
     if stats.truncated:
-        why = stats.problem or "it ends inside a packet record"
-        errors.print(f"wsinspect: {args.capture}: the file is truncated ({why}); everything before that point "
-                     "was decoded", style="bold red", markup=False, soft_wrap=True)
-        return 1
-    if summary.conversations == 0 and not args.json:
-        errors.print(f"wsinspect: no WebSocket conversation found in {stats.packets} packets"
-                     + ("" if args.port else " (a conversation captured mid-connection needs --port N)"),
-                     style="yellow", markup=False, soft_wrap=True)
-    return 0
+        why = visible(stats.problem or "it ends inside a packet record")
+        _error(errors, f"wsinspect: {name}: the file is truncated or damaged ({why}); everything before that point "
+                       "was decoded")
+        return EXIT_DAMAGED
+    if summary.conversations == 0:
+        if args.stream:
+            asked = ", ".join(str(stream) for stream in args.stream)
+            _error(errors, f"wsinspect: {name}: no WebSocket conversation with tcp.stream {asked} "
+                           f"(the capture has {stats.tcp_streams} TCP stream(s), numbered from 0)", "yellow")
+        else:
+            hint = "" if args.port else " (a conversation captured mid-connection needs --port N)"
+            _error(errors, f"wsinspect: {name}: no WebSocket conversation found in {stats.packets} packets{hint}",
+                   "yellow")
+        return EXIT_NOTHING_FOUND
+    return EXIT_OK
+
+
+class _FilteredJson:
+    """``--json`` with ``-Y``: only matching events become lines."""
+
+    def __init__(self, view: JsonLinesView, shown: Callable[[Event], bool]) -> None:
+        self.view = view
+        self.shown = shown
+
+    def handle(self, event: Event) -> None:
+        if self.shown(event):
+            self.view.handle(event)
+
+    def close(self) -> None:
+        self.view.close()

@@ -91,7 +91,7 @@ def test_ping_interval_pings_and_the_client_pongs(serve: Callable[..., Server]) 
 
     assert run(main()) == "still alive"
     log = server.wait_for("clean close")
-    assert re.search(r"127\.0\.0\.1:\d+ → 127\.0\.0\.1:\d+ +\d+ Ping \[FIN\]", log)
+    assert re.search(r"^#\d+ +[\d:.]+ server → client +\d+ Ping \[FIN\]", log, re.MULTILINE)
     assert server.stop() == 0
     events = server.events()
     pings = [f for f in frames(events, "s2c") if f["opcode_name"] == "Ping"]

@@ -27,8 +27,10 @@ from wsinspect.core.connection import Limits
 from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Event, Message
 from wsinspect.server import responses
 from wsinspect.server.endpoint import ServerConfig, ServerEndpoint, State
-from wsinspect.views.console import LiveView, Summary
 from wsinspect.views.jsonlines import JsonLinesView
+from wsinspect.views.output import Output
+from wsinspect.views.packetlist import PacketList
+from wsinspect.views.summary import Summary
 
 CLOSE_TIMEOUT = 3.0  # seconds to wait for the client's close frame (or its FIN) after ours
 SHUTDOWN_GRACE = 2.0  # seconds Ctrl-C waits for connections to finish their closing handshake
@@ -288,9 +290,10 @@ class ServerConnection(asyncio.Protocol):
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from wsinspect.cli import make_console
+    from wsinspect.cli import make_console, make_palette
 
     console: Console = make_console(args)
+    output = Output(console, make_palette(args, console), live=True)
     limits = Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message)
     watching = not args.quiet or args.json is not None
     config = ServerConfig(subprotocols=tuple(args.subprotocol), compression=not args.no_compression,
@@ -303,7 +306,7 @@ def run_serve(args: argparse.Namespace) -> int:
     summary = Summary()
     sinks: list[EventSink] = []
     if not args.quiet:  # --quiet keeps nothing per event, not even the counts
-        sinks += [summary, LiveView(console, detail=args.detail, max_bytes=args.max_bytes)]
+        sinks += [summary, PacketList(output, detail=args.detail, max_bytes=args.max_bytes, live=True)]
     json_file = None
     if args.json:
         # Line-buffered, so `tail -f` on the file follows the session live.
@@ -350,5 +353,6 @@ def run_serve(args: argparse.Namespace) -> int:
         if recorder is not None:
             recorder.finish(time.time())
     if not args.quiet:
-        console.print(summary.render())
+        output.lines(summary.lines())
+        output.flush()
     return 0

@@ -1,24 +1,30 @@
-"""Short descriptions of events, shared by every console view: the Info column, endpoints, sizes."""
+"""Short descriptions of events as styled pieces, shared by every console view: the Info column, endpoints,
+sizes, close codes, messages.
+
+A description is a list of ``(role, text)`` pieces (see ``palette``); every text that came off the wire has been
+through ``safe.visible`` before it becomes a piece, so a piece is always safe to print.
+"""
 
 from __future__ import annotations
 
-from rich.text import Text
+from rich.cells import cell_len
 
-from wsinspect.core.events import Close, Direction, FrameEvent, Message
+from wsinspect.core.events import Close, FrameEvent, Message
 from wsinspect.core.fields import Opcode, opcode_name
 from wsinspect.core.frames import parse_close_payload
-from wsinspect.views.safe import hex_preview, preview, visible
+from wsinspect.views.palette import Piece
+from wsinspect.views.safe import hex_preview, preview
 
 PREVIEW_CHARS = 60
 
-DIRECTION_STYLE: dict[Direction, str] = {"c2s": "bright_cyan", "s2c": "bright_yellow"}
-SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
-# Colours that tell connections apart in a live log (none of them red or yellow, which mean trouble).
-STREAM_COLOURS = ("green", "blue", "magenta", "cyan", "bright_green", "bright_blue", "bright_magenta", "orange3")
+SEVERITY_ROLE = {"error": "error", "warning": "warning", "info": "info"}
 
-
-def stream_colour(stream: int) -> str:
-    return STREAM_COLOURS[stream % len(STREAM_COLOURS)]
+CLOSE_CODE_NAMES = {
+    1000: "normal closure", 1001: "going away", 1002: "protocol error", 1003: "unsupported data",
+    1005: "no status (reserved)", 1006: "abnormal closure (reserved)", 1007: "invalid payload data",
+    1008: "policy violation", 1009: "message too big", 1010: "mandatory extension", 1011: "internal error",
+    1012: "service restart", 1013: "try again later", 1014: "bad gateway", 1015: "TLS handshake (reserved)",
+}
 
 
 def endpoint(address: tuple[str, int]) -> str:
@@ -34,12 +40,68 @@ def size(count: int) -> str:
     return f"{count / 1024 / 1024:.1f} MiB"
 
 
-def payload_preview(data: bytes, *, text: bool, limit: int = PREVIEW_CHARS) -> Text:
-    """A quoted excerpt of a text payload, or hex of a binary one; always safe to print."""
-    if text:
-        decoded = data.decode("utf-8", "surrogateescape")
-        return Text(f'"{preview(decoded, limit)}"', style="green")
-    return Text(hex_preview(data, limit // 3), style="dim green")
+def width_of(text: str) -> int:
+    """Terminal cells a (safe, printable) text takes: wide characters take two."""
+    return len(text) if text.isascii() else cell_len(text)
+
+
+def fit(pieces: list[Piece], width: int) -> list[Piece]:
+    """Cut pieces to ``width`` cells, ending with an ellipsis when something was cut (a packet-list row is one line)."""
+    used = 0
+    for index, (role, text) in enumerate(pieces):
+        cells = width_of(text)
+        if used + cells <= width:
+            used += cells
+            continue
+        room = max(width - used - 1, 0)
+        kept = text[:room]
+        while width_of(kept) > room:  # wide characters: drop until it fits
+            kept = kept[:-1]
+        return [*pieces[:index], (role, kept + "…")] if width > used else pieces[:index]
+    return pieces
+
+
+def wrap(pieces: list[Piece], width: int, indent: str = "  ") -> list[list[Piece]]:
+    """A line longer than ``width`` cells folded onto several, at spaces where it can; continuation lines start with
+    ``indent``. (Packet-list rows never get here: they are cut to one line by ``fit``.)"""
+    lines: list[list[Piece]] = []
+    line: list[Piece] = []
+    used = 0
+    for role, text in pieces:
+        while text:
+            room = width - used
+            cells = width_of(text)
+            if cells <= room:
+                line.append((role, text))
+                used += cells
+                break
+            cut = room if text.isascii() else _cells_to_chars(text, room)
+            space = text.rfind(" ", 0, cut + 1)
+            first_word = text.find(" ")
+            if space > 0:
+                cut = space
+            elif used > len(indent) and width_of(text[: first_word if first_word > 0 else len(text)]) <= \
+                    width - len(indent):
+                cut = 0  # the word would fit on a line of its own: move it there rather than break it
+            if cut > 0:
+                line.append((role, text[:cut].rstrip(" ")))
+            text = text[cut:].lstrip(" ")
+            if line and line[-1][1].endswith(" "):
+                line[-1] = (line[-1][0], line[-1][1].rstrip(" "))
+            lines.append(line)
+            line, used = [("plain", indent)], len(indent)
+    lines.append(line)
+    return lines
+
+
+def _cells_to_chars(text: str, cells: int) -> int:
+    """How many characters of ``text`` fit in ``cells`` terminal cells."""
+    used = 0
+    for index, char in enumerate(text):
+        used += cell_len(char)
+        if used > cells:
+            return index
+    return len(text)
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -50,94 +112,95 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def close_description(code: int | None, reason: str) -> Text:
-    out = Text()
+def payload_preview(data: bytes, *, text: bool, limit: int = PREVIEW_CHARS) -> Piece:
+    """A quoted excerpt of a text payload, or hex of a binary one; always safe to print."""
+    if text:
+        return ("text", f'"{preview(data[: limit * 4 + 4].decode("utf-8", "surrogateescape"), limit)}"')
+    return ("binary", hex_preview(data, limit // 3))
+
+
+def close_description(code: int | None, reason: str, *, with_name: bool = True) -> list[Piece]:
+    pieces: list[Piece] = []
     if code is None:
-        out.append("(no status code)", style="dim")
+        pieces.append(("muted", "(no status code)"))
     else:
-        out.append(str(code), style="bold")
+        pieces.append(("strong", str(code)))
         name = CLOSE_CODE_NAMES.get(code)
-        if name:
-            out.append(f" {name}", style="dim")
+        if name and with_name:
+            pieces.append(("muted", f" {name}"))
     if reason:
-        out.append(f' "{preview(reason, PREVIEW_CHARS)}"', style="green")
-    return out
+        pieces.append(("text", f' "{preview(reason, PREVIEW_CHARS)}"'))
+    return pieces
 
 
-CLOSE_CODE_NAMES = {
-    1000: "normal closure", 1001: "going away", 1002: "protocol error", 1003: "unsupported data",
-    1005: "no status (reserved)", 1006: "abnormal closure (reserved)", 1007: "invalid payload data",
-    1008: "policy violation", 1009: "message too big", 1010: "mandatory extension", 1011: "internal error",
-    1012: "service restart", 1013: "try again later", 1014: "bad gateway", 1015: "TLS handshake (reserved)",
-}
+def frame_flags(event: FrameEvent) -> list[Piece]:
+    frame = event.frame
+    pieces: list[Piece] = []
+    if frame.fin:
+        pieces.append(("flag", " [FIN]"))
+    if frame.rsv1:
+        pieces.append(("flag.rsv", " [RSV1]"))
+    if frame.rsv2:
+        pieces.append(("flag.rsv", " [RSV2]"))
+    if frame.rsv3:
+        pieces.append(("flag.rsv", " [RSV3]"))
+    if frame.masked:
+        pieces.append(("flag", " [MASKED]"))
+    return pieces
 
 
-def frame_info(event: FrameEvent, *, continues: tuple[int, bool] | None = None) -> Text:
+def frame_info(event: FrameEvent, *, continues: tuple[int, bool] | None = None, width: int = 0) -> list[Piece]:
     """Wireshark's Info column, plus what the payload says: ``Text [FIN] [MASKED] "hello"``.
 
-    ``continues`` is (opcode, compressed) of the message a continuation frame belongs to.
+    ``continues`` is (opcode, compressed) of the message a continuation frame belongs to. With a ``width``, what
+    matters most survives a narrow column: a close frame keeps its code and reason and loses the code's name and then
+    the flags first; other frames are cut at the end.
     """
     frame = event.frame
-    info = Text(opcode_name(frame.opcode), style="bold")
-    flags = []
-    if frame.fin:
-        flags.append("FIN")
-    if frame.rsv1:
-        flags.append("RSV1")
-    if frame.rsv2:
-        flags.append("RSV2")
-    if frame.rsv3:
-        flags.append("RSV3")
-    if frame.masked:
-        flags.append("MASKED")
-    for flag in flags:
-        info.append(f" [{flag}]", style="dim" if flag in ("FIN", "MASKED") else "magenta")
+    head: list[Piece] = [("opcode", opcode_name(frame.opcode))]
+    flags = frame_flags(event)
     payload = frame.payload
+    body: list[Piece] = []
     if frame.opcode == Opcode.CLOSE:
-        body = parse_close_payload(payload)
-        info.append(" ")
-        info.append_text(close_description(body.code, body.reason))
+        close = parse_close_payload(payload)
+        body = [("plain", " "), *close_description(close.code, close.reason)]
+        if width and _cells(head + flags + body) > width:
+            body = [("plain", " "), *close_description(close.code, close.reason, with_name=False)]
+            if _cells(head + flags + body) > width:
+                flags = []
     elif frame.rsv1 or (frame.opcode == Opcode.CONTINUATION and continues is not None and continues[1]):
-        info.append(f" compressed {size(len(payload))}", style="dim")
+        body = [("muted", f" compressed {size(len(payload))}")]
     elif payload:
-        info.append(" ")
         is_text = frame.opcode == Opcode.TEXT or (frame.opcode == Opcode.CONTINUATION and continues is not None
                                                   and continues[0] == Opcode.TEXT)
         if frame.opcode in (Opcode.PING, Opcode.PONG):
             is_text = _is_utf8(payload)  # ping bodies are arbitrary (RFC 6455 5.5.2) but often words
-        info.append_text(payload_preview(payload, text=is_text))
+        body = [("plain", " "), payload_preview(payload, text=is_text)]
     if frame.missing:
-        info.append(f" [{size(frame.missing)} of payload not captured or over the limit]", style="yellow")
-    return info
+        body.append(("warning", f" [{size(frame.missing)} of payload not captured or over the limit]"))
+    pieces = head + flags + body
+    return fit(pieces, width) if width else pieces
 
 
-def message_info(message: Message) -> Text:
-    """``Text message, 3 frames, 17 B (11 B compressed): "hello"``."""
+def _cells(pieces: list[Piece]) -> int:
+    return sum(width_of(text) for _, text in pieces)
+
+
+def message_info(message: Message) -> list[Piece]:
+    """``text message (3 frames, 17 B, 11 B compressed) "hello"``."""
     kind = opcode_name(message.opcode).lower()
-    out = Text(f"{kind} message", style="bold")
     details = []
     if message.frames > 1:
         details.append(f"{message.frames} frames")
     details.append(size(len(message.data)))
     if message.compressed:
         details.append(f"{size(message.wire_length)} compressed")
-    out.append(" (" + ", ".join(details) + ") ", style="dim")
-    out.append_text(payload_preview(message.data, text=message.opcode == Opcode.TEXT))
+    pieces: list[Piece] = [("strong", f"{kind} message"), ("muted", " (" + ", ".join(details) + ") "),
+                           payload_preview(message.data, text=message.opcode == Opcode.TEXT)]
     if not message.complete:
-        out.append(" [incomplete]", style="yellow")
-    return out
+        pieces.append(("warning.strong", " [incomplete]"))
+    return pieces
 
 
-def close_info(close: Close) -> Text:
-    out = Text("close " if close.initiator else "close reply ", style="bold")
-    out.append_text(close_description(close.code, close.reason))
-    return out
-
-
-def direction_arrow(direction: Direction, client: str, server: str) -> Text:
-    source, target = (client, server) if direction == "c2s" else (server, client)
-    return Text(f"{source} → {target}", style=DIRECTION_STYLE[direction])
-
-
-def quoted(value: str | None) -> str:
-    return "(missing)" if value is None else visible(value)
+def close_info(close: Close) -> list[Piece]:
+    return [("strong", "close " if close.initiator else "close reply "), *close_description(close.code, close.reason)]

@@ -1,23 +1,37 @@
 """``--detail``: one frame as a tree of every field, and a hex dump coloured by field.
 
 Both read the frame's field spans (``Frame.spans()``, declared once in ``core.fields``): the tree's bit patterns,
-the hex colours and the legend cannot disagree with the parser.
+the hex colours and the legend cannot disagree with the parser. What each field means is printed once, in the
+legend at the top (``legend_lines``), not under every frame.
 """
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
-from rich.text import Text
-from rich.tree import Tree
-
 from wsinspect.core.events import FrameEvent
-from wsinspect.core.fields import ALL_FIELDS, PAYLOAD, FieldSpan, Opcode, opcode_name
-from wsinspect.views.describe import size
+from wsinspect.core.fields import (
+    ALL_FIELDS,
+    FIRST_BYTE_FIELDS,
+    PAYLOAD,
+    SECOND_BYTE_FIELDS,
+    FieldSpan,
+    Opcode,
+    opcode_name,
+)
+from wsinspect.core.frames import apply_mask, parse_close_payload
+from wsinspect.views.describe import CLOSE_CODE_NAMES, size
+from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
 
+Line = list[Piece]
+
 DEFAULT_MAX_BYTES = 256  # payload bytes shown in a hex dump before "… N more"
-FIRST_BYTE_STYLE = "bold magenta"  # FIN, RSV1-3 and the opcode share the first byte
-SECOND_BYTE_STYLE = "bold cyan"  # MASK and the 7-bit length share the second
+_INDENT = "        "
+
+# The hex dump's role for each field; the two first bytes pack several fields each, so they get one role per byte.
+_FIELD_ROLE = {"extended_length": "field.extended_length", "masking_key": "field.masking_key",
+               "payload": "field.payload"}
+_PRINTABLE = bytes(range(0x20, 0x7F))
+_ASCII_COLUMN = bytes(b if b in _PRINTABLE else ord(".") for b in range(256))
 
 
 def _bits(byte: int, mask: int) -> str:
@@ -28,94 +42,148 @@ def _bits(byte: int, mask: int) -> str:
 
 def _value_text(span: FieldSpan, event: FrameEvent) -> str:
     frame = event.frame
-    field = span.field
-    if field.key == "opcode":
+    key = span.field.key
+    if key == "opcode":
         return f"{opcode_name(frame.opcode)} ({frame.opcode})"
-    if field.key == "payload_length":
+    if key == "payload_length":
         value = int(span.value)
-        note = {126: " (16-bit length follows)", 127: " (64-bit length follows)"}.get(value, "")
-        return f"{value}{note}"
-    if field.key == "masking_key":
-        return bytes(span.value).hex(" ")
-    if isinstance(span.value, bool):
-        return str(span.value)
+        return f"{value}" + {126: " (a 16-bit length follows)", 127: " (a 64-bit length follows)"}.get(value, "")
+    if key == "masking_key":
+        return bytes(span.value).hex(" ") if isinstance(span.value, bytes) else str(span.value)
     return str(span.value)
 
 
-def frame_tree(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Tree:
+def _payload_lines(event: FrameEvent, continues: tuple[int, bool] | None, max_bytes: int) -> list[Line]:
+    """What the payload holds, in words: a close frame's code and reason, a text frame's text."""
     frame = event.frame
-    title = Text(f"WebSocket {opcode_name(frame.opcode)} frame, ", style="bold")
-    title.append(f"{frame.size} bytes on the wire ({len(frame.header)} header + {frame.payload_length} payload), "
-                 f"stream offset {frame.offset}", style="dim")
-    tree = Tree(title, guide_style="dim")
+    payload = frame.payload
+    prefix = _INDENT + "    "
+    opcode = frame.opcode
+    compressed = frame.rsv1 or (opcode == Opcode.CONTINUATION and continues is not None and continues[1])
+    if opcode == Opcode.CONTINUATION and continues is not None:
+        opcode = continues[0]
+    if opcode == Opcode.CLOSE:
+        close = parse_close_payload(payload)
+        if close.code is None:
+            return [[("muted", prefix + "Close: no status code (RFC 6455 7.1.5: received as 1005)")]]
+        name = CLOSE_CODE_NAMES.get(close.code, "")
+        line: Line = [("muted", prefix + "Status code: "), ("strong", str(close.code))]
+        if name:
+            line.append(("muted", f" {name}"))
+        lines = [line]
+        if close.reason:
+            lines.append([("muted", prefix + "Reason: "), ("text", f'"{visible(close.reason[:max_bytes])}"')])
+        return lines
+    if compressed:
+        return [[("muted", prefix + "Compressed with permessage-deflate (RFC 7692); the message it belongs to is "
+                  "shown inflated below its last frame")]]
+    if not payload:
+        return []
+    shown = payload[:max_bytes]
+    more = " …" if len(payload) > max_bytes else ""
+    if opcode in (Opcode.TEXT, Opcode.PING, Opcode.PONG):
+        text = shown.decode("utf-8", "surrogateescape")
+        label = "Text" if opcode == Opcode.TEXT else "Application data"
+        return [[("muted", prefix + f"{label}: "), ("text", f'"{visible(text)}"' + more)]]
+    return [[("muted", prefix + "Binary: "), ("binary", shown[:32].hex(" ") + (" …" if len(payload) > 32 else ""))]]
+
+
+def frame_tree(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES,
+               continues: tuple[int, bool] | None = None) -> list[Line]:
+    """Wireshark's packet-details pane for one frame: every field with its bits, value and filter name."""
+    frame = event.frame
+    header = frame.header
+    lines: list[Line] = [[("strong", f"{_INDENT}WebSocket {opcode_name(frame.opcode)} frame"),
+                          ("muted", f", {frame.size} bytes on the wire ({len(header)} header + "
+                                    f"{frame.payload_length} payload), stream offset {frame.offset}")]]
     for span in frame.spans():
         field = span.field
         if field is PAYLOAD:
             continue
-        label = Text()
+        role = ("field.first-byte" if field in FIRST_BYTE_FIELDS else
+                "field.second-byte" if field in SECOND_BYTE_FIELDS else _FIELD_ROLE.get(field.key, "plain"))
+        line: Line = [("muted", _INDENT + "  ")]
         if field.bitmask is not None:
-            label.append(_bits(frame.header[span.start], field.bitmask) + " = ", style="dim")
-        label.append(f"{field.label}: ", style=field.style)
-        label.append(_value_text(span, event))
-        label.append(f"  [{field.abbrev}]", style="dim")
-        node = tree.add(label)
-        node.add(Text(field.meaning, style="dim italic"))
-    payload_node = tree.add(Text(f"Payload: {size(frame.payload_length)}"
-                                 + (" (masked on the wire)" if frame.masked else ""), style=PAYLOAD.style))
-    if frame.rsv1:
-        payload_node.add(Text("compressed with permessage-deflate (RFC 7692); the message line shows it inflated",
-                              style="dim italic"))
-    if frame.opcode == Opcode.TEXT and not frame.rsv1:
-        shown = frame.payload[:max_bytes].decode("utf-8", "surrogateescape")
-        payload_node.add(Text(f"Text: {visible(shown)}" + (" …" if len(frame.payload) > max_bytes else "")))
+            line.append(("muted", _bits(header[span.start], field.bitmask) + " = "))
+        line += [(role, f"{field.label}: "), ("plain", _value_text(span, event)), ("muted", f"  [{field.abbrev}]")]
+        lines.append(line)
+    lines.append([("muted", _INDENT + "  "),
+                  ("field.payload", f"Payload: {size(frame.payload_length)}"
+                                    + (" (masked on the wire)" if frame.masked else ""))])
+    lines += _payload_lines(event, continues, max_bytes)
     if frame.missing:
-        payload_node.add(Text(f"{frame.missing} payload bytes not kept (not captured, or over --max-frame)",
-                              style="yellow"))
-    return tree
+        lines.append([("warning", f"{_INDENT}    {frame.missing} payload bytes not kept (not captured, or over "
+                                  "--max-frame)")])
+    return lines
 
 
-def _hex_lines(data: bytes, styles: list[str], *, base: int, max_bytes: int) -> Text:
-    out = Text()
-    shown = data[:max_bytes]
-    for row in range(0, len(shown), 16):
-        chunk = shown[row : row + 16]
-        out.append(f"{base + row:04x}  ", style="dim")
-        for i, byte in enumerate(chunk):
-            out.append(f"{byte:02x}", style=styles[row + i])
-            out.append("  " if i == 7 else " ")
-        out.append("   " * (16 - len(chunk)) + (" " if len(chunk) <= 8 else ""))
-        for i, byte in enumerate(chunk):
-            out.append(chr(byte) if 0x20 <= byte < 0x7F else ".", style=styles[row + i])
-        out.append("\n")
-    if len(data) > max_bytes:
-        out.append(f"      … {len(data) - max_bytes} more bytes\n", style="dim")
-    return out
+def _hex_column(index: int) -> int:
+    """Where byte ``index`` of a 16-byte row starts in its hex text (an extra space after the eighth byte)."""
+    return 3 * index + (index >= 8)
 
 
-def hex_dump(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES) -> RenderableType:
-    """The frame's wire bytes coloured by field; beside a masked payload, the unmasked one."""
+def _hex_lines(data: bytes, roles: list[tuple[int, int, str]], *, base: int) -> list[Line]:
+    """16 bytes a line, hex and ASCII, each run of bytes in its field's role."""
+    lines: list[Line] = []
+    ascii_column = data.translate(_ASCII_COLUMN).decode("ascii")
+    for row in range(0, len(data), 16):
+        chunk = data[row : row + 16]
+        hex_text = chunk.hex(" ")
+        if len(chunk) > 8:
+            hex_text = hex_text[:23] + " " + hex_text[23:]
+        hex_pieces: Line = [("muted", f"{_INDENT}{base + row:04x}  ")]
+        ascii_pieces: Line = [("plain", " " * (48 - len(hex_text) + 2))]
+        cursor = 0
+        for start, stop, role in roles:
+            first, last = max(start, row) - row, min(stop, row + len(chunk)) - row
+            if first >= last:
+                continue
+            begin, finish = _hex_column(first), _hex_column(last - 1) + 2
+            if begin > cursor:
+                hex_pieces.append(("plain", hex_text[cursor:begin]))
+            hex_pieces.append((role, hex_text[begin:finish]))
+            ascii_pieces.append((role, ascii_column[row + first : row + last]))
+            cursor = finish
+        lines.append(hex_pieces + ascii_pieces)
+    return lines
+
+
+def hex_dump(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Line]:
+    """The frame's wire bytes coloured by field (at most ``max_bytes`` of payload); under a masked payload, the
+    same bytes unmasked."""
     frame = event.frame
-    wire = frame.header + frame.wire_payload
-    styles = [PAYLOAD.style] * len(wire)
-    styles[0] = FIRST_BYTE_STYLE
-    styles[1] = SECOND_BYTE_STYLE
-    for span in frame.spans():
-        if span.field.bitmask is None and span.field is not PAYLOAD:
-            styles[span.start : span.end] = [span.field.style] * (span.end - span.start)
-    parts: list[RenderableType] = [Text("wire bytes", style="bold"), _hex_lines(wire, styles, base=0,
-                                                                            max_bytes=len(frame.header) + max_bytes)]
-    if frame.masked and frame.payload:
-        parts.append(Text("unmasked payload", style="bold"))
-        parts.append(_hex_lines(frame.payload, ["bold green"] * len(frame.payload), base=len(frame.header),
-                                max_bytes=max_bytes))
-    return Group(*parts, legend())
+    header = frame.header
+    payload = frame.payload[:max_bytes]
+    # Masking restarts at key byte 0 with the payload, so masking the shown part alone gives the wire bytes.
+    wire_payload = apply_mask(payload, frame.masking_key) if frame.masking_key else payload
+    roles = [(0, 1, "field.first-byte"), (1, 2, "field.second-byte")]
+    roles += [(span.start, span.end, _FIELD_ROLE.get(span.field.key, "plain"))
+              for span in frame.spans() if span.field.bitmask is None]
+    more: list[Line] = []
+    if len(frame.payload) > max_bytes:
+        more = [[("muted", f"{_INDENT}      … {len(frame.payload) - max_bytes} more payload bytes")]]
+    lines: list[Line] = [[("strong", f"{_INDENT}wire bytes")]]
+    lines += _hex_lines(header + wire_payload, roles, base=0) + more
+    if frame.masked and payload:
+        lines.append([("strong", f"{_INDENT}unmasked payload")])
+        lines += _hex_lines(payload, [(0, len(payload), "field.unmasked")], base=len(header)) + more
+    return lines
 
 
-def legend() -> Text:
-    out = Text("legend: ", style="dim")
-    entries = [("FIN/RSV/opcode", FIRST_BYTE_STYLE), ("MASK/length", SECOND_BYTE_STYLE)]
-    entries += [(field.label.split(" (")[0], field.style) for field in ALL_FIELDS if field.bitmask is None]
-    for name, style in dict(entries).items():
-        out.append(f" {name} ", style=f"reverse {style}")
-        out.append(" ")
-    return out
+def legend_lines() -> list[Line]:
+    """What every field means (RFC 6455 5.2) and its colour in the hex dumps: printed once, before the first frame."""
+    lines: list[Line] = [[("strong", "Frame fields (RFC 6455 5.2), as the trees below show them")]]
+    seen: set[str] = set()
+    for field in ALL_FIELDS:
+        if field.label in seen:
+            continue
+        seen.add(field.label)
+        role = ("field.first-byte" if field in FIRST_BYTE_FIELDS else
+                "field.second-byte" if field in SECOND_BYTE_FIELDS else _FIELD_ROLE.get(field.key, "plain"))
+        lines.append([("muted", "  "), (role, f"{field.label:<34}"), ("muted", f"[{field.abbrev}] "),
+                      ("plain", field.meaning)])
+    lines.append([("muted", "  hex dumps: "), ("field.first-byte", "FIN/RSV/opcode"), ("muted", "  "),
+                  ("field.second-byte", "MASK/length"), ("muted", "  "), ("field.extended_length", "extended length"),
+                  ("muted", "  "), ("field.masking_key", "masking key"), ("muted", "  "),
+                  ("field.payload", "payload"), ("muted", "  "), ("field.unmasked", "unmasked payload")])
+    return lines

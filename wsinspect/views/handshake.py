@@ -1,95 +1,104 @@
-"""The opening handshake as a table, the accept-key computation spelled out, and findings in plain words."""
+"""The opening handshake as a two-column table, the accept-key computation spelled out, and findings in plain
+words. Each function returns lines of styled pieces (see ``palette``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from rich import box
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
-
 from wsinspect.core.checks import Severity
 from wsinspect.core.events import HandshakeRequest, HandshakeResponse
 from wsinspect.core.handshake import WEBSOCKET_GUID, Finding, HttpMessage, accept_key
-from wsinspect.views.describe import SEVERITY_STYLE, quoted
+from wsinspect.views.describe import SEVERITY_ROLE, width_of
+from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
 
-_MARK = {Severity.ERROR: "✗", Severity.WARNING: "!", Severity.INFO: "i"}
+Line = list[Piece]
+
+MARK = {Severity.ERROR: "✗", Severity.WARNING: "!", Severity.INFO: "i"}
+_NAME_COLUMN_MAX = 28  # longer header names push their value right rather than widening every row
+_BODY_SHOWN = 400
 
 
-def finding_line(finding: Finding, *, indent: str = "  ") -> Text:
-    style = SEVERITY_STYLE[finding.severity.value]
-    line = Text(f"{indent}{_MARK[finding.severity]} ", style=style)
-    line.append(f"{finding.check.rfc}: ", style="bold " + style)
-    line.append(visible(finding.message))
+def quoted(value: str | None) -> str:
+    return "(missing)" if value is None else visible(value)
+
+
+def finding_lines(finding: Finding, *, indent: str = "  ") -> list[Line]:
+    role = SEVERITY_ROLE[finding.severity.value]
+    lines: list[Line] = [[(role, f"{indent}{MARK[finding.severity]} "), (role, f"{finding.check.rfc}: "),
+                          ("plain", visible(finding.message))]]
     if finding.expected is not None or finding.got is not None:
-        line.append("\n" + indent + "    expected: ", style="dim")
-        line.append(visible(finding.expected) if finding.expected is not None else "-", style="green")
-        line.append("   got: ", style="dim")
-        line.append(quoted(finding.got), style="red")
+        lines.append([("muted", indent + "    expected: "),
+                      ("ok", visible(finding.expected) if finding.expected is not None else "-"),
+                      ("muted", "   got: "), ("error.text", quoted(finding.got))])
+    return lines
+
+
+def findings_lines(findings: Iterable[Finding]) -> list[Line]:
+    return [line for finding in findings for line in finding_lines(finding)]
+
+
+def _folded(value: str, width: int) -> list[str]:
+    """A long header value (cookies, long offers) folded onto continuation lines rather than cut."""
+    if width <= 0 or width_of(value) <= width:
+        return [value]
+    return [value[i : i + width] for i in range(0, len(value), width)]
+
+
+def _message_lines(title: str, message: HttpMessage, role: str, name_width: int, value_width: int) -> list[Line]:
+    pad = " " * (name_width + 2)
+    lines: list[Line] = [[(role + ".strong", f" {title:<{name_width}} "), ("strong", visible(message.start_line))]]
+    for name, value in message.headers:
+        shown_name = visible(name)
+        first, *rest = _folded(visible(value), value_width)
+        lines.append([(role, f" {shown_name:<{name_width}} "), ("plain", first)])
+        lines += [[("plain", pad + part)] for part in rest]
+    return lines
+
+
+def accept_walkthrough(request: HandshakeRequest, response: HandshakeResponse | None) -> Line:
+    """How Sec-WebSocket-Accept is computed from Sec-WebSocket-Key (RFC 6455 4.2.2), and whether it matched."""
+    key = request.request.headers.get("Sec-WebSocket-Key")
+    if key is None:
+        return []
+    expected = accept_key(key)
+    line: Line = [("muted", "Sec-WebSocket-Accept = base64(SHA-1("), ("accent", f'"{visible(key.strip())}"'),
+                  ("muted", " + "), ("accent", f'"{WEBSOCKET_GUID}"'), ("muted", ")) = "), ("strong", expected)]
+    if response is None or response.response.status != 101:
+        return line
+    got = response.response.headers.get("Sec-WebSocket-Accept")
+    if got is not None and got.strip() == expected:
+        line.append(("ok", "  ✓ the server's answer matches"))
+    else:
+        line.append(("error", f"  ✗ the server sent {quoted(got)}"))
     return line
 
 
-def findings_block(findings: Iterable[Finding]) -> Text:
-    out = Text()
-    for finding in findings:
-        if out:
-            out.append("\n")
-        out.append_text(finding_line(finding))
-    return out
-
-
-def _message_rows(table: Table, title: str, message: HttpMessage, style: str) -> None:
-    table.add_row(Text(title, style="bold " + style), Text(visible(message.start_line), style="bold"))
-    for name, value in message.headers:
-        table.add_row(Text(visible(name), style=style), Text(visible(value)))
-
-
-def accept_walkthrough(request: HandshakeRequest, response: HandshakeResponse | None) -> Text:
-    """How Sec-WebSocket-Accept is computed from Sec-WebSocket-Key (RFC 6455 4.2.2), and whether it matched."""
-    key = request.request.headers.get("Sec-WebSocket-Key")
-    out = Text()
-    if key is None:
-        return out
-    expected = accept_key(key)
-    out.append("Sec-WebSocket-Accept = base64(SHA-1(", style="dim")
-    out.append(f'"{visible(key.strip())}"', style="cyan")
-    out.append(" + ", style="dim")
-    out.append(f'"{WEBSOCKET_GUID}"', style="dim cyan")
-    out.append(")) = ", style="dim")
-    out.append(expected, style="bold")
-    if response is None or response.response.status != 101:
-        return out
-    got = response.response.headers.get("Sec-WebSocket-Accept")
-    if got is not None and got.strip() == expected:
-        out.append("  ✓ the server's answer matches", style="green")
-    else:
-        out.append(f"  ✗ the server sent {quoted(got)}", style="bold red")
-    return out
-
-
-def handshake_view(request: HandshakeRequest | None, response: HandshakeResponse | None) -> RenderableType:
-    table = Table(box=box.SIMPLE_HEAD, show_header=True, header_style="bold", pad_edge=False, expand=False)
-    table.add_column("Header", no_wrap=True)
-    table.add_column("Value", overflow="fold")
+def handshake_lines(request: HandshakeRequest | None, response: HandshakeResponse | None, *,
+                    width: int = 120) -> list[Line]:
+    """The request and the response header by header (wire order, duplicates kept), then the accept key
+    computation where one was due, then the findings (or a tick when there are none)."""
+    names = [visible(name) for message in (request.request if request else None,
+                                           response.response if response else None)
+             if message is not None for name, _ in message.headers]
+    name_width = min(max([len("response"), *(width_of(name) for name in names)]), _NAME_COLUMN_MAX)
+    value_width = max(width - name_width - 3, 20)
+    lines: list[Line] = [[("strong", f" {'Header':<{name_width}} Value")],
+                         [("muted", " " + "─" * min(width - 2, name_width + 40))]]
     if request is not None:
-        _message_rows(table, "request", request.request, "bright_cyan")
+        lines += _message_lines("request", request.request, "c2s", name_width, value_width)
     if response is not None:
-        if request is not None:
-            table.add_section()
-        _message_rows(table, "response", response.response, "bright_yellow")
+        lines += _message_lines("response", response.response, "s2c", name_width, value_width)
         if response.response.body:
-            body = response.response.body.decode("utf-8", "surrogateescape")
-            table.add_row(Text("body", style="dim"), Text(visible(body[:400]), style="dim"))
-    parts: list[RenderableType] = [table]
+            body = response.response.body[: _BODY_SHOWN * 4].decode("utf-8", "surrogateescape")[:_BODY_SHOWN]
+            lines.append([("muted", f" {'body':<{name_width}} "), ("muted", visible(body))])
     if request is not None and (response is None or response.response.status == 101):
         walkthrough = accept_walkthrough(request, response)  # only where an accept key was due
         if walkthrough:
-            parts.append(walkthrough)
+            lines.append(walkthrough)
     findings = [*(request.findings if request else ()), *(response.findings if response else ())]
     if findings:
-        parts.append(findings_block(findings))
+        lines += findings_lines(findings)
     elif request is not None and response is not None and response.upgraded:
-        parts.append(Text("  ✓ handshake follows RFC 6455 section 4", style="green"))
-    return Group(*parts)
+        lines.append([("ok", "  ✓ handshake follows RFC 6455 section 4")])
+    return lines

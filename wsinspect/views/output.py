@@ -1,0 +1,57 @@
+"""Where the console views write: painted lines, in batches, straight to the console's file.
+
+A view hands over lines as styled pieces; this paints them with the palette and writes them in batches, so a
+capture of a million frames costs a few thousand writes. The first line is written at once and then at least every
+``FLUSH_SECONDS``, so a reader behind a pipe (``| less``, ``| head``) sees output from the start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from time import monotonic
+from typing import IO
+
+from rich.console import Console
+
+from wsinspect.views.describe import width_of, wrap
+from wsinspect.views.palette import Palette, Piece
+
+BATCH_LINES = 512
+FLUSH_SECONDS = 0.2
+
+
+class Output:
+    def __init__(self, console: Console, palette: Palette, *, live: bool = False) -> None:
+        self.file: IO[str] = console.file
+        self.width = console.width
+        self.palette = palette
+        self.live = live  # a live log writes every event as it happens
+        self._lines: list[str] = []
+        self._last_flush = 0.0
+
+    def line(self, pieces: list[Piece]) -> None:
+        """One line; folded at spaces if it is wider than the terminal (rows are cut to fit before they get here)."""
+        if sum(width_of(text) for _, text in pieces) > self.width:
+            for folded in wrap(pieces, self.width):
+                self._lines.append(self.palette.paint(folded))
+        else:
+            self._lines.append(self.palette.paint(pieces))
+        if len(self._lines) >= BATCH_LINES:
+            self.flush()
+
+    def lines(self, lines: Iterable[list[Piece]]) -> None:
+        for pieces in lines:
+            self.line(pieces)
+
+    def tick(self) -> None:
+        """Called after each event: writes what is waiting if it has waited long enough (or at once, live)."""
+        if self._lines and (self.live or monotonic() - self._last_flush >= FLUSH_SECONDS):
+            self.flush()
+
+    def flush(self) -> None:
+        if self._lines:
+            self._lines.append("")
+            self.file.write("\n".join(self._lines))
+            self._lines.clear()
+        self.file.flush()
+        self._last_flush = monotonic()

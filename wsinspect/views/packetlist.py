@@ -1,0 +1,376 @@
+"""The packet list: one line per frame as it is decoded, like Wireshark's packet list pane, with each
+conversation's handshake where it happens and notes (messages, violations, gaps) under the frame they concern.
+
+It streams: a conversation's title prints when the conversation is first seen, its handshake when the server has
+answered, a frame's row when the frame is decoded, a message line when its last frame arrives. What it keeps per open
+conversation is a few strings and flags (``_Conversation``); nothing per frame. ``read`` and ``serve`` share it:
+live rows show the connection number and the wall-clock time instead of a frame number and a time offset.
+
+Columns are fixed per run, from the terminal width, so the header always sits over its columns:
+
+- 100 columns and more: No., Time, Source → Destination (full addresses), Length, Info. The address columns
+  widen when a conversation with longer addresses appears (its column header, printed before its first row, shows
+  the new widths; later rows of every conversation use them); addresses too long even then are cut from the left;
+- 60 to 99: No., Time, the stream, its direction (``c→s``), Length, Info;
+- under 60: No., direction, Info.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from wsinspect.core.events import (
+    Close,
+    ConnectionClosed,
+    ConnectionOpened,
+    Event,
+    FrameEvent,
+    Gap,
+    HandshakeRequest,
+    HandshakeResponse,
+    Message,
+    Notice,
+    Violation,
+)
+from wsinspect.core.fields import Opcode
+from wsinspect.views.describe import SEVERITY_ROLE, endpoint, frame_info, message_info, width_of
+from wsinspect.views.detail import DEFAULT_MAX_BYTES, frame_tree, hex_dump, legend_lines
+from wsinspect.views.handshake import handshake_lines
+from wsinspect.views.output import Output
+from wsinspect.views.palette import Piece
+from wsinspect.views.safe import visible
+
+Line = list[Piece]
+EventFilter = Callable[[Event], bool]
+
+WIDE = 100  # from here on, full addresses fit beside a useful Info column
+NARROW = 60  # below this, only the frame number and direction stay beside Info
+_ADDRESS = 15  # "127.0.0.1:47010"; the column widens for longer addresses, up to what leaves Info _MIN_INFO cells
+_MIN_INFO = 40
+
+
+def _cut_left(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
+
+
+@dataclass(slots=True)
+class _Conversation:
+    """What the list remembers of one open connection."""
+
+    stream: int
+    client: str = "client"
+    server: str = "server"
+    first_time: float | None = None
+    titled: bool = False  # its title line has been printed
+    columns_shown: bool = False  # the column header has been printed for it
+    request: HandshakeRequest | None = None
+    handshake_shown: bool = False
+    refused: bool = False
+    plain_http: bool = False  # live: a request that never asked for an upgrade (the demo page, a favicon)
+    endpoints: dict[str, str] = field(default_factory=dict)  # direction -> the Source/Destination cell
+    # direction -> (opcode, compressed) of the fragmented message in progress, to describe its continuations
+    open_message: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    frames: int = 0
+    messages: int = 0
+
+
+def is_plain_http(request: HandshakeRequest) -> bool:
+    """A request that did not even ask for an upgrade (a browser fetching the demo page)."""
+    headers = request.request.headers
+    return "Upgrade" not in headers and "Sec-WebSocket-Key" not in headers
+
+
+class PacketList:
+    """``wsinspect read`` (default and ``--detail``) and ``wsinspect serve``'s live log."""
+
+    def __init__(self, output: Output, *, detail: bool = False, max_bytes: int = DEFAULT_MAX_BYTES,
+                 live: bool = False, shown: EventFilter | None = None) -> None:
+        self.out = output
+        self.palette = output.palette
+        self.detail = detail
+        self.max_bytes = max_bytes
+        self.live = live
+        self.shown = shown
+        self.width = max(output.width, 20)
+        self.layout = "wide" if self.width >= WIDE else "medium" if self.width >= NARROW else "narrow"
+        self.time_origin: float | None = None
+        self.address_width = _ADDRESS
+        self._open: dict[int, _Conversation] = {}
+        self._legend_shown = False
+        self._last_stream: int | None = None  # the conversation the last printed block belongs to
+        self.frames_shown = 0
+
+    # ---- columns ------------------------------------------------------------------------------------------------
+
+    def header_row(self) -> Line:
+        if self.live:
+            first = f"{'#':<5} {'Time':<12} "
+            middle = {"wide": f"{'Direction':<15} {'Length':>7} ", "medium": f"{'Dir':<3} {'Length':>6} ",
+                      "narrow": ""}[self.layout]
+            if self.layout == "narrow":
+                first, middle = f"{'#':<5} {'Dir':<3} ", ""
+        else:
+            first = {"wide": f"{'No.':>7} {'Time':>10} ", "medium": f"{'No.':>7} {'Time':>10} ",
+                     "narrow": f"{'No.':>6} "}[self.layout]
+            width = self.address_width
+            middle = {"wide": f"{'Source':>{width}} → {'Destination':<{width}} {'Length':>7} ",
+                      "medium": f"{'Stream':<6} {'Dir':<3} {'Length':>6} ", "narrow": f"{'Dir':<3} "}[self.layout]
+        return [("strong", first + middle + "Info")]
+
+    def _endpoint_cell(self, conv: _Conversation, direction: str) -> str:
+        cell = conv.endpoints.get(direction)
+        if cell is None:
+            arrow = "c→s" if direction == "c2s" else "s→c"
+            if self.live:
+                wide = "client → server" if direction == "c2s" else "server → client"
+                cell = {"wide": f"{wide:<15} ", "medium": f"{arrow} ", "narrow": f"{arrow} "}[self.layout]
+            elif self.layout == "wide":
+                source, target = (conv.client, conv.server) if direction == "c2s" else (conv.server, conv.client)
+                width = self.address_width
+                cell = f"{_cut_left(source, width):>{width}} → {_cut_left(target, width):<{width}} "
+            elif self.layout == "medium":
+                cell = f"{_cut_left(str(conv.stream), 6):<6} {arrow} "
+            else:
+                cell = f"{arrow} "
+            conv.endpoints[direction] = cell
+        return cell
+
+    def _widen_addresses(self, conv: _Conversation) -> None:
+        if self.live or self.layout != "wide":
+            return
+        most = (self.width - _MIN_INFO - 31) // 2  # 31: the other columns and separators of a wide row
+        wanted = min(max(len(conv.client), len(conv.server)), most)
+        if wanted > self.address_width:
+            self.address_width = wanted
+            for other in self._open.values():
+                other.endpoints.clear()
+                other.columns_shown = False  # its next row comes under a header with the new widths
+
+    def _prefix(self, event: Event, conv: _Conversation) -> Line:
+        direction = event.direction
+        if self.live:
+            stamp = time.strftime("%H:%M:%S", time.localtime(event.time)) + f".{int(event.time * 1000) % 1000:03d}"
+            first: Line = [(self.palette.stream_role(event.stream), f"#{event.stream:<4} ")]
+            if self.layout != "narrow":
+                first.append(("muted", stamp + " "))
+        else:
+            origin = self.time_origin if self.time_origin is not None else event.time
+            packet = event.packet if event.packet is not None else ""
+            if self.layout == "narrow":
+                first = [("muted", f"{packet:>6} ")]
+            else:
+                first = [("muted", f"{packet:>7} {event.time - origin:10.6f} ")]
+        first.append((direction, self._endpoint_cell(conv, direction)))
+        return first
+
+    def _length_cell(self, size: int) -> Line:
+        if self.layout == "narrow":
+            return []
+        return [("muted", f"{size:>7} " if self.layout == "wide" else f"{size:>6} ")]
+
+    def _note_indent(self, event: Event) -> Line:
+        """Lines under a frame; live, they name their connection, since connections interleave."""
+        if self.live:
+            return [(self.palette.stream_role(event.stream), f"#{event.stream:<4} "), ("plain", "     ")]
+        return [("plain", "        " if self.layout != "narrow" else "  ")]
+
+    # ---- events -------------------------------------------------------------------------------------------------
+
+    def handle(self, event: Event) -> None:
+        if self.time_origin is None:
+            self.time_origin = event.time  # like Wireshark: seconds since the capture's first event
+        conv = self._open.get(event.stream)
+        if conv is None:
+            conv = self._open[event.stream] = _Conversation(event.stream, first_time=event.time)
+        kind = type(event)
+        shown = self.shown
+        if kind is FrameEvent:
+            assert isinstance(event, FrameEvent)
+            self._frame(event, conv, shown is None or shown(event))
+        elif kind is Message:
+            assert isinstance(event, Message)
+            conv.messages += 1
+            if shown is None or shown(event):
+                self._message(event, conv)
+        elif kind is ConnectionOpened:
+            assert isinstance(event, ConnectionOpened)
+            conv.client, conv.server = endpoint(event.client), endpoint(event.server)
+            self._widen_addresses(conv)
+            if shown is None or shown(event):
+                self._title(conv, event)
+        elif kind is HandshakeRequest:
+            assert isinstance(event, HandshakeRequest)
+            conv.request = event
+            conv.plain_http = self.live and is_plain_http(event)
+        elif kind is HandshakeResponse:
+            assert isinstance(event, HandshakeResponse)
+            self._handshake(event, conv, shown is None or shown(event) or
+                            (conv.request is not None and shown(conv.request)))
+        elif kind is ConnectionClosed:
+            assert isinstance(event, ConnectionClosed)
+            del self._open[event.stream]
+            self._closed(event, conv)
+        elif kind is Violation or kind is Notice:
+            assert isinstance(event, Violation | Notice)
+            if shown is None or shown(event):
+                self._note(event, conv)
+        elif kind is Gap:
+            assert isinstance(event, Gap)
+            if shown is None or shown(event):
+                self._ensure_title(conv)
+                self.out.line([*self._note_indent(event),
+                               ("warning", f"⋯ {event.missing} bytes {event.direction} never captured "
+                                           f"(stream offset {event.offset})")])
+        elif kind is Close:
+            pass  # the close frame's row already says its code and reason
+        self.out.tick()
+
+    def _ensure_title(self, conv: _Conversation) -> None:
+        if not conv.titled:
+            self._title(conv, None)
+
+    def _title(self, conv: _Conversation, opened: ConnectionOpened | None) -> None:
+        conv.titled = True
+        role = self.palette.stream_role(conv.stream)
+        self._last_stream = conv.stream
+        if self.live:
+            self.out.line([(role, f"#{conv.stream} connection from {conv.client}")])
+            return
+        self.out.line(self._rule(conv, f" Stream {conv.stream} ", opened is not None and opened.mid_stream))
+        if opened is not None and opened.how:
+            self.out.line([("muted", f"client side: {conv.client} ({visible(opened.how)})")])
+
+    def _rule(self, conv: _Conversation, label: str, mid_stream: bool = False) -> Line:
+        role = self.palette.stream_role(conv.stream)
+        title: Line = [(role + ".title", label), ("strong", f" {conv.client} → {conv.server} ")]
+        if mid_stream:
+            title.append(("warning.strong", " joined mid-connection "))
+        used = sum(width_of(text) for _, text in title)
+        title.append((role, "─" * max(self.width - used - 1, 3)))
+        return title
+
+    def _columns(self, conv: _Conversation) -> None:
+        if not conv.columns_shown:
+            conv.columns_shown = True
+            if not self.live:
+                self.out.line(self.header_row())
+
+    def _handshake(self, response: HandshakeResponse, conv: _Conversation, show: bool) -> None:
+        request = conv.request
+        conv.refused = not response.upgraded
+        if not show:
+            return
+        if self.live and conv.plain_http and request is not None:
+            head = request.request
+            self.out.line([(self.palette.stream_role(conv.stream), f"#{conv.stream} "),
+                           ("plain", f"{visible(head.method)} {visible(head.target)} → {response.response.status} "
+                                     f"{visible(response.response.reason)}"),
+                           ("muted", "  (plain HTTP, not a WebSocket upgrade)")])
+            return
+        self._ensure_title(conv)
+        conv.handshake_shown = True
+        if self.live:
+            self.out.line(self._rule(conv, f" #{conv.stream} "))
+        elif self._last_stream != conv.stream:  # conversations overlap: say whose handshake this is
+            self.out.line(self._rule(conv, f" Stream {conv.stream} handshake "))
+        self._last_stream = conv.stream
+        self.out.lines(handshake_lines(request, response, width=self.width))
+        self.out.line(self._outcome(response))
+
+    def _outcome(self, response: HandshakeResponse) -> Line:
+        if not response.upgraded:
+            status = response.response
+            return [("error", f"✗ refused: {status.status} {visible(status.reason)}"),
+                    ("muted", " (no WebSocket frames follow)")]
+        line: Line = [("ok", "✓ upgraded")]
+        if response.subprotocol:
+            line += [("muted", "; subprotocol "), ("accent", visible(response.subprotocol))]
+        for extension in response.extensions:
+            line += [("muted", "; extension "), ("accent.alt", visible(str(extension)))]
+        return line
+
+    def _frame(self, event: FrameEvent, conv: _Conversation, show: bool) -> None:
+        frame = event.frame
+        conv.frames += 1
+        opcode = frame.opcode
+        open_message = conv.open_message
+        if opcode == Opcode.TEXT or opcode == Opcode.BINARY:
+            open_message[event.direction] = (opcode, frame.rsv1)
+        if show:
+            self.frames_shown += 1
+            if not conv.titled:
+                self._ensure_title(conv)
+            if not conv.columns_shown:
+                self._columns(conv)
+            prefix = self._prefix(event, conv) + self._length_cell(frame.size)
+            room = self.width - sum(len(text) for _, text in prefix) - 1
+            continues = open_message.get(event.direction)
+            self.out.line(prefix + frame_info(event, continues=continues, width=room))
+            self._last_stream = conv.stream
+            if self.detail:
+                if not self._legend_shown:
+                    self._legend_shown = True
+                    self.out.lines(legend_lines())
+                self.out.lines(frame_tree(event, max_bytes=self.max_bytes, continues=continues))
+                self.out.lines(hex_dump(event, max_bytes=self.max_bytes))
+        if frame.fin and opcode < 8:
+            open_message.pop(event.direction, None)
+
+    def _message(self, event: Message, conv: _Conversation) -> None:
+        # A message of one uncompressed frame says nothing its frame's row did not (but --detail shows what a
+        # compressed frame inflated to, and so does every view).
+        if event.frames == 1 and not event.compressed and event.complete and (self.shown is None or self.detail):
+            return
+        self._ensure_title(conv)
+        self.out.line([*self._note_indent(event), ("muted", "↳ "), *message_info(event)])
+
+    def _note(self, event: Violation | Notice, conv: _Conversation) -> None:
+        check = event.check
+        if self.live and check.id == "http.header-too-large":
+            self.out.line([(self.palette.stream_role(event.stream), f"#{event.stream} "),
+                           ("error", "refused: 431 Request Header Fields Too Large. "),
+                           ("error.text", f"{check.rfc}: {visible(event.message)}")])
+            return
+        self._ensure_title(conv)
+        role = SEVERITY_ROLE[check.severity.value]
+        line = self._note_indent(event)
+        line.append((role, "⚠ " if isinstance(event, Violation) else "· "))
+        if isinstance(event, Violation) and check.close_code:
+            line.append((role, f"[{check.close_code}] "))
+        line += [(role + ".strong" if role != "error" else role, f"{check.rfc}: "),
+                 (role if role != "error" else "error.text", visible(event.message))]
+        self.out.line(line)
+
+    def _closed(self, event: ConnectionClosed, conv: _Conversation) -> None:
+        if self.live:
+            if conv.plain_http:
+                return
+            ending = ("clean close" if event.clean else "refused handshake" if conv.refused
+                      else "no complete close handshake")
+            self.out.line([(self.palette.stream_role(conv.stream), f"#{event.stream} "),
+                           ("strong", f"closed ({visible(event.reason)}; {ending})")])
+            return
+        if self.shown is None and conv.request is not None and not conv.handshake_shown:
+            # The server never answered (or its answer was not captured): show what the client asked.
+            self._ensure_title(conv)
+            conv.handshake_shown = True
+            self.out.lines(handshake_lines(conv.request, None, width=self.width))
+        if not conv.titled:
+            return  # nothing of it was shown (a filter): say nothing of its end either
+        duration = event.time - (conv.first_time if conv.first_time is not None else event.time)
+        if conv.refused:
+            ending = "the handshake was refused"
+        elif event.clean:
+            ending = "both sides sent a close frame"
+        else:
+            ending = "no complete close handshake"
+        self.out.line([("muted", f"Stream {conv.stream} ended ({visible(event.reason)}) after {duration:.3f} s; "
+                                 f"{ending}; {conv.frames} frames, {conv.messages} messages")])
+        self.out.line([])
+
+    def close(self) -> None:
+        """End of input: conversations still open are left as they are (their rows are already out)."""
+        self._open.clear()
+        self.out.flush()

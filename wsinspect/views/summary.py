@@ -1,0 +1,113 @@
+"""The closing summary: conversations, frames per opcode, bytes, messages, violations, capture notes.
+
+It counts every event decoded, whatever a filter shows, so the totals describe the capture.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from wsinspect.core.events import (
+    ConnectionClosed,
+    ConnectionOpened,
+    Event,
+    FrameEvent,
+    Gap,
+    HandshakeRequest,
+    HandshakeResponse,
+    Message,
+    Notice,
+    Violation,
+)
+from wsinspect.core.fields import opcode_name
+from wsinspect.views.describe import size
+from wsinspect.views.packetlist import is_plain_http
+from wsinspect.views.palette import Piece
+
+Line = list[Piece]
+
+
+class Summary:
+    """Counts for the closing summary: conversations, frames per opcode, bytes, messages, violations."""
+
+    def __init__(self) -> None:
+        self.conversations = 0
+        self.refused = 0
+        self.plain_http = 0  # requests that never asked for an upgrade (the live server's demo page)
+        self._plain_http: set[int] = set()
+        self.frames: Counter[str] = Counter()
+        self.bytes: Counter[str] = Counter()
+        self.messages = 0
+        self.violations: Counter[str] = Counter()
+        self.notices: Counter[str] = Counter()
+
+    def handle(self, event: Event) -> None:
+        kind = type(event)
+        if kind is FrameEvent:
+            assert isinstance(event, FrameEvent)
+            self.frames[opcode_name(event.frame.opcode)] += 1
+            self.bytes[event.direction] += event.frame.size
+        elif kind is Message:
+            self.messages += 1
+        elif kind is ConnectionOpened:
+            self.conversations += 1
+        elif kind is HandshakeRequest:
+            assert isinstance(event, HandshakeRequest)
+            if is_plain_http(event):
+                self._plain_http.add(event.stream)
+        elif kind is HandshakeResponse:
+            assert isinstance(event, HandshakeResponse)
+            plain = event.stream in self._plain_http
+            self._plain_http.discard(event.stream)
+            if not event.upgraded:
+                if plain:
+                    self.plain_http += 1
+                else:
+                    self.refused += 1
+        elif kind is Violation:
+            assert isinstance(event, Violation)
+            self.violations[event.check.id] += 1
+        elif kind is Notice:
+            assert isinstance(event, Notice)
+            self.notices[event.check.id] += 1
+        elif kind is Gap:
+            self.notices["capture.gap"] += 1
+        elif kind is ConnectionClosed:
+            self._plain_http.discard(event.stream)
+
+    def count_conversation(self, event: Event) -> None:
+        """Only what the exit status needs: how many conversations there were."""
+        if type(event) is ConnectionOpened:
+            self.conversations += 1
+
+    def close(self) -> None:
+        """Nothing to flush: the summary is printed by whoever owns the console, when it chooses."""
+
+    def lines(self, extra: list[str] | None = None, *, frames_shown: int | None = None) -> list[Line]:
+        """The summary as lines of styled pieces; ``frames_shown`` is how many frames a filter let through."""
+        label_width = 15
+        out: list[Line] = [[("strong", "Summary")]]
+
+        def row(label: str, value: str, role: str = "strong") -> None:
+            out.append([(role, f"  {label:<{label_width}}"), ("plain", value)])
+
+        notes = [f"{self.refused} refused"] if self.refused else []
+        if self.plain_http:
+            notes.append(f"{self.plain_http} plain HTTP")
+        row("conversations", f"{self.conversations}" + (f" ({', '.join(notes)})" if notes else ""))
+        total = sum(self.frames.values())
+        row("frames", f"{total}: " + ", ".join(f"{name} {count}" for name, count in self.frames.most_common())
+            if self.frames else "0")
+        if frames_shown is not None:
+            row("shown", f"{frames_shown} of {total} frames matched the filter")
+        row("messages", str(self.messages))
+        row("bytes", f"client→server {size(self.bytes['c2s'])}, server→client {size(self.bytes['s2c'])}")
+        if self.violations:
+            row("⚠ violations", ", ".join(f"{check} ×{count}" for check, count in self.violations.most_common()),
+                "error")
+        if self.notices:
+            row("capture notes", ", ".join(f"{check} ×{count}" for check, count in self.notices.most_common()),
+                "warning.strong")
+        for line in extra or []:
+            out.append([("plain", " " * (label_width + 2)), ("warning", line)])
+        return out
