@@ -6,8 +6,9 @@ bytes: ``websocket.payload_raw`` is the frame's payload after unmasking (still c
 ``data`` layer (binary) the message as Wireshark reassembled/inflated it. ``wsinspect read F --json`` must agree on
 every frame: tcp.stream, frame number, FIN, RSV, opcode, MASK, masking key, real payload length, unmasked payload.
 
-tshark 4.0 is wrong in four places; there the test checks that wsinspect is RFC-correct (the scenario's bytes) and
-that tshark shows *exactly* the documented defect, so nothing else can hide behind the exemption:
+tshark 4.0 is wrong in four places, and differs by design in a fifth; there the test checks that wsinspect is
+RFC-correct (the scenario's bytes) and that tshark shows *exactly* the documented difference, so nothing else can
+hide behind the exemption:
 
 1. **Compressed message sent in fragments** (deflate.pcapng stream 0, frames 14-17 client and 20-23 server):
    tshark only inflates a message when the frame carrying the reassembled payload has RSV1 set, but RFC 7692 6.1
@@ -23,6 +24,15 @@ that tshark shows *exactly* the documented defect, so nothing else can hide behi
 4. **Payload over 256 KiB** (large.pcapng frame 33, the client's masked 300,000-byte message): tshark unmasks only
    the first 262,144 bytes (MAX_UNMASKED_LEN in packet-websocket.c). The whole frame is checked by unmasking
    tshark's own ``masked_payload`` bytes here with the key (RFC 6455 5.3).
+5. **Compressed session joined mid-connection** (midstream-deflate.pcapng, ``-d tcp.port==47120,websocket``): with
+   no handshake tshark does not know permessage-deflate is in use and shows each RSV1 message as the compressed bytes
+   on the wire. wsinspect takes RSV1 to mean "compressed" (RFC 7692 6.1; the one extension that defines it) and
+   inflates each message that does not refer back before the capture; for those that do, it shows no bytes and
+   says why (RFC 7692 7.2.3.2). A deliberate difference rather than a tshark defect: Decode As tells tshark nothing
+   about extensions.
+
+TLS (wss.pcapng) has no WebSocket frames for either tool; what tshark reads from the ClientHello (versions offered,
+server name, ALPN) must be what wsinspect's ``capture.tls`` notice says.
 """
 
 from __future__ import annotations
@@ -49,12 +59,14 @@ from .support import (
     json_frames,
     port_args,
     prefetch_shipped_json,
+    read_json,
     shipped_json,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 
 NAMES = sorted(SCENARIOS)
+FRAMELESS = ("bad-handshake", "plain-http", "wss")  # failed opening handshakes; WebSocket inside TLS
 MAX_UNMASKED = 256 * 1024  # Wireshark 4.0 packet-websocket.c: MAX_UNMASKED_LEN
 DATA_OPCODES = (0, 1, 2)
 
@@ -112,7 +124,8 @@ def raw(value: Any) -> bytes:
 
 
 def tshark_args(name: str) -> tuple[str, ...]:
-    return ("-r", str(capture_path(name)), *decode_as(name), "-Y", "websocket or http", "-T", "json", "-x")
+    return ("-r", str(capture_path(name)), *decode_as(name), "-Y", "websocket or http or tls.handshake.type == 1",
+            "-T", "json", "-x")
 
 
 @functools.cache
@@ -200,8 +213,8 @@ def test_every_frame_matches(name: str) -> None:
     ours = json_frames(shipped_json(name))
     theirs = tshark_frames(name)
     assert len(ours) == len(theirs)
-    if name != "bad-handshake":
-        assert ours, "every capture but bad-handshake carries frames"
+    if name not in FRAMELESS:
+        assert ours, "every capture but the failed handshakes and TLS carries frames"
     # each direction's frames come in stream order (across directions, a frame confirmed late while resynchronising
     # mid-connection is reported later than its packet: compare in capture order)
     for side in {(line["stream"], line["direction"]) for line in ours}:
@@ -249,6 +262,10 @@ def test_the_defects_are_really_in_the_files() -> None:
     assert frag[ends[i + 1][-1]["packet"]].message == "empty-enda✓😀b".encode()  # ...and run into the next one
     big = [f for f in tshark_frames("large") if f.length == 300_000 and f.mask]
     assert len(big) == 1 and len(big[0].payload) == MAX_UNMASKED  # 4
+    late = {(f.stream, f.packet): f for f in tshark_frames("midstream-deflate")}
+    compressed = [m for m in shipped_json("midstream-deflate") if m["type"] == "message" and m["compressed"]]
+    assert compressed and all(late[(m["stream"], m["packet"])].message == late[(m["stream"], m["packet"])].payload
+                              for m in compressed)  # 5: the wire bytes, not inflated
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -289,6 +306,7 @@ def test_every_message_matches_or_is_a_documented_defect(name: str) -> None:
     carry: dict[tuple[int, str], bytes] = {}  # defect 3: fragments tshark keeps and runs into the next message
     lost_context: set[tuple[int, str]] = set()  # defect 1: tshark's inflater missed a message here
     messages = [line for line in lines if line["type"] == "message"]
+    joined_late = {line["stream"] for line in lines if line["type"] == "connection" and line["mid_stream"]}
     for message in messages:
         side = (message["stream"], message["direction"])
         pieces = frames_of[(message["stream"], message["direction"], message["packet"])]
@@ -298,7 +316,9 @@ def test_every_message_matches_or_is_a_documented_defect(name: str) -> None:
         expected = ours or None  # tshark shows nothing for an empty payload
         wire = b"".join(bytes.fromhex(p["payload"]) for p in pieces)
         defect: bytes | str | None = "none"
-        if message["compressed"] and len(pieces) > 1:
+        if message["compressed"] and message["stream"] in joined_late:
+            defect = wire  # 5: no handshake, so tshark does not know the payload is compressed
+        elif message["compressed"] and len(pieces) > 1:
             defect = wire  # 1: raw DEFLATE bytes of all fragments, not inflated
             lost_context.add(side)
         elif message["compressed"] and not ours:
@@ -352,3 +372,39 @@ def test_handshakes_and_streams_match(name: str) -> None:
     theirs_responses = [(stream, packet, int(code), accept) for stream, packet, _, _, code, accept in rows if code]
     assert sorted(ours_responses) == sorted(theirs_responses)
     assert len({line["stream"] for line in lines if line["type"] == "connection"}) == len(SCENARIOS[name].connections)
+
+
+# ---- TLS --------------------------------------------------------------------------------------------------------
+
+
+def test_tls_client_hello_as_tshark_reads_it() -> None:
+    """wss.pcapng, with and without --port: wsinspect's capture.tls notice names the TLS versions, the server name
+    and the ALPN protocols tshark's TLS dissector reads from the ClientHello."""
+    hellos = [layers for layers in tshark_packets("wss") if find(first(layers, "tls"), "tls.handshake.type") == "1"]
+    assert len(hellos) == 1
+    tls = first(hellos[0], "tls")
+    names = {0x301: "TLS 1.0", 0x302: "TLS 1.1", 0x303: "TLS 1.2", 0x304: "TLS 1.3"}
+    versions = [names[int(v, 16)] for v in all_values(tls, "tls.handshake.extensions.supported_version")
+                if int(v, 16) in names]
+    server_name = find(tls, "tls.handshake.extensions_server_name")
+    alpn = all_values(tls, "tls.handshake.extensions_alpn_str")
+    assert versions and server_name == SCENARIOS["wss"].connections[0].sni
+    for extra in ([], ["--port", str(SCENARIOS["wss"].connections[0].server_port)]):
+        lines = read_json(capture_path("wss"), *extra)
+        assert [line["type"] for line in lines] == ["connection", "notice", "connection_closed"]
+        message = lines[1]["message"]
+        assert lines[1]["check"] == "capture.tls"
+        assert f"offers {' and '.join(versions)}" in message
+        assert f"server name (SNI) {server_name}" in message and f"ALPN {', '.join(alpn)}" in message
+
+
+def all_values(tree: Any, key: str) -> list[Any]:
+    """Every value of ``key`` anywhere in a tshark JSON tree."""
+    out: list[Any] = []
+    if isinstance(tree, list):
+        for item in tree:
+            if isinstance(item, tuple) and len(item) == 2:
+                if item[0] == key:
+                    out.append(item[1])
+                out += all_values(item[1], key)
+    return out
