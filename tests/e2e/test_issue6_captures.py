@@ -26,6 +26,7 @@ from captures.scenarios import (
 )
 from captures.scenarios import Message as ScriptedMessage
 from wsinspect.core.checks import Severity
+from wsinspect.core.connection import Connection
 from wsinspect.core.events import (
     ConnectionClosed,
     ConnectionOpened,
@@ -217,3 +218,20 @@ def test_budget_cut_is_a_prefix_and_is_released() -> None:
         assert ids.count("capture.memory-budget") <= 1
     assert sum(isinstance(e, Notice) and e.check.id == "capture.memory-budget" for e in events) >= \
         BUDGET_CONNECTIONS - 3
+
+
+def test_midstream_deflate_resynchronises_when_the_capture_starts_inside_a_frame() -> None:
+    """The first captured bytes may be the middle of a frame: whatever the cut, every later frame is found (with
+    RSV1 set, which the boundary hunt must accept when no handshake was seen) and the skipped bytes are reported."""
+    events = decode("midstream-deflate").events
+    for direction in DIRECTIONS:
+        frames = [e.frame for e in events if isinstance(e, FrameEvent) and e.direction == direction]
+        stream = b"".join(f.header + f.wire_payload for f in frames)
+        first = frames[0].size
+        for cut in range(1, first):
+            conn = Connection(0, mid_stream=True)
+            got = conn.receive(direction, stream[cut:], time=0.0) + conn.end(time=1.0)
+            found = [(e.frame.offset + cut, e.frame.header) for e in got if isinstance(e, FrameEvent)]
+            assert found == [(f.offset, f.header) for f in frames[1:]], (direction, cut)
+            skipped = [e for e in got if isinstance(e, Notice) and e.check.id == "capture.resync"]
+            assert len(skipped) == 1 and str(first - cut) in skipped[0].message

@@ -463,6 +463,10 @@ class FrameParser:
             return False
         if opcode >= 0x8 and (not first & 0x80 or (second & 0x7F) > MAX_CONTROL_PAYLOAD):
             return False
+        if opcode < 0x8 and not first & 0x80 and not second & 0x7F:
+            # An empty non-final data frame carries nothing and no sender needs one, while "00 00" (or "01 00")
+            # is common inside payloads, compressed ones especially: not evidence of a boundary.
+            return False
         header = self._read_header(pos)
         if header is None:
             return None

@@ -243,7 +243,8 @@ def validate_request(request: HttpRequest, *, allowed_origins: Iterable[str] | N
             "is missing." if connection is None else f"does not include the token 'Upgrade' (it says "
                                                       f"{connection!r})."), "Upgrade", connection))
     if upgrade is None and "upgrade" not in headers.tokens("Connection"):
-        websocket_headers = [name for name, _ in headers if name.lower().startswith("sec-websocket-")]
+        websocket_headers = [name if name.isascii() and name.isprintable() else repr(name)
+                             for name, _ in headers if name.lower().startswith("sec-websocket-")]
         findings.append(finding("request.upgrade-stripped", (
             f"The request carries {', '.join(websocket_headers)} but neither Upgrade nor Connection: Upgrade: a "
             "proxy on the way most likely removed these hop-by-hop header fields." if websocket_headers else
