@@ -41,7 +41,7 @@ def size(count: int) -> str:
 
 
 def width_of(text: str) -> int:
-    """Terminal cells a (safe, printable) text takes: wide characters take two."""
+    """Terminal cells a (safe, printable) text takes: wide characters take two, combining marks none."""
     return len(text) if text.isascii() else cell_len(text)
 
 
@@ -54,9 +54,7 @@ def fit(pieces: list[Piece], width: int) -> list[Piece]:
             used += cells
             continue
         room = max(width - used - 1, 0)
-        kept = text[:room]
-        while width_of(kept) > room:  # wide characters: drop until it fits
-            kept = kept[:-1]
+        kept = text[:room] if text.isascii() else text[: _cells_to_chars(text, room)]
         return [*pieces[:index], (role, kept + "…")] if width > used else pieces[:index]
     return pieces
 
@@ -95,13 +93,14 @@ def wrap(pieces: list[Piece], width: int, indent: str = "  ") -> list[list[Piece
 
 
 def _cells_to_chars(text: str, cells: int) -> int:
-    """How many characters of ``text`` fit in ``cells`` terminal cells."""
-    used = 0
-    for index, char in enumerate(text):
-        used += cell_len(char)
-        if used > cells:
-            return index
-    return len(text)
+    """How many characters of ``text`` fit in ``cells`` terminal cells (a few measurements, not one per character)."""
+    count = min(len(text), cells)
+    while count > 0:
+        used = width_of(text[:count])
+        if used <= cells:
+            return count
+        count -= max(1, (used - cells + 1) // 2)
+    return 0
 
 
 def _is_utf8(data: bytes) -> bool:

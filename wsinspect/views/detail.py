@@ -19,7 +19,7 @@ from wsinspect.core.fields import (
 )
 from wsinspect.core.frames import apply_mask, parse_close_payload
 from wsinspect.views.describe import CLOSE_CODE_NAMES, size
-from wsinspect.views.palette import Piece
+from wsinspect.views.palette import Palette, Piece
 from wsinspect.views.safe import visible
 
 Line = list[Piece]
@@ -88,25 +88,44 @@ def _payload_lines(event: FrameEvent, continues: tuple[int, bool] | None, max_by
     return [[("muted", prefix + "Binary: "), ("binary", shown[:32].hex(" ") + (" …" if len(payload) > 32 else ""))]]
 
 
-def frame_tree(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES,
-               continues: tuple[int, bool] | None = None) -> list[Line]:
-    """Wireshark's packet-details pane for one frame: every field with its bits, value and filter name."""
+def frame_title(event: FrameEvent) -> Line:
     frame = event.frame
-    header = frame.header
-    lines: list[Line] = [[("strong", f"{_INDENT}WebSocket {opcode_name(frame.opcode)} frame"),
-                          ("muted", f", {frame.size} bytes on the wire ({len(header)} header + "
-                                    f"{frame.payload_length} payload), stream offset {frame.offset}")]]
+    return [("strong", f"{_INDENT}WebSocket {opcode_name(frame.opcode)} frame"),
+            ("muted", f", {frame.size} bytes on the wire ({len(frame.header)} header + {frame.payload_length} "
+                      f"payload), stream offset {frame.offset}")]
+
+
+def bit_field_lines(first: int, second: int) -> list[Line]:
+    """The fields packed in a frame's first two bytes (FIN, RSV1-3, opcode; MASK, payload length), which depend on
+    those two bytes alone: a view can paint them once per distinct pair and reuse them."""
+    lines: list[Line] = []
+    for field in (*FIRST_BYTE_FIELDS, *SECOND_BYTE_FIELDS):
+        assert field.bitmask is not None
+        byte = first if field in FIRST_BYTE_FIELDS else second
+        raw = byte & field.bitmask
+        if field.key == "opcode":
+            value = f"{opcode_name(raw)} ({raw})"
+        elif field.key == "payload_length":
+            value = f"{raw}" + {126: " (a 16-bit length follows)", 127: " (a 64-bit length follows)"}.get(raw, "")
+        else:
+            value = str(bool(raw))
+        role = "field.first-byte" if field in FIRST_BYTE_FIELDS else "field.second-byte"
+        lines.append([("muted", _INDENT + "  " + _bits(byte, field.bitmask) + " = "), (role, f"{field.label}: "),
+                      ("plain", value), ("muted", f"  [{field.abbrev}]")])
+    return lines
+
+
+def frame_tree_rest(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                    continues: tuple[int, bool] | None = None) -> list[Line]:
+    """The fields after the first two bytes (extended length, masking key), then the payload in words."""
+    frame = event.frame
+    lines: list[Line] = []
     for span in frame.spans():
         field = span.field
-        if field is PAYLOAD:
+        if field.bitmask is not None or field is PAYLOAD:
             continue
-        role = ("field.first-byte" if field in FIRST_BYTE_FIELDS else
-                "field.second-byte" if field in SECOND_BYTE_FIELDS else _FIELD_ROLE.get(field.key, "plain"))
-        line: Line = [("muted", _INDENT + "  ")]
-        if field.bitmask is not None:
-            line.append(("muted", _bits(header[span.start], field.bitmask) + " = "))
-        line += [(role, f"{field.label}: "), ("plain", _value_text(span, event)), ("muted", f"  [{field.abbrev}]")]
-        lines.append(line)
+        lines.append([("muted", _INDENT + "  "), (_FIELD_ROLE.get(field.key, "plain"), f"{field.label}: "),
+                      ("plain", _value_text(span, event)), ("muted", f"  [{field.abbrev}]")])
     lines.append([("muted", _INDENT + "  "),
                   ("field.payload", f"Payload: {size(frame.payload_length)}"
                                     + (" (masked on the wire)" if frame.masked else ""))])
@@ -117,22 +136,40 @@ def frame_tree(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES,
     return lines
 
 
+def frame_tree(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES,
+               continues: tuple[int, bool] | None = None) -> list[Line]:
+    """Wireshark's packet-details pane for one frame: every field with its bits, value and filter name."""
+    header = event.frame.header
+    return [frame_title(event), *bit_field_lines(header[0], header[1]),
+            *frame_tree_rest(event, max_bytes=max_bytes, continues=continues)]
+
+
 def _hex_column(index: int) -> int:
     """Where byte ``index`` of a 16-byte row starts in its hex text (an extra space after the eighth byte)."""
     return 3 * index + (index >= 8)
 
 
-def _hex_lines(data: bytes, roles: list[tuple[int, int, str]], *, base: int) -> list[Line]:
-    """16 bytes a line, hex and ASCII, each run of bytes in its field's role."""
-    lines: list[Line] = []
+def _hex_lines(data: bytes, roles: list[tuple[int, int, str]], *, base: int, palette: Palette) -> list[str]:
+    """16 bytes a line, hex and ASCII, each run of bytes in its field's role; painted here, since a dump is most of
+    what ``--detail`` prints and nearly every row is payload in one role (the fast path below)."""
+    lines: list[str] = []
     ascii_column = data.translate(_ASCII_COLUMN).decode("ascii")
+    muted_on, muted_off = palette.codes("muted")
+    last_start, last_stop, last_role = roles[-1]
+    role_on, role_off = palette.codes(last_role)
     for row in range(0, len(data), 16):
         chunk = data[row : row + 16]
         hex_text = chunk.hex(" ")
         if len(chunk) > 8:
             hex_text = hex_text[:23] + " " + hex_text[23:]
-        hex_pieces: Line = [("muted", f"{_INDENT}{base + row:04x}  ")]
-        ascii_pieces: Line = [("plain", " " * (48 - len(hex_text) + 2))]
+        pad = " " * (50 - len(hex_text))
+        offset = f"{muted_on}{_INDENT}{base + row:04x}  {muted_off}"
+        if last_start <= row and row + len(chunk) <= last_stop:  # the usual row: all payload, one role
+            lines.append(f"{offset}{role_on}{hex_text}{role_off}{pad}{role_on}{ascii_column[row : row + 16]}"
+                         f"{role_off}")
+            continue
+        hex_pieces: Line = []
+        ascii_pieces: Line = [("plain", pad)]
         cursor = 0
         for start, stop, role in roles:
             first, last = max(start, row) - row, min(stop, row + len(chunk)) - row
@@ -144,13 +181,13 @@ def _hex_lines(data: bytes, roles: list[tuple[int, int, str]], *, base: int) -> 
             hex_pieces.append((role, hex_text[begin:finish]))
             ascii_pieces.append((role, ascii_column[row + first : row + last]))
             cursor = finish
-        lines.append(hex_pieces + ascii_pieces)
+        lines.append(offset + palette.paint(hex_pieces + ascii_pieces))
     return lines
 
 
-def hex_dump(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Line]:
+def hex_dump(event: FrameEvent, palette: Palette, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[str]:
     """The frame's wire bytes coloured by field (at most ``max_bytes`` of payload); under a masked payload, the
-    same bytes unmasked."""
+    same bytes unmasked. Painted lines."""
     frame = event.frame
     header = frame.header
     payload = frame.payload[:max_bytes]
@@ -159,14 +196,15 @@ def hex_dump(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[L
     roles = [(0, 1, "field.first-byte"), (1, 2, "field.second-byte")]
     roles += [(span.start, span.end, _FIELD_ROLE.get(span.field.key, "plain"))
               for span in frame.spans() if span.field.bitmask is None]
-    more: list[Line] = []
+    more: list[str] = []
     if len(frame.payload) > max_bytes:
-        more = [[("muted", f"{_INDENT}      … {len(frame.payload) - max_bytes} more payload bytes")]]
-    lines: list[Line] = [[("strong", f"{_INDENT}wire bytes")]]
-    lines += _hex_lines(header + wire_payload, roles, base=0) + more
+        more = [palette.wrap("muted", f"{_INDENT}      … {len(frame.payload) - max_bytes} more payload bytes")]
+    lines = [palette.wrap("strong", f"{_INDENT}wire bytes")]
+    lines += _hex_lines(header + wire_payload, roles, base=0, palette=palette) + more
     if frame.masked and payload:
-        lines.append([("strong", f"{_INDENT}unmasked payload")])
-        lines += _hex_lines(payload, [(0, len(payload), "field.unmasked")], base=len(header)) + more
+        lines.append(palette.wrap("strong", f"{_INDENT}unmasked payload"))
+        lines += _hex_lines(payload, [(0, len(payload), "field.unmasked")], base=len(header), palette=palette)
+        lines += more
     return lines
 
 
@@ -180,8 +218,8 @@ def legend_lines() -> list[Line]:
         seen.add(field.label)
         role = ("field.first-byte" if field in FIRST_BYTE_FIELDS else
                 "field.second-byte" if field in SECOND_BYTE_FIELDS else _FIELD_ROLE.get(field.key, "plain"))
-        lines.append([("muted", "  "), (role, f"{field.label:<34}"), ("muted", f"[{field.abbrev}] "),
-                      ("plain", field.meaning)])
+        lines.append([("muted", "  "), (role, field.label), ("muted", f"  [{field.abbrev}]")])
+        lines.append([("plain", "      " + field.meaning)])
     lines.append([("muted", "  hex dumps: "), ("field.first-byte", "FIN/RSV/opcode"), ("muted", "  "),
                   ("field.second-byte", "MASK/length"), ("muted", "  "), ("field.extended_length", "extended length"),
                   ("muted", "  "), ("field.masking_key", "masking key"), ("muted", "  "),

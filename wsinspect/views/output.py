@@ -32,10 +32,31 @@ class Output:
     def line(self, pieces: list[Piece]) -> None:
         """One line; folded at spaces if it is wider than the terminal (rows are cut to fit before they get here)."""
         if sum(width_of(text) for _, text in pieces) > self.width:
-            for folded in wrap(pieces, self.width):
+            first = pieces[0][1] if pieces else ""
+            indent = " " * max(len(first) - len(first.lstrip(" ")), 2)  # continue under the line's own indent
+            for folded in wrap(pieces, self.width, indent):
                 self._lines.append(self.palette.paint(folded))
         else:
             self._lines.append(self.palette.paint(pieces))
+        if len(self._lines) >= BATCH_LINES:
+            self.flush()
+
+    def row(self, pieces: list[Piece]) -> None:
+        """A packet-list row, already cut to the width (``describe.fit``): painted as it is."""
+        self._lines.append(self.palette.paint(pieces))
+        if len(self._lines) >= BATCH_LINES:
+            self.flush()
+
+    def rows(self, lines: Iterable[list[Piece]]) -> None:
+        """Lines that are laid out to a fixed width already (trees, hex dumps): painted as they are."""
+        paint = self.palette.paint
+        self._lines.extend(paint(pieces) for pieces in lines)
+        if len(self._lines) >= BATCH_LINES:
+            self.flush()
+
+    def painted(self, lines: list[str]) -> None:
+        """Lines painted earlier (a view's cache of lines that repeat)."""
+        self._lines.extend(lines)
         if len(self._lines) >= BATCH_LINES:
             self.flush()
 

@@ -36,7 +36,14 @@ from wsinspect.core.events import (
 )
 from wsinspect.core.fields import Opcode
 from wsinspect.views.describe import SEVERITY_ROLE, endpoint, frame_info, message_info, width_of
-from wsinspect.views.detail import DEFAULT_MAX_BYTES, frame_tree, hex_dump, legend_lines
+from wsinspect.views.detail import (
+    DEFAULT_MAX_BYTES,
+    bit_field_lines,
+    frame_title,
+    frame_tree_rest,
+    hex_dump,
+    legend_lines,
+)
 from wsinspect.views.handshake import handshake_lines
 from wsinspect.views.output import Output
 from wsinspect.views.palette import Piece
@@ -99,6 +106,7 @@ class PacketList:
         self.address_width = _ADDRESS
         self._open: dict[int, _Conversation] = {}
         self._legend_shown = False
+        self._bit_lines: dict[tuple[int, int], list[str]] = {}  # --detail: painted lines per first two header bytes
         self._last_stream: int | None = None  # the conversation the last printed block belongs to
         self.frames_shown = 0
 
@@ -302,19 +310,28 @@ class PacketList:
             self.frames_shown += 1
             if not conv.titled:
                 self._ensure_title(conv)
+            if self.detail and not self._legend_shown:
+                self._legend_shown = True
+                self.out.lines(legend_lines())
             if not conv.columns_shown:
                 self._columns(conv)
             prefix = self._prefix(event, conv) + self._length_cell(frame.size)
             room = self.width - sum(len(text) for _, text in prefix) - 1
             continues = open_message.get(event.direction)
-            self.out.line(prefix + frame_info(event, continues=continues, width=room))
+            self.out.row(prefix + frame_info(event, continues=continues, width=room))
             self._last_stream = conv.stream
             if self.detail:
-                if not self._legend_shown:
-                    self._legend_shown = True
-                    self.out.lines(legend_lines())
-                self.out.lines(frame_tree(event, max_bytes=self.max_bytes, continues=continues))
-                self.out.lines(hex_dump(event, max_bytes=self.max_bytes))
+                header = frame.header
+                bits = self._bit_lines.get((header[0], header[1]))
+                if bits is None:
+                    paint = self.palette.paint
+                    bits = self._bit_lines[header[0], header[1]] = [
+                        paint(line) for line in bit_field_lines(header[0], header[1])]
+                out = self.out
+                out.row(frame_title(event))
+                out.painted(bits)
+                out.rows(frame_tree_rest(event, max_bytes=self.max_bytes, continues=continues))
+                out.painted(hex_dump(event, self.palette, max_bytes=self.max_bytes))
         if frame.fin and opcode < 8:
             open_message.pop(event.direction, None)
 

@@ -169,6 +169,10 @@ class Palette:
             out.append(start + text + end if start else text)
         return "".join(out)
 
+    def codes(self, role: str) -> tuple[str, str]:
+        """The escape sequences that start and end ``role`` (empty strings without colour)."""
+        return self._codes[role]
+
     def wrap(self, role: str, text: str) -> str:
         start, end = self._codes[role]
         return start + text + end if start and text else text
