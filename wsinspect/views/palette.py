@@ -29,8 +29,7 @@ THEME_NAMES = ("auto", "dark", "light", "mono")
 # Connections are told apart by colour in a live log, and by their number in every theme.
 _STREAM_COLOURS_DARK = ("green", "blue", "magenta", "cyan", "bright_green", "bright_blue", "bright_magenta",
                         "orange3")
-_STREAM_COLOURS_LIGHT = ("dark_green", "blue", "dark_magenta", "dark_cyan", "green4", "navy_blue", "purple4",
-                         "dark_orange3")
+_STREAM_COLOURS_LIGHT = ("green", "blue", "magenta", "red")
 
 _DARK: dict[str, str] = {
     "plain": "",
@@ -63,31 +62,34 @@ _DARK: dict[str, str] = {
     "field.unmasked": "bold green",
 }
 
+# Light backgrounds: only colours that stay dark on white even where a terminal has just the 8 standard colours
+# (rich maps a 256-colour name to the nearest standard one there, and dark orange becomes yellow): no yellow, no
+# cyan, no dim.
 _LIGHT: dict[str, str] = {
     **_DARK,
     "muted": "grey39",
     "c2s": "blue",
-    "s2c": "dark_orange3",
+    "s2c": "magenta",
     "c2s.strong": "bold blue",
-    "s2c.strong": "bold dark_orange3",
+    "s2c.strong": "bold magenta",
     "flag": "grey39",
-    "flag.rsv": "dark_magenta",
-    "text": "dark_green",
-    "binary": "dark_green",
-    "error": "bold red3",
-    "error.text": "red3",
-    "warning": "dark_orange3",
-    "warning.strong": "bold dark_orange3",
-    "info": "grey39",
-    "ok": "dark_green",
-    "accent": "dark_cyan",
-    "accent.alt": "dark_magenta",
-    "field.first-byte": "bold dark_magenta",
-    "field.second-byte": "bold dark_cyan",
+    "flag.rsv": "underline magenta",
+    "text": "green",
+    "binary": "green",
+    "error": "bold red",
+    "error.text": "red",
+    "warning": "red",
+    "warning.strong": "bold red",
+    "info": "",
+    "ok": "green",
+    "accent": "blue",
+    "accent.alt": "magenta",
+    "field.first-byte": "bold magenta",
+    "field.second-byte": "bold blue",
     "field.extended_length": "blue",
-    "field.masking_key": "dark_orange3",
-    "field.payload": "dark_green",
-    "field.unmasked": "bold dark_green",
+    "field.masking_key": "underline red",
+    "field.payload": "green",
+    "field.unmasked": "bold green",
 }
 
 _MONO: dict[str, str] = {
