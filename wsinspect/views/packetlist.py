@@ -247,7 +247,7 @@ class PacketList:
             self.out.line([(role, f"#{conv.stream} connection from {conv.client}")])
             return
         self.out.line(self._rule(conv, f" Stream {conv.stream} ", opened is not None and opened.mid_stream))
-        if opened is not None and opened.how:
+        if opened is not None and opened.how and opened.how != "SYN":  # a SYN says it plainly; guesses are shown
             self.out.line([("muted", f"client side: {conv.client} ({visible(opened.how)})")])
 
     def _rule(self, conv: _Conversation, label: str, mid_stream: bool = False) -> Line:
@@ -379,6 +379,8 @@ class PacketList:
         duration = event.time - (conv.first_time if conv.first_time is not None else event.time)
         if conv.refused:
             ending = "the handshake was refused"
+        elif conv.frames == 0 and conv.request is None:
+            ending = "no WebSocket frame seen"
         elif event.clean:
             ending = "both sides sent a close frame"
         else:
