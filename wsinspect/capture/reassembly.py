@@ -14,20 +14,20 @@ Real capture shapes, and what is done about each:
 * Conflicting retransmissions (the same bytes sent twice with different contents): the first copy in the capture is
   used, as Wireshark does, because it has usually been delivered already (a stream reader cannot take bytes back)
   and because it is what the receiver most likely acted on. A later copy is compared with the last piece delivered
-  in its direction while the peer has not acknowledged all of it (and with any copy still held out of order), and
-  a difference gives one
-  FlowNotice("capture.retransmission-conflict") naming the stream offsets and both frames; at most
-  ``_CONFLICTS_REPORTED`` per direction. A copy of older bytes than the last piece delivered is dropped unchecked.
+  in its direction while the peer has not acknowledged all of it (and with any copy still held out of order); a
+  difference gives one FlowNotice("capture.retransmission-conflict") naming the stream offsets and both frames, at
+  most ``_CONFLICTS_REPORTED`` per direction. A copy of older bytes than the last piece delivered is dropped unchecked.
 * Many connections, and connections that never end: at most ``max_open_flows`` are open at once (the least recently
   active is let go first when another one opens), and a flow with no packet for ``idle_timeout`` seconds of capture
   time is let go. Letting go is a FlowNotice("capture.flow-let-go") then a FlowClosed whose reason starts with
   "let go:"; what was held is delivered (holes become gaps). Later packets of that connection start a new flow
   (mid-stream, with a new number: from there on the numbers differ from Wireshark's tcp.stream).
 
-Memory budget: about 700 bytes per open flow (``tests/capture/measure_memory.py``), plus the last piece delivered
-per direction (a reference to a segment's payload, kept to compare retransmissions with), plus bytes held out of
-order: at most ``max_out_of_order_bytes`` per direction and ``max_held_bytes`` across all flows (past either, the
-oldest hole of the direction being fed is given up as a gap). With the defaults: 10,000 open flows, 64 MiB held.
+Memory budget: about 1.2 KB per open flow (``tests/capture/measure_memory.py``), plus the last piece delivered per
+direction until the peer acknowledges it (a reference to a segment's payload, to compare retransmissions with), plus
+bytes held out of order: at most ``max_out_of_order_bytes`` per direction and ``max_held_bytes`` across all flows
+(past either, the oldest hole of the direction being fed is given up as a gap). With the defaults (10,000 open
+flows, 64 MiB held): about 12 MB of flows, plus what is in flight, plus at most 64 MiB behind holes.
 """
 
 from __future__ import annotations
