@@ -10,12 +10,13 @@ from __future__ import annotations
 from rich.cells import cell_len
 
 from wsinspect.core.events import Close, FrameEvent, Message
-from wsinspect.core.fields import Opcode, opcode_name
+from wsinspect.core.fields import OPCODE_NAMES, Opcode, opcode_name
 from wsinspect.core.frames import parse_close_payload
 from wsinspect.views.palette import Piece
 from wsinspect.views.safe import hex_preview, preview
 
 PREVIEW_CHARS = 60
+_OPCODE_NAMES = {int(opcode): name for opcode, name in OPCODE_NAMES.items()}  # a plain dict: no enum per row
 
 SEVERITY_ROLE = {"error": "error", "warning": "warning", "info": "info"}
 
@@ -40,9 +41,23 @@ def size(count: int) -> str:
     return f"{count / 1024 / 1024:.1f} MiB"
 
 
+class _CharacterWidths(dict[str, int]):
+    """Each character's cell width, measured by rich once per distinct character and then looked up: summing
+    lookups over a text runs at C speed, where measuring it whole costs a Python step per character."""
+
+    def __missing__(self, char: str) -> int:
+        width = self[char] = cell_len(char)
+        return width
+
+
+_CHARACTER_WIDTHS = _CharacterWidths()
+_width_of_char = _CHARACTER_WIDTHS.__getitem__
+
+
 def width_of(text: str) -> int:
-    """Terminal cells a (safe, printable) text takes: wide characters take two, combining marks none."""
-    return len(text) if text.isascii() else cell_len(text)
+    """Terminal cells a (safe, printable) text takes: wide characters take two, combining marks none. (Per
+    character: an emoji sequence joined by U+200D counts as its parts, so a row may be cut a little early.)"""
+    return len(text) if text.isascii() else sum(map(_width_of_char, text))
 
 
 def fit(pieces: list[Piece], width: int) -> list[Piece]:
@@ -156,7 +171,7 @@ def frame_info(event: FrameEvent, *, continues: tuple[int, bool] | None = None, 
     the flags first; other frames are cut at the end.
     """
     frame = event.frame
-    head: list[Piece] = [("opcode", opcode_name(frame.opcode))]
+    head: list[Piece] = [("opcode", _OPCODE_NAMES.get(frame.opcode) or opcode_name(frame.opcode))]
     flags = frame_flags(event)
     payload = frame.payload
     body: list[Piece] = []

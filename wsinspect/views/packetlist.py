@@ -316,7 +316,9 @@ class PacketList:
             if not conv.columns_shown:
                 self._columns(conv)
             prefix = self._prefix(event, conv) + self._length_cell(frame.size)
-            room = self.width - sum(len(text) for _, text in prefix) - 1
+            # The prefix is ASCII; measured per row, since a frame number past 9,999,999 or a time past 9,999 s
+            # takes one more cell than the header planned for.
+            room = self.width - 1 - sum([len(text) for _, text in prefix])
             continues = open_message.get(event.direction)
             self.out.row(prefix + frame_info(event, continues=continues, width=room))
             self._last_stream = conv.stream
