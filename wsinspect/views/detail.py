@@ -116,11 +116,11 @@ def bit_field_lines(first: int, second: int) -> list[Line]:
 
 
 def frame_tree_rest(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                    continues: tuple[int, bool] | None = None) -> list[Line]:
+                    continues: tuple[int, bool] | None = None, spans: list[FieldSpan] | None = None) -> list[Line]:
     """The fields after the first two bytes (extended length, masking key), then the payload in words."""
     frame = event.frame
     lines: list[Line] = []
-    for span in frame.spans():
+    for span in spans if spans is not None else frame.spans():
         field = span.field
         if field.bitmask is not None or field is PAYLOAD:
             continue
@@ -149,27 +149,26 @@ def _hex_column(index: int) -> int:
     return 3 * index + (index >= 8)
 
 
+def _hex_row(chunk: bytes) -> str:
+    text = chunk.hex(" ")
+    return text[:23] + " " + text[23:] if len(chunk) > 8 else text
+
+
 def _hex_lines(data: bytes, roles: list[tuple[int, int, str]], *, base: int, palette: Palette) -> list[str]:
     """16 bytes a line, hex and ASCII, each run of bytes in its field's role; painted here, since a dump is most of
-    what ``--detail`` prints and nearly every row is payload in one role (the fast path below)."""
+    what ``--detail`` prints, and nearly every row is payload in one role (done in one comprehension below)."""
     lines: list[str] = []
     ascii_column = data.translate(_ASCII_COLUMN).decode("ascii")
     muted_on, muted_off = palette.codes("muted")
     last_start, last_stop, last_role = roles[-1]
     role_on, role_off = palette.codes(last_role)
-    for row in range(0, len(data), 16):
+    size = len(data)
+    fast_from = -(-last_start // 16) * 16 if last_stop >= size else size  # first row that is all last-role bytes
+    for row in range(0, min(fast_from, size), 16):
         chunk = data[row : row + 16]
-        hex_text = chunk.hex(" ")
-        if len(chunk) > 8:
-            hex_text = hex_text[:23] + " " + hex_text[23:]
-        pad = " " * (50 - len(hex_text))
-        offset = f"{muted_on}{_INDENT}{base + row:04x}  {muted_off}"
-        if last_start <= row and row + len(chunk) <= last_stop:  # the usual row: all payload, one role
-            lines.append(f"{offset}{role_on}{hex_text}{role_off}{pad}{role_on}{ascii_column[row : row + 16]}"
-                         f"{role_off}")
-            continue
-        hex_pieces: Line = []
-        ascii_pieces: Line = [("plain", pad)]
+        hex_text = _hex_row(chunk)
+        hex_pieces: Line = [("muted", f"{_INDENT}{base + row:04x}  ")]
+        ascii_pieces: Line = [("plain", " " * (50 - len(hex_text)))]
         cursor = 0
         for start, stop, role in roles:
             first, last = max(start, row) - row, min(stop, row + len(chunk)) - row
@@ -181,11 +180,17 @@ def _hex_lines(data: bytes, roles: list[tuple[int, int, str]], *, base: int, pal
             hex_pieces.append((role, hex_text[begin:finish]))
             ascii_pieces.append((role, ascii_column[row + first : row + last]))
             cursor = finish
-        lines.append(offset + palette.paint(hex_pieces + ascii_pieces))
+        lines.append(palette.paint(hex_pieces + ascii_pieces))
+    if fast_from < size:
+        rows = range(fast_from, size, 16)
+        lines += [f"{muted_on}{_INDENT}{base + row:04x}  {muted_off}{role_on}{hex_text}{role_off}"
+                  f"{' ' * (50 - len(hex_text))}{role_on}{ascii_column[row : row + 16]}{role_off}"
+                  for row, hex_text in zip(rows, [_hex_row(data[row : row + 16]) for row in rows], strict=True)]
     return lines
 
 
-def hex_dump(event: FrameEvent, palette: Palette, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[str]:
+def hex_dump(event: FrameEvent, palette: Palette, *, max_bytes: int = DEFAULT_MAX_BYTES,
+             spans: list[FieldSpan] | None = None) -> list[str]:
     """The frame's wire bytes coloured by field (at most ``max_bytes`` of payload); under a masked payload, the
     same bytes unmasked. Painted lines."""
     frame = event.frame
@@ -195,7 +200,7 @@ def hex_dump(event: FrameEvent, palette: Palette, *, max_bytes: int = DEFAULT_MA
     wire_payload = apply_mask(payload, frame.masking_key) if frame.masking_key else payload
     roles = [(0, 1, "field.first-byte"), (1, 2, "field.second-byte")]
     roles += [(span.start, span.end, _FIELD_ROLE.get(span.field.key, "plain"))
-              for span in frame.spans() if span.field.bitmask is None]
+              for span in (spans if spans is not None else frame.spans()) if span.field.bitmask is None]
     more: list[str] = []
     if len(frame.payload) > max_bytes:
         more = [palette.wrap("muted", f"{_INDENT}      … {len(frame.payload) - max_bytes} more payload bytes")]

@@ -332,8 +332,9 @@ class PacketList:
                 out = self.out
                 out.row(frame_title(event))
                 out.painted(bits)
-                out.rows(frame_tree_rest(event, max_bytes=self.max_bytes, continues=continues))
-                out.painted(hex_dump(event, self.palette, max_bytes=self.max_bytes))
+                spans = list(frame.spans())
+                out.rows(frame_tree_rest(event, max_bytes=self.max_bytes, continues=continues, spans=spans))
+                out.painted(hex_dump(event, self.palette, max_bytes=self.max_bytes, spans=spans))
         if frame.fin and opcode < 8:
             open_message.pop(event.direction, None)
 
