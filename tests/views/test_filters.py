@@ -216,6 +216,7 @@ CASES: list[tuple[str, set[tuple[str, int | None]]]] = [
     ("method == GET", {("handshake_request", 1)}),
     ('http.request.uri == "/chat"', {("handshake_request", 1)}),
     ('target matches "^/CH"', {("handshake_request", 1)}),
+    ("target == /chat", {("handshake_request", 1)}),  # an unquoted path is a word too
     ('version == "HTTP/1.1"', {("handshake_request", 1), ("handshake_response", 2)}),
     ("status == 101 && upgraded", {("handshake_response", 2)}),
     ("http.response.code == 101", {("handshake_response", 2)}),
@@ -573,3 +574,13 @@ def test_describe_fields_lists_every_field_once() -> None:
     websocket_opcode = next(line for line in listing if line.startswith("websocket.opcode "))
     assert websocket_opcode.split()[1:4] == ["integer", "frame", "websocket.opcode"]
     assert any(line.startswith("event words") and "websocket" in line for line in listing)
+
+
+def test_the_reference_documents_every_field_and_word() -> None:
+    reference = (ROOT / "docs" / "filters.md").read_text(encoding="utf-8")
+    for name, field in FIELDS.items():
+        row = next((line for line in reference.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, name
+        assert f"| {field.type} |" in row and (f"`{field.wireshark}`" in row if field.wireshark else "| — |" in row)
+    for word in EVENT_WORDS:
+        assert f"`{word}`" in reference, word
