@@ -81,6 +81,16 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {visible(text)!r}")
+    return value
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port (1-65535): {visible(text)!r}")
@@ -124,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="treat TCP port N as a WebSocket server even without a handshake in the capture "
                            "(like Wireshark's Decode As); repeatable")
     _add_limits(read, frame_default="64M", message_default="64M")
+    read.add_argument("--max-memory", type=_size, default=_size("64M"), metavar="SIZE",
+                      help="what the unfinished messages of all conversations may hold together; beyond it a "
+                           "message is cut short, with a note (default: 64M)")
+    read.add_argument("--max-flows", type=_count, default=10_000, metavar="N",
+                      help="TCP conversations open at once; beyond it the least active is summarised and let go "
+                           "(default: %(default)s)")
+    read.add_argument("--idle-timeout", type=_seconds, default=300.0, metavar="SECONDS",
+                      help="seconds of capture time without a packet before an open conversation is summarised "
+                           "and let go (default: %(default)s)")
     read.add_argument("--max-bytes", type=_size, default=256, metavar="SIZE",
                       help="payload bytes shown in a hex dump (default: %(default)s)")
     read.add_argument("--no-summary", action="store_true", help="leave out the closing summary")

@@ -56,7 +56,9 @@ def run_read(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     limits = Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message)
     try:
-        trace = CaptureTrace(args.capture, server_ports=args.port, streams=args.stream, limits=limits)
+        trace = CaptureTrace(args.capture, server_ports=args.port, streams=args.stream, limits=limits,
+                             memory_budget=args.max_memory, max_open_flows=args.max_flows,
+                             idle_timeout=args.idle_timeout)
     except CaptureError as error:
         _error(errors, f"wsinspect: {name}: {visible(str(error))}")
         return EXIT_USAGE

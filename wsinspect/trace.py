@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from wsinspect.capture.files import CaptureFile
 from wsinspect.capture.packets import decode_tcp
 from wsinspect.capture.reassembly import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_OPEN_FLOWS,
     FlowClosed,
     FlowData,
     FlowGap,
@@ -141,13 +143,16 @@ class CaptureTrace:
 
     def __init__(self, path: str | os.PathLike[str], *, server_ports: Collection[int] = (),
                  streams: Collection[int] | None = None, limits: Limits | None = None,
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET) -> None:
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, max_open_flows: int = DEFAULT_MAX_OPEN_FLOWS,
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> None:
         self.capture = CaptureFile(path)  # raises CaptureError with a one-line reason
         self.server_ports = frozenset(server_ports)
         self.streams = frozenset(streams) if streams is not None else None
         self.limits = limits or Limits()
         # Bytes the unfinished messages of all conversations may hold together (see core.connection.MemoryBudget).
         self.budget = MemoryBudget(memory_budget)
+        self.max_open_flows = max_open_flows  # TCP conversations open at once before the least active is let go
+        self.idle_timeout = idle_timeout  # seconds of capture time without a packet before a conversation is let go
         self.stats = TraceStats()
         self._flows: dict[int, _Flow] = {}
 
@@ -160,7 +165,8 @@ class CaptureTrace:
         return self.capture.position
 
     def __iter__(self) -> Iterator[Event]:
-        reassembler = TcpReassembler(server_ports=self.server_ports)
+        reassembler = TcpReassembler(server_ports=self.server_ports, max_open_flows=self.max_open_flows,
+                                     idle_timeout=self.idle_timeout)
         stats = self.stats
         items: list[FlowItem] = []
         flows = self._flows

@@ -279,3 +279,11 @@ def test_no_color_is_honoured_on_a_terminal() -> None:
     assert colours(coloured), "no colour on a terminal without NO_COLOR"
     plain = run_on_a_terminal({"NO_COLOR": "1"})
     assert b"Stream 0" in plain and colours(plain) == set()
+
+
+def test_flow_bounds_from_the_command_line() -> None:
+    """--max-flows reaches the reassembler: with room for one conversation, overlapping ones are let go, and said."""
+    out = read_out("multi", "--max-flows", "1")
+    assert "capture.flow-let-go" in out and "let go: more than 1 conversation" in out
+    whole = read_out("multi")
+    assert "let go" not in whole
