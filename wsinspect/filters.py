@@ -338,6 +338,7 @@ _KEYWORDS = {"and": ("and", "&&"), "or": ("or", "||"), "not": ("not", "!"), "eq"
              "contains": ("op", "contains"), "matches": ("op", "matches")}
 _SIMPLE_ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, '"': 34}
 _HEX = frozenset("0123456789abcdefABCDEF")
+_OCTAL = frozenset("01234567")
 
 
 def _tokens(expression: str) -> list[_Token]:
@@ -426,9 +427,6 @@ def _escape_value(expression: str, at: int) -> tuple[bytes, int]:
                       expression, at)
 
 
-_OCTAL = frozenset("01234567")
-
-
 # ---- values -----------------------------------------------------------------------------------------------------
 
 _INTEGER = re.compile(r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*")
@@ -446,8 +444,8 @@ _INSTEAD = {
     "websocket.payload": "payload (a frame's bytes)",
     "websocket.payload.text": "text (a message's text)",
     "websocket.pmc": "websocket.rsv == 4",
-    "ip.addr": "client or server (\"ip:port\")",
-    "tcp.port": "client or server (\"ip:port\")",
+    "ip.addr": "tcp.stream for a conversation, or client/server (\"ip:port\") on its connection event",
+    "tcp.port": "tcp.stream for a conversation, or client/server (\"ip:port\") on its connection event",
 }
 
 
@@ -620,7 +618,10 @@ class _Parser:
         if kind == "boolean" and text.lower() in ("true", "false"):
             return text.lower() == "true"
         if _INTEGER.fullmatch(text):
-            return int(text, 0) if not (text.startswith("0") and text[1:].isdigit()) else int(text, 8)
+            try:
+                return int(text, 8) if text.startswith("0") and text[1:].isdigit() else int(text, 0)
+            except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+                raise self.error(f"{field.name} is never that large", token.column) from None
         if kind == "time" and _DECIMAL.fullmatch(text):
             return float(text)
         raise self.error(f"'{_escape(text)}' is not {_ARTICLES[kind]} (the type of {field.name})", token.column)

@@ -319,6 +319,8 @@ ERRORS = [
     ("websocket.opcode == 09", 20, "'09' is not a number"),
     ("websocket.opcode == 1.5", 20, "'1.5' is not a number"),
     ("time > 1.2.3", 7, "'1.2.3' is not a time in seconds"),
+    ("websocket.opcode == " + "9" * 5000, 20, "websocket.opcode is never that large"),
+    ("tcp.port == 80", 0, "no field 'tcp.port': use tcp.stream for a conversation"),
     ("websocket.fin == yes", 17, "'yes' is not a boolean"),
     ("websocket.opcode contains 1", 17, "websocket.opcode is a number: 'contains' needs a string or bytes field"),
     ('websocket.mask matches "1"', 15, "websocket.mask is a boolean: 'matches' needs a string or bytes field"),
@@ -584,3 +586,22 @@ def test_the_reference_documents_every_field_and_word() -> None:
         assert f"| {field.type} |" in row and (f"`{field.wireshark}`" in row if field.wireshark else "| — |" in row)
     for word in EVENT_WORDS:
         assert f"`{word}`" in reference, word
+
+
+PIECES = ["websocket.opcode", "text", "payload", "opcode_name", "frame", "==", "!=", "<", ">=", "contains", "matches",
+          "&&", "||", "!", "not", "(", ")", '"', "\\", "r\"", "1", "0x", "08", "37:fa", ":", "-", ".", " ", "\x1b",
+          "é", "\udcff", "\\x", "\\u12", "[", "(?", "*", "true"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=40), st.lists(st.sampled_from(PIECES), max_size=12).map("".join)))
+def test_any_text_compiles_or_is_a_filter_error(expression: str) -> None:
+    """Whatever is typed, the answer is a filter or a FilterError pointing inside the expression, never a crash."""
+    try:
+        test = compile_filter(expression)
+    except FilterError as error:
+        assert 0 <= error.column <= len(expression)
+        assert "\n" not in str(error)
+        return
+    for event in EVENTS:
+        assert test(event) in (True, False)
