@@ -58,6 +58,10 @@ _ADDRESS = 15  # "127.0.0.1:47010"; the column widens for longer addresses, up t
 _MIN_INFO = 40
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def _cut_left(text: str, width: int) -> str:
     return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
 
@@ -389,7 +393,7 @@ class PacketList:
         else:
             ending = "no complete close handshake"
         self.out.line([("muted", f"Stream {conv.stream} ended ({visible(event.reason)}) after {duration:.3f} s; "
-                                 f"{ending}; {conv.frames} frames, {conv.messages} messages")])
+                                 f"{ending}; {_count(conv.frames, 'frame')}, {_count(conv.messages, 'message')}")])
         self.out.line([])
 
     def close(self) -> None:
