@@ -72,7 +72,8 @@ def run_read(args: argparse.Namespace) -> int:
     elif args.follow:
         view = Transcript(output, shown=shown)
     else:
-        view = packet_list = PacketList(output, detail=args.detail, max_bytes=args.max_bytes, shown=shown)
+        view = packet_list = PacketList(output, detail=args.detail, max_bytes=args.max_bytes, shown=shown,
+                                        compact=args.compact)
     summary = Summary()
 
     # The bar goes to stderr when the output does not scroll by on the same terminal (written to a file or a pipe).

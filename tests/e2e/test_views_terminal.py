@@ -287,3 +287,16 @@ def test_flow_bounds_from_the_command_line() -> None:
     assert "capture.flow-let-go" in out and "let go: more than 1 conversation" in out
     whole = read_out("multi")
     assert "let go" not in whole
+
+
+def test_compact_is_one_line_per_handshake_and_frame() -> None:
+    out = read_out("bad-handshake", "--compact", "--no-summary")
+    conversations = len(SCENARIOS["bad-handshake"].connections)
+    handshakes = [line for line in out.splitlines() if re.match(r"^Stream \d+ \S+ (GET|POST) ", line)]
+    assert len(handshakes) == conversations
+    assert all(len(line) <= 120 for line in out.splitlines())
+    assert "✗ refused: 426 Upgrade Required" in out and "Header" not in out
+    multi = read_out("multi", "--compact", "--no-summary")
+    frames = json_frames(shipped_json("multi"))
+    assert sorted(frame_rows(multi)) == sorted(f["packet"] for f in frames)
+    assert len(multi.splitlines()) == len(frames) + 2 * 3 + 1  # frames, 3 handshakes and 3 ends, one header

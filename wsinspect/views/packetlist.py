@@ -35,7 +35,7 @@ from wsinspect.core.events import (
     Violation,
 )
 from wsinspect.core.fields import Opcode
-from wsinspect.views.describe import SEVERITY_ROLE, endpoint, frame_info, message_info, width_of
+from wsinspect.views.describe import SEVERITY_ROLE, endpoint, fit, frame_info, message_info, width_of
 from wsinspect.views.detail import (
     DEFAULT_MAX_BYTES,
     bit_field_lines,
@@ -97,10 +97,12 @@ class PacketList:
     """``wsinspect read`` (default and ``--detail``) and ``wsinspect serve``'s live log."""
 
     def __init__(self, output: Output, *, detail: bool = False, max_bytes: int = DEFAULT_MAX_BYTES,
-                 live: bool = False, shown: EventFilter | None = None) -> None:
+                 live: bool = False, shown: EventFilter | None = None, compact: bool = False) -> None:
         self.out = output
         self.palette = output.palette
         self.detail = detail
+        # One line per handshake and per frame (a room of 30 browsers): no tables, no message lines, no titles.
+        self.compact = compact and not detail
         self.max_bytes = max_bytes
         self.live = live
         self.shown = shown
@@ -110,6 +112,7 @@ class PacketList:
         self.address_width = _ADDRESS
         self._open: dict[int, _Conversation] = {}
         self._legend_shown = False
+        self._header_shown = False  # --compact prints the column header once
         self._bit_lines: dict[tuple[int, int], list[str]] = {}  # --detail: painted lines per first two header bytes
         self._last_stream: int | None = None  # the conversation the last printed block belongs to
         self.frames_shown = 0
@@ -245,10 +248,13 @@ class PacketList:
 
     def _title(self, conv: _Conversation, opened: ConnectionOpened | None) -> None:
         conv.titled = True
+        if self.compact and not self.live:
+            return  # the handshake line names the conversation
         role = self.palette.stream_role(conv.stream)
         self._last_stream = conv.stream
         if self.live:
-            self.out.line([(role, f"#{conv.stream} connection from {conv.client}")])
+            if not self.compact:
+                self.out.line([(role, f"#{conv.stream} connection from {conv.client}")])
             return
         self.out.line(self._rule(conv, f" Stream {conv.stream} ", opened is not None and opened.mid_stream))
         if opened is not None and opened.how and opened.how != "SYN":  # a SYN says it plainly; guesses are shown
@@ -266,7 +272,8 @@ class PacketList:
     def _columns(self, conv: _Conversation) -> None:
         if not conv.columns_shown:
             conv.columns_shown = True
-            if not self.live:
+            if not self.live and not (self.compact and self._header_shown):
+                self._header_shown = True
                 self.out.line(self.header_row())
 
     def _handshake(self, response: HandshakeResponse, conv: _Conversation, show: bool) -> None:
@@ -281,6 +288,10 @@ class PacketList:
                                      f"{visible(response.response.reason)}"),
                            ("muted", "  (plain HTTP, not a WebSocket upgrade)")])
             return
+        if self.compact:
+            conv.titled = conv.handshake_shown = True
+            self.out.row(fit(self._handshake_line(request, response, conv), self.width - 1))
+            return
         self._ensure_title(conv)
         conv.handshake_shown = True
         if self.live:
@@ -291,12 +302,30 @@ class PacketList:
         self.out.lines(handshake_lines(request, response, width=self.width))
         self.out.line(self._outcome(response))
 
-    def _outcome(self, response: HandshakeResponse) -> Line:
+    def _handshake_line(self, request: HandshakeRequest | None, response: HandshakeResponse,
+                        conv: _Conversation) -> Line:
+        """``--compact``: the whole opening handshake on one line, with its first error if it failed."""
+        role = self.palette.stream_role(conv.stream)
+        line: Line = [(role, f"#{conv.stream} " if self.live else f"Stream {conv.stream} "),
+                      ("muted", f"{conv.client} ")]
+        if request is not None:
+            line.append(("plain", f"{visible(request.request.method)} {visible(request.request.target)} → "))
+        line += self._outcome(response, compact=True)
+        findings = [*(request.findings if request else ()), *response.findings]
+        errors = [finding for finding in findings if finding.severity.value == "error"]
+        if errors:
+            first = errors[0]
+            line += [("error", f"  ✗ {first.check.rfc}: "), ("error.text", visible(first.message))]
+            if len(errors) > 1:
+                line.append(("muted", f" (+{len(errors) - 1} more)"))
+        return line
+
+    def _outcome(self, response: HandshakeResponse, *, compact: bool = False) -> Line:
         if not response.upgraded:
             status = response.response
             return [("error", f"✗ refused: {status.status} {visible(status.reason)}"),
-                    ("muted", " (no WebSocket frames follow)")]
-        line: Line = [("ok", "✓ upgraded")]
+                    ("muted", "" if compact else " (no WebSocket frames follow)")]
+        line: Line = [("ok", "✓ 101 upgraded" if compact else "✓ upgraded")]
         if response.subprotocol:
             line += [("muted", "; subprotocol "), ("accent", visible(response.subprotocol))]
         for extension in response.extensions:
@@ -347,6 +376,8 @@ class PacketList:
         # compressed frame inflated to, and so does every view).
         if event.frames == 1 and not event.compressed and event.complete and (self.shown is None or self.detail):
             return
+        if self.compact and self.shown is None:
+            return  # one line per frame: the frames' rows carry the message
         self._ensure_title(conv)
         self.out.line([*self._note_indent(event), ("muted", "↳ "), *message_info(event)])
 
@@ -394,7 +425,8 @@ class PacketList:
             ending = "no complete close handshake"
         self.out.line([("muted", f"Stream {conv.stream} ended ({visible(event.reason)}) after {duration:.3f} s; "
                                  f"{ending}; {_count(conv.frames, 'frame')}, {_count(conv.messages, 'message')}")])
-        self.out.line([])
+        if not self.compact:
+            self.out.line([])
 
     def close(self) -> None:
         """End of input: conversations still open are left as they are (their rows are already out)."""
