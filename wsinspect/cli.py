@@ -189,7 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-bytes", type=_size, default=256, metavar="SIZE",
                        help="payload bytes shown in a hex dump (default: %(default)s)")
     _add_colour(serve)
+    _add_command_modules(commands)
     return parser
+
+
+def _add_command_modules(commands: Any) -> None:
+    """Commands that live in modules of their own add their parser here (each sets ``run`` as its default)."""
 
 
 def _add_limits(parser: argparse.ArgumentParser, *, frame_default: str, message_default: str) -> None:
@@ -236,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        run = getattr(args, "run", None)
+        if run is not None:  # a command module registered itself with parser.set_defaults(run=...)
+            return int(run(args))
         if args.command == "read":
             from wsinspect.read import run_read
 
