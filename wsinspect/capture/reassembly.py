@@ -312,6 +312,10 @@ class _HalfStream:
         self.skip_to(target, segment, out)
         self._release_all()  # segments that started after a FIN-bounded target (none are delivered any more)
 
+    def forget_recent(self) -> None:
+        self.recent = None
+        self.recent_number = 0  # (a frame number is an int object of its own: not kept for nothing either)
+
     def _release_all(self) -> None:
         """Forget every held segment (the stream is finished)."""
         self.budget.held -= self.held_bytes
@@ -349,7 +353,7 @@ class _HalfStream:
             out.append(_new_data(self.flow, segment.time, segment.number, self.direction, data))
 
     def _emit_gap(self, missing: int, segment: TcpSegment, out: list[FlowItem]) -> None:
-        self.recent = None  # it no longer ends where the next byte goes
+        self.forget_recent()  # it no longer ends where the next byte goes
         out.append(FlowGap(self.flow, segment.time, segment.number, self.direction, missing))
 
 
@@ -471,7 +475,7 @@ class TcpReassembler:
                         # The peer acknowledges bytes not seen (yet): they were sent.
                         receiver.acknowledged(ahead, segment, out)
                 elif receiver.recent is not None:
-                    receiver.recent = None  # all acknowledged: nothing left to retransmit, so not worth keeping
+                    receiver.forget_recent()  # all acknowledged: nothing left to retransmit, so not worth keeping
         payload = segment.payload
         if payload or segment.missing:
             base = sender.seq_base
@@ -617,7 +621,7 @@ class TcpReassembler:
                 if ahead < _MAX_WINDOW:
                     receiver.acknowledged(ahead, segment, out)
             elif receiver.recent is not None:
-                receiver.recent = None
+                receiver.forget_recent()
         if flags & TCP_RST:
             # Any text in a RST is a diagnostic, not stream data.
             self._close(side.flow, "RST", segment, out)
