@@ -313,7 +313,8 @@ def describe_fields() -> str:
              for row in rows]
     words = ", ".join(EVENT_WORDS)
     lines += ["", f"event words (true for that kind of event): {words}",
-              "operators: == != < <= > >= contains matches (eq ne lt le gt ge), && || ! (and or not), ( )"]
+              "operators: == != < <= > >= contains matches (eq ne lt le gt ge), in {a, b, low..high}, "
+              "&& || ! (and or not), ( )"]
     return "\n".join(lines)
 
 
@@ -322,7 +323,7 @@ def describe_fields() -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Token:
-    kind: str  # "word", "string", "op" (a comparison), "and", "or", "not", "(", ")", "end"
+    kind: str  # "word", "string", "op" (a comparison), "in", "and", "or", "not", "(", ")", "{", "}", ",", "end"
     text: str  # as written (the operator's canonical spelling for "op")
     column: int
     data: bytes = b""  # a string's value, escapes applied
@@ -332,10 +333,10 @@ class _Token:
 _WORD = re.compile(r"[A-Za-z0-9_.:/-]+")
 _SYMBOLS = {"&&": ("and", "&&"), "||": ("or", "||"), "==": ("op", "=="), "!=": ("op", "!="), "<=": ("op", "<="),
             ">=": ("op", ">="), "<": ("op", "<"), ">": ("op", ">"), "!": ("not", "!"), "(": ("(", "("),
-            ")": (")", ")")}
+            ")": (")", ")"), "{": ("{", "{"), "}": ("}", "}"), ",": (",", ",")}
 _KEYWORDS = {"and": ("and", "&&"), "or": ("or", "||"), "not": ("not", "!"), "eq": ("op", "=="), "ne": ("op", "!="),
              "lt": ("op", "<"), "le": ("op", "<="), "gt": ("op", ">"), "ge": ("op", ">="),
-             "contains": ("op", "contains"), "matches": ("op", "matches")}
+             "contains": ("op", "contains"), "matches": ("op", "matches"), "in": ("in", "in")}
 _SIMPLE_ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, '"': 34}
 _HEX = frozenset("0123456789abcdefABCDEF")
 _OCTAL = frozenset("01234567")
@@ -465,7 +466,8 @@ class _Parser:
     disjunction := conjunction ( ("||" | "or") conjunction )*
     conjunction := negation ( ("&&" | "and") negation )*
     negation    := ("!" | "not") negation | primary
-    primary     := "(" disjunction ")" | WORD [ OPERATOR value ]
+    primary     := "(" disjunction ")" | WORD [ OPERATOR value | "in" "{" member ( "," member )* "}" ]
+    member      := value | WORD of the form LOW..HIGH
     value       := STRING | WORD
     """
 
@@ -550,7 +552,7 @@ class _Parser:
 
     def test(self, word: _Token) -> Filter:
         name = word.text
-        if self.peek().kind != "op":
+        if self.peek().kind not in ("op", "in"):
             if name in EVENT_WORDS:
                 return _is_event(EVENT_WORDS[name])
             if name in FIELDS:
@@ -563,10 +565,52 @@ class _Parser:
                                  f"selects those events)", op.column)
             raise self.unknown(word)
         field = FIELDS[name]
+        if op.kind == "in":
+            return self.membership(field)
         value = self.take()
         if value.kind not in ("word", "string"):
             raise self.error(f"expected a value after '{op.text}'", value.column)
         return self.comparison(field, op, value)
+
+    def membership(self, field: Field) -> Filter:
+        """``field in {a, b, low..high}`` (Wireshark 4.0's sets): equal to a member, or within a range."""
+        opening = self.take()
+        if opening.kind != "{":
+            raise self.error("expected '{' after 'in'", opening.column)
+        singles: list[Any] = []
+        ranges: list[tuple[Any, Any]] = []
+        while True:
+            where = self.after()
+            member = self.take()
+            if member.kind not in ("word", "string"):
+                raise self.error(f"expected a value {where}", member.column)
+            low, dots, high = member.text.partition("..") if member.kind == "word" else (member.text, "", "")
+            if not dots:
+                singles.append(self.member(field, member))
+            elif field.type not in ("integer", "time"):
+                raise self.error(f"a range needs numbers, and {field.name} is {_ARTICLES[field.type]}", member.column)
+            else:
+                bounds = (_Token("word", low, member.column), _Token("word", high, member.column + len(low) + 2))
+                ranges.append((self.literal(field, bounds[0]), self.literal(field, bounds[1])))
+            separator = self.take()
+            if separator.kind == "}":
+                break
+            if separator.kind != ",":
+                raise self.error(f"expected ',' or '}}' to close the '{{' at column {opening.column}",
+                                 separator.column)
+        if field.values is not None:  # labels: lowered, like every label comparison (ranges need numbers)
+            return _label_test(field, frozenset(single.lower() for single in singles).__contains__)
+        members = frozenset(singles)
+        if not ranges:
+            return _field_test(_ACCESS[field.name], members.__contains__)
+        return _field_test(_ACCESS[field.name],
+                           lambda value: value in members or any(low <= value <= high for low, high in ranges))
+
+    def member(self, field: Field, token: _Token) -> Any:
+        value = self.literal(field, token)
+        if field.values is not None:
+            self.check_label(field, "==", token, value)
+        return value
 
     def unknown(self, word: _Token) -> FilterError:
         name = word.text
@@ -585,7 +629,7 @@ class _Parser:
         else:
             literal = self.literal(field, value)
             if field.values is not None:
-                self.check_label(field, op, value, literal)
+                self.check_label(field, op.text, value, literal)
                 literal = literal.lower()  # labels compare case-insensitively: both sides lowered
             if op.text == "contains":
                 predicate = _contains(literal)
@@ -656,9 +700,9 @@ class _Parser:
         offset = position if isinstance(pattern, bytes) else len(pattern[:position].encode("utf-8"))
         return token.columns[offset] if offset < len(token.columns) else token.column + len(token.text) - 1
 
-    def check_label(self, field: Field, op: _Token, value: _Token, wanted: str) -> None:
+    def check_label(self, field: Field, op: str, value: _Token, wanted: str) -> None:
         """``==``/``!=`` against a value the field never has is a typo: say so, with the nearest values."""
-        if op.text not in ("==", "!=") or field.values is None:
+        if op not in ("==", "!=") or field.values is None:
             return
         if any(wanted.lower() == known.lower() for known in field.values):
             return

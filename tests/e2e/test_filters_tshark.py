@@ -66,6 +66,8 @@ FRAME_CASES: list[tuple[str, str | None, str]] = [
     ("websocket.opcode == 3", None, ANY),  # hostile.pcapng's reserved opcode
     ("websocket.opcode == 9 || websocket.opcode == 10", None, ANY),
     ("websocket.opcode == 0x8", None, ANY),
+    ("websocket.opcode in {0, 8..10}", None, ANY),
+    ("tcp.stream in {1, 3..4}", None, ANY),
     ("websocket.fin == 0", None, ANY),
     ("websocket.fin == true", None, ANY),
     ("websocket.mask", "websocket.mask == 1", ANY),  # bare field
@@ -112,6 +114,7 @@ FRAME_CASES: list[tuple[str, str | None, str]] = [
 REQUEST_CASES: list[tuple[str, str | None]] = [
     ("http.request", None),
     ('http.request.method == "GET"', None),
+    ('http.request.method in {"POST", "PUT"}', None),
     ('method != "GET"', 'http.request.method != "GET"'),
     ('http.request.uri contains "echo"', None),
     ('http.request.uri matches "^/FRAG"', None),

@@ -143,6 +143,15 @@ CASES: list[tuple[str, set[tuple[str, int | None]]]] = [
     ("websocket.opcode == 0XA", frames(8)),
     ("websocket.opcode == 010", frames(15, 16)),  # a leading 0 is octal, as in Wireshark (010 is 8)
     ("websocket.opcode == 0", frames(6)),
+    # sets, as in Wireshark 4.0: members and ranges, separated by commas
+    ("websocket.opcode in {8, 9..10}", frames(7, 8, 15, 16)),
+    ("websocket.opcode in {0x2}", frames(9, 10)),
+    ("websocket.opcode in {10..8}", set()),  # an empty range
+    ("!websocket.opcode in {1, 2}", ALL - frames(3, 4, 5, 9, 10, 11, 12, 13, 14)),
+    ('text in {"Hello", ""}', messages(3, 4, 6, 13)),
+    ("opcode_name in {ping, PONG}", frames(7, 8)),
+    ("payload in {48:65:6c, 6c:6f}", frames(5, 6)),
+    ("time in {1003, 1016.5..2000}", {("frame", 3), ("message", 3), ("connection_closed", 17)}),
     # booleans
     ("websocket.fin == 0", frames(5)),
     ("websocket.fin == false", frames(5)),
@@ -346,6 +355,15 @@ ERRORS = [
     ('opcode_name == "Tex"', 15, 'opcode_name is never "Tex" (did you mean Text'),
     ('check == "frame.client-unmask"', 9, 'check is never "frame.client-unmask" (did you mean frame.client-unmasked'),
     ('type != "frames"', 8, 'type is never "frames" (did you mean frame'),
+    ("websocket.opcode in 1", 20, "expected '{' after 'in'"),
+    ("websocket.opcode in {}", 21, "expected a value after '{'"),
+    ("websocket.opcode in {1,}", 23, "expected a value after ','"),
+    ("websocket.opcode in {1 2}", 23, "expected ',' or '}' to close the '{' at column 20"),
+    ("websocket.opcode in {1", 22, "expected ',' or '}' to close the '{' at column 20"),
+    ("websocket.opcode in {1..x}", 24, "'x' is not a number"),
+    ("text in {a..b}", 9, "a range needs numbers, and text is a string"),
+    ("direction in {c2s, s2x}", 19, 'direction is never "s2x" (did you mean s2c?)'),
+    ("frame in {1}", 6, "'frame' is an event word, not a field: it takes no 'in'"),
     ("(" * 65 + "frame" + ")" * 65, 64, "nested more than 64 deep"),
     ("!" * 65 + "frame", 64, "nested more than 64 deep"),
     ("not " * 65 + "frame", 256, "nested more than 64 deep"),
@@ -399,7 +417,7 @@ ATOMS = [
     "websocket.opcode == 1", "websocket.mask", "websocket.fin", 'direction == "s2c"', 'text contains "ll"',
     "message", "violation", "frame.number > 6", "websocket.payload_length >= 256", "code == 1000", "close",
     'opcode_name == "TEXT"', "text", "payload contains 48:65", "websocket.opcode != 1", "frames > 1",
-    'text matches "^e"', "handshake", "initiator", "websocket.rsv == 0",
+    'text matches "^e"', "handshake", "initiator", "websocket.rsv == 0", "websocket.opcode in {0, 8..10}",
 ]
 PRECEDENCE_OF = {"||": 1, "&&": 2, "!": 3, "atom": 4}
 SPELLINGS = {"||": ("||", " or "), "&&": ("&&", " and "), "!": ("!", "not ")}
