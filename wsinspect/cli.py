@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--detail", action="store_true", help="each frame as a tree of fields and a coloured hex dump")
     view.add_argument("--follow", action="store_true", help="each conversation as a transcript of whole messages")
     view.add_argument("--json", action="store_true", help="one JSON object per event on stdout (see README)")
+    view.add_argument("--flow", action="store_true",
+                      help="each conversation as a ladder: client and server columns, one arrow per frame "
+                           "(like Wireshark's Flow Graph)")
     view.add_argument("--compact", action="store_true",
                       help="one line per handshake and per frame: no header tables, no message lines")
     read.add_argument("-Y", "--filter", metavar="EXPR",

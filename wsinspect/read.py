@@ -18,6 +18,7 @@ from wsinspect.capture.files import CaptureError
 from wsinspect.core.connection import Limits
 from wsinspect.core.events import Event
 from wsinspect.trace import CaptureTrace
+from wsinspect.views.flow import FlowView
 from wsinspect.views.jsonlines import JsonLinesView
 from wsinspect.views.output import Output
 from wsinspect.views.packetlist import PacketList
@@ -71,6 +72,8 @@ def run_read(args: argparse.Namespace) -> int:
         view = json_view if shown is None else _FilteredJson(json_view, shown)
     elif args.follow:
         view = Transcript(output, shown=shown)
+    elif args.flow:
+        view = FlowView(output, shown=shown)
     else:
         view = packet_list = PacketList(output, detail=args.detail, max_bytes=args.max_bytes, shown=shown,
                                         compact=args.compact)

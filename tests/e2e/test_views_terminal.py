@@ -300,3 +300,21 @@ def test_compact_is_one_line_per_handshake_and_frame() -> None:
     frames = json_frames(shipped_json("multi"))
     assert sorted(frame_rows(multi)) == sorted(f["packet"] for f in frames)
     assert len(multi.splitlines()) == len(frames) + 2 * 3 + 1  # frames, 3 handshakes and 3 ends, one header
+
+
+# ---- --flow --------------------------------------------------------------------------------------------------------
+
+
+def test_flow_draws_one_arrow_per_frame_in_its_direction() -> None:
+    out = read_out("fragmentation", "--flow", "--no-summary", columns=100)
+    arrows = [line for line in out.splitlines() if re.match(r"^ *\d+\.\d{6} │", line)]
+    frames = json_frames(shipped_json("fragmentation"))
+    handshakes = 2  # the request and the 101
+    assert len(arrows) == len(frames) + handshakes
+    rightward = [line for line in arrows if line.rstrip().endswith("▶│")]
+    leftward = [line for line in arrows if "│◀" in line]
+    assert len(rightward) == sum(f["direction"] == "c2s" for f in frames) + 1
+    assert len(leftward) == sum(f["direction"] == "s2c" for f in frames) + 1
+    assert all(len(line) <= 100 for line in out.splitlines())
+    assert re.search(r"│─ GET /fragmentation/0 .*▶│", out) and re.search(r"│◀─+ 101 Switching Protocols ─│", out)
+    assert re.search(r'Continuation "world" 5 B ─+▶│', out)  # a continuation of a text message shows its text
