@@ -463,10 +463,6 @@ class FrameParser:
             return False
         if opcode >= 0x8 and (not first & 0x80 or (second & 0x7F) > MAX_CONTROL_PAYLOAD):
             return False
-        if opcode < 0x8 and not first & 0x80 and not second & 0x7F:
-            # An empty non-final data frame carries nothing and no sender needs one, while "00 00" (or "01 00")
-            # is common inside payloads, compressed ones especially: not evidence of a boundary.
-            return False
         header = self._read_header(pos)
         if header is None:
             return None
@@ -487,6 +483,10 @@ class FrameParser:
         while pos < len(buf):
             verdict = self._plausible(pos)
             if verdict is None and at_end:
+                verdict = False
+            if verdict and buf[pos] == 0 and not buf[pos + 1] & 0x7F:
+                # An empty non-final continuation carries nothing, so starting there gains nothing, while zero
+                # runs inside payloads (compressed ones especially) look exactly like one: not a place to start.
                 verdict = False
             if verdict is False:
                 pos += 1
