@@ -43,6 +43,12 @@ examples:
   wsinspect serve --mode push --interval 2         the server sends a message every 2 seconds
   wsinspect serve --subprotocol chat.v1 --no-compression --origin http://127.0.0.1:8765
   wsinspect serve --record session.pcapng --json session.jsonl
+  wsinspect serve --host 0.0.0.0 --mode chat       a classroom: prints the addresses students can open
+
+exit status:
+  0  stopped with Ctrl-C (or SIGTERM), every --json and --record file complete
+  1  could not listen, or a --json/--record write failed while serving (the message says which is incomplete)
+  2  a bad argument, or a --json/--record file that cannot be written
 """
 
 MAIN_EPILOG = """\
@@ -127,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "(like Wireshark's Flow Graph)")
     view.add_argument("--compact", action="store_true",
                       help="one line per handshake and per frame: no header tables, no message lines")
+    read.add_argument("--explain", action="store_true",
+                      help="annotate each header, frame fact (masking, length forms, fragments, compression, "
+                           "opcodes) and broken rule once, where it first appears, with its RFC section")
     read.add_argument("-Y", "--filter", metavar="EXPR",
                       help="show only the events that match EXPR, a display filter over the fields of --json "
                            "(e.g. 'websocket.opcode == 8', 'text contains \"error\"', violation); everything "
@@ -153,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("--no-summary", action="store_true", help="leave out the closing summary")
     _add_colour(read)
 
+    from wsinspect.server import options as serve_options
+
     serve = commands.add_parser(
         "serve", help="run a WebSocket server that logs every handshake and frame",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SERVE_EXAMPLES,
@@ -160,14 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "both directions as it happens, answers a bad handshake with the right HTTP status and a "
                     "plain-words explanation, and serves a demo page at / for a browser.")
     serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default: %(default)s; 0.0.0.0 listens on every interface)")
+                       help="address to listen on (default: %(default)s; 0.0.0.0 listens on every interface and "
+                            "prints the addresses others can open)")
     serve.add_argument("--port", type=_listen_port, default=8765,
                        help="TCP port (default: %(default)s; 0 picks a free one)")
     serve.add_argument("--mode", choices=("echo", "chat", "push"), default="echo",
                        help="echo: send every message back; chat: broadcast to every client; push: send a "
                             "message every --interval seconds (default: %(default)s)")
-    serve.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
-                       help="push mode: seconds between messages (default: %(default)s)")
+    serve.add_argument("--interval", type=_seconds, default=None, metavar="SECONDS",
+                       help="push mode only: seconds between messages, more than 0 (default: 1)")
     serve.add_argument("--subprotocol", action="append", default=[], metavar="NAME",
                        help="a subprotocol to accept, in order of preference; repeatable")
     serve.add_argument("--no-compression", action="store_true", help="refuse permessage-deflate")
@@ -175,16 +187,43 @@ def build_parser() -> argparse.ArgumentParser:
                        help="accept only this Origin (403 otherwise); repeatable")
     serve.add_argument("--fragment", type=_size, default=0, metavar="SIZE",
                        help="split what the server sends into frames of at most SIZE bytes (teaching)")
-    serve.add_argument("--ping-interval", type=float, default=0.0, metavar="SECONDS",
-                       help="send a ping every SECONDS (default: off)")
+    serve.add_argument("--ping-interval", type=serve_options.seconds_or_off, default=0.0, metavar="SECONDS",
+                       help="send a ping every SECONDS (default: 0, off)")
+    limits = serve.add_argument_group(
+        "limits", "What one peer can make the server hold or spend (see docs/limits.md). Slow consumers: echo\n"
+                  "stops reading from a client whose queue is over --max-queue until it drains; chat and push\n"
+                  "close a member over it with 1008 and say so in the log.")
     # The frame bound only bounds memory; the message bound is the rule. A compressed 1 MiB message of
     # incompressible bytes is a little over 1 MiB on the wire, so frames get room above the message limit.
-    _add_limits(serve, frame_default="2M", message_default="1M")
-    serve.add_argument("--handshake-timeout", type=float, default=10.0, metavar="SECONDS",
-                       help="drop a client that has not finished its handshake after SECONDS "
-                            "(default: %(default)s)")
-    serve.add_argument("--max-connections", type=_positive_int, default=1024, metavar="N",
-                       help="refuse connections beyond N at once (default: %(default)s)")
+    _add_limits(limits, frame_default="2M", message_default="1M")  # type: ignore[arg-type]
+    limits.add_argument("--max-headers", type=serve_options.whole_number,
+                        default=serve_options.DEFAULT_MAX_HEADERS, metavar="N",
+                        help="header lines in a request; beyond it: 431 (default: %(default)s)")
+    limits.add_argument("--max-fragments", type=serve_options.whole_number,
+                        default=serve_options.DEFAULT_MAX_FRAGMENTS, metavar="N",
+                        help="frames in one message; beyond it: 1009 (default: %(default)s)")
+    limits.add_argument("--max-queue", type=_size, default=_size(serve_options.DEFAULT_MAX_QUEUE), metavar="SIZE",
+                        help="bytes waiting to be sent to one client (default: "
+                             f"{serve_options.DEFAULT_MAX_QUEUE}); over it, echo stops reading from that client "
+                             "until a quarter is left, chat and push close it with 1008")
+    limits.add_argument("--read-chunk", type=_size, default=_size(serve_options.DEFAULT_READ_CHUNK),
+                        metavar="SIZE",
+                        help="bytes of one connection decoded before the others get a turn (default: "
+                             f"{serve_options.DEFAULT_READ_CHUNK}; 1/16 of it on a compressed connection)")
+    limits.add_argument("--turn-frames", type=serve_options.whole_number,
+                        default=serve_options.DEFAULT_TURN_FRAMES, metavar="N",
+                        help="about how many frames of one connection are decoded per turn: its chunks shrink "
+                             "when they hold more (default: %(default)s)")
+    limits.add_argument("--handshake-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                        help="drop a client that has not finished its handshake after SECONDS "
+                             "(default: %(default)g)")
+    limits.add_argument("--idle-timeout", type=serve_options.seconds_or_off,
+                        default=serve_options.DEFAULT_IDLE_TIMEOUT, metavar="SECONDS",
+                        help="close a connection the client sent nothing on for SECONDS with 1001; halfway, "
+                             "without --ping-interval, it is pinged once, and an answer counts (default: "
+                             "%(default)g; 0: never)")
+    limits.add_argument("--max-connections", type=serve_options.whole_number, default=1024, metavar="N",
+                        help="refuse connections beyond N at once with 503 (default: %(default)s)")
     serve.add_argument("--detail", action="store_true", help="log each frame as a field tree and hex dump")
     serve.add_argument("--json", metavar="FILE", help="also write every event as JSON lines to FILE")
     serve.add_argument("--record", metavar="FILE", help="write the session to FILE (.pcapng or .pcap)")

@@ -76,7 +76,7 @@ def run_read(args: argparse.Namespace) -> int:
         view = FlowView(output, shown=shown)
     else:
         view = packet_list = PacketList(output, detail=args.detail, max_bytes=args.max_bytes, shown=shown,
-                                        compact=args.compact)
+                                        compact=args.compact, explain=args.explain)
     summary = Summary()
 
     # The bar goes to stderr when the output does not scroll by on the same terminal (written to a file or a pipe).

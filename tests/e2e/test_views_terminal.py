@@ -318,3 +318,37 @@ def test_flow_draws_one_arrow_per_frame_in_its_direction() -> None:
     assert all(len(line) <= 100 for line in out.splitlines())
     assert re.search(r"│─ GET /fragmentation/0 .*▶│", out) and re.search(r"│◀─+ 101 Switching Protocols ─│", out)
     assert re.search(r'Continuation "world" 5 B ─+▶│', out)  # a continuation of a text message shows its text
+
+
+# ---- --explain -----------------------------------------------------------------------------------------------------
+
+
+def test_explain_says_each_thing_once_where_it_first_appears() -> None:
+    out = read_out("large", "--explain", "--no-summary")
+    lines = out.splitlines()
+    notes = [line for line in lines if "↳ RFC" in line]
+    assert len(notes) == len(set(notes)), "a note was printed twice"
+    # Each header of the request is explained under its own row, the first time only.
+    key_row = next(i for i, line in enumerate(lines) if line.lstrip().startswith("Sec-WebSocket-Key "))
+    assert "↳ RFC 6455 4.1: 16 random bytes" in lines[key_row + 1]
+    assert out.count("16 random bytes in base64") == 1
+    # The length forms, where a frame first uses them (large.pcapng has 16- and 64-bit lengths).
+    frames = json_frames(shipped_json("large"))
+    rows = frame_rows(out)
+    first_16 = min(f["packet"] for f in frames if f["length_bits"] == 16)
+    first_64 = min(f["packet"] for f in frames if f["length_bits"] == 64)
+    after = lambda packet: out[out.index(rows[packet]):].split("\n", 3)  # noqa: E731 - the lines under a row
+    assert any("126 in the 7-bit length field" in line for line in after(first_16)[1:3])
+    assert any("127 in the 7-bit length field" in line for line in after(first_64)[1:3])
+    assert out.count("126 in the 7-bit length field") == 1 and out.count("XOR key byte i") == 1
+
+
+def test_explain_gives_the_rule_under_a_violation_once() -> None:
+    out = read_out("hostile", "--explain", "--no-summary")
+    violations = [v for v in shipped_json("hostile") if v["type"] == "violation"]
+    assert violations
+    rule_ids = {v["check"] for v in violations}
+    from wsinspect.core.checks import CHECKS
+
+    for check_id in rule_ids:
+        assert out.count(CHECKS[check_id].rule[:50]) >= 1, check_id

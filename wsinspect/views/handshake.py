@@ -9,6 +9,7 @@ from wsinspect.core.checks import Severity
 from wsinspect.core.events import HandshakeRequest, HandshakeResponse
 from wsinspect.core.handshake import WEBSOCKET_GUID, Finding, HttpMessage, accept_key
 from wsinspect.views.describe import SEVERITY_ROLE, width_of
+from wsinspect.views.explain import Explainer
 from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
 
@@ -23,7 +24,7 @@ def quoted(value: str | None) -> str:
     return "(missing)" if value is None else visible(value)
 
 
-def finding_lines(finding: Finding, *, indent: str = "  ") -> list[Line]:
+def finding_lines(finding: Finding, *, indent: str = "  ", explainer: Explainer | None = None) -> list[Line]:
     role = SEVERITY_ROLE[finding.severity.value]
     lines: list[Line] = [[(role, f"{indent}{MARK[finding.severity]} "), (role, f"{finding.check.rfc}: "),
                           ("plain", visible(finding.message))]]
@@ -31,11 +32,14 @@ def finding_lines(finding: Finding, *, indent: str = "  ") -> list[Line]:
         lines.append([("muted", indent + "    expected: "),
                       ("ok", visible(finding.expected) if finding.expected is not None else "-"),
                       ("muted", "   got: "), ("error.text", quoted(finding.got))])
+    note = explainer.rule(finding.check) if explainer is not None else None
+    if note:
+        lines.append(note)
     return lines
 
 
-def findings_lines(findings: Iterable[Finding]) -> list[Line]:
-    return [line for finding in findings for line in finding_lines(finding)]
+def findings_lines(findings: Iterable[Finding], explainer: Explainer | None = None) -> list[Line]:
+    return [line for finding in findings for line in finding_lines(finding, explainer=explainer)]
 
 
 def _folded(value: str, width: int) -> list[str]:
@@ -45,14 +49,22 @@ def _folded(value: str, width: int) -> list[str]:
     return [value[i : i + width] for i in range(0, len(value), width)]
 
 
-def _message_lines(title: str, message: HttpMessage, role: str, name_width: int, value_width: int) -> list[Line]:
+def _message_lines(title: str, message: HttpMessage, role: str, name_width: int, value_width: int,
+                   explainer: Explainer | None, upgraded: bool | None = None) -> list[Line]:
     pad = " " * (name_width + 2)
     lines: list[Line] = [[(role + ".strong", f" {title:<{name_width}} "), ("strong", visible(message.start_line))]]
+    if explainer is not None and upgraded is not None:
+        note = explainer.status(upgraded, pad)
+        if note:
+            lines.append(note)
     for name, value in message.headers:
         shown_name = visible(name)
         first, *rest = _folded(visible(value), value_width)
         lines.append([(role, f" {shown_name:<{name_width}} "), ("plain", first)])
         lines += [[("plain", pad + part)] for part in rest]
+        note = explainer.header(name, pad) if explainer is not None else None
+        if note:
+            lines.append(note)
     return lines
 
 
@@ -75,7 +87,7 @@ def accept_walkthrough(request: HandshakeRequest, response: HandshakeResponse | 
 
 
 def handshake_lines(request: HandshakeRequest | None, response: HandshakeResponse | None, *,
-                    width: int = 120) -> list[Line]:
+                    width: int = 120, explainer: Explainer | None = None) -> list[Line]:
     """The request and the response header by header (wire order, duplicates kept), then the accept key
     computation where one was due, then the findings (or a tick when there are none)."""
     names = [visible(name) for message in (request.request if request else None,
@@ -86,9 +98,10 @@ def handshake_lines(request: HandshakeRequest | None, response: HandshakeRespons
     lines: list[Line] = [[("strong", f" {'Header':<{name_width}} Value")],
                          [("muted", " " + "─" * min(width - 2, name_width + 40))]]
     if request is not None:
-        lines += _message_lines("request", request.request, "c2s", name_width, value_width)
+        lines += _message_lines("request", request.request, "c2s", name_width, value_width, explainer)
     if response is not None:
-        lines += _message_lines("response", response.response, "s2c", name_width, value_width)
+        lines += _message_lines("response", response.response, "s2c", name_width, value_width, explainer,
+                                response.upgraded)
         if response.response.body:
             body = response.response.body[: _BODY_SHOWN * 4].decode("utf-8", "surrogateescape")[:_BODY_SHOWN]
             lines.append([("muted", f" {'body':<{name_width}} "), ("muted", visible(body))])
@@ -98,7 +111,7 @@ def handshake_lines(request: HandshakeRequest | None, response: HandshakeRespons
             lines.append(walkthrough)
     findings = [*(request.findings if request else ()), *(response.findings if response else ())]
     if findings:
-        lines += findings_lines(findings)
+        lines += findings_lines(findings, explainer)
     elif request is not None and response is not None and response.upgraded:
         lines.append([("ok", "  ✓ handshake follows RFC 6455 section 4")])
     return lines

@@ -44,6 +44,7 @@ from wsinspect.views.detail import (
     hex_dump,
     legend_lines,
 )
+from wsinspect.views.explain import Explainer
 from wsinspect.views.handshake import handshake_lines
 from wsinspect.views.output import Output
 from wsinspect.views.palette import Piece
@@ -97,12 +98,14 @@ class PacketList:
     """``wsinspect read`` (default and ``--detail``) and ``wsinspect serve``'s live log."""
 
     def __init__(self, output: Output, *, detail: bool = False, max_bytes: int = DEFAULT_MAX_BYTES,
-                 live: bool = False, shown: EventFilter | None = None, compact: bool = False) -> None:
+                 live: bool = False, shown: EventFilter | None = None, compact: bool = False,
+                 explain: bool = False) -> None:
         self.out = output
         self.palette = output.palette
         self.detail = detail
         # One line per handshake and per frame (a room of 30 browsers): no tables, no message lines, no titles.
         self.compact = compact and not detail
+        self.explainer = Explainer() if explain else None  # --explain: each header, frame fact and rule once
         self.max_bytes = max_bytes
         self.live = live
         self.shown = shown
@@ -299,7 +302,7 @@ class PacketList:
         elif self._last_stream != conv.stream:  # conversations overlap: say whose handshake this is
             self.out.line(self._rule(conv, f" Stream {conv.stream} handshake "))
         self._last_stream = conv.stream
-        self.out.lines(handshake_lines(request, response, width=self.width))
+        self.out.lines(handshake_lines(request, response, width=self.width, explainer=self.explainer))
         self.out.line(self._outcome(response))
 
     def _handshake_line(self, request: HandshakeRequest | None, response: HandshakeResponse,
@@ -355,6 +358,9 @@ class PacketList:
             continues = open_message.get(event.direction)
             self.out.row(prefix + frame_info(event, continues=continues, width=room))
             self._last_stream = conv.stream
+            if self.explainer is not None:
+                self.out.lines(self.explainer.frame(event, continues is not None and continues[1] and
+                                                    opcode == Opcode.CONTINUATION))
             if self.detail:
                 header = frame.header
                 bits = self._bit_lines.get((header[0], header[1]))
@@ -397,6 +403,9 @@ class PacketList:
         line += [(role + ".strong" if role != "error" else role, f"{check.rfc}: "),
                  (role if role != "error" else "error.text", visible(event.message))]
         self.out.line(line)
+        note = self.explainer.rule(check) if self.explainer is not None else None
+        if note:
+            self.out.line(note)
 
     def _closed(self, event: ConnectionClosed, conv: _Conversation) -> None:
         if self.live:
