@@ -193,3 +193,31 @@ def test_connections_share_one_budget() -> None:
     (cut,) = [e for e in second_end if isinstance(e, Message)] or [None]
     assert cut is None  # never finished: reported as unfinished, not as a message
     assert budget.held == 0 and budget.peak <= budget.limit
+
+
+def test_frames_being_collected_count_in_the_budget() -> None:
+    """Each connection's parser holds the frame it is collecting (up to max_frame, 64 MiB by default): with many
+    connections mid-frame, the budget lets go of the payload of the one that needs more, keeping the stream in
+    sync: the next frame is decoded, the cut one is shown with what arrived and ``missing`` the rest."""
+    budget = MemoryBudget(limit=300_000)
+    connections = [Connection(n, budget=budget) for n in range(3)]
+    big = bytes(range(256)) * 1024  # 256 KiB
+    header = 2 + 8  # RFC 6455 5.2: more than 65,535 bytes take the 64-bit length; a server frame has no key
+    sent = 100_000  # payload bytes of it that have arrived on each connection
+    events = []
+    for conn in connections:
+        conn.receive("c2s", request_bytes(), time=0.0)
+        conn.receive("s2c", (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"), time=0.0)
+        events.append(conn.receive("s2c", sframe(BINARY, big)[: header + sent], time=1.0))
+    assert [ids(e) for e in events] == [[], [], ["capture.memory-budget"]]
+    assert budget.held == 2 * (header + sent)  # the first two partial frames are still kept
+    (cut,) = [e.frame for e in events[2] if type(e).__name__ == "FrameEvent"]
+    assert cut.payload == big[:sent] and cut.missing == len(big) - sent
+    rest = connections[2].receive("s2c", sframe(BINARY, big)[header + sent :] + sframe(TEXT, b"after"), time=2.0)
+    assert [m.data for m in messages(rest)] == [b"after"]  # still in sync after the skipped payload
+    finished = connections[0].receive("s2c", sframe(BINARY, big)[header + sent :], time=3.0)
+    assert [m.data for m in messages(finished)] == [big]
+    for conn in connections:
+        conn.end(time=4.0)
+    assert budget.held == 0

@@ -187,6 +187,7 @@ CHECKS: dict[str, Check] = _table(
           "it was summarised and let go to keep memory bounded; later packets of it start a new one.",
           Severity.INFO),
     Check("capture.memory-budget", "RFC 6455 10.4",
-          "Messages held open across all conversations reached the memory budget: this message was cut short "
-          "(decoding of its frames goes on).", Severity.WARNING),
+          "Unfinished messages and frames held across all conversations reached the memory budget: the one that "
+          "needed more is cut short (its bytes are no longer kept); decoding of the frames goes on.",
+          Severity.WARNING),
 )

@@ -82,6 +82,8 @@ class Phase(enum.Enum):
 
 #: What all the unfinished messages of one capture may hold together unless told otherwise (``--max-memory``).
 DEFAULT_MEMORY_BUDGET = 64 * 1024 * 1024
+#: A frame still being collected is only let go past the budget if it holds this much: small ones cost little.
+LET_GO_FROM = 64 * 1024
 
 
 class MemoryBudget:
@@ -90,7 +92,9 @@ class MemoryBudget:
     One capture can hold many conversations, each with a message still open, and ``max_message`` bounds each one
     alone: 20 open compressed messages could hold 20 x 64 MiB. A trace hands one budget to all its connections;
     a message that would take more than what is left is cut short (``complete=False``) with a notice, and its
-    frames are still decoded. Sans-I/O: just a counter.
+    frames are still decoded. The budget also counts the frame each parser is collecting (up to ``max_frame``):
+    past the budget, a frame holding more than ``LET_GO_FROM`` bytes stops being kept (its payload is shown
+    short, with ``missing``). Sans-I/O: just a counter.
     """
 
     __slots__ = ("held", "limit", "peak")
@@ -148,6 +152,7 @@ class _Side:
 
     __slots__ = (
         "arrivals",
+        "charged",
         "direction",
         "head",
         "held",
@@ -167,6 +172,7 @@ class _Side:
         self.parser = FrameParser(max_payload=limits.max_frame, in_sync=in_sync,
                                   expect_masked=self.sender_is_client)
         self.message: _MessageInProgress | None = None
+        self.charged = 0  # bytes of the parser's unfinished frame counted in the memory budget
         self.inflater: MessageInflater | None = None  # set when RSV1 means "compressed" in this direction
         if not in_sync:
             self.assume_deflate()
@@ -249,6 +255,9 @@ class Connection:
             if self.phase is Phase.OPEN:
                 for item in side.parser.finish():
                     self._parse_item(side, item, time, packet, out)
+                if self.budget is not None:
+                    self.budget.give_back(side.charged)
+                    side.charged = 0
                 if side.message is not None:
                     out.append(self._notice(side, "capture.unfinished-message", time, packet,
                                             f"The stream ended inside a fragmented "
@@ -295,6 +304,8 @@ class Connection:
             return
         for item in side.parser.gap(missing):
             self._parse_item(side, item, time, packet, out)
+        if self.budget is not None:
+            self._charge_frame(side, time, packet, out)
         side.lost_message_start = True
         if side.message is not None:
             out.append(self._notice(side, "capture.unfinished-message", time, packet,
@@ -429,6 +440,8 @@ class Connection:
         if parser.in_sync:
             for item in parser.feed(data):
                 self._parse_item(side, item, time, packet, out)
+            if self.budget is not None and (parser.buffered or side.charged):
+                self._charge_frame(side, time, packet, out)
             return
         # While hunting for a boundary the parser holds bytes back until the next header confirms a frame; remember
         # which packet delivered which bytes so each frame is still attributed to the packet that completed it.
@@ -443,6 +456,30 @@ class Connection:
             self._parse_item(side, item, item_time, item_packet, out)
         if parser.in_sync:
             side.arrivals.clear()
+        if self.budget is not None:
+            self._charge_frame(side, time, packet, out)
+
+    def _charge_frame(self, side: _Side, time: float, packet: int | None, out: list[Event]) -> None:
+        """Count the parser's unfinished frame in the budget; past it, stop keeping a large one's payload."""
+        budget = self.budget
+        assert budget is not None
+        held = side.parser.buffered
+        budget.take(held - side.charged)
+        side.charged = held
+        if budget.held <= budget.limit or held < LET_GO_FROM:
+            return
+        items = side.parser.let_go()
+        if not items:
+            return  # still hunting for a frame boundary: that buffer is bounded on its own (RESYNC_WINDOW)
+        out.append(self._notice(side, "capture.memory-budget", time, packet,
+                                f"Unfinished messages and frames of this capture hold {budget.held} bytes, the "
+                                f"memory budget is {budget.limit}: the frame being received stops being kept "
+                                f"after {held} bytes; the rest of it is skipped, decoding goes on.",
+                                items[0].offset))
+        budget.give_back(side.charged)
+        side.charged = 0
+        for item in items:
+            self._parse_item(side, item, time, packet, out)
 
     def _parse_item(self, side: _Side, item: ParseItem, time: float, packet: int | None,
                     out: list[Event]) -> None:

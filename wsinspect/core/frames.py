@@ -317,6 +317,22 @@ class FrameParser:
         self._scan_from = 0
         return items
 
+    def let_go(self) -> list[ParseItem]:
+        """Stop keeping the payload of the frame being collected (to bound memory): return it now with what has
+        arrived, ``missing`` the rest, and skip the rest as it streams past, staying in sync."""
+        if not self._in_sync or not self._buffer:
+            return []
+        header = self._read_header(0)
+        if header is None:
+            return []
+        header_length, payload_length, _ = header
+        kept = len(self._buffer) - header_length
+        frame = self._make_frame(0, header_length, payload_length, kept)
+        self._offset += len(self._buffer)
+        self._buffer.clear()
+        self._skip = payload_length - kept
+        return [frame]
+
     def finish(self) -> list[ParseItem]:
         """The stream ended: report a frame it cut short."""
         items: list[ParseItem] = []
