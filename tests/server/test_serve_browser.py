@@ -161,7 +161,7 @@ def test_demo_page_in_chromium_echoes_a_typed_message(serve: Callable[..., Serve
         const bodies = [...document.querySelectorAll('#log li.got .body')].map(e => e.textContent);
         return bodies.includes({json.dumps(message)}) ? bodies : null;
     }})()""")
-    assert got == [message]
+    assert got == [message, "wsinspect: you are connection #0"]  # newest first; the server's welcome on /demo
     sent = chromium.evaluate("[...document.querySelectorAll('#log li.sent .body')].map(e => e.textContent)")
     assert sent == [message]
 
@@ -169,7 +169,7 @@ def test_demo_page_in_chromium_echoes_a_typed_message(serve: Callable[..., Serve
     chromium.evaluate("document.getElementById('close').click(), true")
     assert chromium.wait_until("document.getElementById('status')?.textContent === 'closed 1000'")
 
-    log = server.wait_for(re.compile(r"#\d+ closed \(closed by server; clean close\)"))
+    log = server.wait_for(re.compile(r"#\d+ closed \(the client started the close; clean close\)"))
     assert "GET / → 200 OK" in log
     assert "HeadlessChrome" in log or "Chrome" in log
     assert server.stop() == 0
@@ -186,14 +186,61 @@ def test_demo_page_in_chromium_echoes_a_typed_message(serve: Callable[..., Serve
 
     c2s = [f for f in frames(events, "c2s", stream) if f["opcode_name"] == "Text"]
     s2c = [f for f in frames(events, "s2c", stream) if f["opcode_name"] == "Text"]
-    assert len(c2s) == 1 and len(s2c) == 1
+    assert len(c2s) == 1 and len(s2c) == 2  # the welcome, then the echo
     assert c2s[0]["websocket.mask"] and c2s[0]["websocket.masking_key"]  # a browser masks (RFC 6455 5.3)
     assert c2s[0]["websocket.rsv"] == 4  # RSV1: compressed (RFC 7692)
     assert not s2c[0]["websocket.mask"] and s2c[0]["websocket.rsv"] == 4
     messages = [m for m in of_type(events, "message") if m["stream"] == stream]
     assert [(m["direction"], m["text"], m["compressed"]) for m in messages] == [
-        ("c2s", message, True), ("s2c", message, True)]
+        ("s2c", "wsinspect: you are connection #0", True), ("c2s", message, True), ("s2c", message, True)]
     closes = [c for c in of_type(events, "close") if c["stream"] == stream]
     assert [(c["direction"], c["code"]) for c in closes] == [("c2s", 1000), ("s2c", 1000)]
     assert closes[0]["reason"] == "bye from the page"
     assert not of_type(events, "violation")
+
+
+def test_page_numbers_match_the_terminal_and_wire_text_cannot_reorder_the_page(
+        serve: Callable[..., Server], browser: Callable[[str], Browser]) -> None:
+    """A class in chat mode: page loads and favicon requests use no connection number, each page says the number
+    the terminal shows for it, and a classmate's bidirectional override stays inside its own message."""
+    server = serve("--mode", "chat")
+    page_url = f"http://127.0.0.1:{server.port}/"
+    # Plain HTTP first: none of these may use up a WebSocket connection number.
+    for path in ("/", "/favicon.ico", "/index.html"):
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5).close()
+    first = browser(page_url)
+    assert first.wait_until("document.getElementById('whoami')?.dataset.connection")
+    second = browser(page_url)
+    numbers = [int(page.wait_until("document.getElementById('whoami')?.dataset.connection"))
+               for page in (first, second)]
+    assert numbers == [0, 1]
+    log = server.wait_for("#1 connection from")
+    # The terminal's numbers for the two upgraded connections are the ones the pages show.
+    assert re.search(r"^#0 connection from", log, re.M) and re.search(r"^#1 connection from", log, re.M)
+    assert first.evaluate("document.getElementById('whoami').textContent") == "you are connection #0"
+
+    # A right-to-left override (U+202E) with no terminator, from one member, seen by the other's page.
+    override = "\u202eevil override"
+    member = websocket.create_connection(server.url, timeout=5)
+    try:
+        member.send(override)
+        second.wait_until(f"[...document.querySelectorAll('#log li.got .body')].some(e => e.textContent.endsWith("
+                          f"{json.dumps(override)}))")
+        # The detail after that message ("N bytes") is still laid out to its right: the override did not leak.
+        layout = second.evaluate("""(() => {
+            const li = [...document.querySelectorAll('#log li.got')].find(e => e.textContent.includes('evil'));
+            const spans = li.querySelectorAll('span');
+            const body = spans[2].getBoundingClientRect(), detail = spans[3].getBoundingClientRect();
+            return {bodyLeft: body.left, detailLeft: detail.left, dir: spans[2].dir,
+                    bidi: getComputedStyle(spans[2]).unicodeBidi};
+        })()""")
+        assert layout["detailLeft"] > layout["bodyLeft"], layout
+        assert layout["dir"] == "auto" and layout["bidi"] == "isolate", layout
+    finally:
+        member.close()
+    assert server.stop() == 0
+    upgraded = [r["stream"] for r in of_type(server.events(), "handshake_response") if r["upgraded"]]
+    assert upgraded == [0, 1, 2]
+    plain = [r["stream"] for r in of_type(server.events(), "handshake_response") if not r["upgraded"]]
+    assert plain and all(stream < 0 for stream in plain)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wsinspect.core import deflate
-from wsinspect.core.checks import Severity
+from wsinspect.core.checks import CHECKS, Severity
 from wsinspect.core.connection import Connection, Limits
 from wsinspect.core.deflate import MessageDeflater
 from wsinspect.core.events import (
@@ -31,10 +31,20 @@ from wsinspect.core.events import (
 )
 from wsinspect.core.fields import Opcode
 from wsinspect.core.frames import build_frame
-from wsinspect.core.handshake import HttpRequest, blocking, parse_extensions, validate_request
+from wsinspect.core.handshake import (
+    Finding,
+    HttpRequest,
+    blocking,
+    find_header_end,
+    parse_extensions,
+    parse_request,
+    validate_request,
+)
 from wsinspect.server import responses
 
 MAX_CLOSE_REASON = 123  # a close frame's payload is at most 125 bytes, 2 of them the code (RFC 6455 5.5)
+DEMO_PATH = "/demo"  # the demo page connects here and is told its connection number in a first message
+WELCOME = "wsinspect: you are connection #{number}"
 
 
 class State(enum.Enum):
@@ -53,6 +63,13 @@ class ServerConfig:
     limits: Limits = field(default_factory=lambda: Limits(max_frame=1 << 20, max_message=1 << 20))
     page: bytes = b""  # the demo page served on GET /
     decode_outgoing: bool = True  # feed what we send through the decoder too (for the log and JSON)
+    max_headers: int = 100  # header lines in a request; beyond it: 431 (websockets and nginx refuse about as many)
+    max_fragments: int = 4096  # frames in one message; beyond it: 1009 (each frame costs the decoder a little)
+
+
+#: Numbers connections: called once per connection with True for a WebSocket upgrade attempt, False for anything
+#: else (a page load, a favicon, a connection that never sent a request); returns its number.
+Numbering = Callable[[bool], int]
 
 
 def is_page_request(request: HttpRequest) -> bool:
@@ -78,28 +95,78 @@ def _judged_invalid(frame_event: FrameEvent, following: deque[Event]) -> bool:
 
 
 class ServerEndpoint:
-    def __init__(self, stream: int, config: ServerConfig, *, client: tuple[str, int], server: tuple[str, int],
-                 time: float, on_message: Callable[[Message, float], None] | None = None) -> None:
+    """The server's duties on one connection. See the module docstring.
+
+    The connection's number is given when its request is complete: WebSocket connections are counted apart from
+    page loads and favicon requests, so the number a browser page is told matches the terminal's and has no gaps.
+    Until then the bytes are held (at most ``max_header_bytes`` and one read) and nothing is logged.
+    """
+
+    def __init__(self, config: ServerConfig, *, client: tuple[str, int], server: tuple[str, int], time: float,
+                 numbering: Numbering, on_message: Callable[[Message, float], None] | None = None) -> None:
         self.config = config
         # The application: called with each whole message from the client, in order, while the connection is open,
         # so an echo of a valid message goes out before the close that a later bad frame in the same read causes.
         self.on_message = on_message
-        self.decoder = Connection(stream, limits=config.limits)
+        self.stream: int | None = None  # the connection's number, once its request says what it is
+        self.decoder: Connection | None = None
         self.state = State.HANDSHAKE
         self.subprotocol: str | None = None
         self.path = ""
+        # Who sent the first close frame: "client" or "server" (None while nobody has), and the server's reason.
+        self.close_initiator: str | None = None
+        self.close_reason = ""
+        self._numbering = numbering
+        self._client, self._server, self._opened_at = client, server, time
+        self._unnumbered = bytearray()  # the request's bytes until it is complete
+        self._fragments = 0  # frames of the client's message in progress
         self._deflater: MessageDeflater | None = None
         self._outgoing = bytearray()
         self._produced: list[Event] = []  # decoded from what we just sent (and client frames it released)
         self._answers: list[Event] | None = None  # inside receive(): our answers, logged after the client's events
-        self._events: list[Event] = [ConnectionOpened(stream=stream, direction="c2s", time=time, client=client,
-                                                      server=server, how="it connected to us")]
+        self._events: list[Event] = []
+
+    @property
+    def compression(self) -> bool:
+        """permessage-deflate was agreed: a byte from the client can inflate to about a thousand."""
+        return self._deflater is not None
+
+    @property
+    def is_websocket(self) -> bool:
+        """Numbered as a WebSocket connection (an upgrade attempt, accepted or not)."""
+        return self.stream is not None and self.stream >= 0
+
+    def _number(self, websocket: bool) -> Connection:
+        self.stream = self._numbering(websocket)
+        self.decoder = Connection(self.stream, limits=self.config.limits)
+        self._events.append(ConnectionOpened(stream=self.stream, direction="c2s", time=self._opened_at,
+                                             client=self._client, server=self._server, how="it connected to us"))
+        return self.decoder
+
+    def _classify(self, data: bytes) -> bytes | None:
+        """Hold the request's bytes until it says what it is; then number the connection and return them all."""
+        self._unnumbered += data
+        end = find_header_end(self._unnumbered)
+        if end < 0 and len(self._unnumbered) <= self.config.limits.max_header_bytes:
+            return None
+        held = bytes(self._unnumbered)
+        self._unnumbered = bytearray()
+        websocket = 0 <= end <= self.config.limits.max_header_bytes and not is_page_request(parse_request(held[:end]))
+        self._number(websocket)
+        return held
 
     # -- input -------------------------------------------------------------------------------------------------
 
     def receive(self, data: bytes, *, time: float) -> list[Event]:
         """Bytes from the client. Returns the events to log, in order: what the client sent, then our answers."""
-        pending = deque(self.decoder.receive("c2s", data, time=time))
+        decoder = self.decoder
+        if decoder is None:
+            held = self._classify(data)
+            if held is None:
+                return []
+            decoder, data = self.decoder, held
+            assert decoder is not None
+        pending = deque(decoder.receive("c2s", data, time=time))
         answers: list[Event] = []
         self._answers = answers
         try:
@@ -119,7 +186,11 @@ class ServerEndpoint:
         return self._take_events()
 
     def transport_closed(self, *, time: float, reason: str) -> list[Event]:
-        self._events += self.decoder.end(time=time, reason=reason)
+        decoder = self.decoder if self.decoder is not None else self._number(False)
+        if self._unnumbered:
+            self._events += decoder.receive("c2s", bytes(self._unnumbered), time=time)
+            self._unnumbered = bytearray()
+        self._events += decoder.end(time=time, reason=reason)
         self.state = State.CLOSED
         return self._take_events()
 
@@ -141,6 +212,8 @@ class ServerEndpoint:
         if _fails_connection(event):
             assert isinstance(event, Violation) and event.check.close_code is not None
             self.fail(event.check.close_code, event.message, time)
+        elif isinstance(event, FrameEvent) and event.frame.opcode < Opcode.CLOSE:
+            self._count_fragment(event, time)
         elif self.state is State.OPEN and isinstance(event, FrameEvent) and event.frame.opcode == Opcode.PING \
                 and event.frame.complete and not _judged_invalid(event, pending):
             self._send_frame(Opcode.PONG, event.frame.payload, time)
@@ -148,12 +221,24 @@ class ServerEndpoint:
                 and event.complete:
             self.on_message(event, time)
         elif isinstance(event, Close):
+            if self.close_initiator is None:
+                self.close_initiator = "client"
             if self.state is State.OPEN:
                 # Echo the status code (RFC 6455 5.5.1); a close without a code is answered without one.
                 payload = b"" if event.code is None else event.code.to_bytes(2, "big")
                 self._send_frame(Opcode.CLOSE, payload, time)
             # The server closes the TCP connection first (RFC 6455 7.1.1).
             self.state = State.CLOSED
+
+    def _count_fragment(self, event: FrameEvent, time: float) -> None:
+        """Bound the frames of one message (``max_fragments``): what the decoder holds and spends per message must
+        not depend on how finely the client cuts it (a million one-byte or empty continuation frames)."""
+        frame = event.frame
+        self._fragments = self._fragments + 1 if frame.opcode == Opcode.CONTINUATION else 1
+        if frame.fin:
+            self._fragments = 0
+        elif self._fragments > self.config.max_fragments and self.state is State.OPEN:
+            self.fail(1009, f"message in more than {self.config.max_fragments} frames (--max-fragments)", time)
 
     # -- the opening handshake ----------------------------------------------------------------------------------
 
@@ -168,6 +253,10 @@ class ServerEndpoint:
             self.state = State.CLOSED
             return event
         findings = validate_request(request, allowed_origins=self.config.allowed_origins)
+        if len(request.headers) > self.config.max_headers:
+            findings.append(Finding(CHECKS["http.header-too-large"],
+                                    f"The request has {len(request.headers)} header lines; this server reads at "
+                                    f"most {self.config.max_headers} (--max-headers)."))
         event = dataclasses.replace(event, findings=tuple(findings))
         if blocking(findings):
             self._send_raw(responses.refusal(findings), time)
@@ -186,6 +275,8 @@ class ServerEndpoint:
         self._send_raw(responses.switching_protocols(key, subprotocol=self.subprotocol, extensions=extensions),
                        time)
         self.state = State.OPEN
+        if request.target.split("?")[0] == DEMO_PATH:
+            self.send_message(WELCOME.format(number=self.stream), time=time)
         return event
 
     # -- output ------------------------------------------------------------------------------------------------
@@ -202,6 +293,7 @@ class ServerEndpoint:
     def _send_raw(self, data: bytes, time: float) -> None:
         self._outgoing += data
         if self.config.decode_outgoing or self.state is State.HANDSHAKE:
+            assert self.decoder is not None  # nothing is sent before the request is complete
             produced = self.decoder.receive("s2c", data, time=time)
             if self._answers is None:
                 self._events += produced
@@ -245,6 +337,8 @@ class ServerEndpoint:
             encoded = reason.encode("utf-8")[:MAX_CLOSE_REASON].decode("utf-8", "ignore").encode("utf-8")
             self._send_frame(Opcode.CLOSE, code.to_bytes(2, "big") + encoded, time)
             self.state = State.CLOSING
+            if self.close_initiator is None:
+                self.close_initiator, self.close_reason = "server", f"{code} {reason}"
 
     def fail(self, code: int, reason: str, time: float) -> None:
         """Fail the WebSocket connection (RFC 6455 7.1.7): send a close frame, then drop the transport."""

@@ -8,6 +8,7 @@ from http import HTTPStatus
 from wsinspect import __version__
 from wsinspect.core.checks import CHECKS, Severity
 from wsinspect.core.handshake import SUPPORTED_VERSION, Finding, accept_key
+from wsinspect.views.safe import visible
 
 SERVER_NAME = f"wsinspect/{__version__}"
 
@@ -48,15 +49,17 @@ def refusal(findings: list[Finding]) -> bytes:
     """A refusal whose body says, in plain words, which rule the request broke (RFC 6455 4.2.1, 4.4)."""
     status = refusal_status(findings)
     lines = [f"{status} {HTTPStatus(status).phrase}: this is not a valid WebSocket opening handshake.", ""]
+    # Findings quote the request (header values, the target): escaped like wire data everywhere, so a client that
+    # prints this body (curl in a terminal) shows escapes instead of obeying them.
     for finding in findings:
         if finding.severity is not Severity.ERROR:
             continue
-        lines.append(f"- {finding.message}")
+        lines.append(f"- {visible(finding.message)}")
         lines.append(f"  Rule ({finding.check.rfc}): {finding.check.rule}")
         if finding.expected is not None:
-            lines.append(f"  Expected: {finding.expected}")
+            lines.append(f"  Expected: {visible(finding.expected)}")
         if finding.got is not None:
-            lines.append(f"  Got: {finding.got}")
+            lines.append(f"  Got: {visible(finding.got)}")
     lines += ["", f"({SERVER_NAME}, a WebSocket protocol inspector)", ""]
     headers = [("Content-Type", "text/plain; charset=utf-8")]
     if status == 426:
@@ -81,5 +84,5 @@ def page(html: bytes, *, head_only: bool = False) -> bytes:
 
 
 def not_found(path: str) -> bytes:
-    body = f"404 Not Found: {path}\nThis server has the demo page at / and WebSocket on any path.\n"
+    body = f"404 Not Found: {visible(path)}\nThis server has the demo page at / and WebSocket on any path.\n"
     return _response(404, [("Content-Type", "text/plain; charset=utf-8")], body.encode("utf-8", "replace"))

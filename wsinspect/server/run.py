@@ -3,13 +3,27 @@
 Each connection is an ``asyncio.Protocol`` whose ``data_received`` hands bytes to its ``ServerEndpoint`` and writes
 back what the endpoint wants sent; events go to the sinks (live log, JSON lines, summary) and raw bytes to the
 recorder, so the log, the JSON and the capture all describe the same bytes. No task per connection: timers
-(handshake deadline, close deadline, pings, push) are ``call_later`` handles.
+(handshake deadline, close deadline, idle check, pings, push) are ``call_later`` handles.
+
+Theory of operation: memory and fairness. What a peer can make the server hold is bounded per connection:
+
+- Input is decoded a chunk at a time (``--read-chunk``, fewer bytes on a connection whose chunks held more than
+  ``--turn-frames`` frames, and 1/16 of it on a compressed connection, where a byte can inflate to a thousand);
+  after each chunk the connection gives the event loop back, so one peer's flood of tiny frames delays the others
+  by one chunk, not by its whole read.
+- Output waiting for a peer is bounded by ``--max-queue``, checked as it is queued. Echo stops reading from a
+  client whose queue is over the bound until it drains to a quarter of it: the client paces itself and loses
+  nothing. Chat and push cannot pace the other members, so a member over the bound is dropped with close 1008
+  and a log line; the others are never held back by it.
+- A message's frames (``--max-fragments``), a request's header lines (``--max-headers``), and silence
+  (``--idle-timeout``) are bounded too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.resources
 import itertools
 import signal
@@ -17,25 +31,30 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from rich.console import Console
 from rich.text import Text
 
 from wsinspect.capture.writer import SessionRecorder
 from wsinspect.core.connection import Limits
-from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Event, Message
+from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Event, FrameEvent, Message
 from wsinspect.server import responses
 from wsinspect.server.endpoint import ServerConfig, ServerEndpoint, State
+from wsinspect.server.options import reachable_addresses
 from wsinspect.views.jsonlines import JsonLinesView
 from wsinspect.views.output import Output
 from wsinspect.views.packetlist import PacketList
+from wsinspect.views.safe import visible
 from wsinspect.views.summary import Summary
 
-CLOSE_TIMEOUT = 3.0  # seconds to wait for the client's close frame (or its FIN) after ours
+CLOSE_TIMEOUT = 3.0  # seconds to wait for the client's close frame (or its FIN, or its reading our last bytes)
 SHUTDOWN_GRACE = 2.0  # seconds Ctrl-C waits for connections to finish their closing handshake
 LISTEN_BACKLOG = 2048  # a classroom (or a benchmark) connecting at once should not see refused connections
-READ_PAUSE_BYTES = 4 * 1024 * 1024  # stop reading from a client while this much is waiting to be written to it
+MIN_CHUNK = 256  # the smallest chunk decoded at once: a chunk of tiny frames still makes progress per turn
+COMPRESSED_CHUNK_SHARE = 16  # a compressed connection decodes 1/16 of --read-chunk at once (see the docstring)
+SLOW_MEMBER_CLOSE = 1008  # policy violation: chat and push drop a member whose queue stays over --max-queue
+IDLE_CLOSE = 1001  # going away: the server leaves a connection nobody used for --idle-timeout
 
 
 class EventSink(Protocol):
@@ -53,6 +72,10 @@ class ServeOptions:
     ping_interval: float = 0.0
     handshake_timeout: float = 10.0
     max_connections: int = 1024
+    max_queue: int = 1 << 20
+    idle_timeout: float = 300.0  # 0: never
+    read_chunk: int = 16 * 1024
+    turn_frames: int = 256
 
 
 def demo_page(mode: str) -> bytes:
@@ -60,27 +83,117 @@ def demo_page(mode: str) -> bytes:
     return html.replace(b"__WSINSPECT_MODE__", mode.encode("ascii"))
 
 
+class Problems:
+    """Failures of the server's own outputs (the JSON file, the recording): each said once on stderr, and
+    remembered so the exit status can say the record is incomplete."""
+
+    def __init__(self, stderr: TextIO) -> None:
+        self.stderr = stderr
+        self.said: list[str] = []
+
+    def say(self, line: str) -> None:
+        if line not in self.said:
+            self.said.append(line)
+            print(f"wsinspect serve: {line}", file=self.stderr, flush=True)
+
+
+class GuardedSink:
+    """A sink writing to a file (--json): a failed write is reported once and the sink stops; serving goes on."""
+
+    def __init__(self, sink: EventSink, what: str, problems: Problems) -> None:
+        self.sink = sink
+        self.what = what
+        self.problems = problems
+        self.failed = False
+
+    def handle(self, event: Event) -> None:
+        if self.failed:
+            return
+        try:
+            self.sink.handle(event)
+        except OSError as error:
+            self._failed(error)
+
+    def _failed(self, error: OSError) -> None:
+        self.failed = True
+        self.problems.say(f"writing {self.what} failed ({error.strerror or error}); it is incomplete from here "
+                          "on, serving goes on")
+
+    def close(self) -> None:
+        try:
+            self.sink.close()
+        except OSError as error:
+            if not self.failed:
+                self._failed(error)
+
+
+class GuardedRecorder:
+    """The session recorder (--record) behind the same guard: one report, then no more recording."""
+
+    def __init__(self, recorder: SessionRecorder, what: str, problems: Problems) -> None:
+        self.recorder: SessionRecorder | None = recorder
+        self.what = what
+        self.problems = problems
+
+    def _call(self, method: Callable[..., None], *args: Any) -> None:
+        try:
+            method(*args)
+        except OSError as error:
+            self.recorder = None
+            self.problems.say(f"writing {self.what} failed ({error.strerror or error}); the recording is "
+                              "incomplete from here on, serving goes on")
+
+    def open(self, stream: int, client: tuple[str, int], server: tuple[str, int], now: float) -> None:
+        if self.recorder is not None:
+            self._call(self.recorder.open, stream, client, server, now)
+
+    def data(self, stream: int, direction: str, data: bytes, now: float) -> None:
+        if self.recorder is not None:
+            self._call(self.recorder.data, stream, direction, data, now)
+
+    def close(self, stream: int, now: float) -> None:
+        if self.recorder is not None:
+            self._call(self.recorder.close, stream, now)
+
+    def finish(self, now: float) -> None:
+        if self.recorder is not None:
+            self._call(self.recorder.finish, now)
+
+
 class WebSocketServer:
     """Owns the listening socket, the live connections, and where their events and bytes go."""
 
     def __init__(self, options: ServeOptions, config: ServerConfig, sinks: list[EventSink],
-                 recorder: SessionRecorder | None = None, on_listening: Callable[[str, int], None] | None = None
-                 ) -> None:
+                 recorder: GuardedRecorder | None = None, on_listening: Callable[[str, int], None] | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.options = options
         self.config = config
         self.sinks = sinks
         self.recorder = recorder
-        self.connections: dict[int, ServerConnection] = {}
-        self._ids = itertools.count()
+        self.connections: dict[int, ServerConnection] = {}  # by a private key: numbers come later (endpoint.py)
+        self._keys = itertools.count()
+        # WebSocket connections are numbered 0, 1, 2, ...; everything else (page loads, favicons, connections that
+        # never sent a request) -1, -2, ..., so a browser's page load does not use up a number.
+        self._websocket_numbers = itertools.count()
+        self._other_numbers = itertools.count(-1, -1)
         self._server: asyncio.Server | None = None
         self._on_listening = on_listening
+        self._warn = warn
         self._stopping = False
         self.push_counter = itertools.count(1)
+
+    def number(self, websocket: bool) -> int:
+        return next(self._websocket_numbers if websocket else self._other_numbers)
 
     def emit(self, events: list[Event]) -> None:
         for sink in self.sinks:
             for event in events:
                 sink.handle(event)
+
+    def warn(self, line: str) -> None:
+        """A line for the operator even under --quiet (a member dropped, an internal error)."""
+        if self._warn is not None:
+            self._warn(line)
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -110,18 +223,33 @@ class WebSocketServer:
         text = message.text if message.text is not None else f"<{len(message.data)} bytes of binary>"
         line = f"#{sender}: {text}"
         for connection in list(self.connections.values()):
-            connection.send(line)
+            if connection.endpoint is not None and connection.endpoint.is_websocket:
+                connection.send(line)
 
 
 class ServerConnection(asyncio.Protocol):
     def __init__(self, server: WebSocketServer) -> None:
         self.server = server
-        self.stream = next(server._ids)
+        self.key = next(server._keys)
         self.transport: asyncio.Transport | None = None
         self.endpoint: ServerEndpoint | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._closed = False
-        self._receiving = False
+        self._input = bytearray()  # received, not decoded yet (at most one read: reading pauses while it is here)
+        self._input_scheduled = False
+        self._reading_paused = False
+        self._queue_full = False  # echo: the client's queue went over --max-queue; reading waits until it drains
+        self._chunk = server.options.read_chunk
+        self._chat_messages: list[Message] = []  # chat: broadcast after the sender's events are logged
+        # Bytes received before the connection had its number; None once the recording has started.
+        self._unrecorded: list[tuple[bytes, float]] | None = []
+        self._opened_at = 0.0
+        self._last_heard = 0.0  # loop time of the client's last bytes
+        self._probed = False  # an idle client was sent a ping to see whether it is still there
+
+    @property
+    def stream(self) -> int | None:
+        return self.endpoint.stream if self.endpoint is not None else None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------------
 
@@ -129,53 +257,45 @@ class ServerConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         server = self.server
+        now = time.time()
+        client = transport.get_extra_info("peername")[:2]
+        local = transport.get_extra_info("sockname")[:2]
         if server._stopping or len(server.connections) >= server.options.max_connections:
             transport.write(responses.too_many_connections(server.options.max_connections))
             transport.close()
             self._closed = True
-            now = time.time()
-            client = transport.get_extra_info("peername")[:2]
-            local = transport.get_extra_info("sockname")[:2]
+            stream = server.number(False)
             server.emit([
-                ConnectionOpened(stream=self.stream, direction="c2s", time=now, client=client, server=local,
+                ConnectionOpened(stream=stream, direction="c2s", time=now, client=client, server=local,
                                  how="it connected to us"),
-                ConnectionClosed(stream=self.stream, direction="c2s", time=now, clean=False,
+                ConnectionClosed(stream=stream, direction="c2s", time=now, clean=False,
                                  reason=f"refused with 503: already {server.options.max_connections} connections "
                                         "(--max-connections)"),
             ])
             return
-        transport.set_write_buffer_limits(high=READ_PAUSE_BYTES)
-        now = time.time()
-        client = transport.get_extra_info("peername")[:2]
-        local = transport.get_extra_info("sockname")[:2]
-        self.endpoint = ServerEndpoint(self.stream, server.config, client=client, server=local, time=now,
-                                       on_message=self._on_message)
-        server.connections[self.stream] = self
-        if server.recorder is not None:
-            server.recorder.open(self.stream, client, local, now)
-        server.emit(self.endpoint.events())
+        max_queue = server.options.max_queue
+        transport.set_write_buffer_limits(high=max_queue, low=max_queue // 4)
+        self._opened_at = now
+        self._last_heard = asyncio.get_running_loop().time()
+        self.endpoint = ServerEndpoint(server.config, client=client, server=local, time=now,
+                                       numbering=server.number, on_message=self._on_message)
+        server.connections[self.key] = self
         self._later("handshake", server.options.handshake_timeout, self._handshake_timed_out)
 
     def data_received(self, data: bytes) -> None:
-        endpoint = self.endpoint
-        if endpoint is None or self._closed:
+        if self.endpoint is None or self._closed:
             return
-        now = time.time()
-        if self.server.recorder is not None:
-            self.server.recorder.data(self.stream, "c2s", data, now)
-        was_handshaking = endpoint.state is State.HANDSHAKE
-        self._receiving = True
-        try:
-            events = endpoint.receive(data, time=now)
-        finally:
-            self._receiving = False
-        self.server.emit(events)
-        if was_handshaking and endpoint.state is State.OPEN:
-            self._cancel("handshake")
-            self._opened()
-        self._flush(now)
-        if endpoint.wants_transport_closed:
-            self._finish("closed by server")
+        self._last_heard = asyncio.get_running_loop().time()
+        self._probed = False
+        recorder = self.server.recorder
+        if recorder is not None:
+            now = time.time()
+            if self._unrecorded is not None:
+                self._unrecorded.append((data, now))
+            elif self.endpoint.stream is not None:
+                recorder.data(self.endpoint.stream, "c2s", data, now)
+        self._input += data
+        self._decode_input()
 
     def eof_received(self) -> bool | None:
         return False  # let asyncio close the transport; connection_lost does the bookkeeping
@@ -183,15 +303,107 @@ class ServerConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.endpoint is None:
             return
-        self._finish("connection reset" if exc else "client closed the TCP connection", lost=True)
+        self._finish("connection reset" if exc else "the client closed the TCP connection", lost=True)
 
     def pause_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()  # backpressure: don't read more than we can answer
+        # The transport's buffer passed --max-queue (the high-water mark set in connection_made).
+        if self.server.options.mode == "echo":
+            self._queue_full = True
+            self._update_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self._closed:
-            self.transport.resume_reading()
+        # Drained to a quarter of --max-queue: an echo client may send again.
+        if self._queue_full:
+            self._queue_full = False
+            self._update_reading()
+            self._schedule_input()
+
+    # -- input: a chunk per turn of the event loop --------------------------------------------------------------
+
+    def _decode_input(self) -> None:
+        """Decode one chunk of what was received, then give the loop back if more is waiting."""
+        self._input_scheduled = False
+        endpoint = self.endpoint
+        if endpoint is None or self._closed or not self._input or self._queue_full:
+            self._update_reading()
+            return
+        chunk_size = self._chunk // COMPRESSED_CHUNK_SHARE if endpoint.compression else self._chunk
+        chunk_size = max(chunk_size, MIN_CHUNK)
+        chunk = bytes(self._input[:chunk_size])
+        del self._input[:chunk_size]
+        now = time.time()
+        was_handshaking = endpoint.state is State.HANDSHAKE
+        try:
+            events = endpoint.receive(chunk, time=now)
+        except Exception as error:  # a bug in decoding one peer's bytes must not stop the server
+            self._internal_error(error)
+            return
+        self._record_numbered(now)
+        self.server.emit(events)
+        self._adapt_chunk(events)
+        if was_handshaking and endpoint.state is State.OPEN:
+            self._cancel("handshake")
+            self._opened()
+        messages, self._chat_messages = self._chat_messages, []
+        for message in messages:  # chat: after the sender's frames were logged, so the log reads in causal order
+            assert endpoint.stream is not None
+            self.server.broadcast(endpoint.stream, message)
+        self._flush(now)
+        if endpoint.wants_transport_closed:
+            self._finish(self._ending())
+            return
+        self._schedule_input()
+        self._update_reading()
+
+    def _schedule_input(self) -> None:
+        if self._input and not self._input_scheduled and not self._queue_full and not self._closed:
+            self._input_scheduled = True
+            asyncio.get_running_loop().call_soon(self._decode_input)
+
+    def _update_reading(self) -> None:
+        """Read while nothing is waiting to be decoded and the echo queue is under its bound."""
+        transport = self.transport
+        if transport is None or self._closed or transport.is_closing():
+            return
+        pause = bool(self._input) or self._queue_full
+        if pause and not self._reading_paused:
+            transport.pause_reading()
+        elif not pause and self._reading_paused:
+            transport.resume_reading()
+        self._reading_paused = pause
+
+    def _adapt_chunk(self, events: list[Event]) -> None:
+        """Fewer bytes per turn where frames are tiny (each costs the same whatever its size), back up where not."""
+        frames = sum(1 for event in events if type(event) is FrameEvent and event.direction == "c2s")
+        turn_frames = self.server.options.turn_frames
+        if frames > turn_frames:
+            self._chunk = max(MIN_CHUNK, self._chunk * turn_frames // frames)
+        elif self._chunk < self.server.options.read_chunk:
+            self._chunk = min(self.server.options.read_chunk, self._chunk * 2)
+
+    def _record_numbered(self, now: float) -> None:
+        """Once the connection has its number, the recording starts, with the bytes that came before it."""
+        recorder = self.server.recorder
+        endpoint = self.endpoint
+        if recorder is None or endpoint is None or endpoint.stream is None or self._unrecorded is None:
+            return
+        transport = self.transport
+        assert transport is not None
+        recorder.open(endpoint.stream, transport.get_extra_info("peername")[:2],
+                      transport.get_extra_info("sockname")[:2], self._opened_at)
+        for data, at in self._unrecorded:
+            recorder.data(endpoint.stream, "c2s", data, at)
+        self._unrecorded = None
+
+    def _internal_error(self, error: Exception) -> None:
+        what = f"{type(error).__name__}: {error}"
+        self.server.warn(f"#{self.stream if self.stream is not None else '?'} internal error while decoding, "
+                         f"connection dropped: {visible(what[:300])}")
+        endpoint = self.endpoint
+        if endpoint is not None and endpoint.state is State.OPEN:
+            endpoint.fail(1011, "internal error", time.time())
+            self._flush(time.time())
+        self._finish("internal error (see the warning above)")
 
     # -- application ---------------------------------------------------------------------------------------------
 
@@ -202,7 +414,7 @@ class ServerConnection(asyncio.Protocol):
         if mode == "echo":
             endpoint.send_message(message.data, time=now, opcode=message.opcode)
         elif mode == "chat":
-            self.server.broadcast(self.stream, message)
+            self._chat_messages.append(message)
 
     def _opened(self) -> None:
         options = self.server.options
@@ -210,6 +422,8 @@ class ServerConnection(asyncio.Protocol):
             self._later("push", options.interval, self._push)
         if options.ping_interval > 0:
             self._later("ping", options.ping_interval, self._ping)
+        if options.idle_timeout > 0:
+            self._later("idle", options.idle_timeout / 2, self._check_idle)
 
     def _push(self) -> None:
         self.send(f"push {next(self.server.push_counter)} at {time.strftime('%H:%M:%S')}")
@@ -222,13 +436,34 @@ class ServerConnection(asyncio.Protocol):
             self._flush(now)
         self._later("ping", self.server.options.ping_interval, self._ping)
 
+    def _check_idle(self) -> None:
+        """Close a connection that sent nothing for --idle-timeout. Halfway there, when no --ping-interval keeps
+        it alive, ping it once: a client that is still there (every browser) answers, and that counts."""
+        options = self.server.options
+        endpoint = self.endpoint
+        if endpoint is None or endpoint.state is not State.OPEN:
+            return
+        silent = asyncio.get_running_loop().time() - self._last_heard
+        if silent >= options.idle_timeout:
+            self.server.warn(f"#{endpoint.stream} idle for {options.idle_timeout:g} s (--idle-timeout): "
+                             f"closing it with {IDLE_CLOSE}")
+            self.close(IDLE_CLOSE, f"idle for {options.idle_timeout:g} s")
+            return
+        half = options.idle_timeout / 2
+        if silent >= half and options.ping_interval == 0 and not self._probed:
+            self._probed = True
+            now = time.time()
+            endpoint.send_ping(b"wsinspect: still there?", time=now)
+            self._flush(now)
+        self._later("idle", (half if silent < half else options.idle_timeout) - silent, self._check_idle)
+
     def send(self, data: str | bytes) -> None:
+        """A message the application sends unasked (chat, push): dropped members are never queued to."""
         if self.endpoint is None or self._closed:
             return
         now = time.time()
         self.endpoint.send_message(data, time=now)
-        if not self._receiving:  # inside data_received (a chat message to its own sender) the read's flush sends it
-            self._flush(now)
+        self._flush(now)
 
     def close(self, code: int, reason: str) -> None:
         if self.endpoint is None or self._closed:
@@ -247,15 +482,39 @@ class ServerConnection(asyncio.Protocol):
     # -- plumbing ----------------------------------------------------------------------------------------------
 
     def _flush(self, now: float) -> None:
-        assert self.endpoint is not None
-        out = self.endpoint.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out)
-            if self.server.recorder is not None:
-                self.server.recorder.data(self.stream, "s2c", out, now)
-        self.server.emit(self.endpoint.events())
-        if self.endpoint.state is State.CLOSING and "close" not in self._timers:
+        endpoint = self.endpoint
+        assert endpoint is not None
+        out = endpoint.data_to_send()
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out)
+            if self.server.recorder is not None and endpoint.stream is not None:
+                self.server.recorder.data(endpoint.stream, "s2c", out, now)
+        self.server.emit(endpoint.events())
+        if endpoint.state is State.CLOSING and "close" not in self._timers:
             self._later("close", CLOSE_TIMEOUT, lambda: self._finish("no close frame from the client in time"))
+        if transport is not None and self.server.options.mode != "echo" and endpoint.state is State.OPEN \
+                and transport.get_write_buffer_size() > self.server.options.max_queue:
+            self._drop_slow_member(transport.get_write_buffer_size())
+
+    def _drop_slow_member(self, queued: int) -> None:
+        """Chat and push: a member that does not read cannot pace the others; it is closed, not waited for."""
+        assert self.endpoint is not None
+        limit = self.server.options.max_queue
+        self.server.warn(f"#{self.endpoint.stream} dropped: {queued:,} bytes waiting to be sent to it, over "
+                         f"--max-queue ({limit:,}); closing it with {SLOW_MEMBER_CLOSE}")
+        self.endpoint.close(SLOW_MEMBER_CLOSE, f"too slow: over {limit} bytes queued", time=time.time())
+        self._flush(time.time())
+
+    def _ending(self) -> str:
+        """Why the server closes the TCP connection now, said from who started the close."""
+        endpoint = self.endpoint
+        assert endpoint is not None
+        if endpoint.close_initiator == "client":
+            return "the client started the close"
+        if endpoint.close_initiator == "server":
+            return f"the server closed it: {endpoint.close_reason}"
+        return "the server answered and closed the TCP connection"
 
     def _handshake_timed_out(self) -> None:
         if self.endpoint is not None and self.endpoint.state is State.HANDSHAKE:
@@ -274,45 +533,83 @@ class ServerConnection(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
+        self._input.clear()
         for name in list(self._timers):
             self._cancel(name)
-        if self.transport is not None and not lost:
-            self.transport.close()
-        self.server.connections.pop(self.stream, None)
+        transport = self.transport
+        if transport is not None and not lost:
+            transport.close()
+            if transport.get_write_buffer_size():
+                # close() waits for the buffer to be written; a peer that never reads would hold it forever.
+                asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.abort)
+        self.server.connections.pop(self.key, None)
         now = time.time()
         if self.endpoint is not None:
-            self.server.emit(self.endpoint.transport_closed(time=now, reason=reason))
-        if self.server.recorder is not None:
-            self.server.recorder.close(self.stream, now)
+            events = self.endpoint.transport_closed(time=now, reason=reason)
+            self._record_numbered(now)
+            self.server.emit(events)
+            if self.server.recorder is not None and self.endpoint.stream is not None:
+                self.server.recorder.close(self.endpoint.stream, now)
 
 
 # -- the command ----------------------------------------------------------------------------------------------
+
+
+def _open_outputs(args: argparse.Namespace, problems: Problems) -> tuple[TextIO | None, GuardedRecorder | None]:
+    """Open --json and --record before listening: a file that cannot be written is an error now, not later."""
+    json_file = recorder = None
+    try:
+        if args.json:
+            # Line-buffered, so `tail -f` on the file follows the session live.
+            json_file = open(args.json, "w", encoding="ascii", buffering=1)  # noqa: SIM115 - closed by run_serve
+        if args.record:
+            recorder = GuardedRecorder(SessionRecorder(args.record), f"--record {visible(args.record)}", problems)
+    except OSError as error:
+        which = "--json" if json_file is None and args.json else "--record"
+        name = args.json if which == "--json" else args.record
+        if json_file is not None:
+            json_file.close()
+        raise SystemExit(f"wsinspect serve: cannot write {which} {visible(str(name))}: "
+                         f"{error.strerror or error}") from None
+    return json_file, recorder
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from wsinspect.cli import make_console, make_palette
 
     console: Console = make_console(args)
+    problems = Problems(sys.stderr)
+    if args.interval is not None and args.mode != "push":
+        print(f"wsinspect serve: warning: --interval applies to --mode push only; ignored in {args.mode} mode",
+              file=sys.stderr)
+    try:
+        json_file, recorder = _open_outputs(args, problems)
+    except SystemExit as error:
+        print(error.code, file=sys.stderr)
+        return 2
     output = Output(console, make_palette(args, console), live=True)
     limits = Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message)
     watching = not args.quiet or args.json is not None
     config = ServerConfig(subprotocols=tuple(args.subprotocol), compression=not args.no_compression,
                           allowed_origins=tuple(args.origin) if args.origin else None,
                           fragment_size=args.fragment, limits=limits, page=demo_page(args.mode),
-                          decode_outgoing=watching)
-    options = ServeOptions(host=args.host, port=args.port, mode=args.mode, interval=args.interval,
+                          decode_outgoing=watching, max_headers=args.max_headers,
+                          max_fragments=args.max_fragments)
+    options = ServeOptions(host=args.host, port=args.port, mode=args.mode,
+                           interval=args.interval if args.interval is not None else 1.0,
                            ping_interval=args.ping_interval, handshake_timeout=args.handshake_timeout,
-                           max_connections=args.max_connections)
+                           max_connections=args.max_connections, max_queue=args.max_queue,
+                           idle_timeout=args.idle_timeout, read_chunk=args.read_chunk, turn_frames=args.turn_frames)
     summary = Summary()
     sinks: list[EventSink] = []
     if not args.quiet:  # --quiet keeps nothing per event, not even the counts
         sinks += [summary, PacketList(output, detail=args.detail, max_bytes=args.max_bytes, live=True)]
-    json_file = None
-    if args.json:
-        # Line-buffered, so `tail -f` on the file follows the session live.
-        json_file = open(args.json, "w", encoding="ascii", buffering=1)  # noqa: SIM115 - closed in finally
-        sinks.append(JsonLinesView(json_file))
-    recorder = SessionRecorder(args.record) if args.record else None
+    if json_file is not None:
+        sinks.append(GuardedSink(JsonLinesView(json_file), f"--json {visible(args.json)}", problems))
+
+    def warn(line: str) -> None:
+        output.flush()  # after the log lines before it
+        console.print(Text(line, style="bold yellow"))
 
     def listening(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host
@@ -322,9 +619,13 @@ def run_serve(args: argparse.Namespace) -> int:
         if host in ("0.0.0.0", "::"):
             console.print(Text("warning: listening on every interface; anyone who can reach this machine can "
                                "connect. Use --host 127.0.0.1 to stay local.", style="bold yellow"))
+            console.print(Text("Open the demo page at:", style="bold"))
+            for address in reachable_addresses(host):
+                shown_address = f"[{address}]" if ":" in address else address
+                console.print(Text(f"  http://{shown_address}:{port}/"))
         console.print(Text("Ctrl-C closes every connection with 1001 and stops.", style="dim"))
 
-    server = WebSocketServer(options, config, sinks, recorder, on_listening=listening)
+    server = WebSocketServer(options, config, sinks, recorder, on_listening=listening, warn=warn)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -334,25 +635,32 @@ def run_serve(args: argparse.Namespace) -> int:
         try:
             await server.start()
         except OSError as error:
-            reason = f"cannot listen on {options.host}:{options.port}: {error.strerror}"
+            reason = f"cannot listen on {visible(options.host)}:{options.port}: {error.strerror}"
             raise SystemExit(f"wsinspect serve: {reason}") from None
         await stop.wait()
         console.print(Text("stopping: closing every connection with 1001 (going away)", style="dim"))
         await server.shutdown()
 
+    status = 0
     try:
         asyncio.run(main())
     except SystemExit as exit_:
         print(exit_.code, file=sys.stderr)
-        return 1
+        status = 1
     finally:
         for sink in sinks:
             sink.close()
         if json_file is not None:
-            json_file.close()
+            # Already reported by its sink: a failed write stays in the buffer and fails again here.
+            with contextlib.suppress(OSError):
+                json_file.close()
         if recorder is not None:
             recorder.finish(time.time())
     if not args.quiet:
         output.lines(summary.lines())
         output.flush()
-    return 0
+    if problems.said:
+        print(f"wsinspect serve: exit status 1: the record is incomplete ({'; '.join(problems.said)})",
+              file=sys.stderr)
+        return 1
+    return status
