@@ -1,0 +1,353 @@
+"""``wsinspect handshake``: the Sec-WebSocket-Accept derivation step by step (``--key``), and ``handshake check``,
+which lints an opening handshake pasted from browser dev tools, ``curl -v`` or a proxy log.
+
+A paste is not a wire capture: line ends are whatever the clipboard made of them, dev tools leave out the request
+line, ``curl -v`` prefixes every line with ``>`` or ``<``. ``split_paste`` undoes all that and says what it had to
+assume; the verdict is then the core's own validator (``core.handshake``), each finding printed with its RFC section
+and a fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass, field
+
+from wsinspect.commands import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    Line,
+    add_output_options,
+    command_parser,
+    error,
+    present,
+)
+from wsinspect.core.checks import Severity
+from wsinspect.core.events import HandshakeRequest, HandshakeResponse
+from wsinspect.core.handshake import (
+    Finding,
+    Headers,
+    HttpRequest,
+    parse_request,
+    parse_response,
+    validate_request,
+    validate_response,
+)
+from wsinspect.views.diagram import RFC_EXAMPLE_KEY, accept_steps, wire_text
+from wsinspect.views.handshake import finding_lines, handshake_lines
+from wsinspect.views.safe import visible
+
+HANDSHAKE_EXAMPLES = """\
+examples:
+  wsinspect handshake                              RFC 6455 1.3's key, step by step, to the RFC's answer
+  wsinspect handshake --key x3JJHMbDL1EzLkh9GBhXDw==
+  wsinspect handshake check request.txt            lint a request (and its response) pasted into a file
+  curl -v --http1.1 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \\
+       -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' http://127.0.0.1:8765/ 2>&1 | wsinspect handshake check -
+"""
+
+CHECK_EXAMPLES = """\
+examples:
+  wsinspect handshake check request.txt            a request copied from the browser's dev tools
+  pbpaste | wsinspect handshake check -            from the clipboard (macOS; xclip -o on Linux)
+  curl -v --http1.1 ... 2>&1 | wsinspect handshake check -
+
+exit status: 0 the handshake follows RFC 6455 section 4, 1 a rule is broken (or the server did not switch
+protocols), 2 the input is not an HTTP request or response.
+"""
+
+_REQUEST_LINE = re.compile(r"^[A-Z]+ \S+ HTTP/\d+(\.\d+)?$")
+_STATUS_LINE = re.compile(r"^HTTP/\d+(\.\d+)? \d{3}( .*)?$")
+_HEADER_LINE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:")
+# Section headings of Chrome's and Firefox's network panels, as they come along in a copy of the whole panel.
+_SECTIONS = {"general": "general", "request headers": "request", "response headers": "response"}
+_GENERAL_FIELDS = ("request url", "request method", "status code", "remote address", "referrer policy")
+
+_PROXY_FIX = [
+    "if the client sent them, a reverse proxy on the way dropped these hop-by-hop header fields (RFC 9110 7.6.1); "
+    "it must forward them to the WebSocket backend:",
+    '  nginx:  proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection '
+    '"upgrade";',
+    "  Apache: mod_proxy_wstunnel (a2enmod proxy proxy_http proxy_wstunnel), then ProxyPass /ws/ "
+    "ws://backend:8080/ws/, or from 2.4.47 on: ProxyPass /ws/ http://backend:8080/ws/ upgrade=websocket",
+]
+FIXES: dict[str, list[str]] = {
+    "http.malformed": ["every header line is 'Name: value'; the block starts with the request or status line and "
+                       "ends with an empty line"],
+    "request.method": ["open the WebSocket with GET (RFC 6455 4.1 item 1)"],
+    "request.version": ["send HTTP/1.1; behind nginx, whose proxy speaks HTTP/1.0 to the backend unless told: "
+                        "proxy_http_version 1.1;"],
+    "request.host": ["send Host: the server's host and port, as in the ws:// URL"],
+    "request.upgrade": ["the client must send 'Upgrade: websocket'", *_PROXY_FIX],
+    "request.connection": ["the client must send 'Connection: Upgrade'", *_PROXY_FIX],
+    "request.upgrade-stripped": _PROXY_FIX,
+    "request.key": ["send a fresh random nonce of 16 bytes, base64-encoded (24 characters ending in '=='), e.g. "
+                    "base64(os.urandom(16)); a server must refuse any other value with 400 Bad Request"],
+    "request.key-repeated": ["send Sec-WebSocket-Key once"],
+    "request.websocket-version": ["send 'Sec-WebSocket-Version: 13'; a server that does not speak the version "
+                                  "asked for answers 426 with the versions it does speak"],
+    "request.protocol-syntax": ["list each subprotocol once, as tokens separated by commas: "
+                                "Sec-WebSocket-Protocol: chat, superchat"],
+    "request.origin": ["connect from an allowed page, or add this Origin to the server's list"],
+    "response.status": ["the server did not switch protocols; its body usually says why: 400 points at the request's "
+                        "findings, 426 at the version, 403 at the Origin, 200 or 404 at a proxy or route that never "
+                        "passed the upgrade on (forward Upgrade and Connection, see below)"],
+    "response.upgrade": ["the server must answer 'Upgrade: websocket'; a proxy in between must pass it back: "
+                         'nginx: proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";'],
+    "response.connection": ["the server must answer 'Connection: Upgrade'; a proxy in between must pass it back: "
+                            'nginx: proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection '
+                            '"upgrade";'],
+    "response.accept": ["compute it from the key exactly as 'wsinspect handshake --key KEY' shows; a proxy must "
+                        "not rewrite Sec-WebSocket-Key or Sec-WebSocket-Accept"],
+    "response.extension-not-offered": ["only accept an extension the client listed in Sec-WebSocket-Extensions"],
+    "response.protocol-not-offered": ["pick exactly one of the client's subprotocols, or send no "
+                                      "Sec-WebSocket-Protocol at all"],
+    "response.deflate-params": ["answer only with parameters RFC 7692 7.1 defines, each once, with valid values"],
+    "response.version-list": ["add 'Sec-WebSocket-Version: 13' (every version the server speaks) to the refusal"],
+}
+
+
+@dataclass
+class Paste:
+    """An opening handshake as found in a paste: the header blocks (CRLF line ends) and what had to be assumed."""
+
+    request: bytes | None = None
+    response: bytes | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Block:
+    start_line: str | None
+    section: str  # "request", "response" or "" (unknown)
+    lines: list[str] = field(default_factory=list)
+
+
+def _curl_lines(lines: list[str]) -> tuple[list[str], list[str]] | None:
+    """``curl -v``'s ``> `` (sent) and ``< `` (received) lines, prefixes removed; None if there are none."""
+    sent = [line[2:] if line.startswith("> ") else "" for line in lines if line.startswith(">")]
+    received = [line[2:] if line.startswith("< ") else "" for line in lines if line.startswith("<")]
+    if not any(_REQUEST_LINE.match(line) for line in sent) and not any(_STATUS_LINE.match(line)
+                                                                        for line in received):
+        return None
+    return sent, received
+
+
+def _blocks(lines: list[str], general: dict[str, str]) -> list[_Block]:
+    blocks: list[_Block] = []
+    current: _Block | None = None
+    section = ""
+    for line in lines:
+        stripped = line.strip()
+        lowered = stripped.lower()
+        heading = re.sub(r"\s+(view source|view parsed|raw)$", "", lowered)
+        if heading in _SECTIONS:
+            section = _SECTIONS[heading]
+            current = None
+            continue
+        if section == "general" or (current is None and lowered.partition(":")[0] in _GENERAL_FIELDS):
+            name, colon, value = stripped.partition(":")
+            if colon:
+                general[name.strip().lower()] = value.strip()
+            continue
+        if _REQUEST_LINE.match(stripped) or _STATUS_LINE.match(stripped):
+            current = _Block(stripped, "request" if _REQUEST_LINE.match(stripped) else "response")
+            blocks.append(current)
+            continue
+        if not stripped:
+            current = None  # the blank line that ends a header block; a body may follow
+            continue
+        if current is None:
+            if not _HEADER_LINE.match(stripped):
+                continue  # text around the headers ("Provisional headers are shown", a body)
+            current = _Block(None, section)
+            blocks.append(current)
+        current.lines.append(line)
+    return blocks
+
+
+def _block_bytes(start_line: str, lines: list[str]) -> bytes:
+    return ("\r\n".join([start_line, *lines]) + "\r\n\r\n").encode("latin-1")
+
+
+def split_paste(data: bytes) -> Paste | None:
+    """The request and response in a paste, or None when nothing in it is HTTP."""
+    # Latin-1 keeps every byte as one character, as the core reads header bytes off the wire.
+    text = data.decode("latin-1")
+    lines = [line.rstrip("\r") for line in text.replace("\r\n", "\n").split("\n")]
+    paste = Paste()
+    curl = _curl_lines(lines)
+    if curl is not None:
+        paste.notes.append("a curl -v transcript: the '>' lines are the request, the '<' lines the response")
+        lines = [*curl[0], "", *curl[1]]
+    general: dict[str, str] = {}
+    blocks = _blocks(lines, general)
+    if not blocks:
+        return None
+    for block in blocks:
+        names = {line.partition(":")[0].strip().lower() for line in block.lines}
+        if block.start_line is not None:
+            kind = "request" if _REQUEST_LINE.match(block.start_line) else "response"
+        elif block.section in ("request", "response"):
+            kind = block.section
+        else:
+            kind = "response" if "sec-websocket-accept" in names and "sec-websocket-key" not in names else "request"
+        if (paste.request if kind == "request" else paste.response) is not None:
+            paste.notes.append(f"more than one {kind} in the paste: the first is checked")
+            continue
+        start_line = block.start_line or _assumed_start_line(kind, general, paste.notes)
+        if kind == "request":
+            paste.request = _block_bytes(start_line, block.lines)
+        else:
+            paste.response = _block_bytes(start_line, block.lines)
+    return paste
+
+
+def _assumed_start_line(kind: str, general: dict[str, str], notes: list[str]) -> str:
+    """Dev tools show the headers without the request or status line; rebuild it from their "General" section if
+    it was pasted too, else assume the usual one and say that it was not checked."""
+    if kind == "request":
+        method = general.get("request method", "")
+        url = general.get("request url", "")
+        target = re.sub(r"^[a-z]+://[^/]*", "", url) or "/"
+        if method:
+            notes.append(f"no request line in the paste: rebuilt from 'Request Method' and 'Request URL' as "
+                         f"{method} {target} HTTP/1.1")
+            return f"{method} {target} HTTP/1.1"
+        notes.append("no request line in the paste (dev tools leave it out): assumed GET / HTTP/1.1, so the method "
+                     "and HTTP version are not checked")
+        return "GET / HTTP/1.1"
+    status = general.get("status code", "")
+    if status:
+        notes.append(f"no status line in the paste: rebuilt from 'Status Code' as HTTP/1.1 {status}")
+        return f"HTTP/1.1 {status}"
+    notes.append("no status line in the paste: assumed HTTP/1.1 101 Switching Protocols")
+    return "HTTP/1.1 101 Switching Protocols"
+
+
+def fix_lines(finding: Finding, shown: set[str]) -> list[Line]:
+    """What to change, under a finding; a fix already shown for an earlier finding is not repeated."""
+    fix = FIXES.get(finding.check.id)
+    if not fix:
+        return []
+    text = "\n".join(fix)
+    if text in shown:
+        return [[("muted", "      fix: as above")]]
+    shown.add(text)
+    first, *rest = fix
+    return [[("accent", "      fix: "), ("plain", first)], *[[("plain", "           " + line)] for line in rest]]
+
+
+def check_lines(paste: Paste) -> tuple[list[Line], list[Finding], bool]:
+    """The report for a paste, its findings, and whether the server switched protocols (None response: unknown)."""
+    request = parse_request(paste.request) if paste.request is not None else None
+    response = parse_response(paste.response) if paste.response is not None else None
+    request_findings = validate_request(request) if request is not None else []
+    response_findings = validate_response(response, request) if response is not None else []
+    lines: list[Line] = [[("heading", "Opening handshake check (RFC 6455 section 4)")]]
+    lines += [[("muted", f"  · {visible(note)}")] for note in paste.notes]
+    if response is not None and request is None:
+        lines.append([("muted", "  · only a response: paste the request too to check Sec-WebSocket-Accept "
+                                "against its key")])
+    lines.append([])
+    # The table and the accept-key line from the shared view; findings follow below, each with its fix.
+    request_event = HandshakeRequest(stream=0, direction="c2s", time=0.0, request=request, findings=()) \
+        if request is not None else None
+    response_event = HandshakeResponse(stream=0, direction="s2c", time=0.0, response=response, findings=(),
+                                       upgraded=False) if response is not None else None
+    lines += handshake_lines(request_event, response_event)
+    shown: set[str] = set()
+    for title, findings in (("the request", request_findings), ("the response", response_findings)):
+        if not findings:
+            continue
+        lines.append([])
+        lines.append([("strong", f"Findings on {title}")])
+        for finding in findings:
+            lines += finding_lines(finding)
+            status = finding.check.http_status
+            if title == "the request" and finding.severity is Severity.ERROR and status:
+                lines.append([("muted", f"      a server refuses it: {status}")])
+            lines += fix_lines(finding, shown)
+    findings = request_findings + response_findings
+    upgraded = response is None or response.status == 101
+    wrong = [f for f in findings if f.severity in (Severity.ERROR, Severity.WARNING)]
+    lines.append([])
+    if wrong:
+        errors = sum(f.severity is Severity.ERROR for f in wrong)
+        lines.append([("error", f"✗ {errors} rule{'s' if errors != 1 else ''} broken"),
+                      ("muted", f", {len(wrong) - errors} warning{'s' if len(wrong) - errors != 1 else ''}")])
+    else:
+        what = " and ".join(name for name, message in (("request", request), ("response", response)) if message)
+        lines.append([("ok", "✓ "), ("plain", f"the {what} follow{'s' if ' and ' not in what else ''} RFC 6455 "
+                                              "section 4")])
+    return lines, findings, upgraded
+
+
+# -- the commands --------------------------------------------------------------------------------------------
+
+
+def add_parser(commands: object) -> None:
+    handshake = command_parser(commands, "handshake", help="Sec-WebSocket-Accept step by step; lint a pasted "
+                                                           "handshake", epilog=HANDSHAKE_EXAMPLES,
+                               description="Walk through how a server derives Sec-WebSocket-Accept from the "
+                                           "client's Sec-WebSocket-Key (RFC 6455 1.3 and 4.2.2), or check an "
+                                           "opening handshake pasted from dev tools, curl -v or a proxy log.")
+    handshake.add_argument("--key", default=RFC_EXAMPLE_KEY, metavar="KEY",
+                           help="the Sec-WebSocket-Key value (default: RFC 6455 1.3's example, %(default)s)")
+    add_output_options(handshake)
+    handshake.set_defaults(run=run_walkthrough)
+    actions = handshake.add_subparsers(dest="handshake_action", metavar="ACTION")
+    check = command_parser(actions, "check", help="lint a pasted request or response", epilog=CHECK_EXAMPLES,
+                           description="Check an opening handshake pasted from browser dev tools, curl -v or a "
+                                       "proxy log (LF or CRLF line ends, with or without the request line, a "
+                                       "request and its response together) against RFC 6455 section 4: each "
+                                       "finding with its RFC section and what to fix.")
+    check.add_argument("file", metavar="FILE", help="the pasted text, or '-' for stdin")
+    add_output_options(check)
+    check.set_defaults(run=run_check)
+
+
+def _key_findings(key: str) -> list[Finding]:
+    """What RFC 6455 4.2.1 item 5 says of this key, judged by the core's validator (and nothing else of it)."""
+    request = HttpRequest(raw=b"", start_line="GET / HTTP/1.1", method="GET", target="/", version="HTTP/1.1",
+                          headers=Headers((("Sec-WebSocket-Key", key),)))
+    return [f for f in validate_request(request) if f.check.id == "request.key"]
+
+
+def run_walkthrough(args: argparse.Namespace) -> int:
+    lines = accept_steps(args.key)
+    findings = _key_findings(wire_text(args.key))
+    if findings:
+        lines.append([])
+        for finding in findings:
+            lines += finding_lines(finding)
+            lines.append([("plain", "    A server computes the accept value above all the same, but must not "
+                                    f"send it: it refuses the handshake ({finding.check.http_status} Bad "
+                                    "Request), as RFC 6455 4.2.1 says of a client handshake that does not match "
+                                    "item 5:")])
+            lines.append([("info", "    \u201cA |Sec-WebSocket-Key| header field with a base64-encoded (see "
+                                   "Section 4 of [RFC4648]) value that, when decoded, is 16 bytes in length.\u201d")])
+    return present(args, lines)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    try:
+        if args.file == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(args.file, "rb") as handle:
+                data = handle.read()
+    except OSError as failure:
+        return error(args, f"{visible(args.file)}: {visible(failure.strerror or str(failure))}")
+    paste = split_paste(data)
+    if paste is None:
+        return error(args, f"{visible(args.file)}: not an HTTP request or response: no request line, status line "
+                           "or 'Name: value' header line")
+    lines, findings, upgraded = check_lines(paste)
+    status = present(args, lines)
+    if status != EXIT_OK:
+        return status
+    wrong = any(f.severity in (Severity.ERROR, Severity.WARNING) for f in findings)
+    return EXIT_FINDINGS if wrong or not upgraded else EXIT_OK
+
