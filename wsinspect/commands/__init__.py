@@ -48,6 +48,14 @@ def error(args: argparse.Namespace, message: str) -> int:
     return EXIT_USAGE
 
 
+def layout_width(args: argparse.Namespace) -> int:
+    """The width lines are laid out for: the terminal's, or the handout's fixed width when exporting (the terminal
+    then shows the handout's layout, so the two are the same)."""
+    from wsinspect.cli import make_console
+
+    return EXPORT_WIDTH if getattr(args, "export", None) else int(make_console(args).width)
+
+
 def present(args: argparse.Namespace, lines: Sequence[Line], argv: Sequence[str] | None = None) -> int:
     """Print ``lines`` and, with ``--export``, save exactly those lines, folded at the same width.
 
@@ -58,8 +66,7 @@ def present(args: argparse.Namespace, lines: Sequence[Line], argv: Sequence[str]
     console = make_console(args)
     palette = make_palette(args, console)
     exporting = getattr(args, "export", None)
-    width = EXPORT_WIDTH if exporting else console.width
-    folded = fold(lines, width)
+    folded = fold(lines, layout_width(args))
     output = Output(console, palette)
     output.rows(folded)
     output.flush()

@@ -109,9 +109,9 @@ def parse_hex(text: str) -> bytes:
             continue
         digits = token[2:] if token[:2] in ("0x", "0X") else token
         if not digits or not _HEX_TOKEN.match(digits):
-            raise HexError(f"not hex: {visible(token)!r}; {_HINT}")
+            raise HexError(f"not hex: '{visible(token)}'; {_HINT}")
         if len(digits) % 2:
-            raise HexError(f"{visible(token)!r} has an odd number of hex digits: a byte is two; {_HINT}")
+            raise HexError(f"'{visible(token)}' has an odd number of hex digits: a byte is two; {_HINT}")
         data += bytes.fromhex(digits)
     return bytes(data)
 
@@ -285,9 +285,10 @@ def _frame_heading(number: int | None, frame: Frame) -> Line:
                       "payload")]
 
 
-def frame_lines(event: FrameEvent, *, masking: bool, max_bytes: int,
-                number: int | None = None) -> list[Line]:
-    """Everything shown for one frame: heading, bytes, the RFC figure, the field tree, the masking table."""
+def frame_lines(event: FrameEvent, *, masking: bool, max_bytes: int, number: int | None = None,
+                continues: tuple[int, bool] | None = None) -> list[Line]:
+    """Everything shown for one frame: heading, bytes, the RFC figure, the field tree, the masking table.
+    ``continues``: (opcode, compressed) of the message a continuation frame belongs to."""
     frame = event.frame
     wire = frame.header + frame.wire_payload
     lines: list[Line] = [_frame_heading(number, frame)]
@@ -297,7 +298,9 @@ def frame_lines(event: FrameEvent, *, masking: bool, max_bytes: int,
     lines.append([])
     lines += frame_diagram(frame)
     lines.append([])
-    lines += frame_tree(event, max_bytes=max_bytes)
+    # Bytes missing from the input are said once, under the frame, not in the tree's words for captures.
+    whole = replace(event, frame=replace(frame, missing=0)) if frame.missing else event
+    lines += frame_tree(whole, max_bytes=max_bytes, continues=continues)
     if frame.masking_key is not None:
         lines.append([])
         lines += masking_table(frame, masking=masking)
@@ -386,13 +389,20 @@ def _event_lines(events: list[object], base: int, *, masking: bool, max_bytes: i
                  data: bytes = b"", skip: tuple[str, ...] = ()) -> list[Line]:
     lines: list[Line] = []
     number = 0
+    message: tuple[int, bool] | None = None  # (opcode, compressed) of the fragmented message going on
     for event in events:
         if isinstance(event, FrameEvent):
             number += 1
+            frame = event.frame
             # Offsets in the input, not in the connection's stream (which starts with the assumed handshake).
-            event = replace(event, frame=replace(event.frame, offset=event.frame.offset - base))
+            event = replace(event, frame=replace(frame, offset=frame.offset - base))
             lines.append([])
-            lines += frame_lines(event, masking=masking, max_bytes=max_bytes, number=number if numbered else None)
+            lines += frame_lines(event, masking=masking, max_bytes=max_bytes, number=number if numbered else None,
+                                 continues=message if frame.opcode == Opcode.CONTINUATION else None)
+            if frame.opcode in (Opcode.TEXT, Opcode.BINARY):
+                message = None if frame.fin else (frame.opcode, frame.rsv1)
+            elif frame.opcode == Opcode.CONTINUATION and frame.fin:
+                message = None
             if event.frame.missing:
                 lines.append([("error", "  ✗ "), ("plain", f"the input ends inside this frame: {event.frame.missing} "
                                                           f"of its {event.frame.payload_length} payload bytes are "

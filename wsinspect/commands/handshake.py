@@ -21,6 +21,7 @@ from wsinspect.commands import (
     add_output_options,
     command_parser,
     error,
+    layout_width,
     present,
 )
 from wsinspect.core.checks import Severity
@@ -67,10 +68,14 @@ _GENERAL_FIELDS = ("request url", "request method", "status code", "remote addre
 _PROXY_FIX = [
     "if the client sent them, a reverse proxy on the way dropped these hop-by-hop header fields (RFC 9110 7.6.1); "
     "it must forward them to the WebSocket backend:",
-    '  nginx:  proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection '
-    '"upgrade";',
-    "  Apache: mod_proxy_wstunnel (a2enmod proxy proxy_http proxy_wstunnel), then ProxyPass /ws/ "
-    "ws://backend:8080/ws/, or from 2.4.47 on: ProxyPass /ws/ http://backend:8080/ws/ upgrade=websocket",
+    "  nginx, in the location that proxies to the backend:",
+    "      proxy_http_version 1.1;",
+    "      proxy_set_header Upgrade $http_upgrade;",
+    '      proxy_set_header Connection "upgrade";',
+    "  Apache: mod_proxy_wstunnel (a2enmod proxy proxy_http proxy_wstunnel), then",
+    "      ProxyPass /ws/ ws://backend:8080/ws/",
+    "    or, from Apache 2.4.47 on, mod_proxy_http alone:",
+    "      ProxyPass /ws/ http://backend:8080/ws/ upgrade=websocket",
 ]
 FIXES: dict[str, list[str]] = {
     "http.malformed": ["every header line is 'Name: value'; the block starts with the request or status line and "
@@ -93,11 +98,8 @@ FIXES: dict[str, list[str]] = {
     "response.status": ["the server did not switch protocols; its body usually says why: 400 points at the request's "
                         "findings, 426 at the version, 403 at the Origin, 200 or 404 at a proxy or route that never "
                         "passed the upgrade on (forward Upgrade and Connection, see below)"],
-    "response.upgrade": ["the server must answer 'Upgrade: websocket'; a proxy in between must pass it back: "
-                         'nginx: proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";'],
-    "response.connection": ["the server must answer 'Connection: Upgrade'; a proxy in between must pass it back: "
-                            'nginx: proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection '
-                            '"upgrade";'],
+    "response.upgrade": ["the server must answer 'Upgrade: websocket'", *_PROXY_FIX[1:]],
+    "response.connection": ["the server must answer 'Connection: Upgrade'", *_PROXY_FIX[1:]],
     "response.accept": ["compute it from the key exactly as 'wsinspect handshake --key KEY' shows; a proxy must "
                         "not rewrite Sec-WebSocket-Key or Sec-WebSocket-Accept"],
     "response.extension-not-offered": ["only accept an extension the client listed in Sec-WebSocket-Extensions"],
@@ -227,19 +229,23 @@ def _assumed_start_line(kind: str, general: dict[str, str], notes: list[str]) ->
 
 
 def fix_lines(finding: Finding, shown: set[str]) -> list[Line]:
-    """What to change, under a finding; a fix already shown for an earlier finding is not repeated."""
-    fix = FIXES.get(finding.check.id)
+    """What to change, under a finding; the lines an earlier finding's fix already showed are not repeated."""
+    fix = FIXES.get(finding.check.id, [])
+    fresh = [line for line in fix if line not in shown]
+    shown.update(fix)
     if not fix:
         return []
-    text = "\n".join(fix)
-    if text in shown:
+    if not fresh:
         return [[("muted", "      fix: as above")]]
-    shown.add(text)
-    first, *rest = fix
-    return [[("accent", "      fix: "), ("plain", first)], *[[("plain", "           " + line)] for line in rest]]
+    first, *rest = fresh
+    lines: list[Line] = [[("accent", "      fix: "), ("plain", first)], *[[("plain", "           " + line)]
+                                                                          for line in rest]]
+    if len(fresh) < len(fix):
+        lines.append([("muted", "           (and the proxy configuration above)")])
+    return lines
 
 
-def check_lines(paste: Paste) -> tuple[list[Line], list[Finding], bool]:
+def check_lines(paste: Paste, *, width: int = 100) -> tuple[list[Line], list[Finding], bool]:
     """The report for a paste, its findings, and whether the server switched protocols (None response: unknown)."""
     request = parse_request(paste.request) if paste.request is not None else None
     response = parse_response(paste.response) if paste.response is not None else None
@@ -256,7 +262,7 @@ def check_lines(paste: Paste) -> tuple[list[Line], list[Finding], bool]:
         if request is not None else None
     response_event = HandshakeResponse(stream=0, direction="s2c", time=0.0, response=response, findings=(),
                                        upgraded=False) if response is not None else None
-    lines += handshake_lines(request_event, response_event)
+    lines += handshake_lines(request_event, response_event, width=width)
     shown: set[str] = set()
     for title, findings in (("the request", request_findings), ("the response", response_findings)):
         if not findings:
@@ -344,7 +350,7 @@ def run_check(args: argparse.Namespace) -> int:
     if paste is None:
         return error(args, f"{visible(args.file)}: not an HTTP request or response: no request line, status line "
                            "or 'Name: value' header line")
-    lines, findings, upgraded = check_lines(paste)
+    lines, findings, upgraded = check_lines(paste, width=layout_width(args))
     status = present(args, lines)
     if status != EXIT_OK:
         return status
