@@ -53,12 +53,17 @@ exit status:
 
 MAIN_EPILOG = """\
 commands:
-  read    decode WebSocket conversations in a pcap/pcapng capture, the way Wireshark lays them out
-  serve   run a WebSocket server (plain sockets) that logs every handshake header and frame, live
+  read       decode WebSocket conversations in a pcap/pcapng capture, the way Wireshark lays them out
+  serve      run a WebSocket server (plain sockets) that logs every handshake header and frame, live
+  handshake  Sec-WebSocket-Accept step by step; 'handshake check' lints a pasted request or response
+  frame      'frame build' encodes a frame, 'frame decode' takes hex apart: RFC 6455 5.2's figure, bit by bit
 
 examples:
   wsinspect read captures/echo.pcapng
   wsinspect serve
+  wsinspect handshake --key dGhlIHNhbXBsZSBub25jZQ==
+  wsinspect frame build --text Hello --mask 37fa213d
+  wsinspect frame decode 81 05 48 65 6c 6c 6f
   wsinspect read --help
 """
 
