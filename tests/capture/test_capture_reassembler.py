@@ -10,7 +10,16 @@ from capture_test_support import assert_pieces_match, collect
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsinspect.capture import FlowClosed, FlowData, FlowGap, FlowItem, FlowOpened, TcpReassembler, TcpSegment
+from wsinspect.capture import (
+    FlowClosed,
+    FlowData,
+    FlowGap,
+    FlowItem,
+    FlowNotice,
+    FlowOpened,
+    TcpReassembler,
+    TcpSegment,
+)
 from wsinspect.capture import reassembly as reassembly_module
 from wsinspect.capture.packets import TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN
 
@@ -327,3 +336,5 @@ def test_any_segmentation_order_and_loss_gives_the_stream_with_exact_gaps(
     assert_pieces_match(flow.pieces["c2s"], stream)
     assert sum(flow.gaps("c2s")) == len(stream) - len(covered)
     assert flow.closed is not None and flow.closed.reason == "FIN"
+    # Every copy was faithful and both sides are there: nothing to notice (no false conflict, not one-sided).
+    assert not [item for item in items if isinstance(item, FlowNotice)]

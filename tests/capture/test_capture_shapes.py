@@ -23,6 +23,7 @@ from wsinspect.capture import (
     FlowClosed,
     FlowData,
     FlowItem,
+    FlowNotice,
     FlowOpened,
     RawPacket,
     TcpReassembler,
@@ -32,7 +33,7 @@ from wsinspect.capture import (
 )
 from wsinspect.capture.files import MAX_INTERFACES, MAX_RECORD_BYTES
 from wsinspect.capture.packets import TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN
-from wsinspect.capture.reassembly import _CONFLICTS_REPORTED, _ONE_SIDED_PACKETS, FlowNotice
+from wsinspect.capture.reassembly import _CONFLICTS_REPORTED, _ONE_SIDED_PACKETS
 from wsinspect.capture.writer import _ethernet_ip_tcp
 from wsinspect.core.events import Message, Notice, Violation
 from wsinspect.trace import CaptureTrace
@@ -246,7 +247,8 @@ def test_conflicting_retransmission_keeps_the_first_copy_and_says_so() -> None:
     assert collect(items)[0].data("c2s") == b"abcdefgh"
     (said,) = notices(items, "capture.retransmission-conflict")
     assert (said.direction, said.packet) == ("c2s", 6)
-    assert "bytes 2 to 4" in said.message and "frame 4 (used" in said.message and "frame 6 (ignored)" in said.message
+    assert "bytes 2 to 4" in said.message
+    assert "frame 4 was used (the first copy captured" in said.message and "frame 6 ignored" in said.message
 
 
 def test_two_held_copies_of_the_same_range_use_the_first_captured() -> None:
@@ -259,7 +261,21 @@ def test_two_held_copies_of_the_same_range_use_the_first_captured() -> None:
     items = run(segments)
     assert collect(items)[0].data("c2s") == b"abczzz"
     (said,) = notices(items, "capture.retransmission-conflict")
-    assert "frame 4 (used" in said.message and "frame 5 (ignored)" in said.message
+    assert "frame 4 was used (the first copy captured" in said.message and "frame 5 ignored" in said.message
+
+
+def test_overlapping_held_copies_name_the_copy_that_was_used() -> None:
+    segments = [
+        *handshake(),
+        segment(4, True, 1006, 5001, payload=b"FGHIJ"),  # bytes 5-9, captured first
+        segment(5, True, 1004, 5001, payload=b"defgh"),  # bytes 3-7, captured later, starts earlier
+        segment(6, True, 1001, 5001, payload=b"abc"),
+    ]
+    items = run(segments)
+    assert collect(items)[0].data("c2s") == b"abcdefghIJ"  # stream order: the copy starting earlier came out first
+    (said,) = notices(items, "capture.retransmission-conflict")
+    assert "bytes 5 to 7" in said.message
+    assert "frame 5 was used (it reached these bytes first)" in said.message and "frame 4 ignored" in said.message
 
 
 def test_conflict_notices_per_direction_are_bounded() -> None:
@@ -299,7 +315,7 @@ def test_tshark_sees_the_same_copy_and_flags_the_other() -> None:
     rows = {int(row.split("\t")[0]): row.split("\t")[1:] for row in fields}
     retransmissions = [number for number, (flag, _) in rows.items() if flag]
     assert retransmissions == [copy_frame]
-    assert hello.first_packet is not None and f"frame {hello.first_packet} (used" in said.message
+    assert hello.first_packet is not None and f"frame {hello.first_packet} was used" in said.message
     assert rows[hello.first_packet][1] == CONFLICT_ORIGINAL_TEXT  # tshark decoded the first copy too
     assert rows[copy_frame][1] == ""  # and not the second
 

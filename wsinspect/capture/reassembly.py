@@ -13,10 +13,12 @@ Real capture shapes, and what is done about each:
   called one-sided. A one-sided flow ends at its captured side's FIN: nothing more can be delivered.
 * Conflicting retransmissions (the same bytes sent twice with different contents): the first copy in the capture is
   used, as Wireshark does, because it has usually been delivered already (a stream reader cannot take bytes back)
-  and because it is what the receiver most likely acted on. A later copy is compared with the last piece delivered
-  in its direction while the peer has not acknowledged all of it (and with any copy still held out of order); a
-  difference gives one FlowNotice("capture.retransmission-conflict") naming the stream offsets and both frames, at
-  most ``_CONFLICTS_REPORTED`` per direction. A copy of older bytes than the last piece delivered is dropped unchecked.
+  and because it is what the receiver most likely acted on. (Copies held out of order come out by stream position:
+  of two overlapping ones, the one starting earlier wins the overlap.) A later copy is compared with the last piece
+  delivered in its direction while the peer has not acknowledged all of it (and with any copy still held out of
+  order); a difference gives one FlowNotice("capture.retransmission-conflict") naming the stream offsets, both
+  frames and which was used, at most ``_CONFLICTS_REPORTED`` per direction. A copy of older bytes than the last piece
+  delivered is dropped unchecked.
 * Many connections, and connections that never end: at most ``max_open_flows`` are open at once (the least recently
   active is let go first when another one opens), and a flow with no packet for ``idle_timeout`` seconds of capture
   time is let go. Letting go is a FlowNotice("capture.flow-let-go") then a FlowClosed whose reason starts with
@@ -336,9 +338,10 @@ class _HalfStream:
         if data[low - start : high - start] == used[low - used_start : high - used_start]:
             return
         self.conflicts += 1
+        why = "the first copy captured, as Wireshark keeps" if used_number < number else "it reached these bytes first"
         message = (
             f"Stream bytes {low} to {high - 1} of this direction are in the capture twice with different contents: "
-            f"frame {used_number} (used: the first copy captured, as Wireshark does) and frame {number} (ignored)."
+            f"frame {used_number} was used ({why}), frame {number} ignored."
         )
         if self.conflicts == _CONFLICTS_REPORTED:
             message += " Further conflicts in this direction are not reported."
