@@ -139,7 +139,7 @@ def test_one_sided_capture_delivers_the_side_that_was_captured() -> None:
     request, _, frames = client_only.data("c2s").partition(b"\r\n\r\n")
     assert request.startswith(b"GET /one-sided/0 HTTP/1.1\r\n")
     assert frames_of(frames) == sent_frames("c2s")
-    assert client_only.closed is not None and client_only.closed.reason == "FIN (only one direction was captured)"
+    assert client_only.closed is not None and client_only.closed.reason == "FIN from the only side captured"
 
     # Server to client only: the 101 answer, then every frame the server sent.
     assert server_only.pieces["c2s"] == []
@@ -220,7 +220,7 @@ def test_one_sided_flow_ends_at_the_captured_sides_fin() -> None:
     reassembler = TcpReassembler()
     items = [item for each in segments for item in reassembler.feed(each)]
     assert [type(item) for item in items[-2:]] == [FlowNotice, FlowClosed]
-    assert items[-1] == FlowClosed(0, 5.0, 5, "FIN (only one direction was captured)")
+    assert items[-1] == FlowClosed(0, 5.0, 5, "FIN from the only side captured")
     assert reassembler.open_flows == 0 and reassembler.late_segments == 1
 
 

@@ -338,7 +338,7 @@ class _HalfStream:
         if data[low - start : high - start] == used[low - used_start : high - used_start]:
             return
         self.conflicts += 1
-        why = "the first copy captured, as Wireshark keeps" if used_number < number else "it reached these bytes first"
+        why = "the first copy captured, as in Wireshark" if used_number < number else "it reached these bytes first"
         message = (
             f"Stream bytes {low} to {high - 1} of this direction are in the capture twice with different contents: "
             f"frame {used_number} was used ({why}), frame {number} ignored."
@@ -657,7 +657,7 @@ class TcpReassembler:
                 self._close(side.flow, "FIN", segment, out)
             elif sender.finished and self._is_one_sided(sender, receiver):
                 # The only side captured is done sending: nothing more can be delivered.
-                self._close(side.flow, "FIN (only one direction was captured)", segment, out)
+                self._close(side.flow, "FIN from the only side captured", segment, out)
 
     def _open_flow(self, segment: TcpSegment, out: list[FlowItem]) -> _Side:
         if len(self._open) >= self.max_open_flows:
