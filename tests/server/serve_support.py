@@ -140,6 +140,14 @@ class Server:
         assert end is not None
         return log[start:end.end()]
 
+    def next_number(self, *, websocket: bool = True) -> int:
+        """The number the next connection will get: WebSocket upgrade attempts count 0, 1, 2, ...; page loads and
+        other plain connections -1, -2, ... (meaningful when connections follow one another)."""
+        numbers = [int(n) for n in re.findall(r"^#(-?\d+) connection from", self.stdout, re.M)]
+        if websocket:
+            return len([n for n in numbers if n >= 0])
+        return -1 - len([n for n in numbers if n < 0])
+
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/"

@@ -51,7 +51,7 @@ def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 
 def exchange(server: Server, data: bytes, *, plain_http: bool = False) -> tuple[int, dict[str, str], bytes, str]:
     """Status, headers, body, and the connection's section of the live log."""
-    stream = server.stdout.count(" connection from ")
+    stream = server.next_number(websocket=not plain_http)
     started = time.monotonic()
     answer = raw_exchange(server.port, data, timeout=5)
     assert time.monotonic() - started < 4, "the server did not close the connection after its answer"
@@ -108,7 +108,7 @@ def test_bad_handshake_is_refused_with_an_explanation(default_server: Server, ca
 
 def test_valid_raw_handshake_gets_101(default_server: Server) -> None:
     """The RFC's own example key gets the RFC's own accept value (RFC 6455 1.3)."""
-    stream = default_server.stdout.count(" connection from ")
+    stream = default_server.next_number()
     with socket.create_connection(("127.0.0.1", default_server.port), timeout=5) as sock:
         sock.sendall(request())
         answer = b""

@@ -78,8 +78,8 @@ def test_untrusted_bytes_are_escaped_in_the_terminal(serve: Callable[..., Server
     assert split_response(answer)[0] in (400, 426)
     server.wait_for("#1 closed (")
     # A plain HTTP request line with escapes.
-    raw_exchange(server.port, b"GET /\x1b]0;title\x07 HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
-    server.wait_for("#2 GET ")
+    not_found = raw_exchange(server.port, b"GET /\x1b]0;title\x07 HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+    server.wait_for("#-1 GET ")  # a plain request: numbered apart from the WebSocket connections
     assert server.stop() == 0
 
     output = server.stdout_bytes
@@ -89,7 +89,14 @@ def test_untrusted_bytes_are_escaped_in_the_terminal(serve: Callable[..., Server
     assert "X-Evil" in text
     assert "right-to-left \\u202e override" in text  # a bidi override is shown, not obeyed
     assert "\\x9b2J" in text  # a C1 control in a header value (read as latin-1)
-    assert "#2 GET /\\x1b]0;title\\x07 → 404" in text
+    assert "#-1 GET /\\x1b]0;title\\x07 → 404" in text
+    # The HTTP bodies reflect the request escaped too: a client printing them (curl) shows the escapes.
+    status, _, body = split_response(not_found)
+    assert status == 404 and b"/\\x1b]0;title\\x07" in body
+    status, _, body = split_response(answer)
+    assert b"\\x1b[5m" in body or b"\\x1b[2J" in body  # the refusal quotes what it refuses, escaped
+    for raw in (not_found, answer):
+        assert not any(byte in raw for byte in CONTROL_BYTES[:3]), raw
     # The JSON log is ASCII: no raw control byte either, and the data itself is kept exactly.
     raw_json = server.json_path.read_bytes() if server.json_path else b""
     assert all(byte < 0x80 for byte in raw_json) and b"\x1b" not in raw_json and b"\x07" not in raw_json

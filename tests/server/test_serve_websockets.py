@@ -71,7 +71,7 @@ def test_text_binary_fragmented_compressed_echo(serve: Callable[..., Server]) ->
     assert got["binary"] == binary
     assert got["fragmented"] == "fragmented message"
     assert got["fragmented_binary"] == b"\x00\x01\x02"
-    log = server.wait_for("closed (closed by server; clean close)")
+    log = server.wait_for("closed (the client started the close; clean close)")
     assert "permessage-deflate" in log
     assert "compressed" in log
     assert server.stop() == 0
@@ -181,7 +181,7 @@ def test_close_code_from_client_is_echoed(serve: Callable[..., Server], code: in
     close_code, received = run(main())
     assert close_code == code
     assert received is not None and received.code == code
-    log = server.wait_for("closed (closed by server; clean close)")
+    log = server.wait_for("closed (the client started the close; clean close)")
     assert f"Close [FIN] [MASKED] {code}" in log
     if reason:
         assert reason in log
@@ -244,7 +244,7 @@ def test_fragment_flag_splits_what_the_server_sends(serve: Callable[..., Server]
         return first, await recv(ws)
 
     assert session(server, body, compression=compression) == (text, b"0123456789")
-    log = server.wait_for("closed (closed by server; clean close)")
+    log = server.wait_for("closed (the client started the close; clean close)")
     assert "Continuation" in log
     assert server.stop() == 0
     events = server.events()

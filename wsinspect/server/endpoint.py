@@ -151,7 +151,11 @@ class ServerEndpoint:
             return None
         held = bytes(self._unnumbered)
         self._unnumbered = bytearray()
-        websocket = 0 <= end <= self.config.limits.max_header_bytes and not is_page_request(parse_request(held[:end]))
+        if 0 <= end <= self.config.limits.max_header_bytes:
+            websocket = not is_page_request(parse_request(held[:end]))
+        else:  # too long to parse (it gets 431): an upgrade attempt if it names the headers one needs
+            head = held[: self.config.limits.max_header_bytes].lower()
+            websocket = b"\nupgrade:" in head or b"\nsec-websocket-key:" in head
         self._number(websocket)
         return held
 
