@@ -35,6 +35,7 @@ from wsinspect.views.diagram import RFC_EXAMPLE_KEY, field_role, frame_diagram, 
 from wsinspect.views.safe import visible
 
 ONE_LINE_MAX = 1024  # frames up to this size are also printed as one copy-pasteable line of hex
+DECODE_HINT_MAX = 32  # frames up to this size get the decode command that reads them back (it fits a line)
 BYTES_PER_ROW = 16
 MASK_RULES = ("frame.client-unmasked", "frame.server-masked")  # RFC 6455 5.1: which one applies depends on the sender
 
@@ -294,7 +295,8 @@ def frame_lines(event: FrameEvent, *, masking: bool, max_bytes: int, number: int
     lines: list[Line] = [_frame_heading(number, frame)]
     lines += bytes_lines(wire, frame, max_payload=max_bytes)
     if len(wire) <= ONE_LINE_MAX:
-        lines.append([("muted", "  as one line: "), ("plain", wire.hex())])
+        # On a line of its own, never folded, so it copies whole.
+        lines += [[("muted", "  as one line:")], [("plain", wire.hex())]]
     lines.append([])
     lines += frame_diagram(frame)
     lines.append([])
@@ -366,7 +368,7 @@ def run_build(args: argparse.Namespace) -> int:
     if args.compress:
         lines.append([("muted", "  payload compressed with permessage-deflate (RFC 7692 7.2.1): "),
                       ("plain", f"{len(original)} bytes became {len(payload)}")])
-    if len(wire) <= ONE_LINE_MAX:
+    if len(wire) <= DECODE_HINT_MAX:
         command = f"wsinspect frame decode {wire.hex()} --from-{'client' if key is not None else 'server'}"
         lines.append([("muted", "  decode it: "), ("plain", command + (" --deflate" if args.compress else ""))])
     lines += _event_lines(events, base, masking=True, max_bytes=args.max_bytes, numbered=False)
