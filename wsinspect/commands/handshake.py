@@ -61,6 +61,8 @@ protocols), 2 the input is not an HTTP request or response.
 _REQUEST_LINE = re.compile(r"^[A-Z]+ \S+ HTTP/\d+(\.\d+)?$")
 _STATUS_LINE = re.compile(r"^HTTP/\d+(\.\d+)? \d{3}( .*)?$")
 _HEADER_LINE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:")
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_NAME_THEN_VALUE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:( |\t|$)")
 # Section headings of Chrome's and Firefox's network panels, as they come along in a copy of the whole panel.
 _SECTIONS = {"general": "general", "request headers": "request", "response headers": "response"}
 _GENERAL_FIELDS = ("request url", "request method", "status code", "remote address", "referrer policy")
@@ -97,7 +99,7 @@ FIXES: dict[str, list[str]] = {
     "request.origin": ["connect from an allowed page, or add this Origin to the server's list"],
     "response.status": ["the server did not switch protocols; its body usually says why: 400 points at the request's "
                         "findings, 426 at the version, 403 at the Origin, 200 or 404 at a proxy or route that never "
-                        "passed the upgrade on (forward Upgrade and Connection, see below)"],
+                        "passed the upgrade on (it must forward Upgrade and Connection)"],
     "response.upgrade": ["the server must answer 'Upgrade: websocket'", *_PROXY_FIX[1:]],
     "response.connection": ["the server must answer 'Connection: Upgrade'", *_PROXY_FIX[1:]],
     "response.accept": ["compute it from the key exactly as 'wsinspect handshake --key KEY' shows; a proxy must "
@@ -169,6 +171,23 @@ def _blocks(lines: list[str], general: dict[str, str]) -> list[_Block]:
     return blocks
 
 
+def _join_split_values(lines: list[str]) -> list[str]:
+    """Dev tools panels copied as text can put a header's value on the line after its name ("Status Code:" then
+    "101 Switching Protocols"): join them. A name with an empty value followed by another header stays as it is
+    (a header line has a space or nothing after its colon; "127.0.0.1:8765" or "ws://host/" are values)."""
+    joined: list[str] = []
+    for line in lines:
+        previous = joined[-1].strip() if joined else ""
+        name = previous[:-1]
+        name_only = previous.endswith(":") and (_TOKEN.match(name) is not None or name.lower() in _GENERAL_FIELDS)
+        value = line.strip()
+        if name_only and value and not _NAME_THEN_VALUE.match(value) and value.lower() not in _SECTIONS:
+            joined[-1] = f"{previous} {value}"
+        else:
+            joined.append(line)
+    return joined
+
+
 def _block_bytes(start_line: str, lines: list[str]) -> bytes:
     return ("\r\n".join([start_line, *lines]) + "\r\n\r\n").encode("latin-1")
 
@@ -183,6 +202,8 @@ def split_paste(data: bytes) -> Paste | None:
     if curl is not None:
         paste.notes.append("a curl -v transcript: the '>' lines are the request, the '<' lines the response")
         lines = [*curl[0], "", *curl[1]]
+    else:
+        lines = _join_split_values(lines)
     general: dict[str, str] = {}
     blocks = _blocks(lines, general)
     if not blocks:
