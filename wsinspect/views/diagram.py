@@ -288,9 +288,13 @@ def accept_steps(key: str, *, indent: str = "  ") -> list[Line]:
     lines: list[Line] = [[("heading", f"{indent}Sec-WebSocket-Accept, step by step")]]
     lines.append([("strong", f"{indent}1. "), ("plain", "Take the key the client sent in Sec-WebSocket-Key, as "
                                                         "text, without leading or trailing whitespace:")])
-    lines.append([("accent", deeper + visible(trimmed))])
+    # Shown as typed; hashed as the bytes a client would send (UTF-8), which is what ``value`` holds.
+    shown = visible(key.strip())
+    lines.append([("accent", deeper + shown)])
     if trimmed != value:
-        lines.append([("muted", deeper + f"(the header value was {visible(value)!r}: the whitespace is dropped)")])
+        lines.append([("muted", deeper + f"(the header value was '{visible(key)}': the whitespace is dropped)")])
+    if not key.isascii():
+        lines.append([("muted", deeper + "(not ASCII: hashed as the UTF-8 bytes a client would send)")])
     try:
         nonce = base64.b64decode(trimmed, validate=True)
     except (binascii.Error, ValueError):
@@ -300,7 +304,7 @@ def accept_steps(key: str, *, indent: str = "  ") -> list[Line]:
     lines.append(_quote(_STEP_KEY, deeper))
     lines.append([("strong", f"{indent}2. "), ("plain", "Append the GUID "), ("accent.alt", WEBSOCKET_GUID),
                   ("plain", ", as a string:")])
-    lines.append([("accent", deeper + visible(trimmed)), ("accent.alt", WEBSOCKET_GUID)])
+    lines.append([("accent", deeper + shown), ("accent.alt", WEBSOCKET_GUID)])
     lines.append(_quote(_STEP_GUID, deeper))
     lines.append([("strong", f"{indent}3. "), ("plain", "Take the SHA-1 hash of that string's bytes: 20 bytes")])
     lines.append([("plain", deeper + " ".join(f"0x{byte:02x}" for byte in digest))])
