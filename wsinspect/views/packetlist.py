@@ -385,7 +385,8 @@ class PacketList:
         if self.compact and self.shown is None:
             return  # one line per frame: the frames' rows carry the message
         self._ensure_title(conv)
-        self.out.line([*self._note_indent(event), ("muted", "↳ "), *message_info(event)])
+        # One line, like a row: the preview is cut to the width rather than folded.
+        self.out.row(fit([*self._note_indent(event), ("muted", "↳ "), *message_info(event)], self.width - 1))
 
     def _note(self, event: Violation | Notice, conv: _Conversation) -> None:
         check = event.check
