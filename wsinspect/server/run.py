@@ -85,16 +85,17 @@ def demo_page(mode: str) -> bytes:
 
 class Problems:
     """Failures of the server's own outputs (the JSON file, the recording): each said once on stderr, and
-    remembered so the exit status can say the record is incomplete."""
+    remembered so the exit status can say which record is incomplete."""
 
     def __init__(self, stderr: TextIO) -> None:
         self.stderr = stderr
-        self.said: list[str] = []
+        self.incomplete: list[str] = []  # "--json FILE", "--record FILE"
 
-    def say(self, line: str) -> None:
-        if line not in self.said:
-            self.said.append(line)
-            print(f"wsinspect serve: {line}", file=self.stderr, flush=True)
+    def failed(self, what: str, error: OSError, consequence: str) -> None:
+        if what not in self.incomplete:
+            self.incomplete.append(what)
+            print(f"wsinspect serve: writing {what} failed ({error.strerror or error}); {consequence}",
+                  file=self.stderr, flush=True)
 
 
 class GuardedSink:
@@ -116,8 +117,7 @@ class GuardedSink:
 
     def _failed(self, error: OSError) -> None:
         self.failed = True
-        self.problems.say(f"writing {self.what} failed ({error.strerror or error}); it is incomplete from here "
-                          "on, serving goes on")
+        self.problems.failed(self.what, error, "it is incomplete from here on, serving goes on")
 
     def close(self) -> None:
         try:
@@ -140,8 +140,7 @@ class GuardedRecorder:
             method(*args)
         except OSError as error:
             self.recorder = None
-            self.problems.say(f"writing {self.what} failed ({error.strerror or error}); the recording is "
-                              "incomplete from here on, serving goes on")
+            self.problems.failed(self.what, error, "the recording is incomplete from here on, serving goes on")
 
     def open(self, stream: int, client: tuple[str, int], server: tuple[str, int], now: float) -> None:
         if self.recorder is not None:
@@ -659,8 +658,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if not args.quiet:
         output.lines(summary.lines())
         output.flush()
-    if problems.said:
-        print(f"wsinspect serve: exit status 1: the record is incomplete ({'; '.join(problems.said)})",
-              file=sys.stderr)
+    if problems.incomplete:
+        print(f"wsinspect serve: the record is incomplete: {', '.join(problems.incomplete)} (a write failed; "
+              "exit status 1)", file=sys.stderr)
         return 1
     return status
