@@ -106,3 +106,14 @@ def test_light_theme_handout_is_on_a_light_page(tmp_path: Path) -> None:
     handout = tmp_path / "light.html"
     run_process(["handshake", "--theme", "light", "--export", str(handout)])
     assert "#ffffff" in handout.read_text(encoding="utf-8").lower()
+
+
+def test_options_before_check_are_kept(tmp_path: Path) -> None:
+    """'handshake --export F check FILE' and 'handshake check FILE --export F' save the same handout."""
+    paste = tmp_path / "request.txt"
+    paste.write_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    before, after = tmp_path / "before.txt", tmp_path / "after.txt"
+    first = run_process(["handshake", "--export", str(before), "--color", "never", "check", str(paste)])
+    second = run_process(["handshake", "check", str(paste), "--color", "never", "--export", str(after)])
+    assert first.code == second.code == 1
+    assert before.read_text(encoding="utf-8") == after.read_text(encoding="utf-8") == first.out

@@ -42,20 +42,14 @@ from wsinspect.views.safe import visible
 HANDSHAKE_EXAMPLES = """\
 examples:
   wsinspect handshake                              RFC 6455 1.3's key, step by step, to the RFC's answer
-  wsinspect handshake --key x3JJHMbDL1EzLkh9GBhXDw==
+  wsinspect handshake --key x3JJHMbDL1EzLkh9GBhXDw== --export accept.html
   wsinspect handshake check request.txt            lint a request (and its response) pasted into a file
+  pbpaste | wsinspect handshake check -            from the clipboard (macOS; xclip -o on Linux)
   curl -v --http1.1 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \\
        -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' http://127.0.0.1:8765/ 2>&1 | wsinspect handshake check -
-"""
 
-CHECK_EXAMPLES = """\
-examples:
-  wsinspect handshake check request.txt            a request copied from the browser's dev tools
-  pbpaste | wsinspect handshake check -            from the clipboard (macOS; xclip -o on Linux)
-  curl -v --http1.1 ... 2>&1 | wsinspect handshake check -
-
-exit status: 0 the handshake follows RFC 6455 section 4, 1 a rule is broken (or the server did not switch
-protocols), 2 the input is not an HTTP request or response.
+exit status of check: 0 the handshake follows RFC 6455 section 4, 1 a rule is broken (or the server did not
+switch protocols), 2 the input is not an HTTP request or response.
 """
 
 _REQUEST_LINE = re.compile(r"^[A-Z]+ \S+ HTTP/\d+(\.\d+)?$")
@@ -315,24 +309,35 @@ def check_lines(paste: Paste, *, width: int = 100) -> tuple[list[Line], list[Fin
 
 
 def add_parser(commands: object) -> None:
+    # One parser, 'check FILE' as positionals rather than a sub-parser: a sub-parser would reset options given
+    # before it ('handshake --export x.html check FILE') to its own defaults.
     handshake = command_parser(commands, "handshake", help="Sec-WebSocket-Accept step by step; lint a pasted "
                                                            "handshake", epilog=HANDSHAKE_EXAMPLES,
+                               usage="%(prog)s [--key KEY] [options]\n       %(prog)s check FILE|- [options]",
                                description="Walk through how a server derives Sec-WebSocket-Accept from the "
-                                           "client's Sec-WebSocket-Key (RFC 6455 1.3 and 4.2.2), or check an "
-                                           "opening handshake pasted from dev tools, curl -v or a proxy log.")
+                                           "client's Sec-WebSocket-Key (RFC 6455 1.3 and 4.2.2); or, with 'check "
+                                           "FILE', check an opening handshake pasted from browser dev tools, curl "
+                                           "-v or a proxy log (LF or CRLF line ends, with or without the request "
+                                           "line, a request and its response together) against RFC 6455 section "
+                                           "4: each finding with its RFC section and what to fix.")
+    handshake.add_argument("action", nargs="?", choices=("check",), metavar="check",
+                           help="check the handshake in FILE instead of walking through a key")
+    handshake.add_argument("file", nargs="?", metavar="FILE", help="the pasted text, or '-' for stdin")
     handshake.add_argument("--key", default=RFC_EXAMPLE_KEY, metavar="KEY",
                            help="the Sec-WebSocket-Key value (default: RFC 6455 1.3's example, %(default)s)")
     add_output_options(handshake)
-    handshake.set_defaults(run=run_walkthrough)
-    actions = handshake.add_subparsers(dest="handshake_action", metavar="ACTION")
-    check = command_parser(actions, "check", help="lint a pasted request or response", epilog=CHECK_EXAMPLES,
-                           description="Check an opening handshake pasted from browser dev tools, curl -v or a "
-                                       "proxy log (LF or CRLF line ends, with or without the request line, a "
-                                       "request and its response together) against RFC 6455 section 4: each "
-                                       "finding with its RFC section and what to fix.")
-    check.add_argument("file", metavar="FILE", help="the pasted text, or '-' for stdin")
-    add_output_options(check)
-    check.set_defaults(run=run_check)
+    handshake.set_defaults(run=run_handshake)
+
+
+def run_handshake(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        if args.file is None:
+            return error(args, "handshake check: which file? Give FILE, or - to read stdin")
+        return run_check(args)
+    if args.file is not None:
+        return error(args, f"handshake: unexpected '{visible(args.file)}'; to check a pasted handshake: "
+                           "wsinspect handshake check FILE")
+    return run_walkthrough(args)
 
 
 def _key_findings(key: str) -> list[Finding]:
