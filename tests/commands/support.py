@@ -54,7 +54,7 @@ def run_process(args: Sequence[str], *, stdin: bytes = b"", columns: int = 100,
     return Run(done.returncode, done.stdout.decode("utf-8"), done.stderr.decode("utf-8"))
 
 
-_ONE_LINE = re.compile(r"^\s*as one line:\n([0-9a-f]+)$", re.MULTILINE)
+_ONE_LINE = re.compile(r"^\s*as one line:\n\s*([0-9a-f]+)$", re.MULTILINE)
 _BYTES_ROW = re.compile(r"^  ([0-9a-f]{4,})  ((?:[0-9a-f]{2} ?)+)$", re.MULTILINE)
 _TABLE_BYTE = re.compile(r"(?<![0-9a-f])[0-9a-f]{2}(?![0-9a-f])")
 

@@ -296,7 +296,7 @@ def frame_lines(event: FrameEvent, *, masking: bool, max_bytes: int, number: int
     lines += bytes_lines(wire, frame, max_payload=max_bytes)
     if len(wire) <= ONE_LINE_MAX:
         # On a line of its own, never folded, so it copies whole.
-        lines += [[("muted", "  as one line:")], [("plain", wire.hex())]]
+        lines += [[("muted", "  as one line:")], [("plain", "    " + wire.hex())]]
     lines.append([])
     lines += frame_diagram(frame)
     lines.append([])

@@ -286,8 +286,8 @@ def accept_steps(key: str, *, indent: str = "  ") -> list[Line]:
     accept = accept_key(value)  # the core's value, the one the server and the validator use
     deeper = indent + "     "
     lines: list[Line] = [[("heading", f"{indent}Sec-WebSocket-Accept, step by step")]]
-    lines.append([("strong", f"{indent}1. "), ("plain", "Take the key the client sent in Sec-WebSocket-Key, as "
-                                                        "text, without leading or trailing whitespace:")])
+    lines.append([("strong", f"{indent}1. "), ("plain", "Take the client's Sec-WebSocket-Key, as text, minus "
+                                                        "surrounding whitespace:")])
     # Shown as typed; hashed as the bytes a client would send (UTF-8), which is what ``value`` holds.
     shown = visible(key.strip())
     lines.append([("accent", deeper + shown)])
