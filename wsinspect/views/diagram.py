@@ -231,8 +231,7 @@ def masking_table(frame: Frame, *, masking: bool, rows: int = MASKING_ROWS, inde
     source, result = (payload, wire) if masking else (wire, payload)
     source_name, result_name = ("payload", "on the wire") if masking else ("on the wire", "payload")
     lines: list[Line] = [
-        [("strong", f"{indent}Masking, RFC 6455 5.3: "),
-         ("plain", "octet i of the data is XORed with octet i MOD 4 of the masking key "),
+        [("strong", f"{indent}Masking (RFC 6455 5.3): "), ("plain", "byte i XOR key byte i MOD 4, key "),
          ("field.masking_key", key.hex(" "))],
         [("muted", f"{indent}{'i':>5}  {'i mod 4':>7}  {source_name:<20}{'key[i mod 4]':<16}{result_name}")],
     ]
