@@ -76,25 +76,26 @@ def fit(pieces: list[Piece], width: int) -> list[Piece]:
 
 def wrap(pieces: list[Piece], width: int, indent: str = "  ") -> list[list[Piece]]:
     """A line longer than ``width`` cells folded onto several, at spaces where it can; continuation lines start with
-    ``indent``. (Packet-list rows never get here: they are cut to one line by ``fit``.)"""
+    ``indent``. (Packet-list rows never get here: they are cut to one line by ``fit``.) Linear in the text: no
+    character is measured twice, and a long piece is never measured past the room left on a line."""
     lines: list[list[Piece]] = []
     line: list[Piece] = []
     used = 0
     for role, text in pieces:
+        ascii_text = text.isascii()
         while text:
             room = width - used
-            cells = width_of(text)
-            if cells <= room:
+            # Every character takes at least one cell, so more characters than cells cannot fit.
+            if len(text) <= room and (ascii_text or width_of(text) <= room):
                 line.append((role, text))
-                used += cells
+                used += len(text) if ascii_text else width_of(text)
                 break
-            cut = room if text.isascii() else _cells_to_chars(text, room)
+            cut = room if ascii_text else _cells_to_chars(text[: room + 1], room)
             space = text.rfind(" ", 0, cut + 1)
-            first_word = text.find(" ")
+            first_word = text.find(" ", 0, width + 1)
             if space > 0:
                 cut = space
-            elif used > len(indent) and width_of(text[: first_word if first_word > 0 else len(text)]) <= \
-                    width - len(indent):
+            elif used > len(indent) and 0 <= (first_word if first_word > 0 else len(text)) <= width - len(indent):
                 cut = 0  # the word would fit on a line of its own: move it there rather than break it
             if cut > 0:
                 line.append((role, text[:cut].rstrip(" ")))
@@ -103,6 +104,8 @@ def wrap(pieces: list[Piece], width: int, indent: str = "  ") -> list[list[Piece
                 line[-1] = (line[-1][0], line[-1][1].rstrip(" "))
             lines.append(line)
             line, used = [("plain", indent)], len(indent)
+    if line and line[-1][1].endswith(" "):
+        line[-1] = (line[-1][0], line[-1][1].rstrip(" "))
     lines.append(line)
     return lines
 
