@@ -56,6 +56,7 @@ def run_process(args: Sequence[str], *, stdin: bytes = b"", columns: int = 100,
 
 _ONE_LINE = re.compile(r"^\s*as one line:\n\s*([0-9a-f]+)$", re.MULTILINE)
 _BYTES_ROW = re.compile(r"^  ([0-9a-f]{4,})  ((?:[0-9a-f]{2} ?)+)$", re.MULTILINE)
+_TABLE_ROW = re.compile(r"^\s*\d+\s+\d+\s")
 _TABLE_BYTE = re.compile(r"(?<![0-9a-f])[0-9a-f]{2}(?![0-9a-f])")
 
 
@@ -77,7 +78,7 @@ def masking_rows(out: str) -> list[tuple[int, int, str, str, str]]:
     """The masking table: (i, i mod 4, the byte XORed, the key byte, the result), as printed."""
     rows = []
     for line in out.splitlines():
-        if " XOR " not in line:
+        if " XOR " not in line or not _TABLE_ROW.match(line):
             continue
         index, key_index, rest = line.split(None, 2)
         source, key, result = _TABLE_BYTE.findall(rest)
