@@ -26,7 +26,7 @@ def export_path(text: str) -> str:
     try:
         check_writable(text)
     except ExportError as error:
-        raise argparse.ArgumentTypeError(f"{visible(text)!r}: {error}") from None
+        raise argparse.ArgumentTypeError(f"'{visible(text)}': {error}") from None
     return text
 
 

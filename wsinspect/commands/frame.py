@@ -25,7 +25,7 @@ from wsinspect.commands import (
 )
 from wsinspect.core.connection import Connection
 from wsinspect.core.deflate import EXTENSION_NAME, MessageDeflater
-from wsinspect.core.events import Close, Direction, FrameEvent, Message, Notice, Violation
+from wsinspect.core.events import Close, Direction, Event, FrameEvent, Message, Notice, Violation
 from wsinspect.core.fields import OPCODE_NAMES, Opcode, opcode_name
 from wsinspect.core.frames import Frame, build_frame
 from wsinspect.core.handshake import accept_key
@@ -128,7 +128,7 @@ def _opcode(text: str) -> int:
     except ValueError:
         value = -1
     if not 0 <= value <= 15 or not lowered.isascii():
-        raise argparse.ArgumentTypeError(f"not an opcode: {visible(text)!r} (continuation, text, binary, close, "
+        raise argparse.ArgumentTypeError(f"not an opcode: '{visible(text)}' (continuation, text, binary, close, "
                                          "ping, pong, or a number 0-15)")
     return value
 
@@ -140,7 +140,7 @@ def _mask_key(text: str) -> bytes:
         raise argparse.ArgumentTypeError(str(failure)) from None
     if len(key) != 4:
         raise argparse.ArgumentTypeError(f"a masking key is 4 bytes (8 hex digits, e.g. 37fa213d); "
-                                         f"{visible(text)!r} is {len(key)}")
+                                         f"'{visible(text)}' is {len(key)}")
     return key
 
 
@@ -153,13 +153,13 @@ def _hex_payload(text: str) -> bytes:
 
 def _close_code(text: str) -> int:
     if not text.isascii() or not text.isdigit() or not 0 <= int(text) <= 0xFFFF:
-        raise argparse.ArgumentTypeError(f"not a close code (0-65535): {visible(text)!r}")
+        raise argparse.ArgumentTypeError(f"not a close code (0-65535): '{visible(text)}'")
     return int(text)
 
 
 def _max_bytes(text: str) -> int:
     if not text.isascii() or not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"not a number of bytes, 1 or more: {visible(text)!r}")
+        raise argparse.ArgumentTypeError(f"not a number of bytes, 1 or more: '{visible(text)}'")
     return int(text)
 
 
@@ -220,7 +220,7 @@ def add_parser(commands: object) -> None:
 # -- decoding, shared by build and decode ---------------------------------------------------------------------
 
 
-def decode_events(data: bytes, sender: Direction, *, deflate: bool = False) -> list[object]:
+def decode_events(data: bytes, sender: Direction, *, deflate: bool = False) -> list[Event]:
     """The events the core's Connection makes of ``data`` sent by ``sender`` after a handshake (with
     permessage-deflate if ``deflate``). Frame offsets stay those of the connection's byte stream; subtract
     ``handshake_length(sender, deflate)`` for offsets in ``data``."""
@@ -228,7 +228,7 @@ def decode_events(data: bytes, sender: Direction, *, deflate: bool = False) -> l
     request, response = _handshake(deflate)
     connection.receive("c2s", request, time=0.0)
     connection.receive("s2c", response, time=0.0)
-    events: list[object] = list(connection.receive(sender, data, time=0.0))
+    events = connection.receive(sender, data, time=0.0)
     events += connection.end(time=0.0)
     return events
 
@@ -387,7 +387,7 @@ def _header_needed(rest: bytes) -> int:
     return size - len(rest)
 
 
-def _event_lines(events: list[object], base: int, *, masking: bool, max_bytes: int, numbered: bool,
+def _event_lines(events: list[Event], base: int, *, masking: bool, max_bytes: int, numbered: bool,
                  data: bytes = b"", skip: tuple[str, ...] = ()) -> list[Line]:
     lines: list[Line] = []
     number = 0
