@@ -158,6 +158,13 @@ def test_rfc_7692_compressed_hello() -> None:
     assert "[1002] RFC 6455 5.2:" in not_negotiated.out
 
 
+def test_rfc_7692_context_takeover() -> None:
+    """RFC 7692 7.2.3.2: a second "Hello" refers back to the first one: 0xc1 0x05 0xf2 0x00 0x11 0x00 0x00."""
+    done = run(["frame", "decode", "c107f248cdc9c90700", "c105f200110000", "--from-server", "--deflate"])
+    assert done.code == 0, done.out
+    assert done.out.count('text message (5 B, ') == 2 and done.out.count('"Hello"') >= 2
+
+
 def test_rule_breaking_frames_are_explained() -> None:
     fragmented_ping = run(["frame", "decode", "09 00", "--from-server"])
     assert "[1002] RFC 6455 5.5: A ping frame has FIN=0." in fragmented_ping.out
