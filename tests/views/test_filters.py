@@ -11,6 +11,7 @@ import base64
 import hashlib
 import struct
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -467,7 +468,7 @@ def truth(tree: Tree) -> set[tuple[str, int | None]]:
     return left & right if tree[0] == "&&" else left | right
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(trees, trees)
 def test_negation_conjunction_disjunction(first: Tree, second: Tree) -> None:
     e, f = parenthesized(first), parenthesized(second)
@@ -477,7 +478,7 @@ def test_negation_conjunction_disjunction(first: Tree, second: Tree) -> None:
     assert matching(f"({e}) || ({f})") == matching(e) | matching(f)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(trees, st.booleans())
 def test_precedence_needs_no_parentheses(tree: Tree, words: bool) -> None:
     assert matching(minimal(tree, words)) == truth(tree)
@@ -514,10 +515,15 @@ def shipped() -> list[tuple[Path, list[int]]]:
 @pytest.mark.parametrize(("path", "ports"), shipped(), ids=[p.stem for p, _ in shipped()])
 def test_every_json_field_filters_to_its_value(path: Path, ports: list[int]) -> None:
     """For every event of a shipped capture and every field its JSON line has, ``field == value`` selects it and
-    ``field != value`` does not (a null in JSON: the field is absent, so not even the bare field selects it)."""
+    ``field != value`` does not (a null in JSON: the field is absent, so not even the bare field selects it).
+    The first 100 events of each type per capture: budget.pcapng's thousand-odd frames say nothing new."""
     seen: set[str] = set()
+    per_type: Counter[str] = Counter()
     for event in CaptureTrace(path, server_ports=ports):
         line = to_json(event)
+        per_type[line["type"]] += 1
+        if per_type[line["type"]] > 100:
+            continue
         assert set(line) - set(FIELDS) <= NOT_FILTERABLE, line["type"]
         for name, value in line.items():
             if name in NOT_FILTERABLE:
@@ -611,7 +617,7 @@ PIECES = ["websocket.opcode", "text", "payload", "opcode_name", "frame", "==", "
           "é", "\udcff", "\\x", "\\u12", "[", "(?", "*", "true"]
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(max_size=40), st.lists(st.sampled_from(PIECES), max_size=12).map("".join)))
 def test_any_text_compiles_or_is_a_filter_error(expression: str) -> None:
     """Whatever is typed, the answer is a filter or a FilterError pointing inside the expression, never a crash."""
