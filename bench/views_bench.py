@@ -70,7 +70,9 @@ DETAIL_TARGET_FACTOR = 3  # --detail within 3x of tshark -V
 FLAT_TARGET = 1.2  # peak RSS at 10x the packets, at most 1.2x the peak at 1x
 # "--json no slower than today": tshark's time / wsinspect's for --json before the views were rewritten to stream
 # (commit 4097734, 2026-11-29, this machine); a row meets the target if its ratio is within the noise of it.
-JSON_BASELINE = {"long": None, "many": None}  # filled in from the baseline run, see bench/README.md
+# many: wsinspect was stopped at 300 s (tshark 233.7 s), so its ratio was below 233.7 / 300 = 0.78: an upper bound,
+# which makes "at least the baseline" a conservative test there.
+JSON_BASELINE: dict[str, float] = {"long": 1.33, "many": 0.78}
 JSON_NOISE = 0.9  # the shared 2-core machine gives +-10 % on a single figure
 
 TEXT = ("the frame header carries an opcode a mask bit and a payload length; the client masks every frame "
@@ -509,15 +511,17 @@ def targets(row: Row, flat: float | None, timeout: float) -> str:
         marks.append(f"{name}: {'?' if met is None else 'met' if met else 'NOT met'}")
 
     ratio = speed_ratio(row)
-    ts_timed_out = row.tshark is not None and any(run.seconds is None for run in row.tshark)
     ws_timed_out = any(run.seconds is None for run in row.wsinspect)
     base = row.view.split()[0]
+    ts_best = best(row.tshark)
     if base == "list" and row.tshark is not None:
-        mark("as fast as tshark", False if ws_timed_out and not ts_timed_out else None if ratio is None
-             else ratio >= 1)
+        # stopped at the timeout: known to miss only if tshark finished within the timeout
+        mark("as fast as tshark", False if ws_timed_out and ts_best is not None and ts_best < timeout
+             else None if ratio is None else ratio >= 1)
     if base == "detail" and row.tshark is not None:
-        mark(f"within {DETAIL_TARGET_FACTOR}x of tshark -V", False if ws_timed_out and not ts_timed_out
-             else None if ratio is None else ratio >= 1 / DETAIL_TARGET_FACTOR)
+        allowed = None if ts_best is None else DETAIL_TARGET_FACTOR * ts_best
+        mark(f"within {DETAIL_TARGET_FACTOR}x of tshark -V", False if ws_timed_out and allowed is not None
+             and allowed < timeout else None if ratio is None else ratio >= 1 / DETAIL_TARGET_FACTOR)
     if base == "json" and row.tshark is not None:
         baseline = JSON_BASELINE.get(row.capture)
         if baseline is None:
