@@ -54,15 +54,16 @@ def run_process(args: Sequence[str], *, stdin: bytes = b"", columns: int = 100,
     return Run(done.returncode, done.stdout.decode("utf-8"), done.stderr.decode("utf-8"))
 
 
-_ONE_LINE = re.compile(r"^\s*as one line:\n\s*([0-9a-f]+)$", re.MULTILINE)
+_HEX_STRING = re.compile(r"^\s*(?:as one line|as hex, \d+ bytes a line [^\n]*):\n((?:    [0-9a-f]+\n)+)",
+                         re.MULTILINE)
 _BYTES_ROW = re.compile(r"^  ([0-9a-f]{4,})  ((?:[0-9a-f]{2} ?)+)$", re.MULTILINE)
 _TABLE_ROW = re.compile(r"^\s*\d+\s+\d+\s")
 _TABLE_BYTE = re.compile(r"(?<![0-9a-f])[0-9a-f]{2}(?![0-9a-f])")
 
 
 def one_lines(out: str) -> list[bytes]:
-    """Every frame's bytes as printed on its "as one line:" line."""
-    return [bytes.fromhex(match) for match in _ONE_LINE.findall(out)]
+    """Every frame's bytes as printed in its copy-pasteable hex string (one line, or lines of whole bytes)."""
+    return [bytes.fromhex(block) for block in _HEX_STRING.findall(out)]
 
 
 def byte_rows(out: str) -> bytes:

@@ -21,6 +21,7 @@ from wsinspect.commands import (
     add_output_options,
     command_parser,
     error,
+    layout_width,
     present,
 )
 from wsinspect.core.connection import Connection
@@ -34,7 +35,7 @@ from wsinspect.views.detail import frame_tree
 from wsinspect.views.diagram import RFC_EXAMPLE_KEY, field_role, frame_diagram, masking_table
 from wsinspect.views.safe import visible
 
-ONE_LINE_MAX = 1024  # frames up to this size are also printed as one copy-pasteable line of hex
+ONE_LINE_MAX = 1024  # frames up to this size are also printed as a copy-pasteable hex string
 DECODE_HINT_MAX = 32  # frames up to this size get the decode command that reads them back (it fits a line)
 BYTES_PER_ROW = 16
 MASK_RULES = ("frame.client-unmasked", "frame.server-masked")  # RFC 6455 5.1: which one applies depends on the sender
@@ -286,17 +287,26 @@ def _frame_heading(number: int | None, frame: Frame) -> Line:
                       "payload")]
 
 
+def hex_string_lines(wire: bytes, width: int, indent: str = "    ") -> list[Line]:
+    """The bytes as one hex string to copy: on one line when it fits ``width``, else cut into lines of whole
+    bytes (``frame decode``, like ``bytes.fromhex``, ignores the line breaks). Never folded by the layout."""
+    per_line = max((width - len(indent)) // 2, 1)
+    if len(wire) <= per_line:
+        return [[("muted", "  as one line:")], [("plain", indent + wire.hex())]]
+    return [[("muted", f"  as hex, {per_line} bytes a line (frame decode reads it as it is):")],
+            *[[("plain", indent + wire[start : start + per_line].hex())] for start in range(0, len(wire), per_line)]]
+
+
 def frame_lines(event: FrameEvent, *, masking: bool, max_bytes: int, number: int | None = None,
-                continues: tuple[int, bool] | None = None) -> list[Line]:
+                continues: tuple[int, bool] | None = None, width: int = 100) -> list[Line]:
     """Everything shown for one frame: heading, bytes, the RFC figure, the field tree, the masking table.
-    ``continues``: (opcode, compressed) of the message a continuation frame belongs to."""
+    ``continues``: (opcode, compressed) of the message a continuation frame belongs to; ``width``: the layout's."""
     frame = event.frame
     wire = frame.header + frame.wire_payload
     lines: list[Line] = [_frame_heading(number, frame)]
     lines += bytes_lines(wire, frame, max_payload=max_bytes)
     if len(wire) <= ONE_LINE_MAX:
-        # On a line of its own, never folded, so it copies whole.
-        lines += [[("muted", "  as one line:")], [("plain", "    " + wire.hex())]]
+        lines += hex_string_lines(wire, width)
     lines.append([])
     lines += frame_diagram(frame)
     lines.append([])
@@ -371,7 +381,8 @@ def run_build(args: argparse.Namespace) -> int:
     if len(wire) <= DECODE_HINT_MAX:
         command = f"wsinspect frame decode {wire.hex()} --from-{'client' if key is not None else 'server'}"
         lines.append([("muted", "  decode it: "), ("plain", command + (" --deflate" if args.compress else ""))])
-    lines += _event_lines(events, base, masking=True, max_bytes=args.max_bytes, numbered=False)
+    lines += _event_lines(events, base, masking=True, max_bytes=args.max_bytes, numbered=False,
+                          width=layout_width(args))
     return present(args, lines)
 
 
@@ -387,7 +398,7 @@ def _header_needed(rest: bytes) -> int:
     return size - len(rest)
 
 
-def _event_lines(events: list[Event], base: int, *, masking: bool, max_bytes: int, numbered: bool,
+def _event_lines(events: list[Event], base: int, *, masking: bool, max_bytes: int, numbered: bool, width: int,
                  data: bytes = b"", skip: tuple[str, ...] = ()) -> list[Line]:
     lines: list[Line] = []
     number = 0
@@ -400,7 +411,7 @@ def _event_lines(events: list[Event], base: int, *, masking: bool, max_bytes: in
             event = replace(event, frame=replace(frame, offset=frame.offset - base))
             lines.append([])
             lines += frame_lines(event, masking=masking, max_bytes=max_bytes, number=number if numbered else None,
-                                 continues=message if frame.opcode == Opcode.CONTINUATION else None)
+                                 continues=message if frame.opcode == Opcode.CONTINUATION else None, width=width)
             if frame.opcode in (Opcode.TEXT, Opcode.BINARY):
                 message = None if frame.fin else (frame.opcode, frame.rsv1)
             elif frame.opcode == Opcode.CONTINUATION and frame.fin:
@@ -451,7 +462,8 @@ def run_decode(args: argparse.Namespace) -> int:
     if args.sender is None:
         lines.append([("muted", "  who sent them is not known, so the masking rule (RFC 6455 5.1) is not checked: "
                                 "add --from-client or --from-server")])
-    lines += _event_lines(events, base, masking=False, max_bytes=args.max_bytes, numbered=True, data=data, skip=skip)
+    lines += _event_lines(events, base, masking=False, max_bytes=args.max_bytes, numbered=True, data=data, skip=skip,
+                          width=layout_width(args))
     broken = [event for event in events if isinstance(event, Violation) and event.check.id not in skip]
     incomplete = any(isinstance(event, FrameEvent) and event.frame.missing for event in events) or any(
         isinstance(event, Notice) and event.check.id == "capture.truncated-frame" for event in events)
