@@ -45,11 +45,11 @@ def export_format(path: str) -> str:
 
 def fold(lines: Iterable[Line], width: int) -> list[Line]:
     """Lines wider than ``width`` folded at spaces, continuing under their own indent (as ``Output.line`` does),
-    so the terminal and the handout break every line at the same place. A line that is one word is left whole."""
+    so the terminal and the handout break every line at the same place."""
     folded: list[Line] = []
     for line in lines:
-        if sum(width_of(text) for _, text in line) <= width or " " not in "".join(t for _, t in line).strip():
-            folded.append(line)  # fits; or one word (a hex one-liner to copy): cutting it would spoil it
+        if sum(width_of(text) for _, text in line) <= width:
+            folded.append(line)
             continue
         first = line[0][1] if line else ""
         indent = " " * max(len(first) - len(first.lstrip(" ")), 2)
