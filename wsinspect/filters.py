@@ -603,6 +603,9 @@ class _Parser:
         members = frozenset(singles)
         if not ranges:
             return _field_test(_ACCESS[field.name], members.__contains__)
+        if len(ranges) == 1:  # the usual set, and a generator per event costs more than the comparison itself
+            ((low, high),) = ranges
+            return _field_test(_ACCESS[field.name], lambda value: value in members or low <= value <= high)
         return _field_test(_ACCESS[field.name],
                            lambda value: value in members or any(low <= value <= high for low, high in ranges))
 

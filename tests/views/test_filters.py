@@ -148,6 +148,7 @@ CASES: list[tuple[str, set[tuple[str, int | None]]]] = [
     ("websocket.opcode in {8, 9..10}", frames(7, 8, 15, 16)),
     ("websocket.opcode in {0x2}", frames(9, 10)),
     ("websocket.opcode in {10..8}", set()),  # an empty range
+    ("websocket.opcode in {0..0, 9..10}", frames(6, 7, 8)),  # several ranges
     ("!websocket.opcode in {1, 2}", ALL - frames(3, 4, 5, 9, 10, 11, 12, 13, 14)),
     ('text in {"Hello", ""}', messages(3, 4, 6, 13)),
     ("opcode_name in {ping, PONG}", frames(7, 8)),
