@@ -123,7 +123,8 @@ class _Block:
 
 
 def _curl_lines(lines: list[str]) -> tuple[list[str], list[str]] | None:
-    """``curl -v``'s ``> `` (sent) and ``< `` (received) lines, prefixes removed; None if there are none."""
+    """``curl -v``'s ``> `` (sent) and ``< `` (received) lines, prefixes removed; None when they hold neither a
+    request line nor a status line (not a curl transcript)."""
     sent = [line[2:] if line.startswith("> ") else "" for line in lines if line.startswith(">")]
     received = [line[2:] if line.startswith("< ") else "" for line in lines if line.startswith("<")]
     if not any(_REQUEST_LINE.match(line) for line in sent) and not any(_STATUS_LINE.match(line)
@@ -261,7 +262,8 @@ def fix_lines(finding: Finding, shown: set[str]) -> list[Line]:
 
 
 def check_lines(paste: Paste, *, width: int = 100) -> tuple[list[Line], list[Finding], bool]:
-    """The report for a paste, its findings, and whether the server switched protocols (None response: unknown)."""
+    """The report for a paste, its findings, and whether the server switched protocols (True when the paste holds
+    no response: nothing says it did not)."""
     request = parse_request(paste.request) if paste.request is not None else None
     response = parse_response(paste.response) if paste.response is not None else None
     request_findings = validate_request(request) if request is not None else []
