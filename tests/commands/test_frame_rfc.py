@@ -124,6 +124,17 @@ def test_diagram_of_a_16_bit_length() -> None:
     assert "Payload Data continued: 248 more bytes" in done.out  # 8 payload bytes drawn bit by bit, as the RFC's ':'
 
 
+def test_diagram_of_a_64_bit_length() -> None:
+    """0x82 0x7F 0x0000000000010000: length field 127 = 1111111, then 8 bytes that span three rows of the figure:
+    00 00 | 00 00 00 01 | 00 00 = 65536."""
+    done = run(["frame", "decode", "0x82 0x7F 0x0000000000010000", "00" * 65536, "--from-server"])
+    rows = _diagram_rows(done.out)
+    assert rows[:3] == ["|1|0|0|0|0 0 1 0|0|1 1 1 1 1 1 1|0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0|",
+                        "|0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 1|",
+                        "|0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0|0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0|"]
+    assert "= 65536" in done.out and "8 more bytes" in done.out
+
+
 def test_masking_table_of_the_rfc_example() -> None:
     """Key 37 fa 21 3d, masked 7f 9f 4d 51 58, "Hello" = 48 65 6c 6c 6f: one row per byte, key byte i mod 4."""
     expected = [(0, 0, "7f", "37", "48"), (1, 1, "9f", "fa", "65"), (2, 2, "4d", "21", "6c"), (3, 3, "51", "3d", "6c"),

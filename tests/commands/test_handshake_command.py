@@ -92,6 +92,13 @@ def test_default_key_is_the_rfc_example_step_by_step() -> None:
         assert section in done.out
 
 
+def test_surrounding_whitespace_is_dropped() -> None:
+    """RFC 6455 1.3: the value "minus any leading and trailing whitespace"."""
+    done = run(["handshake", "--key", f"  {RFC_KEY}\t"])
+    assert f"Sec-WebSocket-Accept: {RFC_ACCEPT}" in done.out
+    assert "the whitespace is dropped" in done.out
+
+
 def test_another_key_gets_its_own_digest() -> None:
     key = "x3JJHMbDL1EzLkh9GBhXDw=="
     digest = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
