@@ -221,3 +221,21 @@ def test_frames_being_collected_count_in_the_budget() -> None:
     for conn in connections:
         conn.end(time=4.0)
     assert budget.held == 0
+
+
+def test_a_message_ending_with_a_final_block_does_not_end_the_direction() -> None:
+    """RFC 7692 7.2.3.4: "f3 48 cd c9 c9 07 00" is "Hello" in one block with BFINAL set. zlib's stream ends there;
+    the next message of the direction (a new stream from a sender that reset) must still inflate."""
+    conn, _ = open_connection(offer="permessage-deflate", accept="permessage-deflate")
+    later = zlib.compressobj(6, zlib.DEFLATED, -15)
+    again = later.compress(b"Hello again") + later.flush(zlib.Z_SYNC_FLUSH)
+    events = conn.receive("c2s", cframe(TEXT, bytes.fromhex("f348cdc9c90700"), rsv1=True) +
+                          cframe(TEXT, again[:-4], rsv1=True), time=0.0)
+    assert violation_ids(events) == []
+    assert [m.data for m in messages(events)] == [b"Hello", b"Hello again"]
+
+
+def test_bytes_after_a_final_block_in_the_same_message_are_reported() -> None:
+    conn, _ = open_connection(offer="permessage-deflate", accept="permessage-deflate")
+    events = conn.receive("c2s", cframe(TEXT, bytes.fromhex("f348cdc9c90700") + b"\x01\x02", rsv1=True), time=0.0)
+    assert violation_ids(events) == ["message.inflate-failed"]

@@ -200,6 +200,15 @@ class MessageInflater:
         if len(out) > limit or inflater.unconsumed_tail:
             self.forget_context()
             raise TooBig
+        if inflater.eof:
+            # RFC 7692 7.2.3.4: a sender may end a message with a final block (BFINAL=1). That ends zlib's stream,
+            # so the next message starts a new one: a fresh inflater whose window is what this one just produced
+            # (a zlib sender must reset after a final block, so it cannot refer further back).
+            after = inflater.unused_data[: -len(TAIL)] if final else inflater.unused_data
+            self._inflater = zlib.decompressobj(-self.window_bits, zdict=out[-(1 << self.window_bits):]) \
+                if out else zlib.decompressobj(-self.window_bits)
+            if after:
+                raise InflateError(f"{len(after)} bytes follow the final DEFLATE block")
         if final and self.no_context_takeover:
             self._inflater = None  # the next message starts afresh: no window to keep while the connection idles
         return out
