@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Lay out every WebSocket conversation in a capture: who connected to whom, the opening "
                     "handshake with every header (and whether Sec-WebSocket-Accept is right), every frame in "
                     "both directions, the messages they carry, and every rule broken.")
-    read.add_argument("capture", help="a pcap or pcapng file")
+    read.add_argument("capture", nargs="?", help="a pcap or pcapng file")
+    read.set_defaults(read_parser=read)  # a missing capture is reported with read's own usage
     view = read.add_mutually_exclusive_group()
     view.add_argument("--detail", action="store_true", help="each frame as a tree of fields and a coloured hex dump")
     view.add_argument("--follow", action="store_true", help="each conversation as a transcript of whole messages")
@@ -144,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("-Y", "--filter", metavar="EXPR",
                       help="show only the events that match EXPR, a display filter over the fields of --json "
                            "(e.g. 'websocket.opcode == 8', 'text contains \"error\"', violation); everything "
-                           "is still decoded")
+                           "is still decoded; '-Y help' lists the fields")
     read.add_argument("-c", "--count", type=_count, metavar="N",
                       help="stop after the first N packets of the capture, as tshark -c does")
     read.add_argument("--stream", type=_positive_int, action="append", metavar="N",
@@ -297,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(run(args))
         if args.command == "read":
             from wsinspect.read import run_read
+
+            if args.capture is None and (args.filter or "").strip() != "help":
+                args.read_parser.error("the following arguments are required: capture")
 
             return run_read(args)
         from wsinspect.server.run import run_serve

@@ -48,8 +48,11 @@ def run_read(args: argparse.Namespace) -> int:
     name = visible(str(args.capture))  # a file name is untrusted too: it may hold escape sequences
     shown: Callable[[Event], bool] | None = None
     if args.filter is not None:
-        from wsinspect.filters import FilterError, compile_filter
+        from wsinspect.filters import FilterError, compile_filter, describe_fields
 
+        if args.filter.strip() == "help":  # -Y help: the fields a filter can use, like tshark -G fields
+            sys.stdout.write(describe_fields() + "\n")
+            return EXIT_OK
         try:
             shown = compile_filter(args.filter)
         except FilterError as error:

@@ -352,3 +352,15 @@ def test_explain_gives_the_rule_under_a_violation_once() -> None:
 
     for check_id in rule_ids:
         assert out.count(CHECKS[check_id].rule[:50]) >= 1, check_id
+
+
+def test_filter_help_lists_the_fields_without_a_capture() -> None:
+    from wsinspect.filters import FIELDS
+
+    done = run_wsinspect(["read", "-Y", "help"])
+    out = done.stdout.decode("utf-8")
+    assert done.returncode == 0
+    for name in ("websocket.opcode", "tcp.stream", "text", "check"):
+        assert name in FIELDS and re.search(rf"^{re.escape(name)} ", out, re.MULTILINE), name
+    missing = run_wsinspect(["read"])
+    assert missing.returncode == 2 and b"required: capture" in missing.stderr
