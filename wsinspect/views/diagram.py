@@ -235,13 +235,14 @@ def masking_table(frame: Frame, *, masking: bool, rows: int = MASKING_ROWS, inde
          ("field.masking_key", key.hex(" "))],
         [("muted", f"{indent}{'i':>5}  {'i mod 4':>7}  {source_name:<20}{'key[i mod 4]':<16}{result_name}")],
     ]
-    source_role, result_role = ("field.payload", "field.payload") if masking else ("field.payload", "field.unmasked")
+    result_role = "field.payload" if masking else "field.unmasked"  # as in the detail view's hex dump
     for i in range(len(payload)):
         j = i % 4
         # The text column goes with the payload side: on the wire, masked bytes are noise.
         lines.append([
             ("muted", f"{indent}{i:>5}  {j:>7}  "),
-            (source_role, f"{source[i]:02x} {source[i]:08b}"), ("plain", f" {_char(source[i]) if masking else ' '}"),
+            ("field.payload", f"{source[i]:02x} {source[i]:08b}"),
+            ("plain", f" {_char(source[i]) if masking else ' '}"),
             ("muted", "  XOR  "), ("field.masking_key", f"{key[j]:02x} {key[j]:08b}"),
             ("muted", "  =  "), (result_role, f"{result[i]:02x} {result[i]:08b}"),
             ("plain", "" if masking else f" {_char(result[i])}"),
