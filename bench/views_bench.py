@@ -500,7 +500,7 @@ def ratio_text(row: Row, timeout: float) -> str:
     return "n/a"
 
 
-def targets(row: Row, flat: float | None, timeout: float) -> str:
+def targets(row: Row, flat: float | None, timeout: float, real_size: bool) -> str:
     """Issue 6's targets that apply to this row, each met or not met."""
     if row.missing:
         return row.missing
@@ -522,7 +522,7 @@ def targets(row: Row, flat: float | None, timeout: float) -> str:
         allowed = None if ts_best is None else DETAIL_TARGET_FACTOR * ts_best
         mark(f"within {DETAIL_TARGET_FACTOR}x of tshark -V", False if ws_timed_out and allowed is not None
              and allowed < timeout else None if ratio is None else ratio >= 1 / DETAIL_TARGET_FACTOR)
-    if base == "json" and row.tshark is not None:
+    if base == "json" and row.tshark is not None and real_size:  # the baseline was taken at the real sizes
         baseline = JSON_BASELINE.get(row.capture)
         if baseline is None:
             marks.append("no slower than today: this run is the baseline")
@@ -540,9 +540,10 @@ def targets(row: Row, flat: float | None, timeout: float) -> str:
     return "; ".join(marks)
 
 
-def print_table(rows: list[Row], scaled: dict[tuple[str, str], Row], timeout: float) -> None:
+def print_table(rows: list[Row], scaled: dict[tuple[str, str], Row], timeout: float, scale: int,
+                real_size: bool) -> None:
     print("\n| view | capture | wsinspect s (min / median) | tshark s (min / median) | speed ratio | "
-          "first line s (ws / tshark) | peak RSS MiB (ws / tshark) | memory 10x/1x | targets |")
+          f"first line s (ws / tshark) | peak RSS MiB (ws / tshark) | memory {scale}x/1x | targets |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
         big = scaled.get((row.view, row.capture))
@@ -558,7 +559,7 @@ def print_table(rows: list[Row], scaled: dict[tuple[str, str], Row], timeout: fl
         flat_text = "" if big is None else (f"{flat:.2f}" if flat else "?")
         print(f"| {row.view} | {row.capture} | {ws_time} | {ts_time} | {ratio_text(row, timeout)} | {first} | "
               f"{rss} | {flat_text} | "
-              f"{targets(row, flat, timeout)} |")
+              f"{targets(row, flat, timeout, real_size)} |")
     if scaled:
         print("\nAt the larger scale:\n")
         print("| view | capture | scale | wsinspect s | tshark s | speed ratio | first line s (ws / tshark) | "
@@ -576,7 +577,7 @@ def print_table(rows: list[Row], scaled: dict[tuple[str, str], Row], timeout: fl
 
 
 def capture_path(args: argparse.Namespace, capture: str, scale: int) -> Path:
-    size = "quick" if args.quick else f"x{scale}"
+    size = f"quick-x{scale}" if args.quick else f"x{scale}"
     return Path(args.out) / f"views-{capture}-{size}-s{args.seed}.pcapng"
 
 
@@ -694,7 +695,7 @@ def main() -> int:
                 scaled[(row.view, row.capture)] = row
     print(f"\nspeed ratio = tshark's time / wsinspect's (best runs): above 1, wsinspect is the faster. "
           f"{args.repeat} run(s) per tool at 1x, alternating; timeout {args.timeout:.0f} s.")
-    print_table(rows, scaled, args.timeout)
+    print_table(rows, scaled, args.timeout, args.scale, not args.quick)
     if code is None:
         benchutil.check_unchanged(fingerprint)
     return 0
