@@ -234,7 +234,9 @@ class ServerConnection(asyncio.Protocol):
         self.endpoint: ServerEndpoint | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._closed = False
-        self._input = bytearray()  # received, not decoded yet (at most one read: reading pauses while it is here)
+        # Received, not decoded yet, from offset _input_at: at most one read, since reading pauses while it is here.
+        self._input = b""
+        self._input_at = 0
         self._input_scheduled = False
         self._reading_paused = False
         self._queue_full = False  # echo: the client's queue went over --max-queue; reading waits until it drains
@@ -293,7 +295,11 @@ class ServerConnection(asyncio.Protocol):
                 self._unrecorded.append((data, now))
             elif self.endpoint.stream is not None:
                 recorder.data(self.endpoint.stream, "c2s", data, now)
-        self._input += data
+        if self._input_at < len(self._input):  # not expected (reading pauses first), but never lose bytes
+            self._input = self._input[self._input_at :] + data
+        else:
+            self._input = data
+        self._input_at = 0
         self._decode_input()
 
     def eof_received(self) -> bool | None:
@@ -323,13 +329,16 @@ class ServerConnection(asyncio.Protocol):
         """Decode one chunk of what was received, then give the loop back if more is waiting."""
         self._input_scheduled = False
         endpoint = self.endpoint
-        if endpoint is None or self._closed or not self._input or self._queue_full:
+        if endpoint is None or self._closed or not self._pending_input or self._queue_full:
             self._update_reading()
             return
         chunk_size = self._chunk // COMPRESSED_CHUNK_SHARE if endpoint.compression else self._chunk
         chunk_size = max(chunk_size, MIN_CHUNK)
-        chunk = bytes(self._input[:chunk_size])
-        del self._input[:chunk_size]
+        start = self._input_at
+        chunk = self._input[start : start + chunk_size]  # the whole read, uncopied, when it fits in one chunk
+        self._input_at = start + len(chunk)
+        if self._input_at >= len(self._input):
+            self._input, self._input_at = b"", 0
         now = time.time()
         was_handshaking = endpoint.state is State.HANDSHAKE
         try:
@@ -354,8 +363,12 @@ class ServerConnection(asyncio.Protocol):
         self._schedule_input()
         self._update_reading()
 
+    @property
+    def _pending_input(self) -> bool:
+        return self._input_at < len(self._input)
+
     def _schedule_input(self) -> None:
-        if self._input and not self._input_scheduled and not self._queue_full and not self._closed:
+        if self._pending_input and not self._input_scheduled and not self._queue_full and not self._closed:
             self._input_scheduled = True
             asyncio.get_running_loop().call_soon(self._decode_input)
 
@@ -364,7 +377,7 @@ class ServerConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self._closed or transport.is_closing():
             return
-        pause = bool(self._input) or self._queue_full
+        pause = self._pending_input or self._queue_full
         if pause and not self._reading_paused:
             transport.pause_reading()
         elif not pause and self._reading_paused:
@@ -532,7 +545,7 @@ class ServerConnection(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
-        self._input.clear()
+        self._input, self._input_at = b"", 0
         for name in list(self._timers):
             self._cancel(name)
         transport = self.transport
