@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("--max-bytes", type=_size, default=256, metavar="SIZE",
                       help="payload bytes shown in a hex dump (default: %(default)s)")
     read.add_argument("--no-summary", action="store_true", help="leave out the closing summary")
+    read.add_argument("--export", metavar="FILE",
+                      help="also save what is shown as a handout, FILE.html, FILE.svg or FILE.txt, laid out at "
+                           "100 columns with the theme's colours (for a big capture, narrow it with --stream, -Y "
+                           "or -c first)")
     _add_colour(read)
 
     from wsinspect.server import options as serve_options

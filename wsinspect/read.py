@@ -7,6 +7,7 @@ what open conversations need. Exit statuses are listed in ``wsinspect read --hel
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Callable
 from typing import Protocol
@@ -18,9 +19,10 @@ from wsinspect.capture.files import CaptureError
 from wsinspect.core.connection import Limits
 from wsinspect.core.events import Event
 from wsinspect.trace import CaptureTrace
+from wsinspect.views.export import EXPORT_WIDTH, ExportError, check_writable, save_painted
 from wsinspect.views.flow import FlowView
 from wsinspect.views.jsonlines import JsonLinesView
-from wsinspect.views.output import Output
+from wsinspect.views.output import Handout, Output
 from wsinspect.views.packetlist import PacketList
 from wsinspect.views.safe import visible
 from wsinspect.views.summary import Summary
@@ -28,6 +30,7 @@ from wsinspect.views.transcript import Transcript
 
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024  # smaller files finish before a bar is worth drawing
 EXIT_OK, EXIT_NOTHING_FOUND, EXIT_USAGE, EXIT_DAMAGED = 0, 1, 2, 3
+HANDOUT_MAX_LINES = 5000  # about 80 printed pages: past it, a handout is not what anyone wants
 
 
 class View(Protocol):
@@ -67,7 +70,21 @@ def run_read(args: argparse.Namespace) -> int:
         _error(errors, f"wsinspect: {name}: {visible(str(error))}")
         return EXIT_USAGE
 
-    output = Output(console, make_palette(args, console))
+    handout: Handout | None = None
+    if args.export:
+        try:
+            check_writable(args.export)
+        except ExportError as error:
+            _error(errors, f"wsinspect: --export {visible(args.export)}: {visible(str(error))}")
+            return EXIT_USAGE
+        # The handout is painted in the theme's colours at a fixed width; the terminal gets the same lines (without
+        # the colours if it has none), so the file is what was shown.
+        handout = Handout(HANDOUT_MAX_LINES)
+        recording = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=EXPORT_WIDTH)
+        output = Output(console, make_palette(args, recording), width=EXPORT_WIDTH, handout=handout,
+                        strip=console.color_system is None)
+    else:
+        output = Output(console, make_palette(args, console))
     view: View
     packet_list: PacketList | None = None
     if args.json:
@@ -112,6 +129,10 @@ def run_read(args: argparse.Namespace) -> int:
         frames_shown = packet_list.frames_shown if packet_list is not None and shown is not None else None
         output.lines(summary.lines(notes, frames_shown=frames_shown))
     output.flush()
+    if handout is not None:
+        status = _save_handout(args, errors, handout, output.palette.theme, name)
+        if status != EXIT_OK:
+            return status
     if stats.truncated:
         why = visible(stats.problem or "it ends inside a packet record")
         _error(errors, f"wsinspect: {name}: the file is truncated or damaged ({why}); everything before that point "
@@ -127,6 +148,20 @@ def run_read(args: argparse.Namespace) -> int:
             _error(errors, f"wsinspect: {name}: no WebSocket conversation found in {stats.packets} packets{hint}",
                    "yellow")
         return EXIT_NOTHING_FOUND
+    return EXIT_OK
+
+
+def _save_handout(args: argparse.Namespace, errors: Console, handout: Handout, theme: str, name: str) -> int:
+    if handout.overflowed:
+        _error(errors, f"wsinspect: --export {visible(args.export)}: more than {handout.limit:,} lines is not a "
+                       "handout; nothing was saved. Narrow it: --stream N (one conversation), -Y FILTER (some "
+                       "frames) or -c N (the first packets), or --compact")
+        return EXIT_USAGE
+    try:
+        save_painted(handout.lines, args.export, theme=theme, title=f"wsinspect read {name}")
+    except ExportError as error:
+        _error(errors, f"wsinspect: --export {visible(args.export)}: {visible(str(error))}")
+        return EXIT_USAGE
     return EXIT_OK
 
 

@@ -364,3 +364,41 @@ def test_filter_help_lists_the_fields_without_a_capture() -> None:
         assert name in FIELDS and re.search(rf"^{re.escape(name)} ", out, re.MULTILINE), name
     missing = run_wsinspect(["read"])
     assert missing.returncode == 2 and b"required: capture" in missing.stderr
+
+
+# ---- --export ------------------------------------------------------------------------------------------------------
+
+
+def test_export_saves_what_was_shown(tmp_path: Path) -> None:
+    import html.parser
+    import xml.etree.ElementTree as ElementTree
+
+    text_file, html_file, svg_file = tmp_path / "echo.txt", tmp_path / "echo.html", tmp_path / "echo.svg"
+    shown = run_wsinspect(["read", capture_path("echo"), "--color", "never", "--export", text_file]).stdout.decode()
+    strip = lambda text: [line.rstrip() for line in text.splitlines()]  # noqa: E731 - trailing blanks differ
+    assert strip(text_file.read_text("utf-8")) == strip(shown)  # the terminal got the handout's 100 columns
+    assert max(len(line) for line in shown.splitlines()) <= 100
+    run_wsinspect(["read", capture_path("hostile"), "--color", "never", "--export", html_file])
+
+    class Collect(html.parser.HTMLParser):
+        text = ""
+
+        def handle_data(self, data: str) -> None:
+            self.text += data
+
+    page = Collect()
+    page.feed(html_file.read_text("utf-8"))
+    assert '"\\x1b[2J\\x1b]0;pwned\\x07[b' in page.text  # escaped in the handout as on the terminal
+    assert "color:" in html_file.read_text("utf-8")  # the theme's colours, though the terminal had none
+    run_wsinspect(["read", capture_path("echo"), "--export", svg_file])
+    ElementTree.parse(svg_file)  # well-formed XML
+
+
+def test_export_refuses_a_capture_too_long_for_a_handout(tmp_path: Path) -> None:
+    target = tmp_path / "large.html"
+    done = run_wsinspect(["read", capture_path("large"), "--detail", "--max-bytes", "100k", "--export", target])
+    err = done.stderr.decode("utf-8")
+    assert done.returncode == 2 and not target.exists()
+    assert "--stream" in err and "-Y" in err and "-c" in err and err.count("\n") == 1
+    bad = run_wsinspect(["read", capture_path("echo"), "--export", tmp_path / "echo.pdf"])
+    assert bad.returncode == 2 and b"FILE.html" in bad.stderr and bad.stdout == b""

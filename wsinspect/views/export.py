@@ -89,6 +89,28 @@ def save(lines: Iterable[Line], path: str, *, theme: str, title: str, width: int
         raise ExportError(error.strerror or str(error)) from None
 
 
+def save_painted(lines: Iterable[str], path: str, *, theme: str, title: str, width: int = EXPORT_WIDTH) -> None:
+    """Like ``save``, for lines a view painted itself (ANSI colour codes in them): ``wsinspect read`` streams
+    painted lines, so its handout is read back from them."""
+    kind = export_format(path)
+    console = Console(record=True, width=width, file=io.StringIO(), force_terminal=True, color_system="truecolor",
+                      highlight=False, markup=False, emoji=False, legacy_windows=False)
+    for line in lines:
+        console.print(Text.from_ansi(line), no_wrap=True, overflow="ignore", crop=False)
+    page = _PAGE_THEMES.get(theme, MONOKAI)
+    if kind == "html":
+        content = console.export_html(theme=page, inline_styles=True)
+    elif kind == "svg":
+        content = console.export_svg(title=title, theme=page)
+    else:
+        content = console.export_text(styles=False)
+    try:
+        with open(path, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(content)
+    except OSError as error:
+        raise ExportError(error.strerror or str(error)) from None
+
+
 def check_writable(path: str) -> None:
     """Fail before the work, not after it: the extension is known and the file's folder exists."""
     export_format(path)

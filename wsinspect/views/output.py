@@ -7,6 +7,7 @@ capture of a million frames costs a few thousand writes. The first line is writt
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from time import monotonic
 from typing import IO
@@ -20,12 +21,35 @@ BATCH_LINES = 512
 FLUSH_SECONDS = 0.2
 
 
+_SGR = re.compile("\x1b\\[[0-9;]*m")
+
+
+class Handout:
+    """What a run showed, kept for ``--export``: painted lines (with the theme's colours whatever the terminal has),
+    at most ``limit`` of them. A capture that shows more is too long for a handout; ``overflowed`` says so."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lines: list[str] = []
+        self.overflowed = False
+
+    def keep(self, lines: list[str]) -> None:
+        room = self.limit - len(self.lines)
+        if len(lines) > room:
+            self.overflowed = True
+        self.lines.extend(lines[: max(room, 0)])
+
+
 class Output:
-    def __init__(self, console: Console, palette: Palette, *, live: bool = False) -> None:
+    def __init__(self, console: Console, palette: Palette, *, live: bool = False, width: int | None = None,
+                 handout: Handout | None = None, strip: bool = False) -> None:
         self.file: IO[str] = console.file
-        self.width = console.width
+        self.width = width or console.width
         self.palette = palette
         self.live = live  # a live log writes every event as it happens
+        self.handout = handout
+        # Exporting paints in colour for the handout; a terminal without colour gets the same lines without it.
+        self.strip = strip
         self._lines: list[str] = []
         self._last_flush = 0.0
 
@@ -71,8 +95,11 @@ class Output:
 
     def flush(self) -> None:
         if self._lines:
+            if self.handout is not None:
+                self.handout.keep(self._lines)
             self._lines.append("")
-            self.file.write("\n".join(self._lines))
+            text = "\n".join(self._lines)
+            self.file.write(_SGR.sub("", text) if self.strip else text)
             self._lines.clear()
         self.file.flush()
         self._last_flush = monotonic()
