@@ -232,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="close a connection the client sent nothing on for SECONDS with 1001; halfway, "
                              "without --ping-interval, it is pinged once, and an answer counts (default: "
                              "%(default)g; 0: never)")
+    limits.add_argument("--close-timeout", type=_seconds, default=3.0, metavar="SECONDS",
+                        help="after the server's close frame, how long it waits for the client's before it drops "
+                             "the connection (default: %(default)g)")
+    limits.add_argument("--shutdown-grace", type=_seconds, default=2.0, metavar="SECONDS",
+                        help="at Ctrl-C, how long connections get to finish their closing handshake (default: "
+                             "%(default)g)")
     limits.add_argument("--max-connections", type=serve_options.whole_number, default=1024, metavar="N",
                         help="refuse connections beyond N at once with 503 (default: %(default)s)")
     serve.add_argument("--detail", action="store_true", help="log each frame as a field tree and hex dump")

@@ -48,8 +48,6 @@ from wsinspect.views.packetlist import PacketList
 from wsinspect.views.safe import visible
 from wsinspect.views.summary import Summary
 
-CLOSE_TIMEOUT = 3.0  # seconds to wait for the client's close frame (or its FIN, or its reading our last bytes)
-SHUTDOWN_GRACE = 2.0  # seconds Ctrl-C waits for connections to finish their closing handshake
 LISTEN_BACKLOG = 2048  # a classroom (or a benchmark) connecting at once should not see refused connections
 MIN_CHUNK = 256  # the smallest chunk decoded at once: a chunk of tiny frames still makes progress per turn
 COMPRESSED_CHUNK_SHARE = 16  # a compressed connection decodes 1/16 of --read-chunk at once (see the docstring)
@@ -76,6 +74,8 @@ class ServeOptions:
     idle_timeout: float = 300.0  # 0: never
     read_chunk: int = 16 * 1024
     turn_frames: int = 256
+    close_timeout: float = 3.0  # for the client's close frame (or FIN, or its reading our last bytes) after ours
+    shutdown_grace: float = 2.0  # Ctrl-C: for every connection to finish its closing handshake
 
 
 def demo_page(mode: str) -> bytes:
@@ -210,7 +210,7 @@ class WebSocketServer:
             self._server.close()
         for connection in list(self.connections.values()):
             connection.close(1001, "server shutting down")
-        deadline = time.monotonic() + SHUTDOWN_GRACE
+        deadline = time.monotonic() + self.options.shutdown_grace
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for connection in list(self.connections.values()):
@@ -484,7 +484,7 @@ class ServerConnection(asyncio.Protocol):
         if self.endpoint.state is State.OPEN:
             self.endpoint.close(code, reason, time=now)
             self._flush(now)
-            self._later("close", CLOSE_TIMEOUT, lambda: self._finish("no close frame from the client in time"))
+            self._await_close_frame()
         else:
             self._finish("server shut down")
 
@@ -504,10 +504,15 @@ class ServerConnection(asyncio.Protocol):
                 self.server.recorder.data(endpoint.stream, "s2c", out, now)
         self.server.emit(endpoint.events())
         if endpoint.state is State.CLOSING and "close" not in self._timers:
-            self._later("close", CLOSE_TIMEOUT, lambda: self._finish("no close frame from the client in time"))
+            self._await_close_frame()
         if transport is not None and self.server.options.mode != "echo" and endpoint.state is State.OPEN \
                 and transport.get_write_buffer_size() > self.server.options.max_queue:
             self._drop_slow_member(transport.get_write_buffer_size())
+
+    def _await_close_frame(self) -> None:
+        self._later("close", self.server.options.close_timeout,
+                    lambda: self._finish(f"no close frame from the client within {self.server.options.close_timeout:g} "
+                                         "s (--close-timeout)"))
 
     def _drop_slow_member(self, queued: int) -> None:
         """Chat and push: a member that does not read cannot pace the others; it is closed, not waited for."""
@@ -553,7 +558,7 @@ class ServerConnection(asyncio.Protocol):
             transport.close()
             if transport.get_write_buffer_size():
                 # close() waits for the buffer to be written; a peer that never reads would hold it forever.
-                asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.abort)
+                asyncio.get_running_loop().call_later(self.server.options.close_timeout, transport.abort)
         self.server.connections.pop(self.key, None)
         now = time.time()
         if self.endpoint is not None:
@@ -611,7 +616,8 @@ def run_serve(args: argparse.Namespace) -> int:
                            interval=args.interval if args.interval is not None else 1.0,
                            ping_interval=args.ping_interval, handshake_timeout=args.handshake_timeout,
                            max_connections=args.max_connections, max_queue=args.max_queue,
-                           idle_timeout=args.idle_timeout, read_chunk=args.read_chunk, turn_frames=args.turn_frames)
+                           idle_timeout=args.idle_timeout, read_chunk=args.read_chunk, turn_frames=args.turn_frames,
+                           close_timeout=args.close_timeout, shutdown_grace=args.shutdown_grace)
     summary = Summary()
     sinks: list[EventSink] = []
     if not args.quiet:  # --quiet keeps nothing per event, not even the counts
