@@ -143,6 +143,9 @@ def run_read(args: argparse.Namespace) -> int:
             asked = ", ".join(str(stream) for stream in args.stream)
             _error(errors, f"wsinspect: {name}: no WebSocket conversation with tcp.stream {asked} "
                            f"(the capture has {stats.tcp_streams} TCP stream(s), numbered from 0)", "yellow")
+        elif summary.tls:
+            _error(errors, f"wsinspect: {name}: no WebSocket conversation that can be seen into: {summary.tls} TLS "
+                           "stream(s) (wss:// or another TLS protocol); the session keys are needed", "yellow")
         else:
             hint = "" if args.port else " (a conversation captured mid-connection needs --port N)"
             _error(errors, f"wsinspect: {name}: no WebSocket conversation found in {stats.packets} packets{hint}",

@@ -402,3 +402,11 @@ def test_export_refuses_a_capture_too_long_for_a_handout(tmp_path: Path) -> None
     assert "--stream" in err and "-Y" in err and "-c" in err and err.count("\n") == 1
     bad = run_wsinspect(["read", capture_path("echo"), "--export", tmp_path / "echo.pdf"])
     assert bad.returncode == 2 and b"FILE.html" in bad.stderr and bad.stdout == b""
+
+
+def test_tls_is_reported_apart_from_websocket_conversations() -> None:
+    done = run_wsinspect(["read", capture_path("wss"), "--color", "never"])
+    out, err = done.stdout.decode("utf-8"), done.stderr.decode("utf-8")
+    assert done.returncode == 1 and "TLS stream" in err and err.count("\n") == 1
+    assert re.search(r"conversations +0\b", out) and re.search(r"TLS streams +1\b", out)
+    assert "session keys are needed" in out and not frame_rows(out)

@@ -32,6 +32,7 @@ class Summary:
 
     def __init__(self) -> None:
         self.conversations = 0
+        self.tls = 0  # streams that began with a TLS handshake: reported, not decoded
         self.refused = 0
         self.plain_http = 0  # requests that never asked for an upgrade (the live server's demo page)
         self._plain_http: set[int] = set()
@@ -70,15 +71,22 @@ class Summary:
         elif kind is Notice:
             assert isinstance(event, Notice)
             self.notices[event.check.id] += 1
+            if event.check.id == "capture.tls":  # a stream we cannot see into is not a WebSocket conversation
+                self.tls += 1
+                self.conversations -= 1
         elif kind is Gap:
             self.notices["capture.gap"] += 1
         elif kind is ConnectionClosed:
             self._plain_http.discard(event.stream)
 
     def count_conversation(self, event: Event) -> None:
-        """Only what the exit status needs: how many conversations there were."""
-        if type(event) is ConnectionOpened:
+        """Only what the exit status needs: how many conversations there were (TLS streams apart)."""
+        kind = type(event)
+        if kind is ConnectionOpened:
             self.conversations += 1
+        elif kind is Notice and event.check.id == "capture.tls":  # type: ignore[attr-defined]
+            self.tls += 1
+            self.conversations -= 1
 
     def close(self) -> None:
         """Nothing to flush: the summary is printed by whoever owns the console, when it chooses."""
@@ -95,6 +103,9 @@ class Summary:
         if self.plain_http:
             notes.append(f"{self.plain_http} plain HTTP")
         row("conversations", f"{self.conversations}" + (f" ({', '.join(notes)})" if notes else ""))
+        if self.tls:
+            row("TLS streams", f"{self.tls} (wss:// or another TLS protocol: the session keys are needed to see "
+                               "inside)")
         total = sum(self.frames.values())
         row("frames", f"{total}: " + ", ".join(f"{name} {count}" for name, count in self.frames.most_common())
             if self.frames else "0")
