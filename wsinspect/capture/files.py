@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Protocol
 
-from wsinspect.core.construct import fast_constructor
+from wsinspect.capture.fastbuild import frozen_builder
 
 __all__ = ["CaptureError", "CaptureFile", "RawPacket"]
 
@@ -31,7 +31,7 @@ class RawPacket:
     wire_length: int  # length on the wire; larger than len(data) when the record was cut at capture time
 
 
-_new_raw_packet = fast_constructor(RawPacket)
+_new_raw_packet = frozen_builder(RawPacket)
 
 # Real records are at most a few hundred KiB (64 KiB IP packets, up to ~512 KiB with BIG TCP GSO).
 # Anything claiming more is a corrupt length field, and reading it would allocate that much.
@@ -300,10 +300,38 @@ class CaptureFile:
         order = "<"
         unpack_block_header = struct.Struct("<II").unpack_from
         unpack_enhanced = struct.Struct("<IIIII").unpack_from
+        # An enhanced packet block's header and packet header in one unpack, for the fast path below.
+        unpack_packet_block = struct.Struct("<7I").unpack_from
         interfaces: list[_Interface] = []
         last_time = 0.0
         new_packet = _new_raw_packet
         while True:
+            if offset + 28 <= len(buffer):
+                # Fast path: an enhanced packet block that is whole in the buffer and sound. Anything else (other
+                # blocks, damage, a block running past the buffer) goes the general way below, which decides the same.
+                block_type, block_length, interface_id, high, low, captured, wire_length = unpack_packet_block(
+                    buffer, offset
+                )
+                end = offset + block_length
+                if (
+                    block_type == _BLOCK_ENHANCED_PACKET
+                    and end <= len(buffer)
+                    and block_length >= 32
+                    and not block_length % 4
+                    and captured <= block_length - 32
+                    and interface_id < len(interfaces)
+                ):
+                    interface = interfaces[interface_id]
+                    last_time = ((high << 32) | low) / interface.units_per_second + interface.offset_seconds
+                    number += 1
+                    data_start = offset + 28
+                    offset = end
+                    if not compressed:
+                        self.position = buffer_start + end
+                    yield new_packet(
+                        number, last_time, interface.linktype, buffer[data_start : data_start + captured], wire_length
+                    )
+                    continue
             if len(buffer) - offset < 12:
                 buffer_start += offset
                 buffer = buffer[offset:] + self._read_more(_CHUNK_BYTES)
@@ -323,6 +351,7 @@ class CaptureFile:
                 order = section_order
                 unpack_block_header = struct.Struct(order + "II").unpack_from
                 unpack_enhanced = struct.Struct(order + "IIIII").unpack_from
+                unpack_packet_block = struct.Struct(order + "7I").unpack_from
                 interfaces = []
                 block_length = unpack_block_header(buffer, offset)[1]
             if block_length < 12 or block_length % 4:

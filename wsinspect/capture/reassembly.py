@@ -42,9 +42,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
+from wsinspect.capture.fastbuild import frozen_builder
 from wsinspect.capture.files import CaptureFile
 from wsinspect.capture.packets import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpSegment, decode_tcp
-from wsinspect.core.construct import fast_constructor
 
 __all__ = [
     "Direction",
@@ -124,7 +124,7 @@ class FlowNotice:
 
 FlowItem = FlowOpened | FlowData | FlowGap | FlowNotice | FlowClosed
 
-_new_data = fast_constructor(FlowData)
+_new_data = frozen_builder(FlowData)
 
 _SEQ_MASK = 0xFFFFFFFF
 _SEQ_HALF = 1 << 31
