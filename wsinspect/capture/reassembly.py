@@ -125,6 +125,9 @@ class FlowNotice:
 FlowItem = FlowOpened | FlowData | FlowGap | FlowNotice | FlowClosed
 
 _new_data = frozen_builder(FlowData)
+_new_gap = frozen_builder(FlowGap)
+_new_opened = frozen_builder(FlowOpened)
+_new_closed = frozen_builder(FlowClosed)
 
 _SEQ_MASK = 0xFFFFFFFF
 _SEQ_HALF = 1 << 31
@@ -357,7 +360,7 @@ class _HalfStream:
 
     def _emit_gap(self, missing: int, segment: TcpSegment, out: list[FlowItem]) -> None:
         self.forget_recent()  # it no longer ends where the next byte goes
-        out.append(FlowGap(self.flow, segment.time, segment.number, self.direction, missing))
+        out.append(_new_gap(self.flow, segment.time, segment.number, self.direction, missing))
 
 
 class _Flow:
@@ -694,7 +697,7 @@ class TcpReassembler:
         if len(self._open) == 1:
             self._next_idle_check = segment.time + self.idle_timeout
         out.append(
-            FlowOpened(number, segment.time, segment.number, client, server, reason, not segment.flags & TCP_SYN)
+            _new_opened(number, segment.time, segment.number, client, server, reason, not segment.flags & TCP_SYN)
         )
         side = client_side if sender_is_client else server_side
         side.sender.solo = 1
@@ -708,7 +711,7 @@ class TcpReassembler:
             self._say_one_sided(flow, to_client, segment, out)
         to_server.flush(segment, out)
         to_client.flush(segment, out)
-        out.append(FlowClosed(flow.number, segment.time, segment.number, reason))
+        out.append(_new_closed(flow.number, segment.time, segment.number, reason))
         to_server_key = flow.key
         to_client_key = _reversed(to_server_key)
         self._sides.pop(to_server_key, None)
