@@ -246,9 +246,6 @@ def test_a_thousand_header_lines_get_431(serve: Callable[..., Server]) -> None:
 # -- compression: a message that ends in a final DEFLATE block ---------------------------------------------------
 
 
-@pytest.mark.xfail(reason="core: RFC 7692 7.2.3.4, an inflater that met BFINAL inflates later messages to '' "
-                          "(wsinspect/core/deflate.py must start a new raw inflater after a final block)",
-                   strict=False)
 def test_a_message_ending_with_bfinal_does_not_break_later_messages(serve: Callable[..., Server]) -> None:
     """RFC 7692 7.2.3.4's own example: "f3 48 cd c9 c9 07 00" is "Hello" in one final block."""
     server = serve("--quiet")
