@@ -39,6 +39,7 @@ from wsinspect.core.fields import is_known_opcode
 from wsinspect.core.handshake import find_header_end, looks_like_http_request, parse_request, parse_response
 
 _SNIFF_BYTES = 64 * 1024  # how much of a stream's start is held while deciding whether it is an upgrade request
+ONE_SIDED = "capture.one-sided"  # the reassembler's notice that one direction is not in the capture
 _MAX_TLS_RECORD = 2**14 + 2048  # RFC 8446 5.2: the largest TLSCiphertext fragment
 
 
@@ -208,8 +209,12 @@ class CaptureTrace:
         if flow.skipped:
             return
         if isinstance(item, FlowNotice):
+            if item.check == ONE_SIDED and flow.connection is None and not flow.tls_reported and \
+                    self._only_the_server_answering(flow):
+                yield from self._start(flow, mid_stream=False)  # a 101 with no request captured: still WebSocket
             if flow.connection is not None or flow.tls_reported:
                 yield self._notice(flow, item)
+                yield from self._one_sided(flow, item)
             else:
                 flow.notices.append(item)  # the stream is not decided yet: after its ConnectionOpened, if any
             return
@@ -265,6 +270,20 @@ class CaptureTrace:
             yield from self._decide(flow, final=True)
         if flow.connection is not None:
             yield from flow.connection.end(time=item.time, packet=item.packet, reason=item.reason)
+
+    def _one_sided(self, flow: _Flow, item: FlowNotice) -> Iterator[Event]:
+        """After a ``capture.one-sided`` notice: the connection stops waiting for the side that is not there."""
+        if item.check == ONE_SIDED and flow.connection is not None:
+            missing = other(item.direction) if flow.flip else item.direction
+            yield from flow.connection.direction_missing(missing, time=item.time, packet=item.packet)
+
+    @staticmethod
+    def _only_the_server_answering(flow: _Flow) -> bool:
+        """Nothing from the client side yet, and the server's first bytes are an HTTP 101 (an upgrade answered)."""
+        if flow.head:
+            return False
+        first = next((data for direction, data, _, _ in flow.held if direction == "s2c"), b"")
+        return first.startswith((b"HTTP/1.1 101", b"HTTP/1.0 101"))
 
     def _notice(self, flow: _Flow, item: FlowNotice) -> Notice:
         """A fact about the capture, not the peers: passed on as it is, whatever state the stream is in."""
@@ -329,6 +348,13 @@ class CaptureTrace:
                 self._skip(flow)
         elif self._is_decode_as(flow):
             yield from self._start(flow, mid_stream=True)
+        elif self._only_the_server_answering(flow) and flow.held_bytes < _SNIFF_BYTES:
+            # The server's 101 with no request (yet): wait for the request, or for the reassembler to say the
+            # client's side is not in the capture at all; at the end, it is a conversation of the server alone.
+            if final:
+                yield from self._start(flow, mid_stream=False)
+                assert flow.connection is not None
+                yield from flow.connection.direction_missing("c2s", time=flow.opened.time)
         elif head or final or flow.held_bytes >= 16:
             self._skip(flow)
 
@@ -355,10 +381,13 @@ class CaptureTrace:
         connection = flow.connection = Connection(opened.flow, mid_stream=mid_stream, limits=self.limits,
                                                   budget=self.budget)
         yield self._opened(flow, mid_stream=mid_stream)
+        notices = list(flow.notices)
         yield from self._release_notices(flow)
         held, flow.held, flow.head, flow.held_bytes = flow.held, [], bytearray(), 0
         for direction, data, data_time, data_packet in held:
             yield from connection.receive(direction, data, time=data_time, packet=data_packet)
+        for notice in notices:
+            yield from self._one_sided(flow, notice)
 
     def _opened(self, flow: _Flow, *, mid_stream: bool) -> ConnectionOpened:
         opened = flow.opened

@@ -162,14 +162,21 @@ def test_one_sided_capture_bytes_agree_with_tshark() -> None:
     assert by_stream == {0: len(flows[0].data("c2s")), 1: len(flows[1].data("s2c"))}
 
 
-@pytest.mark.xfail(strict=True, reason="needs trace.py/core to stop waiting for the server's answer on a "
-                                       "capture.one-sided notice (see the capture helper's report)")
 def test_one_sided_capture_decodes_every_client_frame() -> None:
     events = list(CaptureTrace(ONE_SIDED_FILE))
     client_messages = [event.data for event in events if isinstance(event, Message) and event.stream == 0]
     assert client_messages == [message.payload for message in ONE_SIDED.connections[0].messages("c2s")]
     assert [event.check.id for event in events if isinstance(event, Notice) and event.stream == 0].count(
         "capture.one-sided") == 1
+
+
+def test_server_only_side_decodes_without_decode_as() -> None:
+    """The server's side alone: its 101 answer makes it a conversation, and every message it sent is decoded."""
+    events = list(CaptureTrace(ONE_SIDED_FILE, streams=[1]))
+    server_messages = [event.data for event in events if isinstance(event, Message)]
+    assert server_messages == [message.payload for message in ONE_SIDED.connections[1].messages("s2c")]
+    responses = [event for event in events if type(event).__name__ == "HandshakeResponse"]
+    assert len(responses) == 1 and responses[0].upgraded  # type: ignore[attr-defined]
 
 
 def test_server_only_side_decodes_with_decode_as() -> None:

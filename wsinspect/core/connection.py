@@ -268,6 +268,31 @@ class Connection:
                                     clean=self.closed_cleanly))
         return out
 
+    def direction_missing(self, direction: Direction, *, time: float, packet: int | None = None) -> list[Event]:
+        """The capture holds nothing of ``direction`` (a capture filter, asymmetric routing): stop waiting for its
+        handshake and decode the side that was captured.
+
+        Without the server's side, the client's request is all there is: frames follow it, with the extensions
+        unknown (RSV1 is read as compression when the request offered permessage-deflate). Without the client's
+        side, the server's response is parsed as usual (with no request to check its accept key against), then
+        its frames.
+        """
+        out: list[Event] = []
+        if self.phase is Phase.RESPONSE and direction == "s2c":
+            self.phase = Phase.OPEN
+            offered = self._request is not None and any(
+                extension.name == deflate.EXTENSION_NAME
+                for extension in parse_extensions(self._request.headers.get_all("Sec-WebSocket-Extensions")))
+            self._request = None
+            if offered:
+                for side in self.sides.values():
+                    side.assume_deflate()
+            self._release_held(out)
+        elif self.phase is Phase.REQUEST and direction == "c2s":
+            self.phase = Phase.RESPONSE
+            self._release_held(out)
+        return out
+
     # -- routing ---------------------------------------------------------------------------------------------
 
     def _is_held(self, direction: Direction) -> bool:

@@ -346,6 +346,10 @@ class PacketList:
             self.frames_shown += 1
             if not conv.titled:
                 self._ensure_title(conv)
+            if conv.request is not None and not conv.handshake_shown and self.shown is None and not self.compact:
+                # Frames with no answer to the request (the server's side is not in the capture): the request first.
+                conv.handshake_shown = True
+                self.out.lines(handshake_lines(conv.request, None, width=self.width, explainer=self.explainer))
             if self.detail and not self._legend_shown:
                 self._legend_shown = True
                 self.out.lines(legend_lines())
