@@ -115,3 +115,25 @@ def test_every_interface_prints_the_addresses_to_open(serve: Callable[..., Serve
     except OSError:
         own = set()
     assert {a for a in own if not a.startswith("127.")} <= set(hosts)
+
+
+def test_ping_interval_keeps_a_quiet_client_past_the_idle_timeout(serve: Callable[..., Server]) -> None:
+    """--ping-interval below --idle-timeout: a client that only answers pings (websockets does so by itself) is
+    never idle, and no probe ping is needed on top of the regular ones."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    server = serve("--ping-interval", "0.5", "--idle-timeout", "2")
+
+    async def quiet() -> str:
+        async with connect(server.url, proxy=None, ping_interval=None, open_timeout=5) as ws:
+            await asyncio.sleep(5)  # two and a half idle timeouts without sending a message
+            await ws.send("still here")
+            return str(await asyncio.wait_for(ws.recv(), 5))
+
+    assert asyncio.run(quiet()) == "still here"
+    assert server.stop() == 0
+    assert "idle for" not in server.stdout
+    pings = [e for e in server.events() if e["type"] == "frame" and e["opcode_name"] == "Ping"]
+    assert pings and all(bytes.fromhex(p["payload"]).startswith(b"wsinspect ") for p in pings)  # no probe
