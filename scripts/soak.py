@@ -314,16 +314,19 @@ async def hostile_peers(echo_port: int, stop: float, tally: Tally, full: bool) -
         # One message in too many frames: empty, then one-byte continuations (failed at --max-fragments, 1009).
         for payload, total in ((b"", empty_total), (b"x", one_byte_total)):
             reader, writer, _ = await raw_peer(echo_port, upgrade())
+            # Read the server's answer while sending: once the server closes, more writes get a reset, and a reset
+            # throws away the close frame still waiting in this side's receive buffer.
+            answer = asyncio.create_task(close_code(reader, 120))
             writer.write(frame(1, payload, fin=False))
             batch = frame(0, payload, fin=False) * 1000
             with contextlib.suppress(ConnectionError):
                 for _ in range(total // 1000):
+                    if answer.done():
+                        break
                     writer.write(batch)
                     await writer.drain()
-                    if reader.at_eof():
-                        break
             tally.saw(f"message in {total:,} {'empty' if not payload else 'one-byte'} frames: close "
-                      f"{await close_code(reader, 10)}")
+                      f"{await answer}")
             writer.transport.abort()
         # A flood of tiny whole messages (each is echoed): decoded a chunk per turn of the loop.
         reader, writer, _ = await raw_peer(echo_port, upgrade())
