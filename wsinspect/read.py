@@ -10,10 +10,9 @@ import argparse
 import io
 import sys
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from wsinspect.capture.files import CaptureError
 from wsinspect.core.connection import Limits
@@ -27,6 +26,9 @@ from wsinspect.views.packetlist import PacketList
 from wsinspect.views.safe import visible
 from wsinspect.views.summary import Summary
 from wsinspect.views.transcript import Transcript
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024  # smaller files finish before a bar is worth drawing
 EXIT_OK, EXIT_NOTHING_FOUND, EXIT_USAGE, EXIT_DAMAGED = 0, 1, 2, 3
@@ -101,14 +103,12 @@ def run_read(args: argparse.Namespace) -> int:
 
     # The bar goes to stderr when the output does not scroll by on the same terminal (written to a file or a pipe).
     show_progress = errors.is_terminal and not console.is_terminal and trace.size >= PROGRESS_MIN_BYTES
-    progress = Progress(TextColumn("reading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                        console=errors, transient=True, disable=not show_progress)
+    progress = _progress_bar(errors, trace.size) if show_progress else None
     count_limit = args.count
     handle = view.handle
     # JSON lines carry no summary: only conversations are counted there (for the exit status), at no cost per frame.
     count = summary.handle if not args.json else summary.count_conversation
-    with progress:
-        task = progress.add_task("read", total=trace.size)
+    try:
         for number, event in enumerate(trace):
             if count_limit is not None and event.packet is not None and event.packet > count_limit:
                 break  # -c N: as tshark, the first N packets of the file
@@ -116,8 +116,11 @@ def run_read(args: argparse.Namespace) -> int:
             handle(event)
             if not number % 4096:
                 output.tick()
-                if show_progress:
-                    progress.update(task, completed=trace.position)
+                if progress is not None:
+                    progress.update(progress.task_ids[0], completed=trace.position)
+    finally:
+        if progress is not None:
+            progress.stop()
     view.close()
 
     stats = trace.stats
@@ -152,6 +155,18 @@ def run_read(args: argparse.Namespace) -> int:
                    "yellow")
         return EXIT_NOTHING_FOUND
     return EXIT_OK
+
+
+def _progress_bar(errors: Console, total: int) -> Progress:
+    """A transient bar on stderr. rich.progress is imported here: most runs never draw one, and starting fast is
+    what puts the first line on the screen at once."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("reading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=errors,
+                        transient=True)
+    progress.add_task("read", total=total)
+    progress.start()
+    return progress
 
 
 def _save_handout(args: argparse.Namespace, errors: Console, handout: Handout, theme: str, name: str) -> int:
