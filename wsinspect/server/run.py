@@ -512,7 +512,7 @@ class ServerConnection(asyncio.Protocol):
     def _await_close_frame(self) -> None:
         self._later("close", self.server.options.close_timeout,
                     lambda: self._finish(f"no close frame from the client within {self.server.options.close_timeout:g} "
-                                         "s (--close-timeout)"))
+                                         "s (--close-timeout)", abort=True))
 
     def _drop_slow_member(self, queued: int) -> None:
         """Chat and push: a member that does not read cannot pace the others; it is closed, not waited for."""
@@ -546,7 +546,8 @@ class ServerConnection(asyncio.Protocol):
         if timer is not None:
             timer.cancel()
 
-    def _finish(self, reason: str, *, lost: bool = False) -> None:
+    def _finish(self, reason: str, *, lost: bool = False, abort: bool = False) -> None:
+        """Let the connection go. ``abort``: without writing what is still queued (the client stopped answering)."""
         if self._closed:
             return
         self._closed = True
@@ -554,7 +555,9 @@ class ServerConnection(asyncio.Protocol):
         for name in list(self._timers):
             self._cancel(name)
         transport = self.transport
-        if transport is not None and not lost:
+        if transport is not None and abort:
+            transport.abort()
+        elif transport is not None and not lost:
             transport.close()
             if transport.get_write_buffer_size():
                 # close() waits for the buffer to be written; a peer that never reads would hold it forever.
