@@ -145,8 +145,9 @@ class ServerEndpoint:
 
     def _classify(self, data: bytes) -> bytes | None:
         """Hold the request's bytes until it says what it is; then number the connection and return them all."""
+        searched = max(len(self._unnumbered) - 3, 0)  # a request trickled a byte at a time is scanned once
         self._unnumbered += data
-        end = find_header_end(self._unnumbered)
+        end = find_header_end(self._unnumbered, searched)
         if end < 0 and len(self._unnumbered) <= self.config.limits.max_header_bytes:
             return None
         held = bytes(self._unnumbered)
