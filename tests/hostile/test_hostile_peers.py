@@ -45,6 +45,11 @@ PEAK_GROWTH = 40 * MIB
 LEFT_AFTER = 20 * MIB
 
 
+def report_peak(what: str, peak: int, base: int) -> None:
+    """Shown with ``pytest -s``: the figures docs/limits.md quotes."""
+    print(f"\n{what}: baseline {base / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB (+{(peak - base) / MIB:.1f} MiB)")
+
+
 def baseline(server: Server) -> int:
     """RSS once the server has served one client (imports and first allocations done)."""
     good_client_is_served(server, "warm-up")
@@ -88,6 +93,7 @@ def test_chat_member_that_never_reads_is_dropped_and_the_others_lose_nothing(ser
     log = server.wait_for(re.compile(rf"#{sleeper_number} dropped: [\d,]+ bytes waiting to be sent to it, over "
                                      r"--max-queue \(65,536\); closing it with 1008"))
     assert len(re.findall(r"dropped:", log)) == 1  # only the member that never read
+    report_peak("chat member that never reads", memory.peak, base)
     assert memory.peak - base < PEAK_GROWTH, f"peak {memory.peak / MIB:.1f} MiB, baseline {base / MIB:.1f} MiB"
     sleeper.close()
     after_attack(server, base)
@@ -118,6 +124,7 @@ def test_echo_client_that_never_reads_is_paced_not_buffered(serve: Callable[...,
             time.sleep(0.05)
         good_client_is_served(server, "served while another client is paced")
     assert sent >= 100
+    report_peak("echo client that never reads", memory.peak, base)
     assert memory.peak - base < PEAK_GROWTH, f"peak {memory.peak / MIB:.1f} MiB after {sent} messages"
     sock.close()
     after_attack(server, base)
@@ -169,6 +176,7 @@ def test_a_message_in_too_many_frames_is_closed_with_1009(serve: Callable[..., S
     assert code == 1009
     assert echoes and echoes == [f"echo {n}" for n in range(len(echoes))]  # nothing lost, nothing reordered
     other.close()
+    report_peak(f"one message in {count:,} frames of {len(payload)} bytes", memory.peak, base)
     assert memory.peak - base < PEAK_GROWTH
     after_attack(server, base)
 
@@ -203,6 +211,7 @@ def test_many_tiny_messages_do_not_starve_other_clients(serve: Callable[..., Ser
     done.set()
     reader.join(5)
     flooder.close()
+    report_peak("flood of tiny messages", memory.peak, base)
     assert memory.peak - base < PEAK_GROWTH
     after_attack(server, base)
 
