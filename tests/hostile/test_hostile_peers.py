@@ -236,8 +236,9 @@ def test_malformed_extension_parameters_get_an_http_answer(serve: Callable[..., 
         assert b"permessage-deflate" not in head  # declined
         sock.sendall(frame(1, b"still works"))
         assert read_frames(sock, timeout=5, count=1) == [(1, b"still works")]
-    assert "Traceback" not in server.stderr
     after_attack(server, base)
+    assert server.stop() == 0
+    assert "Traceback" not in server.stderr and "internal error" not in server.stdout
 
 
 def test_a_thousand_header_lines_get_431(serve: Callable[..., Server]) -> None:

@@ -126,6 +126,12 @@ class Server:
         assert found, f"{pattern!r} not in the server's output within {timeout} s:\n{self.stdout[-6000:]}"
         return self.stdout
 
+    def wait_for_stderr(self, text: str, timeout: float = 5.0) -> str:
+        """Wait until stderr contains ``text`` (it is read by a thread of its own, so it can lag stdout)."""
+        found = self._err.wait_for(lambda data: text.encode() in data, timeout)
+        assert found, f"{text!r} not on the server's stderr within {timeout} s:\n{self.stderr[-3000:]}"
+        return self.stderr
+
     def section(self, stream: int, timeout: float = 5.0, *, plain_http: bool = False) -> str:
         """The live log of connection ``stream``, from "#N connection from" to its last line: "#N closed (...)",
         or for a plain HTTP request (which gets no "closed" line) "#N GET / → 200 OK ...".

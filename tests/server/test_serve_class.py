@@ -38,7 +38,7 @@ def test_bad_option_values_are_one_line_errors(args: list[str], words: str) -> N
 
 def test_interval_outside_push_mode_is_said_to_be_ignored(serve: Callable[..., Server]) -> None:
     server = serve("--interval", "2")
-    assert "--interval applies to --mode push only; ignored in echo mode" in server.stderr
+    server.wait_for_stderr("--interval applies to --mode push only; ignored in echo mode")
     assert server.stop() == 0
 
 
