@@ -16,7 +16,7 @@ from wsinspect.views.safe import visible
 
 #: Defaults of the limits and timeouts, shown by --help, docs/limits.md and the README.
 DEFAULT_MAX_QUEUE = "1M"
-DEFAULT_MAX_FRAGMENTS = 4096
+DEFAULT_MAX_FRAGMENTS = 65536  # see ServerConfig.max_fragments
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_READ_CHUNK = "16k"
