@@ -307,7 +307,7 @@ async def slow_consumers(echo_port: int, chat_port: int, stop: float, tally: Tal
 
 
 async def hostile_peers(echo_port: int, stop: float, tally: Tally, full: bool) -> None:
-    empty_total, one_byte_total = (6_000_000, 1_000_000) if full else (200_000, 50_000)
+    empty_total, one_byte_total = (6_000_000, 1_000_000) if full else (200_000, 100_000)
     rounds = 0
     while time.monotonic() < stop - 5:
         rounds += 1
