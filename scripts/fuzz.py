@@ -42,19 +42,20 @@ TARGETS = ("handshake", "frames", "connection", "capture")
 FIRST_ROUND_EXAMPLES = 300  # a short first round measures the speed; later rounds are sized to fill the time
 
 
-def examples_run(pytest_output: str) -> int:
-    """Examples hypothesis generated and ran, summed over the tests of a round (from --hypothesis-show-statistics)."""
-    return sum(int(a) + int(b) for a, b in
-               re.findall(r"(\d+) passing examples?, (\d+) failing examples?", pytest_output))
+def examples_run(pytest_output: str) -> tuple[int, int]:
+    """(examples hypothesis ran, summed over the round's tests; how many tests), from --hypothesis-show-statistics."""
+    counts = re.findall(r"(\d+) passing examples?, (\d+) failing examples?", pytest_output)
+    return sum(int(a) + int(b) for a, b in counts), len(counts)
 
 
 def run_hypothesis(target: str, seconds: float) -> tuple[int, bool]:
     """Rounds of the fuzz-long profile until ``seconds`` are spent. Returns (examples run, whether one failed)."""
     deadline = time.monotonic() + seconds
-    total, per_second, examples = 0, 0.0, FIRST_ROUND_EXAMPLES
+    total, per_second, examples, tests = 0, 0.0, FIRST_ROUND_EXAMPLES, 1
     while (left := deadline - time.monotonic()) > 5:
         if per_second:
-            examples = max(50, int(per_second * left * 0.8))  # leave room for start-up and shrinking
+            # WSINSPECT_FUZZ_EXAMPLES is per test; leave room for start-up and shrinking.
+            examples = max(50, int(per_second * left * 0.8 / tests))
         seed = random.getrandbits(64)
         started = time.monotonic()
         result = subprocess.run(
@@ -62,7 +63,8 @@ def run_hypothesis(target: str, seconds: float) -> tuple[int, bool]:
              "no:cacheprovider", "-W", "ignore", "--hypothesis-profile=fuzz-long", f"--hypothesis-seed={seed}",
              "--hypothesis-show-statistics"],
             cwd=ROOT, env={**os.environ, "WSINSPECT_FUZZ_EXAMPLES": str(examples)}, capture_output=True, text=True)
-        ran = examples_run(result.stdout)
+        ran, tests = examples_run(result.stdout)
+        tests = max(tests, 1)
         total += ran
         per_second = ran / max(time.monotonic() - started, 1e-3)
         print(f"  {target}: seed {seed}: {ran} examples in {time.monotonic() - started:.0f} s "

@@ -111,7 +111,7 @@ def normal(events: list[Event], *, initiator: bool = True) -> list[Event]:
     return [strip(event) for event in events]
 
 
-@fuzz_settings(ci_examples=120)
+@fuzz_settings(ci_examples=60)
 @given(session=sessions(), data=st.data())
 def test_connection_chunking_invariance(session: Session, data: st.DataObject) -> None:
     # A tight shared MemoryBudget is a bound on what is held at one moment, and a frame half arrived is held: where
@@ -132,7 +132,7 @@ def test_connection_chunking_invariance(session: Session, data: st.DataObject) -
         assert [e for e in mixed if e.direction == direction] == [e for e in one_chunk if e.direction == direction]
 
 
-@fuzz_settings(ci_examples=120)
+@fuzz_settings(ci_examples=60)
 @given(session=sessions(), data=st.data())
 def test_connection_with_gaps_stays_bounded(session: Session, data: st.DataObject) -> None:
     cuts = st.lists(st.integers(0, 1 << 20), max_size=15)

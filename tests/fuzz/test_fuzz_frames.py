@@ -74,7 +74,7 @@ def feed_all(stream: Stream, pieces: list[bytes | int]) -> list[ParseItem]:
     return items + parser.finish()
 
 
-@fuzz_settings(ci_examples=150)
+@fuzz_settings(ci_examples=100)
 @given(stream=streams(), cuts=st.lists(st.integers(0, 1 << 20), max_size=30))
 def test_frame_parser_chunking_invariance(stream: Stream, cuts: list[int]) -> None:
     whole = feed_all(stream, [stream.data])
@@ -84,7 +84,7 @@ def test_frame_parser_chunking_invariance(stream: Stream, cuts: list[int]) -> No
         assert feed_all(stream, [stream.data[i : i + 1] for i in range(len(stream.data))]) == whole
 
 
-@fuzz_settings(ci_examples=150)
+@fuzz_settings(ci_examples=100)
 @given(stream=streams(), cuts=st.lists(st.integers(0, 1 << 20), max_size=20),
        gaps=st.lists(st.tuples(st.integers(0, 1 << 20), st.sampled_from([1, 2, 13, 126, 5000, 1 << 40])), max_size=4))
 def test_frame_parser_with_gaps_stays_bounded(stream: Stream, cuts: list[int], gaps: list[tuple[int, int]]) -> None:

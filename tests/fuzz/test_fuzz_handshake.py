@@ -78,7 +78,7 @@ def check_handshake(request_raw: bytes, response_raw: bytes, body: bytes) -> Non
     find_header_end(request_raw + response_raw)
 
 
-@fuzz_settings(ci_examples=150)
+@fuzz_settings(ci_examples=100)
 @given(handshake=handshakes())
 def test_handshake_parsers_never_raise(handshake: tuple[bytes, bytes, bytes]) -> None:
     check_handshake(*handshake)
