@@ -2,10 +2,11 @@
 
 A Connection is fed a handshake (a shipped one, or a made one offering and accepting permessage-deflate or not),
 then mutated real frame streams in both directions, in random chunks, interleaved, with random gaps, then end().
-The contract (connection.py): nothing raises; a frame keeps at most ``max_frame`` payload bytes and a message at
-most ``max_message`` bytes, inflated or not; frames keep no more payload than their direction was fed; every byte
-taken from the shared MemoryBudget is given back by end(); and without gaps the events do not depend on how the
-bytes were split (extends tests/core/test_chunking.py, whose sessions are built, to mutated real ones).
+Sometimes the handshake itself is mutated as the handshake target does. The contract (connection.py): nothing
+raises; a frame keeps at most ``max_frame`` payload bytes and a message at most ``max_message`` bytes, inflated or
+not; frames keep no more payload than their direction was fed; every byte taken from the shared MemoryBudget is
+given back by end(); and without gaps the events do not depend on how the bytes were split (extends
+tests/core/test_chunking.py, whose sessions are built, to mutated real ones).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from fuzz_support import chunked, flow_seeds, frame_stream_seeds, fuzz_settings, mutated
 from hypothesis import given
 from hypothesis import strategies as st
+from test_fuzz_handshake import mutated_head
 
 from wsinspect.core.connection import DEFAULT_MEMORY_BUDGET, Connection, Limits, MemoryBudget
 from wsinspect.core.events import Event, FrameEvent, Message
@@ -61,6 +63,9 @@ def sessions(draw: st.DrawFn) -> Session:
         heads = made_handshake(None, None)
     else:
         heads = b"", b""
+    if how != "mid-stream" and draw(st.integers(0, 3), label="mutate handshake") == 0:
+        # Hostile numbers in the negotiation (issue 7) reach the inflater's set-up through the Connection too.
+        heads = draw(mutated_head(heads[0]), label="request"), draw(mutated_head(heads[1]), label="response")
     streams = {}
     for direction, head in zip(DIRECTIONS, heads, strict=True):
         # Mostly a stream of the same direction (masking as it should be), sometimes the other one's.
