@@ -240,7 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "%(default)g)")
     limits.add_argument("--max-connections", type=serve_options.whole_number, default=1024, metavar="N",
                         help="refuse connections beyond N at once with 503 (default: %(default)s)")
-    serve.add_argument("--detail", action="store_true", help="log each frame as a field tree and hex dump")
+    serve_view = serve.add_mutually_exclusive_group()
+    serve_view.add_argument("--detail", action="store_true", help="log each frame as a field tree and hex dump")
+    serve_view.add_argument("--compact", action="store_true",
+                            help="one line per handshake and per frame (a room of 30 browsers)")
+    serve_view.add_argument("--flow", action="store_true",
+                            help="each connection as a ladder: client and server columns, one arrow per frame")
+    serve.add_argument("--explain", action="store_true",
+                       help="annotate each header, frame fact and broken rule once, where it first appears, with "
+                            "its RFC section (for a class)")
     serve.add_argument("--json", metavar="FILE", help="also write every event as JSON lines to FILE")
     serve.add_argument("--record", metavar="FILE", help="write the session to FILE (.pcapng or .pcap)")
     serve.add_argument("--quiet", action="store_true", help="log nothing per frame (for benchmarks)")

@@ -42,6 +42,7 @@ from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Event, Fra
 from wsinspect.server import responses
 from wsinspect.server.endpoint import ServerConfig, ServerEndpoint, State
 from wsinspect.server.options import reachable_addresses
+from wsinspect.views.flow import FlowView
 from wsinspect.views.jsonlines import JsonLinesView
 from wsinspect.views.output import Output
 from wsinspect.views.packetlist import PacketList
@@ -624,7 +625,10 @@ def run_serve(args: argparse.Namespace) -> int:
     summary = Summary()
     sinks: list[EventSink] = []
     if not args.quiet:  # --quiet keeps nothing per event, not even the counts
-        sinks += [summary, PacketList(output, detail=args.detail, max_bytes=args.max_bytes, live=True)]
+        view: EventSink = (FlowView(output) if args.flow else
+                           PacketList(output, detail=args.detail, max_bytes=args.max_bytes, live=True,
+                                      compact=args.compact, explain=args.explain))
+        sinks += [summary, view]
     if json_file is not None:
         sinks.append(GuardedSink(JsonLinesView(json_file), f"--json {visible(args.json)}", problems))
 

@@ -87,7 +87,7 @@ def accept_walkthrough(request: HandshakeRequest, response: HandshakeResponse | 
 
 
 def handshake_lines(request: HandshakeRequest | None, response: HandshakeResponse | None, *,
-                    width: int = 120, explainer: Explainer | None = None) -> list[Line]:
+                    width: int = 120, explainer: Explainer | None = None, show_body: bool = True) -> list[Line]:
     """The request and the response header by header (wire order, duplicates kept), then the accept key
     computation where one was due, then the findings (or a tick when there are none)."""
     names = [visible(name) for message in (request.request if request else None,
@@ -102,7 +102,7 @@ def handshake_lines(request: HandshakeRequest | None, response: HandshakeRespons
     if response is not None:
         lines += _message_lines("response", response.response, "s2c", name_width, value_width, explainer,
                                 response.upgraded)
-        if response.response.body:
+        if response.response.body and show_body:
             body = response.response.body[: _BODY_SHOWN * 4].decode("utf-8", "surrogateescape")[:_BODY_SHOWN]
             lines.append([("muted", f" {'body':<{name_width}} "), ("muted", visible(body))])
     if request is not None and (response is None or response.response.status == 101):

@@ -302,7 +302,9 @@ class PacketList:
         elif self._last_stream != conv.stream:  # conversations overlap: say whose handshake this is
             self.out.line(self._rule(conv, f" Stream {conv.stream} handshake "))
         self._last_stream = conv.stream
-        self.out.lines(handshake_lines(request, response, width=self.width, explainer=self.explainer))
+        # Live, the refusal's body is this server's own words for the findings printed below it: shown once.
+        self.out.lines(handshake_lines(request, response, width=self.width, explainer=self.explainer,
+                                       show_body=not self.live))
         self.out.line(self._outcome(response))
 
     def _handshake_line(self, request: HandshakeRequest | None, response: HandshakeResponse,
@@ -417,7 +419,8 @@ class PacketList:
             if conv.plain_http:
                 return
             ending = ("clean close" if event.clean else "refused handshake" if conv.refused
-                      else "no complete close handshake")
+                      else "no complete close handshake" if conv.handshake_shown
+                      else "no WebSocket handshake completed")
             self.out.line([(self.palette.stream_role(conv.stream), f"#{event.stream} "),
                            ("strong", f"closed ({visible(event.reason)}; {ending})")])
             return
