@@ -4,7 +4,7 @@ Not a test: it prints figures and exits 1 if a message was lost or the servers' 
 Run from the repository root:
 
     python scripts/soak.py                  # 120 s
-    python scripts/soak.py --seconds 60     # the figures in docs/limits.md
+    python scripts/soak.py --seconds 60     # the figures in the README (Limits and guarantees)
     python scripts/soak.py --full           # the hostile peers at the issue's own counts (6,000,000 empty and
                                             # 1,000,000 one-byte continuation frames); takes longer
 

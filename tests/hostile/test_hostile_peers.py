@@ -46,7 +46,7 @@ LEFT_AFTER = 20 * MIB
 
 
 def report_peak(what: str, peak: int, base: int) -> None:
-    """Shown with ``pytest -s``: the figures docs/limits.md quotes."""
+    """Shown with ``pytest -s``: the figures the README quotes (Limits and guarantees)."""
     print(f"\n{what}: baseline {base / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB (+{(peak - base) / MIB:.1f} MiB)")
 
 

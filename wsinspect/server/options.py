@@ -14,7 +14,7 @@ import subprocess
 
 from wsinspect.views.safe import visible
 
-#: Defaults of the limits and timeouts, shown by --help, docs/limits.md and the README.
+#: Defaults of the limits and timeouts, shown by --help and the README (Limits and guarantees).
 DEFAULT_MAX_QUEUE = "1M"
 DEFAULT_MAX_FRAGMENTS = 65536  # see ServerConfig.max_fragments
 DEFAULT_MAX_HEADERS = 100
