@@ -200,9 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ping-interval", type=serve_options.seconds_or_off, default=0.0, metavar="SECONDS",
                        help="send a ping every SECONDS (default: 0, off)")
     limits = serve.add_argument_group(
-        "limits", "What one peer can make the server hold or spend (see the README, Limits and guarantees). Slow consumers: echo\n"
-                  "stops reading from a client whose queue is over --max-queue until it drains; chat and push\n"
-                  "close a member over it with 1008 and say so in the log.")
+        "limits", "What one peer can make the server hold or spend (README: Limits and guarantees). Slow\n"
+                  "consumers: echo stops reading from a client whose queue is over --max-queue until it drains;\n"
+                  "chat and push close a member over it with 1008 and say so in the log.")
     # The frame bound only bounds memory; the message bound is the rule. A compressed 1 MiB message of
     # incompressible bytes is a little over 1 MiB on the wire, so frames get room above the message limit.
     _add_limits(limits, frame_default="2M", message_default="1M")  # type: ignore[arg-type]
