@@ -14,7 +14,8 @@ time and the load of other processes on a shared machine do not count. The stage
 * ``reassemble``: and ``TcpReassembler.feed_into`` (the loop ``wsinspect.trace`` runs, without the decoder).
 
 Each child makes ``--inner`` passes and keeps its best; the best of ``--repeat`` children is shown, with a digest
-of what the stage produced (``--check``, so two trees can be seen to agree).
+of what the stage produced (``--check``, so two trees can be seen to agree). ``--instructions`` counts instructions
+under valgrind instead, which the machine's load does not change.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
 _CHILD = r"""
-import hashlib, json, resource, sys
+import hashlib, json, os, resource, sys
+import wsinspect
+assert os.path.dirname(os.path.dirname(os.path.abspath(wsinspect.__file__))) == os.getcwd(), wsinspect.__file__
 from wsinspect.capture.files import CaptureFile
 from wsinspect.capture.packets import decode_tcp
 from wsinspect.capture.reassembly import FlowData, TcpReassembler
@@ -43,7 +47,9 @@ for _ in range(inner):
     count = 0
     begin = cpu()
     capture = CaptureFile(path)
-    if stage == "read":
+    if stage == "none":
+        pass  # imports only: the baseline subtracted from instruction counts
+    elif stage == "read":
         for packet in capture:
             count += 1
             if check:
@@ -92,9 +98,23 @@ STAGES = ("read", "decode", "reassemble")
 
 def run_stage(code: str, path: str, stage: str, check: bool, inner: int) -> dict[str, object]:
     env = dict(os.environ, PYTHONPATH=code)
-    result = subprocess.run([sys.executable, "-c", _CHILD, path, stage, "1" if check else "0", str(inner)], env=env,
-                            check=True, capture_output=True, text=True)
+    # The child runs in `code`: ``python -c`` puts its working directory first on sys.path, before PYTHONPATH.
+    result = subprocess.run([sys.executable, "-c", _CHILD, os.path.abspath(path), stage, "1" if check else "0",
+                             str(inner)], env=env, cwd=code, check=True, capture_output=True, text=True)
     return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def count_instructions(code: str, path: str, stage: str) -> int:
+    """Instructions one pass of `stage` executes (valgrind's cachegrind): unlike CPU time, the load of other
+    processes does not change it, so a small difference between two trees shows in one run."""
+    env = dict(os.environ, PYTHONPATH=code)
+    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+               sys.executable, "-c", _CHILD, os.path.abspath(path), stage, "0", "1"]
+    result = subprocess.run(command, env=env, cwd=code, check=True, capture_output=True, text=True)
+    match = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
+    if match is None:
+        raise SystemExit(f"no instruction count from valgrind:\n{result.stderr[-2000:]}")
+    return int(match.group(1).replace(",", ""))
 
 
 def main() -> None:
@@ -106,9 +126,22 @@ def main() -> None:
                         help="passes per child, the best one kept (short passes catch the machine's quiet moments)")
     parser.add_argument("--stage", action="append", choices=STAGES, help="default: all three")
     parser.add_argument("--check", action="store_true", help="also digest every output (slower; for agreement)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions under valgrind instead (one pass, imports subtracted; ~50x slower: "
+                             "use a cut capture, e.g. editcap -r F OUT 1-50000)")
     options = parser.parse_args()
-    codes = options.code or [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+    codes = [os.path.abspath(code) for code in options.code or [os.path.dirname(os.path.dirname(__file__))]]
     stages = options.stage or list(STAGES)
+    if options.instructions:
+        for path in options.capture:
+            print(f"{path}: millions of instructions (valgrind cachegrind), imports subtracted")
+            baselines = {code: count_instructions(code, path, "none") for code in codes}
+            for stage in stages:
+                counts = {code: count_instructions(code, path, stage) - baselines[code] for code in codes}
+                first = counts[codes[0]]
+                cells = [f"{code}: {count / 1e6:8.1f} ({count / first - 1:+.0%})" for code, count in counts.items()]
+                print(f"  {stage:10s} " + " | ".join(cells))
+        return
     for path in options.capture:
         print(f"{path} ({os.path.getsize(path) / 2**20:.1f} MiB), CPU s (user+sys), best of "
           f"{options.repeat} x {options.inner}")
