@@ -235,6 +235,17 @@ def test_a_message_ending_with_a_final_block_does_not_end_the_direction() -> Non
     assert [m.data for m in messages(events)] == [b"Hello", b"Hello again"]
 
 
+def test_rfc_7692_final_block_example_byte_for_byte() -> None:
+    """RFC 7692 7.2.3.4, the frame as the RFC prints it: 0xc1 0x08 0xf3 0x48 0xcd 0xc9 0xc9 0x07 0x00 0x00. The last
+    0x00 is the header of an empty stored block (the receiver's appended 00 00 ff ff completes it), "necessary to
+    allow the payload to be decompressed in the same manner" as a sync-flushed one; twice, as a sender that resets."""
+    conn, _ = open_connection(offer="permessage-deflate", accept="permessage-deflate")
+    frame = bytes([0xC1, 0x08, 0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00, 0x00])
+    events = conn.receive("s2c", frame + frame, time=0.0)
+    assert violation_ids(events) == []
+    assert [m.data for m in messages(events)] == [b"Hello", b"Hello"]
+
+
 def test_bytes_after_a_final_block_in_the_same_message_are_reported() -> None:
     conn, _ = open_connection(offer="permessage-deflate", accept="permessage-deflate")
     events = conn.receive("c2s", cframe(TEXT, bytes.fromhex("f348cdc9c90700") + b"\x01\x02", rsv1=True), time=0.0)

@@ -257,11 +257,13 @@ def test_a_thousand_header_lines_get_431(serve: Callable[..., Server]) -> None:
 
 
 def test_a_message_ending_with_bfinal_does_not_break_later_messages(serve: Callable[..., Server]) -> None:
-    """RFC 7692 7.2.3.4's own example: "f3 48 cd c9 c9 07 00" is "Hello" in one final block."""
+    """RFC 7692 7.2.3.4's own example, byte for byte: "f3 48 cd c9 c9 07 00 00" is "Hello" in one final block and
+    the header byte of an empty stored block; and the same without that last byte."""
     server = serve("--quiet")
     sock, head = raw_client(server.port, extensions="permessage-deflate")
     assert b"permessage-deflate" in head
     compressor = zlib.compressobj(wbits=-15)
+    sock.sendall(frame(1, bytes.fromhex("f348cdc9c9070000"), rsv1=True))
     sock.sendall(frame(1, bytes.fromhex("f348cdc9c90700"), rsv1=True))
     sock.sendall(frame(1, deflate_message(b"Hello again", compressor), rsv1=True))
     sock.sendall(frame(8, struct.pack("!H", 1000)))
@@ -270,7 +272,7 @@ def test_a_message_ending_with_bfinal_does_not_break_later_messages(serve: Calla
     # Each echo is compressed on its own context; decompress them in order with one inflater.
     inflater = zlib.decompressobj(wbits=-15)
     texts = [inflater.decompress(payload + b"\x00\x00\xff\xff") for opcode, payload in frames if opcode == 1]
-    assert texts == [b"Hello", b"Hello again"]
+    assert texts == [b"Hello", b"Hello", b"Hello again"]
 
 
 # -- idle connections holding every slot ---------------------------------------------------------------------

@@ -204,14 +204,27 @@ class MessageInflater:
             # RFC 7692 7.2.3.4: a sender may end a message with a final block (BFINAL=1). That ends zlib's stream,
             # so the next message starts a new one: a fresh inflater whose window is what this one just produced
             # (a zlib sender must reset after a final block, so it cannot refer further back).
-            after = inflater.unused_data[: -len(TAIL)] if final else inflater.unused_data
+            after = inflater.unused_data
             self._inflater = zlib.decompressobj(-self.window_bits, zdict=out[-(1 << self.window_bits):]) \
                 if out else zlib.decompressobj(-self.window_bits)
-            if after:
-                raise InflateError(f"{len(after)} bytes follow the final DEFLATE block")
+            if not _only_empty_blocks(after):
+                extra = len(after) - (len(TAIL) if final else 0)
+                raise InflateError(f"{extra} bytes that are not empty DEFLATE blocks follow the final block")
         if final and self.no_context_takeover:
             self._inflater = None  # the next message starts afresh: no window to keep while the connection idles
         return out
+
+
+def _only_empty_blocks(data: bytes) -> bool:
+    """Bytes after a final block that carry nothing: RFC 7692 7.2.3.4's example ends "Hello" in a BFINAL block and
+    adds one 0x00, the header of an empty stored block that the receiver's appended 00 00 ff ff completes."""
+    if not data:
+        return True
+    probe = zlib.decompressobj(-MAX_WINDOW_BITS)
+    try:
+        return probe.decompress(data, 1) == b"" and not probe.unconsumed_tail
+    except zlib.error:
+        return False
 
 
 class MessageDeflater:
