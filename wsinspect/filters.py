@@ -383,18 +383,27 @@ def _string(expression: str, start: int) -> tuple[_Token, int]:
     while i < size and expression[i] != '"':
         if expression[i] == "\\" and i + 1 < size:
             # In a raw string a backslash stands for itself, but still keeps the quote after it in the string.
-            value, length = (expression[i:i + 2].encode("utf-8"), 2) if raw else _escape_value(expression, i)
+            if raw:
+                value, length = _char_bytes(expression, i) + _char_bytes(expression, i + 1), 2
+            else:
+                value, length = _escape_value(expression, i)
         else:
-            try:  # a byte that was not UTF-8 on the command line arrives as a surrogate escape: give it back
-                value, length = expression[i].encode("utf-8", "surrogateescape"), 1
-            except UnicodeEncodeError:
-                raise FilterError("this is not a character", expression, i) from None
+            value, length = _char_bytes(expression, i), 1
         data += value
         columns += [i] * len(value)
         i += length
     if i >= size:
         raise FilterError("this string is not closed (a '\"' is missing)", expression, start)
     return _Token("string", expression[start:i + 1], start, bytes(data), tuple(columns)), i + 1
+
+
+def _char_bytes(expression: str, at: int) -> bytes:
+    """One character's UTF-8 bytes. A byte that was not UTF-8 on the command line arrives as a surrogate escape:
+    it is given back; any other lone surrogate is not a character."""
+    try:
+        return expression[at].encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise FilterError("this is not a character", expression, at) from None
 
 
 def _escape_value(expression: str, at: int) -> tuple[bytes, int]:
