@@ -57,46 +57,47 @@ def fold(lines: Iterable[Line], width: int) -> list[Line]:
     return folded
 
 
+def _recording_console(width: int) -> Console:
+    return Console(record=True, width=width, file=io.StringIO(), force_terminal=True, color_system="truecolor",
+                   highlight=False, markup=False, emoji=False, legacy_windows=False)
+
+
+def _print(console: Console, text: Text) -> None:
+    # Lines come folded to the width already: never let rich wrap or cut them differently from the terminal.
+    console.print(text, no_wrap=True, overflow="ignore", crop=False)
+
+
 def render(lines: Iterable[Line], *, theme: str, width: int = EXPORT_WIDTH) -> Console:
     """A recording console holding ``lines`` styled by ``theme`` (role names become the theme's rich styles)."""
     styles = THEMES[theme]
-    console = Console(record=True, width=width, file=io.StringIO(), force_terminal=True, color_system="truecolor",
-                      highlight=False, markup=False, emoji=False, legacy_windows=False)
+    console = _recording_console(width)
     for line in lines:
         text = Text()
         for role, piece in line:
             text.append(piece, style=styles.get(role, ""))
-        # Lines come folded to the width already: never let rich wrap or cut them differently from the terminal.
-        console.print(text, no_wrap=True, overflow="ignore", crop=False)
+        _print(console, text)
     return console
 
 
 def save(lines: Iterable[Line], path: str, *, theme: str, title: str, width: int = EXPORT_WIDTH) -> None:
     """Write ``lines`` to ``path`` in the format its extension names. Raises ExportError with a one-line reason."""
-    kind = export_format(path)
-    console = render(lines, theme=theme, width=width)
-    page = _PAGE_THEMES.get(theme, MONOKAI)
-    if kind == "html":
-        content = console.export_html(theme=page, inline_styles=True)
-    elif kind == "svg":
-        content = console.export_svg(title=title, theme=page)
-    else:
-        content = console.export_text(styles=False)
-    try:
-        with open(path, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(content)
-    except OSError as error:
-        raise ExportError(error.strerror or str(error)) from None
+    export_format(path)  # an unknown extension fails before any rendering
+    _write(render(lines, theme=theme, width=width), path, theme=theme, title=title)
 
 
 def save_painted(lines: Iterable[str], path: str, *, theme: str, title: str, width: int = EXPORT_WIDTH) -> None:
     """Like ``save``, for lines a view painted itself (ANSI colour codes in them): ``wsinspect read`` streams
     painted lines, so its handout is read back from them."""
-    kind = export_format(path)
-    console = Console(record=True, width=width, file=io.StringIO(), force_terminal=True, color_system="truecolor",
-                      highlight=False, markup=False, emoji=False, legacy_windows=False)
+    export_format(path)
+    console = _recording_console(width)
     for line in lines:
-        console.print(Text.from_ansi(line), no_wrap=True, overflow="ignore", crop=False)
+        _print(console, Text.from_ansi(line))
+    _write(console, path, theme=theme, title=title)
+
+
+def _write(console: Console, path: str, *, theme: str, title: str) -> None:
+    """What ``console`` recorded, as the format ``path``'s extension names."""
+    kind = export_format(path)
     page = _PAGE_THEMES.get(theme, MONOKAI)
     if kind == "html":
         content = console.export_html(theme=page, inline_styles=True)
