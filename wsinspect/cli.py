@@ -173,10 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_colour(read)
 
     from wsinspect.server import options as serve_options
+    from wsinspect.server.misbehave import help_text as misbehave_help
 
     serve = commands.add_parser(
         "serve", help="run a WebSocket server that logs every handshake and frame",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SERVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=f"{SERVE_EXAMPLES}\n{misbehave_help()}",
         description="A WebSocket server on plain sockets that shows every handshake header and every frame in "
                     "both directions as it happens, answers a bad handshake with the right HTTP status and a "
                     "plain-words explanation, and serves a demo page at / for a browser.")
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="split what the server sends into frames of at most SIZE bytes (teaching)")
     serve.add_argument("--ping-interval", type=serve_options.seconds_or_off, default=0.0, metavar="SECONDS",
                        help="send a ping every SECONDS (default: 0, off)")
+    serve.add_argument("--misbehave", action=serve_options.MisbehaveAction, default=None, metavar="KIND",
+                       help="break one rule on purpose, for a class to watch clients react (below, or "
+                            "'--misbehave help'); default: none")
     limits = serve.add_argument_group(
         "limits", "What one peer can make the server hold or spend (README: Limits and guarantees). Slow\n"
                   "consumers: echo stops reading from a client whose queue is over --max-queue until it drains;\n"

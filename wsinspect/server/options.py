@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 
+from wsinspect.server.misbehave import Misbehaviour, help_text
 from wsinspect.views.safe import visible
 
 #: Defaults of the limits and timeouts, shown by --help and the README (Limits and guarantees).
@@ -40,6 +41,22 @@ def whole_number(text: str) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 12 or int(text) == 0:
         raise argparse.ArgumentTypeError(f"not a whole number, 1 or more: {visible(text)!r}")
     return int(text)
+
+
+class MisbehaveAction(argparse.Action):
+    """--misbehave KIND; ``--misbehave help`` lists the kinds with what each breaks, and exits as --help does."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        if values == "help":
+            parser.exit(0, help_text())
+        try:
+            kind = Misbehaviour(values)
+        except ValueError:
+            names = ", ".join(kind.value for kind in Misbehaviour)
+            parser.error(f"argument --misbehave: not a kind: {visible(str(values))!r} (one of {names}; "
+                         "--misbehave help says what each does)")
+        setattr(namespace, self.dest, kind)
 
 
 def _from_ip_command() -> list[str]:
