@@ -1,0 +1,127 @@
+"""TLS key logs: the NSS key log format (SSLKEYLOGFILE) that browsers, curl and OpenSSL write.
+
+One secret a line, ``LABEL <client random, 64 hex digits> <secret, hex>``; ``#`` starts a comment. The labels that
+decrypt a session are ``CLIENT_RANDOM`` (the TLS 1.2 master secret, 48 bytes) and, for TLS 1.3, the handshake
+and first application traffic secrets of each side; the others (``EXPORTER_SECRET``, ``EARLY_EXPORTER_SECRET``,
+``CLIENT_EARLY_TRAFFIC_SECRET``) are read and not used. The same text is what a pcapng Decryption Secrets Block of
+type ``TLSK`` carries, so both sources go through ``KeyLog.add_text``.
+
+A key log is as untrusted as the capture: a line that does not parse is reported with its line number and the rest
+is read; what is held is bounded (``MAX_KEYLOG_BYTES`` of text, ``MAX_PROBLEMS`` problems kept).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+__all__ = ["MAX_KEYLOG_BYTES", "KeyLog", "KeyLogError", "SessionSecrets"]
+
+# A key log line is about 180 bytes, so 64 MiB is some 350,000 secrets: far more than one capture holds sessions.
+MAX_KEYLOG_BYTES = 64 * 1024 * 1024
+MAX_PROBLEMS = 20  # problems kept word for word; more are counted
+
+CLIENT_RANDOM_BYTES = 32  # RFC 8446 4.1.2, RFC 5246 7.4.1.2
+MASTER_SECRET_BYTES = 48  # RFC 5246 8.1
+# TLS 1.3 secrets are as long as the suite's hash (RFC 8446 7.1): 32 (SHA-256) or 48 (SHA-384).
+TLS13_SECRET_BYTES = (32, 48)
+
+TLS12_LABEL = "CLIENT_RANDOM"
+TLS13_LABELS = ("CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0",
+                "SERVER_TRAFFIC_SECRET_0")
+IGNORED_LABELS = frozenset({"EXPORTER_SECRET", "EARLY_EXPORTER_SECRET", "CLIENT_EARLY_TRAFFIC_SECRET"})
+
+
+class KeyLogError(Exception):
+    """The key log cannot be read at all (missing, unreadable); one line meant for a person."""
+
+
+@dataclass(slots=True)
+class SessionSecrets:
+    """What a key log holds for one client random."""
+
+    master_secret: bytes | None = None  # TLS 1.2
+    tls13: dict[str, bytes] = field(default_factory=dict)  # label -> secret
+
+    @property
+    def has_tls13(self) -> bool:
+        return all(label in self.tls13 for label in TLS13_LABELS)
+
+
+class KeyLog:
+    """Secrets by client random, from key log files and pcapng Decryption Secrets Blocks."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[bytes, SessionSecrets] = {}
+        self.problems: list[str] = []  # the first MAX_PROBLEMS, as "source line N: what is wrong"
+        self.problem_count = 0
+        self._bytes_read = 0
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> KeyLog:
+        """Read a key log file (raises KeyLogError when it cannot be opened)."""
+        keylog = cls()
+        try:
+            with open(path, "rb") as file:
+                text = file.read(MAX_KEYLOG_BYTES + 1)
+        except OSError as error:
+            raise KeyLogError(f"cannot read the key log {os.fspath(path)}: {error.strerror or error}") from None
+        keylog.add_text(text, source="")
+        return keylog
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def secrets_for(self, client_random: bytes) -> SessionSecrets | None:
+        return self._sessions.get(client_random)
+
+    def add_text(self, text: bytes, *, source: str) -> None:
+        """Add the secrets in a key log's text; ``source`` names where it came from in problems ("" for the file)."""
+        room = MAX_KEYLOG_BYTES - self._bytes_read
+        if len(text) > room:
+            self._problem(f"{source}more than {MAX_KEYLOG_BYTES // 2**20} MiB of key log: the rest is not read")
+            text = text[:room]
+            cut = text.rfind(b"\n")
+            text = text[: cut + 1] if cut >= 0 else b""
+        self._bytes_read += len(text)
+        for number, line in enumerate(text.splitlines(), start=1):
+            self._add_line(line, f"{source}line {number}")
+
+    def _add_line(self, raw: bytes, where: str) -> None:
+        line = raw.strip()
+        if not line or line.startswith(b"#"):
+            return
+        parts = line.split()
+        if len(parts) != 3:
+            self._problem(f"{where}: not 'LABEL CLIENT_RANDOM SECRET' (found {len(parts)} fields)")
+            return
+        try:
+            label = parts[0].decode("ascii")
+            client_random = bytes.fromhex(parts[1].decode("ascii"))
+            secret = bytes.fromhex(parts[2].decode("ascii"))
+        except ValueError:
+            self._problem(f"{where}: the client random or the secret is not hexadecimal")
+            return
+        if label in IGNORED_LABELS:
+            return
+        if label != TLS12_LABEL and label not in TLS13_LABELS:
+            self._problem(f"{where}: unknown label {label[:40]!r}")
+            return
+        if len(client_random) != CLIENT_RANDOM_BYTES:
+            self._problem(f"{where}: the client random is {len(client_random)} bytes, not {CLIENT_RANDOM_BYTES}")
+            return
+        expected = (MASTER_SECRET_BYTES,) if label == TLS12_LABEL else TLS13_SECRET_BYTES
+        if len(secret) not in expected:
+            wanted = " or ".join(str(size) for size in expected)
+            self._problem(f"{where}: a {label} secret is {len(secret)} bytes, not {wanted}")
+            return
+        session = self._sessions.setdefault(client_random, SessionSecrets())
+        if label == TLS12_LABEL:
+            session.master_secret = secret
+        else:
+            session.tls13[label] = secret
+
+    def _problem(self, text: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(text)
