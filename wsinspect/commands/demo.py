@@ -1,0 +1,426 @@
+"""``wsinspect demo``: one WebSocket conversation played out step by step, for a class.
+
+A client and a server endpoint talk inside this process: what one sends is handed to the other, no socket. The
+bytes that cross between them are what a capture of the conversation would hold, so they are shown as ``wsinspect
+read`` shows a capture: they go into one passive ``Connection`` (the decoder ``read`` uses), whose events go to the
+view ``read`` would use. The endpoints decode their own traffic too, but only to do their duties; the demo shows
+the wire's view, the one a student would get from Wireshark. The same bytes go to the recorder ``serve`` uses,
+packet by packet, even without ``--record`` (to the null device then): its packet count numbers the rows, so the
+No. column is the frame number Wireshark shows for the recording.
+
+Every step announces itself (a title and two lines on what to look at, each with its RFC section) before its
+frames. The clock is made up: step N starts N - 1 seconds after the first and each packet takes a millisecond, so
+the Time column says which step a frame belongs to. ``--seed`` makes the Sec-WebSocket-Key and every masking key
+come from a seeded generator, and fixes the start time, so two runs give the same handout and the same capture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from rich.console import Console
+
+from wsinspect.capture.writer import SessionRecorder
+from wsinspect.commands import EXIT_OK, Line, add_output_options, command_parser, error
+from wsinspect.core.connection import Connection
+from wsinspect.core.deflate import MessageDeflater
+from wsinspect.core.events import DIRECTIONS, ConnectionOpened, Direction, Event
+from wsinspect.core.fields import Opcode
+from wsinspect.core.frames import build_frame
+from wsinspect.server.endpoint import ServerConfig, ServerEndpoint
+from wsinspect.views.export import EXPORT_WIDTH, ExportError, save_painted
+from wsinspect.views.flow import FlowView
+from wsinspect.views.output import Handout, Output
+from wsinspect.views.packetlist import PacketList
+from wsinspect.views.safe import visible
+from wsinspect.views.summary import Summary
+
+DEMO_EXAMPLES = """\
+examples:
+  wsinspect demo                         every step at once: handshake, messages, ping, compression, close
+  wsinspect demo --step --theme light    Enter between steps, colours for a projector
+  wsinspect demo --explain               each header and frame fact explained once, with its RFC section
+  wsinspect demo --flow                  the conversation as a ladder
+  wsinspect demo --detail --step         each frame as a field tree and a hex dump
+  wsinspect demo --seed 7 --record demo.pcapng --export demo.html
+                                         the same keys every run; a capture for Wireshark and a handout
+  wsinspect read demo.pcapng             the recording, read back
+
+exit status:
+  0  the demo ran to its end (and --record and --export were written)
+  2  a bad argument, or a --record or --export file that cannot be written
+"""
+
+CLIENT_HOST = "127.0.0.1"
+FIRST_CLIENT_PORT = 50000  # connection N comes from port 50000 + N
+# Port 80 is ws://'s default (RFC 6455 3); it also makes Wireshark and tshark dissect the recording as HTTP and
+# WebSocket without being told which port to decode. Nothing listens on it: the demo uses no socket.
+SERVER_ADDRESS = ("127.0.0.1", 80)
+ORIGIN = "http://127.0.0.1"  # as a browser sends it for a page from the same host (RFC 6455 4.1, 10.2)
+SEEDED_START = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: a seeded run's recording has the same timestamps too
+PACKET_SECONDS = 0.001  # the made-up clock's step per packet; each step starts a whole second later
+HANDOUT_MAX_LINES = 5000  # as for read; the whole demo with --detail is a few hundred lines
+
+TEXT = "Hello, class!"
+BINARY = bytes(range(130))  # over 125 bytes: the 7-bit length field says 126 and a 16-bit length follows
+FRAGMENTED = "one message, three frames"
+FRAGMENTS = 3
+PING = b"are you there?"
+COMPRESSIBLE = "WebSocket " * 12  # repeats, so permessage-deflate makes it much smaller on the wire
+CLIENT_CLOSE = (1000, "class dismissed")  # normal closure (RFC 6455 7.4.1)
+SERVER_CLOSE = (1001, "going away")  # the server is going away (RFC 6455 7.4.1)
+
+
+# -- the interim client ------------------------------------------------------------------------------------
+# Temporary: wsinspect.core.endpoint.ClientEndpoint (being written) replaces this class, with the same methods.
+
+
+class _InterimClient:
+    """The client's side, just enough for the demo's script: the request, masked frames, compression."""
+
+    def __init__(self, *, compression: bool, random_bytes: Callable[[int], bytes]) -> None:
+        self._random_bytes = random_bytes
+        key = base64.b64encode(random_bytes(16)).decode("ascii")
+        offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if compression else ""
+        self._outgoing = bytearray(
+            f"GET / HTTP/1.1\r\nHost: {SERVER_ADDRESS[0]}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {ORIGIN}\r\n{offer}\r\n".encode("ascii"))
+        self._deflater: MessageDeflater | None = None
+        self._closed = False
+
+    def receive(self, data: bytes, *, time: float) -> list[Event]:
+        if data.startswith(b"HTTP/1.1 101") and b"permessage-deflate" in data:
+            self._deflater = MessageDeflater(no_context_takeover=False, max_window_bits=12)
+        if data[:1] == b"\x88" and not self._closed:  # the server's close: echo its code
+            self.close(int.from_bytes(data[2:4], "big"), time=time)
+        return []
+
+    def data_to_send(self) -> bytes:
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def _frame(self, opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> None:
+        self._outgoing += build_frame(opcode, payload, fin=fin, rsv1=rsv1, masking_key=self._random_bytes(4))
+
+    def send_message(self, data: bytes | str, *, time: float) -> None:
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        if self._deflater is not None:
+            payload = self._deflater.compress(payload)
+        self._frame(Opcode.TEXT if isinstance(data, str) else Opcode.BINARY, payload, rsv1=self._deflater is not None)
+
+    def send_fragmented(self, data: bytes | str, parts: int, *, time: float) -> None:
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        size = -(-len(payload) // parts)
+        for index in range(parts):
+            opcode = (Opcode.TEXT if isinstance(data, str) else Opcode.BINARY) if index == 0 else Opcode.CONTINUATION
+            self._frame(opcode, payload[index * size : (index + 1) * size], fin=index == parts - 1)
+
+    def send_ping(self, payload: bytes = b"", *, time: float) -> None:
+        self._frame(Opcode.PING, payload)
+
+    def close(self, code: int | None = 1000, reason: str = "", *, time: float) -> None:
+        self._closed = True
+        self._frame(Opcode.CLOSE, (code or 0).to_bytes(2, "big") + reason.encode("utf-8"))
+
+
+# -- the wire between the two ------------------------------------------------------------------------------
+
+
+class EventSink(Protocol):
+    def handle(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Conversation:
+    """One connection: a client endpoint, a server endpoint, and a passive decoder of the bytes between them."""
+
+    def __init__(self, stream: int, *, compression: bool, time: float, random_bytes: Callable[[int], bytes]) -> None:
+        self.stream = stream
+        self.client_address = (CLIENT_HOST, FIRST_CLIENT_PORT + stream)
+        self.decoder = Connection(stream)
+        self.server = ServerEndpoint(ServerConfig(decode_outgoing=False), client=self.client_address,
+                                     server=SERVER_ADDRESS, time=time, numbering=lambda websocket: stream)
+        self.client = _InterimClient(compression=compression, random_bytes=random_bytes)
+
+
+class Wire:
+    """Where the endpoints' bytes go: each chunk one endpoint sends is one packet of the recording, is decoded by
+    its conversation's passive ``Connection`` (whose events go to ``sinks``), and is handed to the other endpoint;
+    until neither has more to say. Then, if the server's endpoint wants it, the server closes TCP."""
+
+    def __init__(self, *, random_bytes: Callable[[int], bytes], start: float, recorder: SessionRecorder,
+                 sinks: list[EventSink]) -> None:
+        self.random_bytes = random_bytes
+        self.start = start
+        self.clock = start
+        self.recorder = recorder
+        self.sinks = sinks
+        self._conversation: Conversation | None = None
+
+    @property
+    def conversation(self) -> Conversation:
+        assert self._conversation is not None, "a step that talks comes after one that connects"
+        return self._conversation
+
+    def begin_step(self, index: int) -> None:
+        """Step ``index`` (from 0) starts ``index`` seconds after the first: the Time column says which step."""
+        self.clock = self.start + index
+
+    def _emit(self, events: list[Event]) -> None:
+        for event in events:
+            for sink in self.sinks:
+                sink.handle(event)
+
+    def connect(self, *, compression: bool) -> None:
+        """A new connection: TCP's three packets in the recording, then the opening handshake."""
+        stream = self._conversation.stream + 1 if self._conversation is not None else 0
+        talk = self._conversation = Conversation(stream, compression=compression, time=self.clock,
+                                                 random_bytes=self.random_bytes)
+        self.recorder.open(stream, talk.client_address, SERVER_ADDRESS, self.clock)
+        self._emit([ConnectionOpened(stream=stream, direction="c2s", time=self.clock, packet=self.recorder.packets,
+                                     client=talk.client_address, server=SERVER_ADDRESS, how="SYN")])
+        self.exchange()
+
+    def exchange(self) -> None:
+        talk = self.conversation
+        moved = True
+        while moved:
+            moved = False
+            for direction in DIRECTIONS:
+                sender, receiver = (talk.client, talk.server) if direction == "c2s" else (talk.server, talk.client)
+                data = sender.data_to_send()
+                if data:
+                    moved = True
+                    self._cross(talk, direction, data)
+                    receiver.receive(data, time=self.clock)
+        if talk.server.wants_transport_closed:
+            # The server closes the TCP connection first (RFC 6455 7.1.1).
+            self.clock += PACKET_SECONDS
+            self.recorder.close(talk.stream, self.clock)
+            self._emit(talk.decoder.end(time=self.clock, packet=self.recorder.packets,
+                                        reason="the server closed the TCP connection"))
+
+    def _cross(self, talk: Conversation, direction: Direction, data: bytes) -> None:
+        self.clock += PACKET_SECONDS
+        self.recorder.data(talk.stream, direction, data, self.clock)
+        self._emit(talk.decoder.receive(direction, data, time=self.clock, packet=self.recorder.packets))
+
+
+# -- the script ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """One thing to look at in a step, and the RFC section that says it."""
+
+    text: str
+    rfc: str
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    title: str
+    look: tuple[Look, Look]
+    play: Callable[[Wire], None]
+
+
+def _connect(wire: Wire) -> None:
+    wire.connect(compression=False)
+
+
+def _text(wire: Wire) -> None:
+    wire.conversation.client.send_message(TEXT, time=wire.clock)
+    wire.exchange()
+
+
+def _binary(wire: Wire) -> None:
+    wire.conversation.client.send_message(BINARY, time=wire.clock)
+    wire.exchange()
+
+
+def _fragmented(wire: Wire) -> None:
+    wire.conversation.client.send_fragmented(FRAGMENTED, FRAGMENTS, time=wire.clock)
+    wire.exchange()
+
+
+def _ping(wire: Wire) -> None:
+    wire.conversation.client.send_ping(PING, time=wire.clock)
+    wire.exchange()
+
+
+def _client_closes(wire: Wire) -> None:
+    wire.conversation.client.close(*CLIENT_CLOSE, time=wire.clock)
+    wire.exchange()
+
+
+def _compressed(wire: Wire) -> None:
+    # Once permessage-deflate is agreed, an endpoint compresses every message, so compression gets a connection of
+    # its own and the earlier steps show messages as they are.
+    wire.connect(compression=True)
+    wire.conversation.client.send_message(COMPRESSIBLE, time=wire.clock)
+    wire.exchange()
+
+
+def _server_closes(wire: Wire) -> None:
+    wire.conversation.server.close(*SERVER_CLOSE, time=wire.clock)
+    wire.exchange()
+
+
+STEPS: tuple[Step, ...] = (
+    Step("the opening handshake",
+         (Look("the client asks to upgrade, with a random Sec-WebSocket-Key", "RFC 6455 4.1"),
+          Look("101 Switching Protocols; Sec-WebSocket-Accept answers the key", "RFC 6455 4.2.2")),
+         _connect),
+    Step("a text message",
+         (Look("opcode 1 is text (UTF-8); FIN 1: the whole message in one frame", "RFC 6455 5.6"),
+          Look("MASK 1 and a 4-byte masking key: a client masks every frame", "RFC 6455 5.3")),
+         _text),
+    Step("a binary message",
+         (Look("opcode 2 is binary: bytes for the application, no UTF-8 rule", "RFC 6455 5.6"),
+          Look(f"{len(BINARY)} bytes: the length field says 126, the next 2 bytes {len(BINARY)}", "RFC 6455 5.2")),
+         _binary),
+    Step("a fragmented message",
+         (Look(f"{FRAGMENTS} frames, one message: FIN 0, then opcode 0 (continuation)", "RFC 6455 5.4"),
+          Look("FIN 1 on the last frame ends it; the ↳ line is the whole message", "RFC 6455 5.4")),
+         _fragmented),
+    Step("ping and pong",
+         (Look("the client pings; a control frame carries at most 125 bytes", "RFC 6455 5.5"),
+          Look("the server answers with a pong carrying the same bytes", "RFC 6455 5.5.3")),
+         _ping),
+    Step("the closing handshake",
+         (Look(f"the client sends close {CLIENT_CLOSE[0]} and a reason; the server echoes the code",
+               "RFC 6455 5.5.1"),
+          Look("then the server closes the TCP connection first", "RFC 6455 7.1.1")),
+         _client_closes),
+    Step("a compressed message",
+         (Look("a new connection offers permessage-deflate; the 101 agrees", "RFC 7692 5"),
+          Look("RSV1 1: compressed; fewer bytes on the wire than in the message", "RFC 7692 6")),
+         _compressed),
+    Step("the server closes",
+         (Look(f"this time the server starts: close {SERVER_CLOSE[0]}, going away", "RFC 6455 7.4.1"),
+          Look("the client echoes the code; the server closes TCP", "RFC 6455 5.5.1")),
+         _server_closes),
+)
+
+
+def step_lines(number: int, step: Step) -> list[Line]:
+    """A step's announcement: its title, then what to look at (the words, then the RFC section)."""
+    lines: list[Line] = [[], [("heading", f"Step {number} of {len(STEPS)}: {step.title}")]]
+    for look in step.look:
+        lines.append([("muted", "  ▸ "), ("plain", look.text), ("muted", "  "), ("accent", look.rfc)])
+    lines.append([])
+    return lines
+
+
+# -- the command ---------------------------------------------------------------------------------------------
+
+
+def add_parser(commands: object) -> None:
+    demo = command_parser(commands, "demo", help="a WebSocket conversation step by step, for a class",
+                          epilog=DEMO_EXAMPLES,
+                          description="Play a whole WebSocket conversation between a client and a server in this "
+                                      "process (no network): the opening handshake, a text message, a binary "
+                                      "message, a fragmented message, ping and pong, a compressed message "
+                                      "(permessage-deflate) and the closing handshake. Each step says what to look "
+                                      "at, with its RFC section, then shows its frames as 'wsinspect read' shows "
+                                      "a capture.")
+    view = demo.add_mutually_exclusive_group()
+    view.add_argument("--detail", action="store_true", help="each frame as a tree of fields and a coloured hex dump")
+    view.add_argument("--flow", action="store_true",
+                      help="the conversation as a ladder: client and server columns, one arrow per frame")
+    view.add_argument("--compact", action="store_true", help="one line per handshake and per frame")
+    demo.add_argument("--explain", action="store_true",
+                      help="annotate each header and frame fact once, where it first appears, with its RFC section")
+    demo.add_argument("--step", action="store_true",
+                      help="wait for Enter before each step after the first (the prompt goes to stderr); when "
+                           "stdin ends, the remaining steps follow without waiting")
+    demo.add_argument("--seed", type=int, metavar="N",
+                      help="take the Sec-WebSocket-Key and the masking keys from a generator seeded with N, so "
+                           "every run gives the same bytes (a reproducible handout; never do this outside a "
+                           "demo: RFC 6455 10.3 wants masks nobody can predict)")
+    demo.add_argument("--record", metavar="FILE",
+                      help="also write the conversation as a capture, FILE.pcapng or FILE.pcap, for wsinspect read "
+                           "and Wireshark")
+    add_output_options(demo)
+    demo.set_defaults(run=run_demo)
+
+
+class _Pacer:
+    """``--step``: waits for a line on stdin before each step after the first; at the end of stdin, stops
+    waiting for good (saying so), so a demo piped from a file or run without a terminal still finishes."""
+
+    def __init__(self, waiting: bool) -> None:
+        self.waiting = waiting
+
+    def wait(self, number: int, step: Step) -> None:
+        if not self.waiting:
+            return
+        sys.stderr.write(f"  ⏎ Enter: step {number} of {len(STEPS)}, {step.title} (Ctrl-C stops) ")
+        sys.stderr.flush()
+        if not sys.stdin.readline():
+            self.waiting = False
+            sys.stderr.write("\n  (end of input: the remaining steps follow without waiting)\n")
+            sys.stderr.flush()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from wsinspect.cli import make_console, make_palette
+
+    console = make_console(args)
+    if args.seed is not None:
+        generator = random.Random(args.seed)
+        random_bytes: Callable[[int], bytes] = generator.randbytes
+        start = SEEDED_START
+    else:
+        random_bytes, start = os.urandom, time.time()
+    try:
+        recorder = SessionRecorder(args.record if args.record else os.devnull)
+    except OSError as failure:
+        return error(args, f"--record {visible(args.record)}: {visible(failure.strerror or str(failure))}")
+
+    handout: Handout | None = None
+    if args.export:
+        # As in read: the handout is painted in the theme's colours at a fixed width, and the terminal gets the
+        # same lines (without colours if it has none).
+        handout = Handout(HANDOUT_MAX_LINES)
+        recording = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=EXPORT_WIDTH)
+        output = Output(console, make_palette(args, recording), width=EXPORT_WIDTH, handout=handout,
+                        strip=console.color_system is None)
+    else:
+        output = Output(console, make_palette(args, console))
+    view: EventSink = FlowView(output) if args.flow else PacketList(
+        output, detail=args.detail, compact=args.compact, explain=args.explain)
+    summary = Summary()
+    wire = Wire(random_bytes=random_bytes, start=start, recorder=recorder, sinks=[summary, view])
+    pacer = _Pacer(args.step)
+    for index, step in enumerate(STEPS):
+        if index:
+            output.flush()
+            pacer.wait(index + 1, step)
+        wire.begin_step(index)
+        output.lines(step_lines(index + 1, step))
+        step.play(wire)
+    view.close()
+    recorder.finish(wire.clock)
+    output.lines(summary.lines())
+    if args.record:
+        output.line([("muted", "recorded to "), ("plain", visible(args.record)),
+                     ("muted", f": wsinspect read {visible(args.record)}")])
+    output.flush()
+    if handout is not None:
+        try:
+            save_painted(handout.lines, args.export, theme=output.palette.theme, title="wsinspect demo")
+        except ExportError as failure:
+            return error(args, f"--export {visible(args.export)}: {visible(str(failure))}")
+    return EXIT_OK
