@@ -265,10 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_command_modules(commands: Any) -> None:
     """Commands that live in modules of their own add their parser here (each sets ``run`` as its default)."""
-    from wsinspect.commands import frame, handshake
+    from wsinspect.commands import demo, frame, handshake
 
     handshake.add_parser(commands)
     frame.add_parser(commands)
+    demo.add_parser(commands)
 
 
 def _add_limits(parser: argparse.ArgumentParser, *, frame_default: str, message_default: str) -> None:
