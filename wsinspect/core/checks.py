@@ -176,6 +176,14 @@ CHECKS: dict[str, Check] = _table(
           "This stream is TLS (wss:// or another TLS protocol); the session keys are needed to see inside. "
           "What the client's first message (the ClientHello) says in clear is shown; nothing inside is decoded.",
           Severity.INFO),
+    Check("capture.tls-decrypted", "RFC 6455 11.1.2",
+          "This stream is TLS (wss://) and the key log (--keylog, or the capture's Decryption Secrets Block) holds "
+          "its session's secrets: its records are decrypted and the WebSocket inside is decoded as usual.",
+          Severity.INFO),
+    Check("capture.tls-undecryptable", "RFC 8446 5.2",
+          "From here on this direction of a decrypted TLS stream cannot be decrypted: a record failed "
+          "authentication (a wrong secret, or altered bytes), bytes were not captured, or the session uses what "
+          "wsinspect does not decrypt; the message says which.", Severity.WARNING),
     Check("capture.one-sided", "RFC 9293 3.4",
           "Only one direction of this connection was captured (a capture filter, or asymmetric routing); the "
           "side that was captured is decoded, the other is missing.", Severity.WARNING),
