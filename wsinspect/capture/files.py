@@ -62,6 +62,12 @@ _NUMBERED_NON_PACKET_BLOCKS = frozenset({0x00000009, 0x00000BAD, 0x40000BAD})
 MAX_INTERFACES = 65536
 _OPTION_TSRESOL = 9
 _OPTION_TSOFFSET = 14
+# A Decryption Secrets Block (pcapng draft, 4.7) of secrets type 'TLSK' carries an NSS key log: the keys of the
+# TLS sessions in the capture (``editcap --inject-secrets tls,FILE`` writes one). Their text is kept for the trace,
+# up to a bound, since each block may be as large as MAX_RECORD_BYTES.
+_BLOCK_DECRYPTION_SECRETS = 0x0000000A
+_SECRETS_TLS_KEY_LOG = 0x544C534B
+MAX_TLS_KEY_LOG_BYTES = 64 * 1024 * 1024
 
 
 class _Readable(Protocol):
@@ -134,6 +140,8 @@ class CaptureFile:
     truncated: bool  # iteration stopped early: the file ends inside a record, or a record is corrupt
     problem: str | None  # one line saying why iteration stopped early
     compressed: bool  # gzip-compressed capture (size and position then count compressed bytes)
+    # Key logs from Decryption Secrets Blocks, in file order, as they are read; the trace takes them (and clears).
+    tls_key_logs: list[bytes]
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -156,6 +164,8 @@ class CaptureFile:
         self.truncated = False
         self.problem = None
         self.compressed = False
+        self.tls_key_logs = []
+        self._tls_key_log_bytes = 0
         self._stream = self._raw
         self._gunzip = None
         head = self._read_head()
@@ -432,9 +442,15 @@ class CaptureFile:
                 interfaces.append(_parse_interface(buffer, block_start, block_length, order))
             elif block_type in _NUMBERED_NON_PACKET_BLOCKS:
                 number += 1  # keep frame numbers equal to Wireshark's; there is no packet to yield
+            elif block_type == _BLOCK_DECRYPTION_SECRETS and block_length >= 20:
+                secrets_type, secrets_length = struct.unpack_from(order + "II", buffer, block_start + 8)
+                if secrets_type == _SECRETS_TLS_KEY_LOG and secrets_length <= block_length - 20 and \
+                        self._tls_key_log_bytes + secrets_length <= MAX_TLS_KEY_LOG_BYTES:
+                    self._tls_key_log_bytes += secrets_length
+                    self.tls_key_logs.append(buffer[block_start + 16 : block_start + 16 + secrets_length])
         self._finish_reading(buffer_start + len(buffer))
 
-    # (other block types -- name resolution, statistics, custom, decryption secrets -- are skipped)
+    # (other block types -- name resolution, statistics, custom -- are skipped)
 
 
 def _parse_interface(buffer: bytes, block_start: int, block_length: int, order: str) -> _Interface:
