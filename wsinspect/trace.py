@@ -4,9 +4,13 @@ A TCP stream becomes a WebSocket conversation when its first bytes are an HTTP r
 port), when a plain HTTP request is answered as a WebSocket endpoint answers one (426 Upgrade Required, or an
 ``Upgrade: websocket`` header: a proxy dropped the hop-by-hop headers), or when it runs on a port the user named with
 ``--port`` (Wireshark's "Decode As"): then, if it does not start with a handshake, decoding starts mid-connection.
-A stream that starts with a TLS record is a conversation nobody can see into without the session keys (wss://): it
-yields ConnectionOpened, one ``capture.tls`` Notice saying what the ClientHello shows in clear (TLS versions offered,
-server name, ALPN), and ConnectionClosed; it is never decoded as WebSocket, ``--port`` or not. Other streams (plain
+A stream that starts with a TLS record (wss://) is decrypted when the key log (``--keylog``, or the capture's
+Decryption Secrets Blocks) holds its session's secrets: ``capture.tls.TlsDecryptor`` turns its records into each
+direction's plaintext, which goes to a Connection as a plain stream's bytes would, with ``capture.tls-decrypted`` and
+``capture.tls-undecryptable`` notices for what TLS itself says. Without its secrets it is a conversation nobody can
+see into: it yields ConnectionOpened, one ``capture.tls`` Notice naming its client random and saying what the
+ClientHello shows in clear (TLS versions offered, server name, ALPN), and ConnectionClosed; it is never decoded as
+WebSocket, ``--port`` or not. Other streams (plain
 HTTP, anything else) are counted and skipped. Streams are numbered as Wireshark numbers them (``tcp.stream``), so
 ``--stream N`` means the same thing in both.
 
@@ -20,6 +24,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from wsinspect.capture.files import CaptureFile
+from wsinspect.capture.keylog import KeyLog, SessionSecrets
 from wsinspect.capture.packets import decode_tcp
 from wsinspect.capture.reassembly import (
     DEFAULT_IDLE_TIMEOUT,
@@ -32,6 +37,7 @@ from wsinspect.capture.reassembly import (
     FlowOpened,
     TcpReassembler,
 )
+from wsinspect.capture.tls import Plaintext, TlsDecryptor, client_random_of
 from wsinspect.core.checks import CHECKS
 from wsinspect.core.connection import DEFAULT_MEMORY_BUDGET, Connection, Limits, MemoryBudget
 from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Direction, Event, Notice, other
@@ -127,6 +133,8 @@ class _Flow:
     skipped: bool = False
     tls_hello: bytearray | None = None  # a TLS stream: the start of the client's bytes, until the ClientHello is in
     tls_reported: bool = False
+    tls: TlsDecryptor | None = None  # a TLS stream whose secrets are known: decrypted into tls_connection
+    tls_connection: Connection | None = None
 
 
 @dataclass(slots=True)
@@ -145,8 +153,10 @@ class CaptureTrace:
     def __init__(self, path: str | os.PathLike[str], *, server_ports: Collection[int] = (),
                  streams: Collection[int] | None = None, limits: Limits | None = None,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, max_open_flows: int = DEFAULT_MAX_OPEN_FLOWS,
-                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> None:
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT, keylog: KeyLog | None = None) -> None:
         self.capture = CaptureFile(path)  # raises CaptureError with a one-line reason
+        # TLS secrets: the --keylog file's, joined by those of the capture's Decryption Secrets Blocks as they come.
+        self.keylog = keylog
         self.server_ports = frozenset(server_ports)
         self.streams = frozenset(streams) if streams is not None else None
         self.limits = limits or Limits()
@@ -263,6 +273,9 @@ class CaptureTrace:
         if flow.tls_hello is not None:
             if not flow.tls_reported:
                 yield from self._report_tls(flow, item.time, item.packet)
+            if flow.tls_connection is not None:
+                yield from flow.tls_connection.end(time=item.time, packet=item.packet, reason=item.reason)
+                return
             yield ConnectionClosed(stream=item.flow, direction="c2s", time=item.time, packet=item.packet,
                                    reason=item.reason, clean=False)
             return
@@ -273,9 +286,10 @@ class CaptureTrace:
 
     def _one_sided(self, flow: _Flow, item: FlowNotice) -> Iterator[Event]:
         """After a ``capture.one-sided`` notice: the connection stops waiting for the side that is not there."""
-        if item.check == ONE_SIDED and flow.connection is not None:
+        connection = flow.connection or flow.tls_connection
+        if item.check == ONE_SIDED and connection is not None:
             missing = other(item.direction) if flow.flip else item.direction
-            yield from flow.connection.direction_missing(missing, time=item.time, packet=item.packet)
+            yield from connection.direction_missing(missing, time=item.time, packet=item.packet)
 
     @staticmethod
     def _only_the_server_answering(flow: _Flow) -> bool:
@@ -295,6 +309,9 @@ class CaptureTrace:
         """A TLS stream: keep the client's first bytes until its first record (the ClientHello) is complete."""
         hello = flow.tls_hello
         assert hello is not None
+        if flow.tls is not None:
+            yield from self._tls_decrypt(flow, item, direction)
+            return
         if flow.tls_reported:
             return
         if isinstance(item, FlowGap):
@@ -311,12 +328,53 @@ class CaptureTrace:
         assert flow.tls_hello is not None
         flow.tls_reported = True
         yield self._opened(flow, mid_stream=flow.opened.mid_stream)
-        check = CHECKS["capture.tls"]
-        yield Notice(stream=flow.opened.flow, direction="c2s", time=time, packet=packet, check=check,
-                     message=f"This stream is TLS (wss:// or another TLS protocol): the session keys are needed to "
-                             f"see inside. {describe_client_hello(bytes(flow.tls_hello))}")
-        flow.tls_hello = bytearray()  # nothing more is read from a TLS stream
+        hello = bytes(flow.tls_hello)
+        flow.tls_hello = bytearray()  # nothing more is held: a TLS stream is decrypted as it comes, or not read
+        client_random = client_random_of(hello)
+        secrets = self._tls_secrets(client_random) if client_random is not None else None
+        if secrets is not None:
+            flow.tls = TlsDecryptor(secrets)
+            flow.tls_connection = Connection(flow.opened.flow, mid_stream=False, limits=self.limits,
+                                             budget=self.budget)
+            yield from self._release_notices(flow)
+            yield from self._tls_decrypt(flow, FlowData(flow=flow.opened.flow, time=time, packet=packet,
+                                                          direction="c2s", data=hello), "c2s")
+            return
+        if client_random is None:
+            which = "no key for this session (its ClientHello was not captured)"
+        else:
+            where = f" in the key log ({len(self.keylog)} sessions)" if self.keylog is not None else ""
+            which = f"no key for this session (client random {client_random.hex()}){where}"
+        yield Notice(stream=flow.opened.flow, direction="c2s", time=time, packet=packet, check=CHECKS["capture.tls"],
+                     message=f"TLS; {which}: the session keys are needed to see inside (--keylog FILE). "
+                             f"{describe_client_hello(hello)}")
         yield from self._release_notices(flow)
+
+    def _tls_secrets(self, client_random: bytes) -> SessionSecrets | None:
+        """The key log's secrets for a session, after taking in the Decryption Secrets Blocks read so far."""
+        blocks = self.capture.tls_key_logs
+        if blocks:
+            if self.keylog is None:
+                self.keylog = KeyLog()
+            for text in blocks:
+                self.keylog.add_text(text, source="the capture's Decryption Secrets Block, ")
+            blocks.clear()
+        return self.keylog.secrets_for(client_random) if self.keylog is not None else None
+
+    def _tls_decrypt(self, flow: _Flow, item: FlowData | FlowGap, direction: Direction) -> Iterator[Event]:
+        """A TLS stream with its secrets: records in, plaintext to the connection, TLS's own facts as notices."""
+        decryptor, connection = flow.tls, flow.tls_connection
+        assert decryptor is not None and connection is not None
+        time, packet = item.time, item.packet
+        outputs = decryptor.receive(direction, item.data) if isinstance(item, FlowData) else \
+            decryptor.gap(direction, item.missing)
+        for output in outputs:
+            if isinstance(output, Plaintext):
+                yield from connection.receive(output.direction, output.data, time=time, packet=packet)
+            else:
+                check = CHECKS["capture.tls-undecryptable" if output.stopped else "capture.tls-decrypted"]
+                yield Notice(stream=flow.opened.flow, direction=output.direction, time=time, packet=packet,
+                             check=check, message=output.message)
 
     def _release_notices(self, flow: _Flow) -> Iterator[Event]:
         notices, flow.notices = flow.notices, []
