@@ -25,6 +25,8 @@ examples:
   wsinspect read big.pcapng -Y 'text contains "error"' --follow  the messages that mention an error
   wsinspect read big.pcapng -Y violation -c 100000               rule breaks in the first 100,000 packets
   wsinspect read captures/echo.pcapng --theme light              for a light background (a projector)
+  wsinspect read captures/wss-tls13.pcapng --keylog captures/wss-tls13.pcapng.keys
+                                                   decrypt wss:// with a TLS key log (SSLKEYLOGFILE)
 
 filters (-Y): the fields of --json, with Wireshark's names where it has one (websocket.opcode, tcp.stream,
 frame.number, ...); operators == != < <= > >= contains matches && || ! and parentheses. See docs/filters.md.
@@ -153,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("--port", type=_port, action="append", metavar="N", default=[],
                       help="treat TCP port N as a WebSocket server even without a handshake in the capture "
                            "(like Wireshark's Decode As); repeatable")
+    read.add_argument("--keylog", metavar="FILE",
+                      help="TLS key log (SSLKEYLOGFILE, NSS format) to decrypt wss:// streams with; the capture's "
+                           "own pcapng Decryption Secrets Blocks are used too")
     _add_limits(read, frame_default="64M", message_default="64M")
     read.add_argument("--max-memory", type=_size, default=_size("64M"), metavar="SIZE",
                       help="what the unfinished messages of all conversations may hold together; beyond it a "
@@ -265,11 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_command_modules(commands: Any) -> None:
     """Commands that live in modules of their own add their parser here (each sets ``run`` as its default)."""
-    from wsinspect.commands import demo, frame, handshake
+    from wsinspect.commands import connect, demo, frame, handshake
 
     handshake.add_parser(commands)
     frame.add_parser(commands)
     demo.add_parser(commands)
+    connect.add_parser(commands)
 
 
 def _add_limits(parser: argparse.ArgumentParser, *, frame_default: str, message_default: str) -> None:
