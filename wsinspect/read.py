@@ -64,10 +64,19 @@ def run_read(args: argparse.Namespace) -> int:
             _error(errors, f"wsinspect: -Y: {visible(str(error))}")
             return EXIT_USAGE
     limits = Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message)
+    keylog = None
+    if args.keylog is not None:
+        from wsinspect.capture.keylog import KeyLog, KeyLogError
+
+        try:
+            keylog = KeyLog.read(args.keylog)
+        except KeyLogError as error:
+            _error(errors, f"wsinspect: --keylog: {visible(str(error))}")
+            return EXIT_USAGE
     try:
         trace = CaptureTrace(args.capture, server_ports=args.port, streams=args.stream, limits=limits,
                              memory_budget=args.max_memory, max_open_flows=args.max_flows,
-                             idle_timeout=args.idle_timeout)
+                             idle_timeout=args.idle_timeout, keylog=keylog)
     except CaptureError as error:
         _error(errors, f"wsinspect: {name}: {visible(str(error))}")
         return EXIT_USAGE
@@ -124,6 +133,14 @@ def run_read(args: argparse.Namespace) -> int:
     view.close()
 
     stats = trace.stats
+    if trace.keylog is not None and trace.keylog.problem_count:
+        # Bad key log lines are not fatal (the others are used), but the reader should know which they were.
+        source = visible(args.keylog) if args.keylog is not None else "the capture's key log"
+        for problem in trace.keylog.problems:
+            _error(errors, f"wsinspect: {source}: {visible(problem)}", "yellow")
+        if trace.keylog.problem_count > len(trace.keylog.problems):
+            _error(errors, f"wsinspect: {source}: {trace.keylog.problem_count - len(trace.keylog.problems)} more "
+                           "problem(s)", "yellow")
     notes = []
     if stats.skipped_streams:
         notes.append(f"{stats.skipped_streams} TCP stream(s) without a WebSocket handshake skipped")
