@@ -10,8 +10,9 @@ No. column is the frame number Wireshark shows for the recording.
 
 Every step announces itself (a title and two lines on what to look at, each with its RFC section) before its
 frames. The clock is made up: step N starts N - 1 seconds after the first and each packet takes a millisecond, so
-the Time column says which step a frame belongs to. ``--seed`` makes the Sec-WebSocket-Key and every masking key
-come from a seeded generator, and fixes the start time, so two runs give the same handout and the same capture.
+the packet list's Time column says which step a frame belongs to. ``--seed`` makes the Sec-WebSocket-Key and every
+masking key come from a seeded generator, and fixes the start time, so two runs give the same handout and the same
+capture.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import base64
 import io
 import os
 import random
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -207,8 +209,9 @@ class Wire:
         if talk.server.wants_transport_closed:
             # The server closes the TCP connection first (RFC 6455 7.1.1).
             self.clock += PACKET_SECONDS
+            server_fin = self.recorder.packets + 1  # the first of the packets that close the recording's TCP
             self.recorder.close(talk.stream, self.clock)
-            self._emit(talk.decoder.end(time=self.clock, packet=self.recorder.packets,
+            self._emit(talk.decoder.end(time=self.clock, packet=server_fin,
                                         reason="the server closed the TCP connection"))
 
     def _cross(self, talk: Conversation, direction: Direction, data: bytes) -> None:
@@ -279,33 +282,32 @@ def _server_closes(wire: Wire) -> None:
 
 STEPS: tuple[Step, ...] = (
     Step("the opening handshake",
-         (Look("the client asks to upgrade, with a random Sec-WebSocket-Key", "RFC 6455 4.1"),
-          Look("101 Switching Protocols; Sec-WebSocket-Accept answers the key", "RFC 6455 4.2.2")),
+         (Look("GET with Upgrade: websocket and a random Sec-WebSocket-Key", "RFC 6455 4.1"),
+          Look("101: Sec-WebSocket-Accept is SHA-1 of the key and a GUID", "RFC 6455 4.2.2")),
          _connect),
     Step("a text message",
-         (Look("opcode 1 is text (UTF-8); FIN 1: the whole message in one frame", "RFC 6455 5.6"),
-          Look("MASK 1 and a 4-byte masking key: a client masks every frame", "RFC 6455 5.3")),
+         (Look("opcode 1: text, UTF-8; FIN 1: the whole message, one frame", "RFC 6455 5.6"),
+          Look("MASK 1 and a 4-byte masking key: clients mask every frame", "RFC 6455 5.3")),
          _text),
     Step("a binary message",
-         (Look("opcode 2 is binary: bytes for the application, no UTF-8 rule", "RFC 6455 5.6"),
+         (Look("opcode 2: binary, bytes for the application, no UTF-8 rule", "RFC 6455 5.6"),
           Look(f"{len(BINARY)} bytes: the length field says 126, the next 2 bytes {len(BINARY)}", "RFC 6455 5.2")),
          _binary),
     Step("a fragmented message",
          (Look(f"{FRAGMENTS} frames, one message: FIN 0, then opcode 0 (continuation)", "RFC 6455 5.4"),
-          Look("FIN 1 on the last frame ends it; the ↳ line is the whole message", "RFC 6455 5.4")),
+          Look("the last frame has FIN 1; the receiver joins the payloads", "RFC 6455 5.4")),
          _fragmented),
     Step("ping and pong",
-         (Look("the client pings; a control frame carries at most 125 bytes", "RFC 6455 5.5"),
+         (Look("the client pings; control frames hold at most 125 bytes", "RFC 6455 5.5"),
           Look("the server answers with a pong carrying the same bytes", "RFC 6455 5.5.3")),
          _ping),
     Step("the closing handshake",
-         (Look(f"the client sends close {CLIENT_CLOSE[0]} and a reason; the server echoes the code",
-               "RFC 6455 5.5.1"),
+         (Look(f"the client sends close {CLIENT_CLOSE[0]}; the server echoes the code", "RFC 6455 5.5.1"),
           Look("then the server closes the TCP connection first", "RFC 6455 7.1.1")),
          _client_closes),
     Step("a compressed message",
          (Look("a new connection offers permessage-deflate; the 101 agrees", "RFC 7692 5"),
-          Look("RSV1 1: compressed; fewer bytes on the wire than in the message", "RFC 7692 6")),
+          Look("RSV1 1: compressed, fewer bytes on the wire than inflated", "RFC 7692 6")),
          _compressed),
     Step("the server closes",
          (Look(f"this time the server starts: close {SERVER_CLOSE[0]}, going away", "RFC 6455 7.4.1"),
@@ -404,19 +406,23 @@ def run_demo(args: argparse.Namespace) -> int:
     summary = Summary()
     wire = Wire(random_bytes=random_bytes, start=start, recorder=recorder, sinks=[summary, view])
     pacer = _Pacer(args.step)
-    for index, step in enumerate(STEPS):
-        if index:
-            output.flush()
-            pacer.wait(index + 1, step)
-        wire.begin_step(index)
-        output.lines(step_lines(index + 1, step))
-        step.play(wire)
+    try:
+        for index, step in enumerate(STEPS):
+            if index:
+                output.flush()
+                pacer.wait(index + 1, step)
+            wire.begin_step(index)
+            output.lines(step_lines(index + 1, step))
+            step.play(wire)
+    finally:
+        # Also after Ctrl-C: the recording then holds the steps shown so far.
+        recorder.finish(wire.clock)
     view.close()
-    recorder.finish(wire.clock)
+    output.line([])
     output.lines(summary.lines())
     if args.record:
-        output.line([("muted", "recorded to "), ("plain", visible(args.record)),
-                     ("muted", f": wsinspect read {visible(args.record)}")])
+        output.line([("muted", "recorded; read it again with: "),
+                     ("plain", f"wsinspect read {shlex.quote(visible(args.record))}")])
     output.flush()
     if handout is not None:
         try:
