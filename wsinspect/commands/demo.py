@@ -48,7 +48,7 @@ from wsinspect.views.summary import Summary
 
 DEMO_EXAMPLES = """\
 examples:
-  wsinspect demo                         every step at once: handshake, messages, ping, compression, close
+  wsinspect demo                         every step at once: handshake, messages, ping, close, compression
   wsinspect demo --step --theme light    Enter between steps, colours for a projector
   wsinspect demo --explain               each header and frame fact explained once, with its RFC section
   wsinspect demo --flow                  the conversation as a ladder
