@@ -170,12 +170,8 @@ def test_demo_rows_are_the_recordings_rows(recorded: tuple[str, Path, Any]) -> N
     """The demo shows the wire as read shows a capture: the same frame numbers and Info for the same frames."""
     out, capture, _ = recorded
     read = run_process(["read", str(capture), "--color", "never"])
-
-    def rows(text: str) -> list[tuple[str, str]]:
-        found = re.findall(r"^\s+(\d+)\s+\d+\.\d{6} .*?\s+\d+ (\S.*)$", text, re.MULTILINE)
-        return [(number, info) for number, info in found]
-
-    assert rows(out) and rows(out) == rows(read.out)
+    row = re.compile(r"^\s+(\d+)\s+\d+\.\d{6} .*?\s+\d+ (\S.*)$", re.MULTILINE)  # (No., Info)
+    assert row.findall(out) and row.findall(out) == row.findall(read.out)
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
