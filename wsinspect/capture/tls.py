@@ -366,7 +366,7 @@ class TlsDecryptor:
                 self._handshake(direction, side, message_type, body, encrypted=cipher is not None)
                 if side.stopped:
                     return
-        elif kind == ALERT and len(fragment) >= 2:
+        elif kind == ALERT and len(fragment) >= 2 and fragment[1] != 0:  # close_notify (0) is the normal end
             level = "fatal" if fragment[0] == 2 else "warning"
             name = _ALERTS.get(fragment[1], f"alert {fragment[1]}")
             self._out.append(TlsNote(direction, f"TLS alert ({level}): {name}"))
