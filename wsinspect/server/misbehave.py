@@ -98,7 +98,7 @@ DESCRIPTIONS: dict[Misbehaviour, str] = {
 }
 
 BAD_CLOSE_CODE = 1005  # "MUST NOT be set as a status code in a Close control frame" (RFC 6455 7.4.1)
-BAD_CLOSE_REASON = "1005 must never be sent"
+BAD_CLOSE_REASON = "must never be sent"  # logged after the code: "1005 must never be sent"
 LATIN1_CAFE = "café".encode("latin-1")  # b"caf\xe9": 0xE9 starts a 3-byte UTF-8 sequence that never comes
 FIRST_PING_FRAGMENT = b"the first fragment of a ping"
 HELP_WIDTH = 100
@@ -112,9 +112,11 @@ def help_text() -> str:
     lines = ["misbehaviours (--misbehave KIND; none by default): the server breaks one rule on purpose, so a class",
              "can watch real clients react. The live log flags what the server sends wrong.", ""]
     for kind in Misbehaviour:
-        sentence = kind.description[0].upper() + kind.description[1:]
+        # A section number stays on the line of its "RFC 6455" (textwrap breaks at ASCII spaces only).
+        sentence = (kind.description[0].upper() + kind.description[1:]).replace("RFC 6455 ", "RFC\xa06455\xa0")
         lines.append(f"  {kind.value}")
-        lines += textwrap.wrap(sentence, HELP_WIDTH, initial_indent="      ", subsequent_indent="      ")
+        lines += [line.replace("\xa0", " ") for line in
+                  textwrap.wrap(sentence, HELP_WIDTH, initial_indent="      ", subsequent_indent="      ")]
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 
 from wsinspect.server.misbehave import Misbehaviour, help_text
 from wsinspect.views.safe import visible
@@ -49,7 +50,8 @@ class MisbehaveAction(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
                  option_string: str | None = None) -> None:
         if values == "help":
-            parser.exit(0, help_text())
+            sys.stdout.write(help_text())
+            parser.exit(0)
         try:
             kind = Misbehaviour(values)
         except ValueError:
