@@ -17,9 +17,11 @@ data frame is taken to mean "compressed" (the only extension in use on the web),
 inflated without the earlier window where they allow it (see ``deflate.MessageInflater``).
 
 Every frame is checked against RFC 6455 as it arrives; a broken rule becomes a ``Violation`` and decoding goes on:
-an inspector reports, it does not hang up. The server reads the violations of the client's direction to decide when
-to fail the connection. What unfinished messages hold is bounded per message (``Limits.max_message``) and, across
-the connections of a capture, by a shared ``MemoryBudget``.
+an inspector reports, it does not hang up. Each frame's ``FrameEvent`` is followed at once by what was concluded from
+it (its violations, notices, and the message or close it completes), before the next frame's: ``core.endpoint``
+takes a frame with its conclusions as one step and fails the connection on the peer's violations. What unfinished
+messages hold is bounded per message (``Limits.max_message``) and, across the connections of a capture, by a
+shared ``MemoryBudget``.
 """
 
 from __future__ import annotations

@@ -38,9 +38,10 @@ from rich.text import Text
 
 from wsinspect.capture.writer import SessionRecorder
 from wsinspect.core.connection import Limits
+from wsinspect.core.endpoint import State
 from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Event, FrameEvent, Message
 from wsinspect.server import responses
-from wsinspect.server.endpoint import ServerConfig, ServerEndpoint, State
+from wsinspect.server.endpoint import ServerConfig, ServerEndpoint
 from wsinspect.server.options import reachable_addresses
 from wsinspect.views.flow import FlowView
 from wsinspect.views.jsonlines import JsonLinesView
@@ -341,7 +342,7 @@ class ServerConnection(asyncio.Protocol):
         if self._input_at >= len(self._input):
             self._input, self._input_at = b"", 0
         now = time.time()
-        was_handshaking = endpoint.state is State.HANDSHAKE
+        was_handshaking = endpoint.state is State.CONNECTING
         try:
             events = endpoint.receive(chunk, time=now)
         except Exception as error:  # a bug in decoding one peer's bytes must not stop the server
@@ -414,7 +415,7 @@ class ServerConnection(asyncio.Protocol):
                          f"connection dropped: {visible(what[:300])}")
         endpoint = self.endpoint
         if endpoint is not None and endpoint.state is State.OPEN:
-            endpoint.fail(1011, "internal error", time.time())
+            endpoint.fail(1011, "internal error", time=time.time())
             self._flush(time.time())
         self._finish("internal error (see the warning above)")
 
@@ -535,7 +536,7 @@ class ServerConnection(asyncio.Protocol):
         return "the server answered and closed the TCP connection"
 
     def _handshake_timed_out(self) -> None:
-        if self.endpoint is not None and self.endpoint.state is State.HANDSHAKE:
+        if self.endpoint is not None and self.endpoint.state is State.CONNECTING:
             self._finish(f"no complete handshake within {self.server.options.handshake_timeout:g} s")
 
     def _later(self, name: str, delay: float, callback: Callable[[], Any]) -> None:
