@@ -224,6 +224,18 @@ def test_refusal_by_the_server_closes_the_client() -> None:
     assert [e.upgraded for e in of_type(pair.client_log, HandshakeResponse)] == [False]
 
 
+def test_refusal_without_a_length_is_complete_when_the_server_hangs_up() -> None:
+    client = ClientEndpoint(ClientOptions(host="h"), client=CLIENT_ADDRESS, server=SERVER_ADDRESS, time=0.0)
+    client.data_to_send()
+    client.events()
+    assert client.receive(b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n\r\nnot ", time=1.0) == []
+    client.receive(b"you", time=2.0)
+    assert client.response is None and client.state is State.CONNECTING
+    events = client.transport_closed(time=3.0, reason="the server closed TCP")
+    assert [e.response.status for e in of_type(events, HandshakeResponse)] == [403]
+    assert client.response is not None and client.response.body == b"not you"
+    assert client.state is State.CLOSED and client.wants_transport_closed
+
 def test_subprotocol_the_server_chose() -> None:
     pair = Pair(ClientOptions(host="h", subprotocols=("chat", "superchat")), ServerConfig(subprotocols=("superchat",)))
     assert pair.client.subprotocol == "superchat" == pair.server.subprotocol
@@ -327,7 +339,7 @@ def test_close_from_the_client() -> None:
     pair = Pair(ClientOptions(host="h"))
     pair.take_logs()
     pair.client.close(1000, "done", time=60.0)
-    assert pair.client.state is State.CLOSING and not pair.client.wants_transport_closed
+    assert (pair.client.state, pair.client.wants_transport_closed) == (State.CLOSING, False)
     pair.pump()
     _, server_log = pair.take_logs()
     assert [(c.direction, c.code, c.reason) for c in of_type(server_log, Close)] == [
@@ -345,7 +357,7 @@ def test_close_from_the_server() -> None:
     pair = Pair(ClientOptions(host="h"))
     pair.take_logs()
     pair.server.close(1001, "going away", time=70.0)
-    assert pair.server.state is State.CLOSING
+    assert [pair.server.state] == [State.CLOSING]
     pair.pump()
     client_log, _ = pair.take_logs()
     assert [(c.direction, c.code) for c in of_type(client_log, Close)] == [("s2c", 1001), ("c2s", 1001)]
@@ -376,7 +388,7 @@ def test_while_closing_pings_and_messages_are_only_logged() -> None:
     events = client.receive(sframe(PING, b"late ping") + sframe(TEXT, b"late message"), time=2.0)
     # RFC 6455 5.5.1: after its close frame an endpoint sends no data, and need not process what still arrives.
     assert [m.data for m in messages(events)] == [b"late message"] and delivered == []
-    assert client.data_to_send() == b"" and client.state is State.CLOSING
+    assert (client.data_to_send(), client.state) == (b"", State.CLOSING)
     client.receive(sframe(CLOSE, close_payload(1000)), time=3.0)
     assert client.data_to_send() == b"" and client.state is State.CLOSED and client.awaiting_tcp_close
 
