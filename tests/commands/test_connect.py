@@ -1,0 +1,936 @@
+"""``wsinspect connect`` against real servers on loopback: the ``websockets`` library, Node's ``ws``, and small
+hand-written servers for what a library will not do (break a rule, refuse to close).
+
+Each test runs ``python -m wsinspect connect`` as a child process, as a user would, and reads back its ``--json``
+lines, its output and its exit status. What is expected comes from what the test told the peer to do, from the RFC,
+from the ``websockets`` server's own view of the conversation, or from tshark; never from wsinspect's code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime
+import hashlib
+import http
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wsinspect.client.lines import LineError, SendBinary, SendFragmented, SendPing, SendText, StartClose, parse_line
+from wsinspect.client.target import UsageError, parse_url
+
+websockets_server = pytest.importorskip("websockets.asyncio.server")
+ConnectionClosed = pytest.importorskip("websockets.exceptions").ConnectionClosed
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_PEER = Path(__file__).resolve().parent / "node_ws"
+RUN_TIMEOUT = 30  # seconds any one wsinspect run may take before the test fails
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3, the GUID every accept key is derived with
+
+
+# -- running wsinspect connect -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+    events: list[dict[str, Any]]  # the --json lines
+
+    @property
+    def shown(self) -> str:
+        """The output with line folds undone (a long line is folded at the console's width)."""
+        return " ".join(self.out.split())
+
+    def of(self, kind: str, direction: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == kind and (direction is None or e["direction"] == direction)]
+
+
+def connect(url: str, *args: str, stdin: bytes = b"", tmp_path: Path, timeout: float = RUN_TIMEOUT) -> Run:
+    """``wsinspect connect URL ARGS --json FILE --color never`` in a child process, stdin given (and then closed)."""
+    json_path = tmp_path / f"connect-{time.monotonic_ns()}.jsonl"
+    environment = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "COLUMNS")}
+    environment.update({"COLUMNS": "140", "PYTHONIOENCODING": "utf-8"})
+    done = subprocess.run([sys.executable, "-m", "wsinspect", "connect", url, *args, "--json", str(json_path),
+                           "--color", "never"], input=stdin, capture_output=True, env=environment, cwd=ROOT,
+                          timeout=timeout, check=False)
+    events = [json.loads(line) for line in json_path.read_text("ascii").splitlines()] if json_path.exists() else []
+    return Run(done.returncode, done.stdout.decode("utf-8"), done.stderr.decode("utf-8"), events)
+
+
+def frames(run: Run, direction: str | None = None) -> list[dict[str, Any]]:
+    return run.of("frame", direction)
+
+
+def texts(run: Run, direction: str) -> list[str]:
+    return [m["text"] for m in run.of("message", direction) if m["text"] is not None]
+
+
+# -- a websockets server in a thread ----------------------------------------------------------------------------------
+
+Handler = Callable[[Any], Awaitable[None]]
+
+
+class WebsocketsServer:
+    """A ``websockets`` asyncio server on 127.0.0.1, a free port, on its own event loop in a daemon thread. It keeps
+    what it received, so a test can compare the server's own account with wsinspect's."""
+
+    def __init__(self, handler: Handler, **options: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.received: list[str | bytes] = []
+        self.requests: list[Any] = []
+        self.extensions: list[str | None] = []
+
+        async def tracked(connection: Any) -> None:
+            self.requests.append(connection.request)
+            self.extensions.append(connection.response.headers.get("Sec-WebSocket-Extensions"))
+            await handler(connection)
+
+        async def start() -> Any:
+            return await websockets_server.serve(tracked, "127.0.0.1", 0, **options)
+
+        self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def url(self, path: str = "/", scheme: str = "ws", host: str = "127.0.0.1") -> str:
+        return f"{scheme}://{host}:{self.port}{path}"
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self.server.close()
+            await asyncio.wait_for(self.server.wait_closed(), 5)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def websockets_peer() -> Iterator[Callable[..., WebsocketsServer]]:
+    started: list[WebsocketsServer] = []
+
+    def start(handler: Handler | None = None, **options: Any) -> WebsocketsServer:
+        server = WebsocketsServer(handler or echo_and_keep(started), **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def echo_and_keep(started: list[WebsocketsServer]) -> Handler:
+    async def echo(connection: Any) -> None:
+        server = next(s for s in started if connection.request in s.requests)
+        async for message in connection:
+            server.received.append(message)
+            # A client that closes right after its last message may close before its echo goes out: the messages
+            # still buffered are read all the same.
+            with contextlib.suppress(ConnectionClosed):
+                await connection.send(message)
+
+    return echo
+
+
+# -- a hand-written server, for what no library does ------------------------------------------------------------------
+
+class RawServer:
+    """One connection on a plain socket, served by ``script(socket)`` in a thread: for servers that break rules."""
+
+    def __init__(self, script: Callable[[socket.socket], None]) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(RUN_TIMEOUT)
+        self.port = self.listener.getsockname()[1]
+        self.received = bytearray()
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._serve, args=(script,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, script: Callable[[socket.socket], None]) -> None:
+        try:
+            connection, _ = self.listener.accept()
+            with connection:
+                connection.settimeout(RUN_TIMEOUT)
+                script(connection)
+        except BaseException as error:  # kept for the test to see
+            self.errors.append(error)
+
+    def url(self, path: str = "/") -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(RUN_TIMEOUT)
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[[Callable[[socket.socket], None]], RawServer]]:
+    started: list[RawServer] = []
+
+    def start(script: Callable[[socket.socket], None]) -> RawServer:
+        server = RawServer(script)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def read_request(connection: socket.socket) -> dict[str, str]:
+    """Read an opening request; its header fields by lower-case name."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(4096)
+        assert chunk, "the client closed before its request was complete"
+        data += chunk
+    lines = data.split(b"\r\n\r\n")[0].decode("ascii").split("\r\n")
+    return {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+
+
+def accept_for(key: str) -> str:
+    """RFC 6455 4.2.2 item 5.4, computed here, not by wsinspect."""
+    return base64.b64encode(hashlib.sha1((key + GUID).encode("ascii")).digest()).decode("ascii")
+
+
+def switching_protocols(key: str, accept: str | None = None) -> bytes:
+    return (f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept or accept_for(key)}\r\n\r\n").encode("ascii")
+
+
+def unmasked_frame(opcode: int, payload: bytes, *, mask: bytes | None = None) -> bytes:
+    """A server frame built by hand from RFC 6455 5.2's layout (payloads under 126 bytes)."""
+    assert len(payload) < 126
+    if mask is None:
+        return bytes([0x80 | opcode, len(payload)]) + payload
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+def read_until_closed(connection: socket.socket, limit: float = 10.0) -> bytes:
+    data = bytearray()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            chunk = connection.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+# -- certificates for wss:// ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Certificates:
+    ca: Path
+    chain: Path
+    key: Path
+
+
+def make_certificates(directory: Path) -> Certificates:
+    """A test CA and a server certificate for localhost and 127.0.0.1 signed by it: with the ``cryptography`` package
+    if it is installed, else the openssl command, else the test is skipped."""
+    try:
+        return _certificates_with_cryptography(directory)
+    except ImportError:
+        pass
+    if shutil.which("openssl") is None:
+        pytest.skip("neither the cryptography package nor the openssl command is here to make a test certificate")
+    return _certificates_with_openssl(directory)
+
+
+def _certificates_with_cryptography(directory: Path) -> Certificates:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wsinspect test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    server = (x509.CertificateBuilder()
+              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+              .issuer_name(ca_name).public_key(server_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+              .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                          x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                             critical=False)
+              .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    files = Certificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.chain.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+    return files
+
+
+def _certificates_with_openssl(directory: Path) -> Certificates:
+    files = Certificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    ca_key, extensions, request = directory / "ca.key", directory / "server.ext", directory / "server.csr"
+    extensions.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+            "-subj", "/CN=wsinspect test CA", "-keyout", str(ca_key), "-out", str(files.ca))
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost",
+            "-keyout", str(files.key), "-out", str(request))
+    openssl("x509", "-req", "-in", str(request), "-CA", str(files.ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", "1", "-extfile", str(extensions), "-out", str(files.chain))
+    return files
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> tuple[WebsocketsServer,
+                                                                                             Certificates]:
+    certificates = make_certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates.chain, certificates.key)
+    return websockets_peer(ssl=context), certificates
+
+
+# -- echo: text, binary, --send and --wait ----------------------------------------------------------------------------
+
+def test_text_and_binary_echo_from_stdin(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    run = connect(server.url("/echo"), "--no-compression", stdin=b"Hello, server\n/binary 00 ff 10 7f\n",
+                  tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    assert server.received == ["Hello, server", b"\x00\xff\x10\x7f"]  # what the server itself got
+    assert texts(run, "s2c") == ["Hello, server"]
+    binary = [m for m in run.of("message", "s2c") if m["opcode"] == 2]
+    assert [bytes.fromhex(m["data"]) for m in binary] == [b"\x00\xff\x10\x7f"]
+    # RFC 6455 5.1: the client masks every frame it sends, the server none.
+    assert all(f["websocket.mask"] for f in frames(run, "c2s"))
+    assert not any(f["websocket.mask"] for f in frames(run, "s2c"))
+    assert server.requests[0].path == "/echo"
+    assert "Hello, server" in run.out and "00 ff 10 7f" in run.out
+    assert "✓ the server's answer matches" in run.shown
+
+
+def test_send_and_wait_then_a_clean_close(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    started = time.monotonic()
+    run = connect(server.url(), "--send", "one", "--send", "two words", "--wait", "0.5", tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    assert server.received == ["one", "two words"]
+    assert texts(run, "s2c") == ["one", "two words"]
+    closes = run.of("close")
+    # We closed first, with 1000, and the server echoed it (RFC 6455 5.5.1).
+    assert [(c["direction"], c["code"], c["initiator"]) for c in closes] == [("c2s", 1000, True),
+                                                                             ("s2c", 1000, False)]
+    assert run.of("connection_closed")[0]["clean"] is True
+    assert time.monotonic() - started < RUN_TIMEOUT
+    assert "closed cleanly" in run.out
+
+
+def test_stdin_is_not_read_with_send(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    run = connect(server.url(), "--send", "only this", "--wait", "0.2", stdin=b"not this\n", tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    assert server.received == ["only this"]
+
+
+# -- compression ------------------------------------------------------------------------------------------------------
+
+def test_compression_negotiated_and_inflated(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    message = "compress me " * 20
+    run = connect(server.url(), "--send", message, "--wait", "0.3", tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    request = run.of("handshake_request")[0]
+    offered = [value for name, value in request["headers"] if name.lower() == "sec-websocket-extensions"]
+    assert offered and offered[0].startswith("permessage-deflate")
+    response = run.of("handshake_response")[0]
+    assert response["extensions"] and response["extensions"][0].startswith("permessage-deflate")
+    assert server.extensions[0] is not None and server.extensions[0].startswith("permessage-deflate")
+    data_frames = [f for f in frames(run) if f["websocket.opcode"] == 1]
+    # RFC 7692 6: RSV1 (the 4 in websocket.rsv) marks a compressed message; both sides compressed theirs.
+    assert {f["direction"] for f in data_frames if f["websocket.rsv"] & 4} == {"c2s", "s2c"}
+    for direction in ("c2s", "s2c"):
+        (inflated,) = run.of("message", direction)
+        assert inflated["compressed"] is True and inflated["text"] == message
+        assert inflated["wire_length"] < len(message.encode())  # fewer bytes on the wire than in the message
+    assert server.received == [message]
+
+
+def test_no_compression_offers_none(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    run = connect(server.url(), "--no-compression", "--send", "plain " * 20, "--wait", "0.3", tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    request = run.of("handshake_request")[0]
+    assert not [name for name, _ in request["headers"] if name.lower() == "sec-websocket-extensions"]
+    assert run.of("handshake_response")[0]["extensions"] == []
+    assert server.extensions == [None]
+    assert all(f["websocket.rsv"] == 0 for f in frames(run))
+    assert [m["compressed"] for m in run.of("message")] == [False, False]
+
+
+# -- the request's options --------------------------------------------------------------------------------------------
+
+def test_headers_origin_and_subprotocol_reach_the_server(tmp_path: Path,
+                                                        websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer(subprotocols=["chat.v2"])
+    run = connect(server.url("/room?id=7"), "-H", "Authorization: Bearer abc", "-H", "X-Trace: 1",
+                  "--origin", "http://example.test", "--subprotocol", "chat.v1", "--subprotocol", "chat.v2",
+                  "--send", "hi", "--wait", "0.2", tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    seen = server.requests[0]
+    assert seen.path == "/room?id=7"
+    assert seen.headers["Authorization"] == "Bearer abc" and seen.headers["X-Trace"] == "1"
+    assert seen.headers["Origin"] == "http://example.test"
+    assert seen.headers["Sec-WebSocket-Protocol"] == "chat.v1, chat.v2"
+    assert run.of("handshake_response")[0]["subprotocol"] == "chat.v2"
+    assert "subprotocol chat.v2" in run.out
+
+
+# -- a refused handshake ---------------------------------------------------------------------------------------------
+
+def test_refused_handshake_shows_status_headers_body_and_exits_1(
+        tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    body = "no token, no entry\n"
+
+    def refuse(connection: Any, request: Any) -> Any:
+        response = connection.respond(http.HTTPStatus.FORBIDDEN, body)
+        response.headers["X-Why"] = "token missing"
+        return response
+
+    server = websockets_peer(process_request=refuse)
+    run = connect(server.url("/private"), "--send", "hi", tmp_path=tmp_path)
+    assert run.code == 1, (run.out, run.err)
+    (response,) = run.of("handshake_response")
+    assert response["status"] == 403 and response["upgraded"] is False
+    assert response["body"] == body
+    assert ["X-Why", "token missing"] in response["headers"]
+    assert not frames(run)  # nothing was sent on a connection that never opened
+    assert "HTTP/1.1 403 Forbidden" in run.out
+    assert "X-Why" in run.out and "token missing" in run.out
+    assert "no token, no entry" in run.out
+    assert "RFC 6455 4.1" in run.out  # the finding names the rule: the client needs 101 (section 4.1)
+    assert "refused" in run.out and "Origin" in run.out  # the 403 explained, with what to try
+
+
+def test_a_refusal_body_with_escape_sequences_is_shown_escaped(
+        tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    def refuse(connection: Any, request: Any) -> Any:
+        return connection.respond(http.HTTPStatus.NOT_FOUND, "\x1b[2J\x1b]0;pwned\x07 [bold red]x")
+
+    server = websockets_peer(process_request=refuse)
+    run = connect(server.url(), tmp_path=tmp_path)
+    assert run.code == 1
+    assert "\x1b" not in run.out and "\x07" not in run.out
+    assert "\\x1b[2J" in run.out and "[bold red]x" in run.out
+
+
+# -- what the server breaks ------------------------------------------------------------------------------------------
+
+def test_a_masked_server_frame_is_flagged_and_the_connection_failed(
+        tmp_path: Path, raw_server: Callable[[Callable[[socket.socket], None]], RawServer]) -> None:
+    def masking_server(connection: socket.socket) -> None:
+        headers = read_request(connection)
+        connection.sendall(switching_protocols(headers["sec-websocket-key"]))
+        connection.sendall(unmasked_frame(0x1, b"masked by the server", mask=b"\x01\x02\x03\x04"))
+        server.received += read_until_closed(connection)
+
+    server = raw_server(masking_server)
+    run = connect(server.url(), "--wait", "2", tmp_path=tmp_path)
+    assert run.code == 1, (run.out, run.err)
+    violations = run.of("violation", "s2c")
+    assert violations and violations[0]["rfc"] == "RFC 6455 5.1"  # "A server MUST NOT mask any frames"
+    # RFC 6455 7.1.7 and 7.4.1: the client fails the connection with 1002 (protocol error).
+    assert [c["code"] for c in run.of("close", "c2s")] == [1002]
+    assert server.received[:1] == b"\x88"  # what reached the server: a close frame (FIN + opcode 8)
+    assert "RFC 6455 5.1" in run.out and "⚠" in run.out
+
+
+def test_a_wrong_accept_key_fails_the_handshake(
+        tmp_path: Path, raw_server: Callable[[Callable[[socket.socket], None]], RawServer]) -> None:
+    def wrong_accept(connection: socket.socket) -> None:
+        read_request(connection)
+        connection.sendall(switching_protocols("", accept="AAAAAAAAAAAAAAAAAAAAAAAAAAA="))
+        server.received += read_until_closed(connection)
+
+    server = raw_server(wrong_accept)
+    run = connect(server.url(), "--send", "never sent", tmp_path=tmp_path)
+    assert run.code == 1, (run.out, run.err)
+    (response,) = run.of("handshake_response")
+    assert any(f["rfc"] == "RFC 6455 4.1" and f["got"] == "AAAAAAAAAAAAAAAAAAAAAAAAAAA=" for f in response["findings"])
+    assert not frames(run, "c2s") and server.received == b""  # RFC 6455 4.1: fail it, send nothing more
+    assert "✗" in run.out
+
+
+def test_a_server_that_never_answers_our_close(
+        tmp_path: Path, raw_server: Callable[[Callable[[socket.socket], None]], RawServer]) -> None:
+    def silent_after_101(connection: socket.socket) -> None:
+        headers = read_request(connection)
+        connection.sendall(switching_protocols(headers["sec-websocket-key"]))
+        server.received += read_until_closed(connection, limit=15)
+
+    server = raw_server(silent_after_101)
+    started = time.monotonic()
+    run = connect(server.url(), "--wait", "0", "--close-timeout", "0.5", tmp_path=tmp_path)
+    assert time.monotonic() - started < 10
+    assert run.code == 1, (run.out, run.err)
+    assert "--close-timeout" in run.out
+    assert "RFC 6455 5.5.1" in run.out  # it MUST answer a close frame
+    assert run.of("connection_closed")[0]["clean"] is False
+
+
+def test_a_server_that_does_not_close_tcp_is_closed_after_the_timeout(
+        tmp_path: Path, raw_server: Callable[[Callable[[socket.socket], None]], RawServer]) -> None:
+    def keeps_tcp_open(connection: socket.socket) -> None:
+        headers = read_request(connection)
+        connection.sendall(switching_protocols(headers["sec-websocket-key"]))
+        data = b""
+        while len(data) < 2 or len(data) < 2 + 4 + (data[1] & 0x7F):  # our close frame: header, mask, payload
+            data += connection.recv(4096)
+        connection.sendall(unmasked_frame(0x8, (1000).to_bytes(2, "big")))
+        server.received += read_until_closed(connection)  # and wait for the client to close TCP
+
+    server = raw_server(keeps_tcp_open)
+    run = connect(server.url(), "--wait", "0", "--close-timeout", "0.5", tmp_path=tmp_path)
+    assert run.code == 0, (run.out, run.err)  # a SHOULD (RFC 6455 7.1.1), not a broken MUST
+    closed = run.of("connection_closed")[0]
+    assert closed["clean"] is True and "RFC 6455 7.1.1" in closed["reason"]
+
+
+def test_server_pings_are_answered_with_pongs(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    async def pinger(connection: Any) -> None:
+        await connection.ping(b"still there?")
+        async for message in connection:
+            await connection.send(message)
+
+    server = websockets_peer(pinger)
+    run = connect(server.url(), "--send", "x", "--wait", "0.5", tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    pings = [f for f in frames(run, "s2c") if f["websocket.opcode"] == 9]
+    pongs = [f for f in frames(run, "c2s") if f["websocket.opcode"] == 10]
+    # RFC 6455 5.5.3: the pong carries the ping's application data.
+    assert [bytes.fromhex(p["payload"]) for p in pongs] == [bytes.fromhex(p["payload"]) for p in pings] == \
+        [b"still there?"]
+
+
+def test_payloads_with_escape_sequences_never_reach_the_terminal(
+        tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    async def hostile(connection: Any) -> None:
+        await connection.send("\x1b[2J\x1b]0;title\x07\u202e reversed [bold]")
+        async for message in connection:
+            await connection.send(message)
+
+    server = websockets_peer(hostile)
+    run = connect(server.url(), "--send", "hi", "--wait", "0.3", tmp_path=tmp_path)
+    assert run.code == 0
+    assert "\x1b" not in run.out and "\x07" not in run.out and "\u202e" not in run.out
+    assert "\\x1b[2J" in run.out and "\\u202e" in run.out
+
+
+# -- interactive lines -----------------------------------------------------------------------------------------------
+
+def test_interactive_ping_binary_fragment_close(tmp_path: Path,
+                                                websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    lines = "/ping are you there\n/binary 01:02:03\n/fragment 3 in three parts\n/nonsense\n/close 4001 done\nlate\n"
+    run = connect(server.url(), "--no-compression", stdin=lines.encode(), tmp_path=tmp_path)
+    assert run.code == 0, (run.out, run.err)
+    sent = frames(run, "c2s")
+    assert [f["websocket.opcode"] for f in sent] == [9, 2, 1, 0, 0, 8]
+    assert bytes.fromhex(sent[0]["payload"]) == b"are you there"
+    pong = [f for f in frames(run, "s2c") if f["websocket.opcode"] == 10]
+    assert [bytes.fromhex(p["payload"]) for p in pong] == [b"are you there"]
+    assert bytes.fromhex(sent[1]["payload"]) == b"\x01\x02\x03"
+    assert [f["websocket.fin"] for f in sent[2:5]] == [False, False, True]  # RFC 6455 5.4: FIN on the last only
+    assert b"".join(bytes.fromhex(f["payload"]) for f in sent[2:5]) == b"in three parts"
+    assert server.received == [b"\x01\x02\x03", "in three parts"]  # "late" came after the close
+    assert [(c["direction"], c["code"], c["reason"]) for c in run.of("close")] == [("c2s", 4001, "done"),
+                                                                                   ("s2c", 4001, "done")]
+    assert "line 4: unknown command '/nonsense'" in run.err
+
+
+def test_bad_lines_are_reported_and_nothing_is_sent(tmp_path: Path,
+                                                    websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    lines = b"/binary zz\n/close 1005\n/fragment 0 x\n\xff\xfe\n/ping " + b"p" * 126 + b"\nok\n"
+    run = connect(server.url(), "--wait", "0.3", stdin=lines, tmp_path=tmp_path)
+    assert run.code == 0, (run.out, run.err)
+    assert server.received == ["ok"]
+    assert len([line for line in run.err.splitlines() if line.startswith("wsinspect: line")]) == 5
+    assert "line 2: /close: RFC 6455 7.4.1: 1005" in run.err
+    assert "line 4: not UTF-8" in run.err
+    assert "line 5: a ping carries at most 125 bytes" in run.err
+
+
+@pytest.mark.parametrize(("line", "action"), [
+    ("hello", SendText("hello")),
+    ("", SendText("")),
+    ("//not a command", SendText("/not a command")),
+    ("/ping", SendPing(b"")),
+    ("/ping a b", SendPing(b"a b")),
+    ("/binary 00ff", SendBinary(b"\x00\xff")),
+    ("/binary 00 FF:10", SendBinary(b"\x00\xff\x10")),
+    ("/fragment 2 ab", SendFragmented("ab", 2)),
+    ("/close", StartClose(1000, "")),
+    ("/close 1001", StartClose(1001, "")),
+    ("/close 3000 a reason", StartClose(3000, "a reason")),
+])
+def test_parse_line(line: str, action: object) -> None:
+    assert parse_line(line) == action
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ("/binary", "needs the bytes in hex"),
+    ("/binary 0", "not hex bytes"),
+    ("/fragment x y", "needs a number of frames"),
+    ("/fragment 3 ab", "at most one frame per byte"),
+    ("/fragment 1001 " + "x" * 2000, "1 to 1000"),
+    ("/close 999", "RFC 6455 7.4.2: status codes in the range 0-999 are not used"),
+    ("/close 1006", "RFC 6455 7.4.1: 1006 is a reserved value"),
+    ("/close 1015", "RFC 6455 7.4.1: 1015 is a reserved value"),
+    ("/close 2000", "RFC 6455 7.4.2"),
+    ("/close 5000", "RFC 6455 7.4.2"),
+    ("/close abc", "not a status code"),
+    ("/close 1000 " + "é" * 62, "at most 123 bytes"),
+    ("/ping " + "x" * 126, "at most 125 bytes (RFC 6455 5.5"),
+    ("/what", "unknown command"),
+])
+def test_parse_line_errors(line: str, says: str) -> None:
+    with pytest.raises(LineError, match=None) as raised:
+        parse_line(line)
+    assert says in str(raised.value)
+
+
+# -- URLs and arguments ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("url", "secure", "host", "port", "resource", "authority"), [
+    ("ws://example.com", False, "example.com", 80, "/", "example.com"),
+    ("wss://example.com", True, "example.com", 443, "/", "example.com"),
+    ("WS://Example.COM:80/chat", False, "example.com", 80, "/chat", "example.com"),
+    ("ws://127.0.0.1:8765/a/b?x=1&y=2", False, "127.0.0.1", 8765, "/a/b?x=1&y=2", "127.0.0.1:8765"),
+    ("ws://[::1]:8765/", False, "::1", 8765, "/", "[::1]:8765"),
+    ("wss://[2001:db8::1]/x", True, "2001:db8::1", 443, "/x", "[2001:db8::1]"),
+    ("ws://h/a%23b", False, "h", 80, "/a%23b", "h"),
+    ("ws://h/caf\u00e9", False, "h", 80, "/caf%C3%A9", "h"),
+    ("ws://b\u00fccher.example/", False, "xn--bcher-kva.example", 80, "/", "xn--bcher-kva.example"),
+])
+def test_parse_url(url: str, secure: bool, host: str, port: int, resource: str, authority: str) -> None:
+    target = parse_url(url)
+    assert (target.secure, target.host, target.port, target.resource, target.authority) == \
+        (secure, host, port, resource, authority)
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("http://example.com/", "ws://example.com/"),
+    ("https://example.com/", "wss://example.com/"),
+    ("example.com:8765", "starts with ws:// or wss://"),
+    ("ftp://example.com/", "starts with ws:// or wss://"),
+    ("ws://example.com/#top", "RFC 6455 3: fragment identifiers MUST NOT be used"),
+    ("ws://user:pw@example.com/", "no user or password"),
+    ("ws://example.com:99999/", "1-65535"),
+    ("ws://example.com:0/", "port 0"),
+    ("ws:///path", "names no host"),
+    ("ws://[::1/", "IPv6"),
+    ("ws://exa mple.com/", "no spaces"),
+    ("ws://example.com/\x1b[2J", "\\x1b[2J"),
+])
+def test_parse_url_errors(url: str, says: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        parse_url(url)
+    assert says in str(raised.value)
+    assert "\x1b" not in str(raised.value)
+
+
+@pytest.mark.parametrize("args", [
+    ["http://127.0.0.1:1/"],
+    ["ws://127.0.0.1:1/", "-H", "no colon"],
+    ["ws://127.0.0.1:1/", "-H", "Sec-WebSocket-Key: x"],
+    ["ws://127.0.0.1:1/", "-H", "X-A: b\x1bc"],
+    ["ws://127.0.0.1:1/", "--subprotocol", "has space"],
+    ["ws://127.0.0.1:1/", "-Y", "websocket.opcode =="],
+    ["ws://127.0.0.1:1/", "--wait", "-1"],
+    ["ws://127.0.0.1:1/", "--json", "/nonexistent-dir/x.jsonl"],
+    ["ws://127.0.0.1:1/", "--record", "/nonexistent-dir/x.pcapng"],
+    ["wss://127.0.0.1:1/", "--cafile", "/nonexistent-dir/ca.pem"],
+    ["ws://127.0.0.1:1/", "--export", "x.doc"],
+])
+def test_bad_usage_exits_2_before_connecting(args: list[str], tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "wsinspect", "connect", *args, "--color", "never"],
+                          capture_output=True, cwd=ROOT, timeout=RUN_TIMEOUT, check=False)
+    assert done.returncode == 2, done
+    assert b"Traceback" not in done.stderr and b"\x1b" not in done.stderr
+
+
+def test_help_has_examples_and_exit_statuses() -> None:
+    done = subprocess.run([sys.executable, "-m", "wsinspect", "connect", "--help"], capture_output=True, cwd=ROOT,
+                          timeout=RUN_TIMEOUT, check=False, env={**os.environ, "COLUMNS": "120"})
+    assert done.returncode == 0
+    text = done.stdout.decode()
+    for needed in ("--send", "--wait", "--insecure", "--cafile", "/fragment N TEXT", "exit status", "  3  could not"):
+        assert needed in text
+
+
+# -- could not connect ------------------------------------------------------------------------------------------------
+
+def test_connection_refused_exits_3(tmp_path: Path) -> None:
+    with socket.socket() as placeholder:  # a port nothing listens on: bound, never listening
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+        run = connect(f"ws://127.0.0.1:{port}/", "--send", "x", tmp_path=tmp_path)
+    assert run.code == 3
+    assert "connection refused" in run.err and "Traceback" not in run.err
+
+
+def test_unknown_host_exits_3(tmp_path: Path) -> None:
+    # RFC 6761 6.4: .invalid names never resolve.
+    run = connect("ws://no-such-host.invalid/", "--open-timeout", "5", tmp_path=tmp_path)
+    assert run.code == 3
+    assert "no-such-host.invalid" in run.err and "Traceback" not in run.err
+
+
+def test_no_answer_to_the_handshake_exits_3_after_the_open_timeout(
+        tmp_path: Path, raw_server: Callable[[Callable[[socket.socket], None]], RawServer]) -> None:
+    def mute(connection: socket.socket) -> None:
+        read_until_closed(connection, limit=10)
+
+    server = raw_server(mute)
+    started = time.monotonic()
+    run = connect(server.url(), "--open-timeout", "1", tmp_path=tmp_path)
+    assert run.code == 3
+    assert time.monotonic() - started < 10
+    assert "--open-timeout" in run.err
+
+
+def test_a_plain_request_to_a_tls_server_is_explained(tmp_path: Path,
+                                                      tls_server: tuple[WebsocketsServer, Certificates]) -> None:
+    server, _ = tls_server
+    run = connect(server.url(scheme="ws"), "--open-timeout", "5", tmp_path=tmp_path)
+    assert run.code in (1, 3), (run.out, run.err)
+    assert "wss://" in run.out + run.err
+
+
+# -- wss:// -----------------------------------------------------------------------------------------------------------
+
+def test_wss_with_cafile(tmp_path: Path, tls_server: tuple[WebsocketsServer, Certificates]) -> None:
+    server, certificates = tls_server
+    run = connect(server.url(scheme="wss", host="localhost"), "--cafile", str(certificates.ca), "--send", "secret",
+                  "--wait", "0.3", tmp_path=tmp_path)
+    assert run.code == 0, (run.out, run.err)
+    assert server.received == ["secret"] and texts(run, "s2c") == ["secret"]
+    assert "certificate checked: localhost, issued by wsinspect test CA" in run.out
+
+
+def test_wss_with_insecure(tmp_path: Path, tls_server: tuple[WebsocketsServer, Certificates]) -> None:
+    server, _ = tls_server
+    run = connect(server.url(scheme="wss"), "--insecure", "--send", "x", "--wait", "0.2", tmp_path=tmp_path)
+    assert run.code == 0, (run.out, run.err)
+    assert "NOT checked (--insecure)" in run.out
+
+
+def test_wss_certificate_failure_exits_3_and_names_the_flags(
+        tmp_path: Path, tls_server: tuple[WebsocketsServer, Certificates]) -> None:
+    server, _ = tls_server
+    run = connect(server.url(scheme="wss", host="localhost"), "--send", "x", tmp_path=tmp_path)
+    assert run.code == 3, (run.out, run.err)
+    assert "certificate" in run.err and "--cafile" in run.err and "--insecure" in run.err
+    assert server.received == []
+
+
+def test_wss_to_a_plain_server_exits_3(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    run = connect(server.url(scheme="wss"), "--insecure", "--open-timeout", "5", tmp_path=tmp_path)
+    assert run.code == 3
+    assert "TLS" in run.err and "ws://" in run.err
+
+
+# -- what is kept: --json and --record --------------------------------------------------------------------------------
+
+def test_json_lines_follow_the_read_schema(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    run = connect(server.url(), "--send", "hi", "--wait", "0.2", tmp_path=tmp_path)
+    assert run.code == 0
+    kinds = [e["type"] for e in run.events]
+    assert kinds[:3] == ["connection", "handshake_request", "handshake_response"]
+    assert kinds[-1] == "connection_closed"
+    for event in run.events:
+        assert {"type", "stream", "direction", "time", "packet"} <= event.keys()
+        assert event["stream"] == 0 and event["direction"] in ("c2s", "s2c") and event["packet"] is None
+    opened = run.of("connection")[0]
+    assert opened["server"] == f"127.0.0.1:{server.port}"
+
+
+def test_json_to_stdout(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    done = subprocess.run([sys.executable, "-m", "wsinspect", "connect", server.url(), "--send", "hi", "--wait",
+                           "0.2", "--json", "-"], capture_output=True, cwd=ROOT, timeout=RUN_TIMEOUT, check=False)
+    assert done.returncode == 0
+    lines = [json.loads(line) for line in done.stdout.decode("ascii").splitlines()]
+    assert [e["text"] for e in lines if e["type"] == "message" and e["direction"] == "s2c"] == ["hi"]
+
+
+def _read_back(capture: Path) -> list[dict[str, Any]]:
+    done = subprocess.run([sys.executable, "-m", "wsinspect", "read", str(capture), "--json"], capture_output=True,
+                          cwd=ROOT, timeout=RUN_TIMEOUT, check=False)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.decode("ascii").splitlines()]
+
+
+def _wire(events: list[dict[str, Any]]) -> list[tuple[str, int, bool, str]]:
+    return [(e["direction"], e["websocket.opcode"], e["websocket.fin"], e["payload"]) for e in events
+            if e["type"] == "frame"]
+
+
+def test_record_reads_back_to_the_same_frames(tmp_path: Path,
+                                              websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    capture = tmp_path / "session.pcapng"
+    run = connect(server.url(), "--record", str(capture), stdin=b"first\n/ping p\n/fragment 2 split\n/binary ab\n",
+                  tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    read_back = _read_back(capture)
+    assert _wire(read_back) == _wire(run.events) and len(_wire(run.events)) >= 10
+    assert [m["data"] for m in read_back if m["type"] == "message"] == [m["data"] for m in run.of("message")]
+    if shutil.which("tshark") is not None:
+        done = subprocess.run(["tshark", "-n", "-r", str(capture), "-d", f"tcp.port=={server.port},http", "-Y",
+                               "websocket", "-T", "fields", "-e", "websocket.opcode"], capture_output=True,
+                              timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        # One packet can hold several frames (tshark lists their opcodes with commas).
+        opcodes = [int(o) for line in done.stdout.decode().split() for o in line.split(",")]
+        assert opcodes == [f["websocket.opcode"] for f in frames(run)]
+
+
+def test_record_of_a_wss_conversation_is_decrypted(tmp_path: Path,
+                                                   tls_server: tuple[WebsocketsServer, Certificates]) -> None:
+    server, certificates = tls_server
+    capture = tmp_path / "wss.pcapng"
+    run = connect(server.url(scheme="wss", host="localhost"), "--cafile", str(certificates.ca), "--record",
+                  str(capture), "--send", "over tls", "--wait", "0.3", tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    assert [m["text"] for m in _read_back(capture) if m["type"] == "message"] == ["over tls", "over tls"]
+
+
+# -- the views --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("flag", "marker"), [
+    ("--flow", "client"),
+    ("--compact", "101 upgraded"),
+    ("--detail", "Masking-Key"),
+    ("--explain", "RFC 6455 5.3"),
+    ("--follow", "hello there"),
+])
+def test_views(flag: str, marker: str, tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    run = connect(server.url(), flag, "--no-compression", "--send", "hello there", "--wait", "0.2",
+                  tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    assert marker in run.out, run.out
+
+
+def test_filter_shows_only_what_matches(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    run = connect(server.url(), "-Y", "websocket.opcode == 8", "--send", "hidden text", "--wait", "0.2",
+                  tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    assert "Close" in run.out and "hidden text" not in run.out
+    assert texts(run, "s2c") == ["hidden text"]  # -Y chooses what is shown, never what is decoded
+
+
+def test_export_html(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    handout = tmp_path / "session.html"
+    run = connect(server.url(), "--export", str(handout), "--send", "for the handout", "--wait", "0.2",
+                  tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    page = handout.read_text("utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "for the handout" in page
+
+
+# -- Node's ws --------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def node_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Node's ``ws`` installed into a temporary directory (skipped without node and npm, or offline)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the ws peer")
+    directory = tmp_path_factory.mktemp("node_ws")
+    for name in ("package.json", "echo_server.js"):
+        shutil.copy(NODE_PEER / name, directory / name)
+    try:
+        done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=directory,
+                              capture_output=True, timeout=180, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.skip("npm install of ws took over 180 s")
+    if done.returncode != 0 or not (directory / "node_modules" / "ws").is_dir():
+        pytest.skip(f"npm install of ws failed: {done.stderr.decode(errors='replace')[-300:]}")
+    return directory
+
+
+@contextlib.contextmanager
+def node_server(directory: Path, mode: str) -> Iterator[int]:
+    process = subprocess.Popen(["node", "echo_server.js", mode], cwd=directory, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        ready = threading.Timer(20, process.kill)  # a server that never says it listens is stopped
+        ready.start()
+        line = process.stdout.readline().decode()
+        ready.cancel()
+        assert line.startswith("listening "), (line, process.stderr.read() if process.stderr else b"")
+        yield int(line.split()[1])
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()  # the server exits when its stdin ends
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.mark.parametrize("compression", [True, False])
+def test_node_ws_echo(compression: bool, node_ws: Path, tmp_path: Path) -> None:
+    message = "from wsinspect to node " * 10
+    with node_server(node_ws, "deflate" if compression else "plain") as port:
+        run = connect(f"ws://127.0.0.1:{port}/", "--send", message, "--wait", "0.5",
+                      stdin=b"", tmp_path=tmp_path)
+    assert run.code == 0, (run.out, run.err)
+    assert texts(run, "s2c") == [message]
+    extensions = run.of("handshake_response")[0]["extensions"]
+    echoed = run.of("message", "s2c")[0]
+    if compression:
+        assert extensions and extensions[0].startswith("permessage-deflate")
+        assert echoed["compressed"] is True and echoed["wire_length"] < len(message)
+    else:
+        assert extensions == [] and echoed["compressed"] is False
+    assert all(f["websocket.mask"] for f in frames(run, "c2s"))

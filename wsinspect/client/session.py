@@ -1,0 +1,301 @@
+"""The network edge of ``wsinspect connect``: an ``asyncio.Protocol`` that only moves bytes between the socket and a
+``ClientEndpoint`` (core.endpoint), and keeps the clocks the sans-I/O endpoint cannot.
+
+After our close frame the session waits ``close_timeout`` for the server's. After the closing handshake it waits as
+long again for the server to close TCP first, as RFC 6455 7.1.1 asks of a client ("it SHOULD wait for a TCP Close
+from the server"), and only then closes it itself. What waits to be sent is bounded: past ``max_queue`` the
+session says it is not ``writable`` (the conversation stops taking stdin lines until a quarter is left), and a
+server that makes us answer (pings) but never reads the answers is dropped at ``HARD_QUEUE_FACTOR`` times the bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from wsinspect.capture.writer import SessionRecorder
+from wsinspect.client.lines import CLOSE_NORMAL, Action, SendBinary, SendFragmented, SendPing, SendText, StartClose
+from wsinspect.client.target import Target
+from wsinspect.core.endpoint import ClientEndpoint, ClientOptions, State
+from wsinspect.core.events import Event
+from wsinspect.trace import looks_like_tls
+from wsinspect.views.safe import visible
+
+STREAM = 0  # the one connection's number in the views, the JSON lines and the recording
+HARD_QUEUE_FACTOR = 4  # a server that stops reading is dropped once this many times max_queue bytes wait for it
+
+
+class EventSink(Protocol):
+    def handle(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Files:
+    """``--json`` and ``--record``: a write that fails is said once on stderr; the file is left incomplete and the
+    conversation goes on (the exit status says so)."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.json: EventSink | None = None
+        self.json_name = ""
+        self.recorder: SessionRecorder | None = None
+        self.record_name = ""
+        self.incomplete: list[str] = []
+
+    def _failed(self, what: str, failure: OSError) -> None:
+        self.incomplete.append(what)
+        self.say(f"wsinspect: writing {what} failed ({visible(failure.strerror or str(failure))}); it is "
+                 "incomplete from here on")
+
+    def event(self, event: Event) -> None:
+        if self.json is None:
+            return
+        try:
+            self.json.handle(event)
+        except OSError as failure:
+            self.json = None
+            self._failed(f"--json {self.json_name}", failure)
+
+    def record(self, call: Callable[[SessionRecorder], None]) -> None:
+        if self.recorder is None:
+            return
+        try:
+            call(self.recorder)
+        except OSError as failure:
+            self.recorder = None
+            self._failed(f"--record {self.record_name}", failure)
+
+
+class ClientSession(asyncio.Protocol):
+    """Moves bytes between the socket and the ``ClientEndpoint``, and keeps the clocks. See the module docstring."""
+
+    def __init__(self, options: ClientOptions, *, emit: Callable[[list[Event]], None], files: Files,
+                 close_timeout: float, max_queue: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.options = options
+        self.emit = emit
+        self.files = files
+        self.close_timeout = close_timeout
+        self.max_queue = max_queue
+        self.endpoint: ClientEndpoint | None = None
+        self.transport: asyncio.Transport | None = None
+        self.answered: asyncio.Future[None] = loop.create_future()  # the server answered, or the connection ended
+        self.finished: asyncio.Future[None] = loop.create_future()  # the TCP connection is gone
+        self.writable = asyncio.Event()  # what waits to be sent is under --max-queue
+        self.writable.set()
+        self.ending: str | None = None  # why we closed the TCP connection ourselves
+        self.notes: list[str] = []  # things the verdict should mention (a TLS answer to a ws:// request...)
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiting_for: State | None = None  # the state whose end the close timer waits for
+        self._heard = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.endpoint is not None and self.endpoint.state is State.OPEN and not self.finished.done()
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.max_queue, low=self.max_queue // 4)
+        now = time.time()
+        client = transport.get_extra_info("sockname")[:2]
+        server = transport.get_extra_info("peername")[:2]
+        self.endpoint = ClientEndpoint(self.options, client=client, server=server, time=now, stream=STREAM)
+        self.files.record(lambda recorder: recorder.open(STREAM, client, server, now))
+        self._flush(now)
+
+    def data_received(self, data: bytes) -> None:
+        endpoint = self.endpoint
+        if endpoint is None or self.finished.done():
+            return
+        now = time.time()
+        if not self._heard:
+            self._heard = True
+            if looks_like_tls(data) and self.transport is not None and \
+                    self.transport.get_extra_info("ssl_object") is None:
+                self.notes.append("the server answered with TLS: it expects wss://, not ws://")
+        self.files.record(lambda recorder: recorder.data(STREAM, "s2c", data, now))
+        self.emit(endpoint.receive(data, time=now))
+        self._flush(now)
+
+    def eof_received(self) -> bool | None:
+        return None  # the server closed its side: close ours too (connection_lost follows)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        now = time.time()
+        if self.ending is not None:
+            reason = self.ending
+        elif exc is not None:
+            reason = f"the connection broke: {visible(str(exc) or type(exc).__name__)}"
+        else:
+            reason = "the server closed the TCP connection"
+        if self.endpoint is not None:
+            self.emit(self.endpoint.transport_closed(time=now, reason=reason))
+        self.files.record(lambda recorder: recorder.close(STREAM, now))
+        self.writable.set()  # nobody waits for a socket that is gone
+        for future in (self.answered, self.finished):
+            if not future.done():
+                future.set_result(None)
+
+    def pause_writing(self) -> None:
+        # More than --max-queue waits for the server: stdin waits too (resume_writing: a quarter is left).
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    # -- what the conversation asks for -------------------------------------------------------------------------
+
+    def perform(self, action: Action) -> None:
+        endpoint = self.endpoint
+        if endpoint is None or not self.is_open:
+            return
+        now = time.time()
+        if isinstance(action, SendText):
+            endpoint.send_message(action.text, time=now)
+        elif isinstance(action, SendBinary):
+            endpoint.send_message(action.data, time=now)
+        elif isinstance(action, SendPing):
+            endpoint.send_ping(action.payload, time=now)
+        elif isinstance(action, SendFragmented):
+            endpoint.send_fragmented(action.text, action.parts, time=now)
+        elif isinstance(action, StartClose):
+            endpoint.close(action.code, action.reason, time=now)
+        self._flush(now)
+
+    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Start the closing handshake (RFC 6455 7.1.2), or drop a connection whose handshake is not done."""
+        if self.is_open:
+            self.perform(StartClose(code, reason))
+        elif not self.answered.done():
+            self.abort("we gave up before the server answered the opening handshake")
+
+    def abort(self, reason: str) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            self.ending = reason
+            transport.abort()
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    def _flush(self, now: float) -> None:
+        endpoint = self.endpoint
+        transport = self.transport
+        assert endpoint is not None and transport is not None
+        out = endpoint.data_to_send()
+        if out and not transport.is_closing():
+            transport.write(out)
+            self.files.record(lambda recorder: recorder.data(STREAM, "c2s", out, now))
+            queued = transport.get_write_buffer_size()
+            if queued > HARD_QUEUE_FACTOR * self.max_queue:
+                # Only answers we owe (pongs, a close) get here past the pause: the server makes us answer and
+                # never reads the answers.
+                self.abort(f"the server stopped reading: {queued:,} bytes waited to be sent to it (over "
+                           f"{HARD_QUEUE_FACTOR} x --max-queue)")
+        self.emit(endpoint.events())
+        self._follow_state()
+
+    def _follow_state(self) -> None:
+        """Time what the endpoint waits for; close the TCP connection when the protocol says the client may."""
+        endpoint = self.endpoint
+        assert endpoint is not None
+        state = endpoint.state
+        if state is not State.CONNECTING and not self.answered.done():
+            self.answered.set_result(None)
+        if self.finished.done():
+            return
+        if state is State.CLOSING and self._waiting_for is not State.CLOSING:
+            self._start_timer(State.CLOSING, f"no close frame from the server within {self.close_timeout:g} s of "
+                                             "ours (--close-timeout); we closed the TCP connection")
+        elif endpoint.awaiting_tcp_close and self._waiting_for is not State.CLOSED:
+            self._start_timer(State.CLOSED, "the server did not close the TCP connection within "
+                                            f"{self.close_timeout:g} s of the closing handshake (RFC 6455 7.1.1: "
+                                            "it closes first); we closed it")
+        elif endpoint.wants_transport_closed:
+            self._close_transport("the opening handshake failed (RFC 6455 4.1); we closed the TCP connection")
+
+    def _start_timer(self, waiting_for: State, reason: str) -> None:
+        self._cancel_timer()
+        self._waiting_for = waiting_for
+        self._timer = asyncio.get_running_loop().call_later(self.close_timeout, self._close_transport, reason)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _close_transport(self, reason: str) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.ending = reason
+        transport.close()
+        if transport.get_write_buffer_size():
+            # close() writes what is queued first; a server that never reads would keep us here forever.
+            asyncio.get_running_loop().call_later(self.close_timeout, transport.abort)
+
+
+class ConnectFailed(Exception):
+    """Could not connect (exit status 3); the message says why in one line, already safe to print."""
+
+
+async def open_connection(target: Target, context: ssl.SSLContext | None, factory: Callable[[], ClientSession],
+                          timeout: float) -> asyncio.BaseTransport:
+    """Resolve the host, then try its addresses in order until one takes the TCP connection (and TLS) within
+    ``timeout`` seconds in all. Raises ConnectFailed with the reason."""
+    loop = asyncio.get_running_loop()
+    where = f"{visible(target.host)} port {target.port}"
+    deadline = loop.time() + timeout
+    try:
+        addresses = await asyncio.wait_for(loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM),
+                                           timeout)
+    except socket.gaierror as failure:
+        raise ConnectFailed(f"cannot find the host '{visible(target.host)}' ({visible(str(failure.strerror))})") \
+            from None
+    except asyncio.TimeoutError:
+        raise ConnectFailed(f"looking up '{visible(target.host)}' took over {timeout:g} s (--open-timeout)") from None
+    refused: list[str] = []
+    failed: list[str] = []
+    for family, _, proto, _, address in addresses:
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        host, port = str(address[0]), int(address[1])
+        shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        try:
+            transport, _ = await asyncio.wait_for(
+                loop.create_connection(factory, host, port, family=family, proto=proto, ssl=context,
+                                       server_hostname=target.host if context is not None else None,
+                                       ssl_handshake_timeout=left if context is not None else None), left)
+            return transport
+        except ssl.SSLCertVerificationError as failure:
+            reason = visible(failure.verify_message or str(failure))
+            raise ConnectFailed(f"{where}: the server's TLS certificate was not accepted ({reason}); to trust a "
+                                "test CA use --cafile FILE, to skip the check --insecure") from None
+        except ssl.SSLError as failure:
+            raise ConnectFailed(f"{where}: the TLS handshake failed ({visible(failure.reason or str(failure))}); "
+                                "if the server speaks plain WebSocket there, use ws://") from None
+        except asyncio.TimeoutError:
+            failed.append(f"{shown}: no connection within the time left")
+        except ConnectionRefusedError:
+            refused.append(shown)
+        except (ConnectionResetError, ConnectionAbortedError):
+            if context is None:
+                raise ConnectFailed(f"{where} ({shown}): the server reset the connection at once") from None
+            raise ConnectFailed(f"{where}: the server closed the connection during the TLS handshake; if it "
+                                "speaks plain WebSocket there, use ws://") from None
+        except OSError as failure:  # unreachable, no route: the next address may do better
+            failed.append(f"{shown}: {visible(failure.strerror or str(failure) or type(failure).__name__)}")
+    if refused and not failed:
+        raise ConnectFailed(f"connection refused by {', '.join(refused)}: nothing listens on {where}")
+    reasons = "; ".join([*failed, *(f"{shown}: connection refused" for shown in refused)])
+    raise ConnectFailed(f"could not connect to {where} within {timeout:g} s (--open-timeout)"
+                        + (f": {reasons}" if reasons else ""))

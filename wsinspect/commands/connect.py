@@ -1,0 +1,604 @@
+"""``wsinspect connect URL``: the client face. Opens a WebSocket to a real server and shows both directions of the
+conversation the way ``read`` and ``serve`` do, with every rule the server breaks flagged where it happens.
+
+Three parts, each ignorant of the others' insides:
+
+- ``ClientEndpoint`` (``core.endpoint``, sans-I/O) is the protocol: it builds the opening request, judges the answer,
+  masks, pongs, echoes a close and fails the connection on a violation, and decodes both directions through the
+  same ``Connection`` decoder that reads captures. Its events are what every view, ``--json`` and the verdict read.
+- ``ClientSession`` (``client.session``) only moves bytes between the socket and the endpoint (and a copy to
+  ``--record``), and keeps the clocks: the closing handshake's timeouts and the wait for the server to close TCP.
+- This module decides what to send (each ``--send`` then ``--wait`` seconds for answers, or the lines of stdin, see
+  ``client.lines``, then a clean close), shows the events with the views ``read`` and ``serve`` use, and turns
+  what the server did into the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import re
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rich.console import Console
+
+from wsinspect.capture.writer import SessionRecorder
+from wsinspect.client.lines import (
+    CLOSE_NORMAL,
+    LINE_HELP,
+    LineError,
+    SendText,
+    ShowHelp,
+    StdinLine,
+    StdinReader,
+    parse_line,
+)
+from wsinspect.client.target import Target, UsageError, describe_tls, parse_url, tls_context
+from wsinspect.commands import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, add_output_options, command_parser, error
+from wsinspect.core.checks import Severity
+from wsinspect.core.connection import Limits
+from wsinspect.core.events import Close, ConnectionClosed, Event, HandshakeResponse, Violation
+from wsinspect.core.handshake import Finding
+from wsinspect.views.export import EXPORT_WIDTH, ExportError, save_painted
+from wsinspect.views.output import Handout, Output
+from wsinspect.views.palette import Piece
+from wsinspect.views.safe import visible
+from wsinspect.views.summary import Summary
+
+if TYPE_CHECKING:  # the network edge is imported when a connection is made, not when the CLI builds its parsers
+    from wsinspect.client.session import ClientSession, EventSink, Files
+
+Line = list[Piece]
+
+EXIT_NO_CONNECTION = 3
+EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by SIGINT
+HANDOUT_MAX_LINES = 5000  # as for `read --export`: beyond it, a handout is not what anyone wants
+
+CONNECT_EXAMPLES = f"""\
+examples:
+  wsinspect connect ws://127.0.0.1:8765/            type lines to send them as text; Ctrl-D closes cleanly
+  wsinspect connect wss://echo.example/ --send hello --send world --wait 2
+                                                   send two messages, wait 2 s for answers, close, exit
+  wsinspect connect ws://[::1]:8765/chat -H 'Authorization: Bearer T' --origin http://localhost --subprotocol chat
+  wsinspect connect wss://localhost:8443/ --cafile ca.pem        trust a test CA (or --insecure: no check)
+  wsinspect connect ws://127.0.0.1:8765/ --no-compression --detail   every frame as a field tree and hex dump
+  wsinspect connect ws://127.0.0.1:8765/ --send hi --json session.jsonl --record session.pcapng
+  printf 'hello\\n/ping are you there\\n/fragment 3 in three parts\\n/close 1000 bye\\n' | wsinspect connect URL
+
+lines typed (or piped) while connected:
+{LINE_HELP}
+
+exit status:
+  0  the conversation ended with a clean closing handshake and the server broke no rule
+  1  the server refused the handshake, broke a rule (flagged with its RFC section), or did not close cleanly
+  2  a bad argument, filter, header or URL, or a --json/--record/--export file that could not be written
+  3  could not connect: name not found, connection refused, TLS or certificate failure, no answer in time
+"""
+
+# -- the request's options ------------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# Header fields the opening handshake itself sets, and the flag (or the URL) that sets each.
+_SET_BY_CONNECT = {"host": "the URL", "upgrade": "wsinspect connect", "connection": "wsinspect connect",
+                   "sec-websocket-key": "wsinspect connect (a fresh random key)",
+                   "sec-websocket-version": "wsinspect connect (13)", "origin": "--origin",
+                   "sec-websocket-protocol": "--subprotocol", "sec-websocket-extensions": "--no-compression"}
+
+
+def _header_value_problem(value: str) -> str | None:
+    if any(char in value for char in "\r\n\0"):
+        return "holds CR, LF or NUL (that would start a header line of its own)"
+    if not value.isascii() or any(not char.isprintable() and char != "\t" for char in value):
+        return "holds characters other than printable ASCII (encode them: percent-encoding or base64)"
+    return None
+
+
+def header_argument(text: str) -> tuple[str, str]:
+    """argparse type for ``-H 'Name: value'``."""
+    name, colon, value = text.partition(":")
+    if not colon or not _TOKEN.match(name):
+        raise argparse.ArgumentTypeError(f"'{visible(text)}' is not a header: write it as 'Name: value' (no space "
+                                         "before the colon)")
+    setter = _SET_BY_CONNECT.get(name.lower())
+    if setter is not None:
+        raise argparse.ArgumentTypeError(f"{visible(name)} is set by {setter}, not by -H")
+    value = value.strip(" \t")
+    problem = _header_value_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"the value of {visible(name)} {problem}")
+    return name, value
+
+
+def subprotocol_argument(text: str) -> str:
+    if not _TOKEN.match(text):
+        raise argparse.ArgumentTypeError(f"'{visible(text)}' is not a subprotocol name: RFC 6455 4.1 (item 10) "
+                                         "asks for a token (letters, digits and !#$%&'*+-.^_`|~)")
+    return text
+
+
+def origin_argument(text: str) -> str:
+    problem = _header_value_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"the origin {problem}")
+    return text
+
+
+def _wait_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds, 0 or more: '{visible(text)}'")
+    return value
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from wsinspect.cli import _add_limits, _seconds, _size
+
+    parser = command_parser(
+        commands, "connect", help="connect to a WebSocket server and show every handshake header and frame",
+        epilog=CONNECT_EXAMPLES,
+        description="A WebSocket client for probing a real server: shows both directions of the opening handshake "
+                    "(with the Sec-WebSocket-Accept check), every frame decoded, and every rule the server breaks "
+                    "with its RFC section. Lines from stdin are sent as text messages.")
+    parser.add_argument("url", nargs="?", metavar="URL", help="ws://host[:port]/path or wss://... (TLS)")
+    parser.set_defaults(run=run, connect_parser=parser)
+    request = parser.add_argument_group("the opening handshake")
+    request.add_argument("-H", "--header", type=header_argument, action="append", default=[], metavar="'NAME: VALUE'",
+                         help="an extra request header field (repeatable), e.g. -H 'Cookie: session=1'")
+    request.add_argument("--origin", type=origin_argument, help="send this Origin header field, as a browser does")
+    request.add_argument("--subprotocol", type=subprotocol_argument, action="append", default=[], metavar="NAME",
+                         help="offer this subprotocol (repeatable, in order of preference)")
+    request.add_argument("--no-compression", action="store_true", help="do not offer permessage-deflate")
+    tls = parser.add_argument_group("TLS (wss://)")
+    tls.add_argument("--cafile", metavar="FILE", help="trust the CA certificates in FILE (PEM) instead of the "
+                                                      "system's")
+    tls.add_argument("--insecure", action="store_true",
+                     help="do not check the server's certificate or name (a test server with a self-signed one)")
+    script = parser.add_argument_group("what to send")
+    script.add_argument("--send", action="append", metavar="TEXT",
+                        help="send TEXT as a text message (repeatable); stdin is not read, and after --wait "
+                             "seconds the connection is closed")
+    script.add_argument("--wait", type=_wait_seconds, default=1.0, metavar="SECONDS",
+                        help="after the last --send (or the end of stdin), wait this long for answers before "
+                             "closing (default: %(default)g)")
+    timing = parser.add_argument_group("timeouts and limits")
+    timing.add_argument("--open-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                        help="time to connect, finish TLS and get the answer to the opening handshake (default: "
+                             "%(default)g)")
+    timing.add_argument("--close-timeout", type=_seconds, default=3.0, metavar="SECONDS",
+                        help="time for the server's close frame after ours, and then for the server to close TCP "
+                             "(RFC 6455 7.1.1), before we close it (default: %(default)g)")
+    timing.add_argument("--max-queue", type=_size, default=_size("1M"), metavar="SIZE",
+                        help="bytes waiting to be sent before reading stdin pauses (default: 1M)")
+    _add_limits(timing, frame_default="64M", message_default="64M")  # type: ignore[arg-type]
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--detail", action="store_true", help="each frame as a tree of fields and a coloured hex dump")
+    view.add_argument("--follow", action="store_true", help="the conversation as a transcript of whole messages")
+    view.add_argument("--flow", action="store_true",
+                      help="the conversation as a ladder: client and server columns, one arrow per frame")
+    view.add_argument("--compact", action="store_true", help="one line for the handshake and one per frame")
+    parser.add_argument("--explain", action="store_true",
+                        help="annotate each header, frame fact and broken rule once, with its RFC section")
+    parser.add_argument("-Y", "--filter", metavar="EXPR",
+                        help="show only the events that match a display filter (as in 'wsinspect read'; '-Y help' "
+                             "lists the fields); everything is still decoded and checked")
+    parser.add_argument("--json", metavar="FILE",
+                        help="write every event as JSON lines to FILE (the schema of read --json); '-' writes them "
+                             "to stdout instead of the view")
+    parser.add_argument("--record", metavar="FILE",
+                        help="write the conversation as a capture (.pcapng or .pcap) that 'wsinspect read' and "
+                             "Wireshark decode (a wss:// conversation is recorded decrypted)")
+    parser.add_argument("--max-bytes", type=_size, default=256, metavar="SIZE",
+                        help="payload bytes shown in a hex dump (default: %(default)s)")
+    parser.add_argument("--no-summary", action="store_true", help="leave out the closing summary")
+    add_output_options(parser)
+
+
+# -- the verdict -----------------------------------------------------------------------------------------------------
+
+class Verdict:
+    """Reads the events for the exit status and the closing lines: the server's answer, the rules it broke, and
+    whether the closing handshake completed."""
+
+    def __init__(self) -> None:
+        self.response: HandshakeResponse | None = None
+        self.broken: list[Violation] = []  # errors in what the server sent
+        self.closes: list[Close] = []
+        self.ended: ConnectionClosed | None = None
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, HandshakeResponse):
+            self.response = event
+        elif isinstance(event, Violation) and event.direction == "s2c" and event.severity is Severity.ERROR:
+            self.broken.append(event)
+        elif isinstance(event, Close):
+            self.closes.append(event)
+        elif isinstance(event, ConnectionClosed):
+            self.ended = event
+
+    def close(self) -> None:
+        """Nothing to flush: ``lines`` is asked for at the end."""
+
+    @property
+    def handshake_errors(self) -> list[Finding]:
+        if self.response is None:
+            return []
+        return [finding for finding in self.response.findings if finding.severity is Severity.ERROR]
+
+    def problems(self) -> list[str]:
+        """Why the exit status is 1, one line each; none when the conversation was clean."""
+        response = self.response
+        if response is None:
+            return ["the server closed the connection without answering the opening handshake"]
+        found: list[str] = []
+        if not response.upgraded:
+            status = response.response
+            found.append(f"the server refused the WebSocket handshake: {status.status} {visible(status.reason)}")
+        elif self.handshake_errors:
+            found.append(f"the server's answer to the opening handshake broke {_plural(self.handshake_errors, 'rule')}"
+                         " of RFC 6455 4.1 (shown with ✗ above); a client must fail such a connection")
+        if self.broken:
+            rules = sorted({violation.check.id for violation in self.broken})
+            found.append(f"the server broke {_plural(self.broken, 'rule')} while connected ({', '.join(rules)})")
+        if response.upgraded and not self.handshake_errors and self.ended is not None and not self.ended.clean:
+            from_server = [close for close in self.closes if close.direction == "s2c"]
+            if not from_server:
+                found.append("the server sent no close frame (RFC 6455 5.5.1: it MUST answer ours; without one the "
+                             "close code is 1006, RFC 6455 7.1.5)")
+            else:
+                found.append("the closing handshake did not complete")
+        return found
+
+
+def _plural(items: Sequence[object], noun: str) -> str:
+    return f"{len(items)} {noun}" + ("" if len(items) == 1 else "s")
+
+
+def _refusal_lines(verdict: Verdict) -> list[Line]:
+    """What to try, for each error in the server's answer: the fixes ``wsinspect handshake check`` gives."""
+    from wsinspect.commands.handshake import FIXES
+
+    lines: list[Line] = []
+    response = verdict.response
+    if response is not None and not response.upgraded:
+        status = response.response.status
+        location = response.response.headers.get("Location")
+        hint = _STATUS_HINTS.get(status) or _STATUS_HINTS.get(status // 100 * 100)
+        if hint:
+            lines.append([("muted", "  why: "), ("plain", hint)])
+        if location is not None and 300 <= status < 400:
+            lines.append([("muted", "  the server points to: "), ("accent", visible(location)),
+                          ("muted", " (wsinspect connect does not follow redirects: connect there)")])
+    for finding in verdict.handshake_errors:
+        for fix in FIXES.get(finding.check.id, [])[:1]:
+            lines.append([("muted", f"  fix ({finding.check.rfc}): "), ("plain", fix)])
+    return lines
+
+
+_STATUS_HINTS = {
+    400: "400 Bad Request: the server found the request malformed; its body (above) usually names the header",
+    401: "401 Unauthorized: the endpoint wants credentials; send them with -H 'Authorization: ...' or a cookie",
+    403: "403 Forbidden: the server refused this client; many check the Origin (try --origin "
+         "http://HOST, the page's origin) or a token",
+    404: "404 Not Found: no WebSocket endpoint at this path; check the path part of the URL",
+    426: "426 Upgrade Required: the server wants another protocol version (its Sec-WebSocket-Version lists them; "
+         "RFC 6455 4.4)",
+    300: "a redirect: a WebSocket client does not follow it by itself (RFC 6455 4.1 leaves it to the client)",
+    500: "a server error: the endpoint failed while handling the request (its logs say why)",
+    200: "a plain HTTP answer: the path is served by something that is not a WebSocket endpoint, or a proxy on the "
+         "way dropped the Upgrade and Connection headers (RFC 9110 7.6.1)",
+}
+
+
+# -- the command -----------------------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Outcome:
+    status: int = EXIT_OK
+    failure: str | None = None  # could not connect: why, in one line
+    notes: list[str] = field(default_factory=list)  # what the session noticed on the way (a TLS answer to ws://)
+
+
+def run(args: argparse.Namespace) -> int:
+    from wsinspect.cli import make_console, make_palette
+
+    errors = make_console(args, stderr=True)
+    if (args.filter or "").strip() == "help":
+        from wsinspect.filters import describe_fields
+
+        sys.stdout.write(describe_fields() + "\n")
+        return EXIT_OK
+    if args.url is None:
+        args.connect_parser.error("the following arguments are required: URL")
+    try:
+        target = parse_url(args.url)
+        context = tls_context(cafile=args.cafile, insecure=args.insecure) if target.secure else None
+    except UsageError as failure:
+        return error(args, str(failure))
+    if not target.secure and (args.cafile or args.insecure):
+        _say(errors, "wsinspect: warning: --cafile and --insecure apply to wss:// only; ignored", "yellow")
+    shown = None
+    if args.filter is not None:
+        from wsinspect.filters import FilterError, compile_filter
+
+        try:
+            shown = compile_filter(args.filter)
+        except FilterError as failure:
+            return error(args, f"-Y: {visible(str(failure))}")
+
+    from wsinspect.client.session import Files
+
+    files = Files(lambda line: _say(errors, line, "bold red"))
+    json_file: TextIO | None = None
+    try:
+        json_file, recorder = _open_files(args)
+    except UsageError as failure:
+        return error(args, str(failure))
+    if json_file is not None:
+        from wsinspect.views.jsonlines import JsonLinesView
+
+        files.json, files.json_name = JsonLinesView(json_file), visible(args.json)
+    files.recorder, files.record_name = recorder, visible(args.record or "")
+
+    console = make_console(args)
+    handout: Handout | None = None
+    if args.export:
+        # As in `read --export`: the handout is painted at a fixed width in the theme's colours, and the terminal
+        # gets the same lines, so the file is what was shown.
+        handout = Handout(HANDOUT_MAX_LINES)
+        recording = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=EXPORT_WIDTH)
+        output = Output(console, make_palette(args, recording), live=True, width=EXPORT_WIDTH, handout=handout,
+                        strip=console.color_system is None)
+    else:
+        output = Output(console, make_palette(args, console), live=True)
+    to_terminal = args.json != "-"
+    view = _view(args, output, shown) if to_terminal else None
+    summary = Summary()
+    verdict = Verdict()
+    sinks: list[EventSink] = [verdict, *([summary, view] if view is not None else [])]
+
+    def emit(events: list[Event]) -> None:
+        for event in events:
+            for sink in sinks:
+                sink.handle(event)
+            files.event(event)
+        output.tick()
+
+    limits = Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message)
+    if to_terminal:
+        output.line([("strong", f"wsinspect connect {visible(target.url)}"),
+                     ("muted", f"  (TCP {visible(target.host)} port {target.port}"
+                               + (", TLS" if target.secure else "") + ")")])
+        output.flush()
+    outcome = _Outcome()
+    try:
+        outcome = asyncio.run(_connect_and_converse(args, target, context, limits, emit, files, output, errors))
+    except KeyboardInterrupt:
+        outcome.status = EXIT_INTERRUPTED
+    finally:
+        for sink in sinks:
+            sink.close()
+        if json_file is not None and json_file is not sys.stdout:
+            with contextlib.suppress(OSError):  # a failed write was reported when it happened
+                json_file.close()
+        files.record(lambda recording_file: recording_file.finish(time.time()))
+
+    if outcome.failure is not None:
+        _say(errors, f"wsinspect: {outcome.failure}", "bold red")
+        return EXIT_NO_CONNECTION
+    status = outcome.status
+    if to_terminal:
+        _closing_lines(args, target, output, verdict, summary, outcome.notes)
+    problems = verdict.problems()
+    if status == EXIT_OK and problems:
+        status = EXIT_FINDINGS
+    if handout is not None:
+        saved = _save_handout(args, errors, handout, output.palette.theme, target.url)
+        status = saved if saved != EXIT_OK else status
+    if files.incomplete:
+        _say(errors, f"wsinspect: incomplete: {', '.join(files.incomplete)} (a write failed)", "bold red")
+        return EXIT_USAGE
+    return status
+
+
+def _say(console: Console, text: str, style: str) -> None:
+    console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+
+def _open_files(args: argparse.Namespace) -> tuple[TextIO | None, SessionRecorder | None]:
+    """``--json`` and ``--record`` are opened before connecting: a file that cannot be written is a usage error now,
+    not a lost conversation later."""
+    json_file: TextIO | None = None
+    try:
+        if args.json == "-":
+            json_file = sys.stdout
+        elif args.json:
+            # Line-buffered, so `tail -f` on the file follows the conversation live.
+            json_file = open(args.json, "w", encoding="ascii", buffering=1)  # noqa: SIM115 - closed by run()
+        recorder = SessionRecorder(args.record) if args.record else None
+    except OSError as failure:
+        which, name = ("--record", args.record) if json_file is not None or not args.json else ("--json", args.json)
+        if json_file is not None and json_file is not sys.stdout:
+            json_file.close()
+        raise UsageError(f"cannot write {which} {visible(str(name))}: {visible(failure.strerror or str(failure))}") \
+            from None
+    return json_file, recorder
+
+
+def _view(args: argparse.Namespace, output: Output, shown: Callable[[Event], bool] | None) -> EventSink:
+    """The same view classes as ``read`` and ``serve``. The packet list is built as for a capture (not ``live``):
+    one connection, times from its start, and the body of a refusal shown, since the server wrote it."""
+    if args.flow:
+        from wsinspect.views.flow import FlowView
+
+        return FlowView(output, shown=shown)
+    if args.follow:
+        from wsinspect.views.transcript import Transcript
+
+        return Transcript(output, shown=shown)
+    from wsinspect.views.packetlist import PacketList
+
+    return PacketList(output, detail=args.detail, max_bytes=args.max_bytes, shown=shown, compact=args.compact,
+                      explain=args.explain)
+
+
+def _closing_lines(args: argparse.Namespace, target: Target, output: Output, verdict: Verdict, summary: Summary,
+                   notes: list[str]) -> None:
+    lines: list[Line] = []
+    problems = verdict.problems()
+    for problem in problems:
+        lines.append([("error", "✗ "), ("error.text", problem)])
+    lines += [[("warning", f"  note: {note}")] for note in notes]
+    if verdict.response is None and not target.secure and not notes:
+        lines.append([("muted", "  if the server expects TLS on this port, connect with wss://")])
+    lines += _refusal_lines(verdict)
+    if not problems and verdict.response is not None:
+        lines.append([("ok", "✓ the server followed every rule checked, and the connection closed cleanly")])
+    if not args.no_summary:
+        lines += summary.lines()
+    output.lines(lines)
+    output.flush()
+
+
+def _save_handout(args: argparse.Namespace, errors: Console, handout: Handout, theme: str, url: str) -> int:
+    if handout.overflowed:
+        _say(errors, f"wsinspect: --export {visible(args.export)}: more than {handout.limit:,} lines is not a "
+                     "handout; nothing was saved (try --compact or -Y FILTER)", "bold red")
+        return EXIT_USAGE
+    try:
+        save_painted(handout.lines, args.export, theme=theme, title=f"wsinspect connect {visible(url)}")
+    except ExportError as failure:
+        _say(errors, f"wsinspect: --export {visible(args.export)}: {visible(str(failure))}", "bold red")
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+async def _connect_and_converse(args: argparse.Namespace, target: Target, context: ssl.SSLContext | None,
+                                limits: Limits, emit: Callable[[list[Event]], None], files: Files,
+                                output: Output, errors: Console) -> _Outcome:
+    from wsinspect.client.session import ClientSession, ConnectFailed, open_connection
+    from wsinspect.core.endpoint import ClientOptions
+
+    loop = asyncio.get_running_loop()
+    options = ClientOptions(host=target.authority, path=target.resource, origin=args.origin,
+                            subprotocols=tuple(args.subprotocol), compression=not args.no_compression,
+                            extra_headers=tuple(args.header), limits=limits)
+    session: ClientSession | None = None
+    outcome = _Outcome()
+    main = asyncio.current_task()
+    interrupts = 0
+
+    def interrupted() -> None:
+        # Ctrl-C: the first closes cleanly (1000) and a second drops the connection; before it is open, it stops.
+        nonlocal interrupts
+        interrupts += 1
+        outcome.status = EXIT_INTERRUPTED
+        if session is None or session.transport is None:
+            if main is not None:
+                main.cancel()
+        elif interrupts == 1 and session.is_open:
+            session.close(CLOSE_NORMAL, "")
+        else:
+            session.abort("interrupted (Ctrl-C)")
+
+    def new_session() -> ClientSession:
+        nonlocal session
+        session = ClientSession(options, emit=emit, files=files, close_timeout=args.close_timeout,
+                                max_queue=args.max_queue)
+        return session
+
+    with contextlib.suppress(NotImplementedError):  # Windows' loop has no signal handlers: Ctrl-C raises there
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+    started = loop.time()
+    try:
+        transport = await open_connection(target, context, new_session, args.open_timeout)
+        assert session is not None
+        if target.secure:
+            output.line(describe_tls(transport, args.insecure))
+        left = args.open_timeout - (loop.time() - started)
+        try:
+            await asyncio.wait_for(asyncio.shield(session.answered), max(left, 0.001))
+        except asyncio.TimeoutError:
+            session.abort(f"no complete answer to the opening handshake within {args.open_timeout:g} s "
+                          "(--open-timeout)")
+            await session.finished
+            if session.endpoint is None or session.endpoint.response is None:
+                outcome.failure = (f"{visible(target.url)}: connected, but the server did not answer the opening "
+                                   f"handshake within {args.open_timeout:g} s (--open-timeout)")
+            return outcome
+        if session.is_open:
+            await _converse(args, session, errors)
+        await session.finished
+    except ConnectFailed as failure:
+        outcome.failure = str(failure)
+    except asyncio.CancelledError:
+        pass  # Ctrl-C before the connection was made: outcome.status says so
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
+        if session is not None:
+            outcome.notes = session.notes
+            if not session.finished.done():
+                session.abort("interrupted")
+    return outcome
+
+
+async def _converse(args: argparse.Namespace, session: ClientSession, errors: Console) -> None:
+    """Send what the user asked for, then close cleanly; return when the connection is gone or closing."""
+    if args.send is not None:
+        for text in args.send:
+            await session.writable.wait()
+            if not session.is_open:
+                return
+            session.perform(SendText(text))
+    else:
+        await _converse_stdin(session, errors)
+    if session.is_open:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(session.finished), args.wait)  # answers, or the server leaves
+        session.close(CLOSE_NORMAL, "")
+
+
+async def _converse_stdin(session: ClientSession, errors: Console) -> None:
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[StdinLine | None] = asyncio.Queue(maxsize=16)
+    StdinReader(loop, lines).start()
+    if sys.stdin.isatty():
+        _say(errors, "type a line to send it as a text message; /help lists the commands; Ctrl-D closes cleanly",
+             "dim")
+    while session.is_open:
+        getting = asyncio.ensure_future(lines.get())
+        either: set[asyncio.Future[Any]] = {getting, session.finished}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not getting.done():
+            getting.cancel()
+            return
+        line = getting.result()
+        if line is None:
+            return
+        if line.text is None:
+            _say(errors, f"wsinspect: line {line.number}: {line.problem}", "bold red")
+            continue
+        try:
+            action = parse_line(line.text)
+        except LineError as failure:
+            _say(errors, f"wsinspect: line {line.number}: {failure}", "bold red")
+            continue
+        if isinstance(action, ShowHelp):
+            _say(errors, LINE_HELP, "dim")
+            continue
+        if not session.is_open:
+            _say(errors, f"wsinspect: line {line.number}: not sent: the connection is closing", "yellow")
+            return
+        session.perform(action)
+        await session.writable.wait()
