@@ -18,7 +18,6 @@ capture.
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import os
 import random
@@ -34,10 +33,8 @@ from rich.console import Console
 from wsinspect.capture.writer import SessionRecorder
 from wsinspect.commands import EXIT_OK, Line, add_output_options, command_parser, error
 from wsinspect.core.connection import Connection
-from wsinspect.core.deflate import MessageDeflater
+from wsinspect.core.endpoint import ClientEndpoint, ClientOptions
 from wsinspect.core.events import DIRECTIONS, ConnectionOpened, Direction, Event
-from wsinspect.core.fields import Opcode
-from wsinspect.core.frames import build_frame
 from wsinspect.server.endpoint import ServerConfig, ServerEndpoint
 from wsinspect.views.export import EXPORT_WIDTH, ExportError, save_painted
 from wsinspect.views.flow import FlowView
@@ -74,65 +71,12 @@ HANDOUT_MAX_LINES = 5000  # as for read; the whole demo with --detail is a few h
 
 TEXT = "Hello, class!"
 BINARY = bytes(range(130))  # over 125 bytes: the 7-bit length field says 126 and a 16-bit length follows
-FRAGMENTED = "one message, three frames"
+FRAGMENTED = "1st frame 2nd frame 3rd frame"  # cut into thirds, each frame shows its own words
 FRAGMENTS = 3
 PING = b"are you there?"
 COMPRESSIBLE = "WebSocket " * 12  # repeats, so permessage-deflate makes it much smaller on the wire
 CLIENT_CLOSE = (1000, "class dismissed")  # normal closure (RFC 6455 7.4.1)
 SERVER_CLOSE = (1001, "going away")  # the server is going away (RFC 6455 7.4.1)
-
-
-# -- the interim client ------------------------------------------------------------------------------------
-# Temporary: wsinspect.core.endpoint.ClientEndpoint (being written) replaces this class, with the same methods.
-
-
-class _InterimClient:
-    """The client's side, just enough for the demo's script: the request, masked frames, compression."""
-
-    def __init__(self, *, compression: bool, random_bytes: Callable[[int], bytes]) -> None:
-        self._random_bytes = random_bytes
-        key = base64.b64encode(random_bytes(16)).decode("ascii")
-        offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" if compression else ""
-        self._outgoing = bytearray(
-            f"GET / HTTP/1.1\r\nHost: {SERVER_ADDRESS[0]}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {ORIGIN}\r\n{offer}\r\n".encode("ascii"))
-        self._deflater: MessageDeflater | None = None
-        self._closed = False
-
-    def receive(self, data: bytes, *, time: float) -> list[Event]:
-        if data.startswith(b"HTTP/1.1 101") and b"permessage-deflate" in data:
-            self._deflater = MessageDeflater(no_context_takeover=False, max_window_bits=12)
-        if data[:1] == b"\x88" and not self._closed:  # the server's close: echo its code
-            self.close(int.from_bytes(data[2:4], "big"), time=time)
-        return []
-
-    def data_to_send(self) -> bytes:
-        data = bytes(self._outgoing)
-        self._outgoing.clear()
-        return data
-
-    def _frame(self, opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> None:
-        self._outgoing += build_frame(opcode, payload, fin=fin, rsv1=rsv1, masking_key=self._random_bytes(4))
-
-    def send_message(self, data: bytes | str, *, time: float) -> None:
-        payload = data.encode("utf-8") if isinstance(data, str) else data
-        if self._deflater is not None:
-            payload = self._deflater.compress(payload)
-        self._frame(Opcode.TEXT if isinstance(data, str) else Opcode.BINARY, payload, rsv1=self._deflater is not None)
-
-    def send_fragmented(self, data: bytes | str, parts: int, *, time: float) -> None:
-        payload = data.encode("utf-8") if isinstance(data, str) else data
-        size = -(-len(payload) // parts)
-        for index in range(parts):
-            opcode = (Opcode.TEXT if isinstance(data, str) else Opcode.BINARY) if index == 0 else Opcode.CONTINUATION
-            self._frame(opcode, payload[index * size : (index + 1) * size], fin=index == parts - 1)
-
-    def send_ping(self, payload: bytes = b"", *, time: float) -> None:
-        self._frame(Opcode.PING, payload)
-
-    def close(self, code: int | None = 1000, reason: str = "", *, time: float) -> None:
-        self._closed = True
-        self._frame(Opcode.CLOSE, (code or 0).to_bytes(2, "big") + reason.encode("utf-8"))
 
 
 # -- the wire between the two ------------------------------------------------------------------------------
@@ -153,7 +97,9 @@ class Conversation:
         self.decoder = Connection(stream)
         self.server = ServerEndpoint(ServerConfig(decode_outgoing=False), client=self.client_address,
                                      server=SERVER_ADDRESS, time=time, numbering=lambda websocket: stream)
-        self.client = _InterimClient(compression=compression, random_bytes=random_bytes)
+        self.client = ClientEndpoint(ClientOptions(host=SERVER_ADDRESS[0], origin=ORIGIN, compression=compression),
+                                     client=self.client_address, server=SERVER_ADDRESS, time=time, stream=stream,
+                                     random_bytes=random_bytes)
 
 
 class Wire:
