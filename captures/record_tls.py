@@ -14,6 +14,11 @@ capture: the tests compare wsinspect's decoding with it.
   ECDHE-ECDSA-CHACHA20-POLY1305 (RFC 7905). Port 47210.
 * ``wss-tls13``: TLS 1.3, OpenSSL's default suite (TLS_AES_256_GCM_SHA384); Python's ``ssl`` cannot choose
   TLS 1.3 suites. Port 47211.
+* ``wss-tls13-keyupdate``: TLS 1.3 KeyUpdate (RFC 8446 4.6.3), which Python's ``ssl`` cannot send. The client is
+  ``openssl s_client -keylogfile`` (the same key log format), fed on stdin a handshake request and hand-masked
+  frames (mask ``37fa213d``); between two messages it reads a line ``K`` (s_client's command: send a KeyUpdate
+  asking the peer to update too) in the first connection, ``k`` (update only its own keys) in the second. The
+  suites are TLS_CHACHA20_POLY1305_SHA256 and TLS_AES_128_GCM_SHA256, chosen with ``-ciphersuites``. Port 47212.
 
 Must run as root (capturing on ``lo``)::
 
@@ -48,6 +53,11 @@ CAPTURES: dict[str, tuple[int, tuple[str | None, str | None]]] = {
     "wss-tls12": (47210, ("ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305")),
     "wss-tls13": (47211, (None, None)),
 }
+KEY_UPDATE_CAPTURE = "wss-tls13-keyupdate"
+KEY_UPDATE_PORT = 47212
+# (TLS 1.3 suite, s_client's KeyUpdate command) per connection
+KEY_UPDATE_CONNECTIONS = (("TLS_CHACHA20_POLY1305_SHA256", "K"), ("TLS_AES_128_GCM_SHA256", "k"))
+MASK = bytes.fromhex("37fa213d")
 
 PLAIN_SCRIPT: list[tuple[str, Any]] = [
     ("text", "hello over TLS ✓"),
@@ -139,8 +149,65 @@ async def record_connections(port: int, ciphers: tuple[str | None, str | None], 
         return connections
 
 
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """A final client frame (RFC 6455 5.2), payload under 126 bytes, masked with MASK (RFC 6455 5.3)."""
+    masked = bytes(byte ^ MASK[i % 4] for i, byte in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + MASK + masked
+
+
+def run_s_client(port: int, index: int, suite: str, command: str, certificate: Path, keylog: Path) -> dict[str, Any]:
+    """One connection by openssl s_client: upgrade, a text message, a KeyUpdate, a text message, a close."""
+    before, after = f"before KeyUpdate {index}", f"after KeyUpdate {index} ✓"
+    request = (f"GET /tls/{index} HTTP/1.1\r\nHost: {HOSTNAME}:{port}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+    close_payload = (1000).to_bytes(2, "big") + b"tls bye"
+    # Each piece is its own read on s_client's side (the pauses), so the command letter is the first byte of one.
+    pieces = [request, masked_frame(1, before.encode()), f"{command}\n".encode(), masked_frame(1, after.encode()),
+              masked_frame(8, close_payload)]
+    client = subprocess.Popen(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", HOSTNAME, "-alpn", "http/1.1",
+         "-tls1_3", "-ciphersuites", suite, "-CAfile", str(certificate), "-verify_return_error",
+         "-keylogfile", str(keylog), "-quiet", "-no_ign_eof"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert client.stdin is not None
+    for piece in pieces:
+        time.sleep(0.5)
+        client.stdin.write(piece)
+        client.stdin.flush()
+    time.sleep(0.5)
+    output, errors = client.communicate(timeout=TIMEOUT)
+    for expected in (b"HTTP/1.1 101 ", before.encode(), after.encode(), close_payload):
+        if expected not in output:
+            raise RuntimeError(f"s_client did not receive {expected!r}: {output!r} {errors!r}")
+    if b"KEYUPDATE" not in errors:
+        raise RuntimeError(f"s_client did not send a KeyUpdate: {errors!r}")
+    sent = [{"opcode": 1, "text": before}, {"opcode": 1, "text": after}]
+    return {"path": f"/tls/{index}", "compression": None, "key_update": command,
+            "tls": {"version": "TLSv1.3", "cipher": suite, "alpn": "http/1.1", "sni": HOSTNAME},
+            "c2s": sent, "s2c": sent, "close": {"code": 1000, "reason": "tls bye"}}
+
+
+def record_key_updates(port: int, certificate: Path, keylog: Path) -> list[dict[str, Any]]:
+    async def serve_while(clients: asyncio.Future[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_context.load_cert_chain(str(certificate))
+        server_context.set_alpn_protocols(["http/1.1"])
+        async with serve(echo, "127.0.0.1", port, ssl=server_context, ping_interval=None, compression=None):
+            return await clients
+
+    async def main() -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        clients = loop.run_in_executor(None, lambda: [
+            run_s_client(port, index, suite, command, certificate, keylog)
+            for index, (suite, command) in enumerate(KEY_UPDATE_CONNECTIONS)])
+        return await serve_while(clients)
+
+    return asyncio.run(main())
+
+
 def record(name: str) -> None:
-    port, ciphers = CAPTURES[name]
+    port, ciphers = CAPTURES.get(name, (KEY_UPDATE_PORT, (None, None)))
     capture = HERE / f"{name}.pcapng"
     keylog = HERE / f"{name}.pcapng.keys"
     manifest = HERE / f"{name}.json"
@@ -157,7 +224,10 @@ def record(name: str) -> None:
                 if "Capturing on" in line:
                     break
             time.sleep(1.0)  # the capture filter is not live yet when dumpcap says it is capturing
-            connections = asyncio.run(record_connections(port, ciphers, certificate, keylog))
+            if name == KEY_UPDATE_CAPTURE:
+                connections = record_key_updates(port, certificate, keylog)
+            else:
+                connections = asyncio.run(record_connections(port, ciphers, certificate, keylog))
             time.sleep(0.5)
         finally:
             dumpcap.send_signal(signal.SIGINT)
@@ -171,8 +241,9 @@ def record(name: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", choices=[*CAPTURES, []], help="captures to record (default: all)")
-    for name in parser.parse_args().names or CAPTURES:
+    names = [*CAPTURES, KEY_UPDATE_CAPTURE]
+    parser.add_argument("names", nargs="*", choices=[*names, []], help="captures to record (default: all)")
+    for name in parser.parse_args().names or names:
         record(name)
     return 0
 

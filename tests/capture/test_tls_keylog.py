@@ -34,7 +34,7 @@ from wsinspect.trace import CaptureTrace
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = ROOT / "captures"
-NAMES = ("wss-tls12", "wss-tls13")
+NAMES = ("wss-tls12", "wss-tls13", "wss-tls13-keyupdate")
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
 
@@ -84,6 +84,17 @@ def our_frames(events: list[Event]) -> list[tuple[int, int, int, int, bool]]:
             for e in events if isinstance(e, FrameEvent) and e.packet is not None]
 
 
+def frames_sent(name: str) -> int:
+    """How many WebSocket frames the recording's script made: data messages (each one frame, echoed), pings and
+    their pongs, and a close each way."""
+    return sum(len(c["c2s"]) + len(c["s2c"]) + sum(1 for e in c["c2s"] if e.get("kind") == "ping") + 2
+               for c in manifest(name)["connections"])
+
+
+def facts_notices(events: list[Event]) -> list[Notice]:
+    return [n for n in notices(events, "capture.tls-decrypted") if "decrypted with the key log" in n.message]
+
+
 def expected_message(entry: dict[str, Any]) -> tuple[int, bytes]:
     data = entry["text"].encode("utf-8") if entry["opcode"] == 1 else bytes.fromhex(entry["hex"])
     return entry["opcode"], data
@@ -118,7 +129,7 @@ def test_decrypted_messages_are_what_the_peers_sent(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_session_facts_are_in_a_notice(name: str) -> None:
     events = events_of(capture(name), KeyLog.read(keys(name)))
-    facts = notices(events, "capture.tls-decrypted")
+    facts = facts_notices(events)
     connections = manifest(name)["connections"]
     assert len(facts) == len(connections)
     for notice, sent in zip(facts, connections, strict=True):
@@ -134,7 +145,7 @@ def test_cipher_suite_named_as_tshark_names_it(name: str) -> None:
     dissected = tshark("-r", capture(name), "-Y", "tls.handshake.type == 2", "-V")
     suites = [line.split("Cipher Suite: ")[1].split(" (")[0] for line in dissected.splitlines()
               if "Cipher Suite: " in line]
-    facts = notices(events_of(capture(name), KeyLog.read(keys(name))), "capture.tls-decrypted")
+    facts = facts_notices(events_of(capture(name), KeyLog.read(keys(name))))
     assert len(suites) == len(facts) == 2
     for suite, notice in zip(suites, facts, strict=True):
         assert f", {suite}, " in notice.message
@@ -144,7 +155,7 @@ def test_cipher_suite_named_as_tshark_names_it(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_tshark_decodes_the_same_frames(name: str) -> None:
     expected = tshark_frames(capture(name), keys(name))
-    assert len(expected) == 16  # both connections, both directions: the recording's script
+    assert len(expected) == frames_sent(name)
     assert our_frames(events_of(capture(name), KeyLog.read(keys(name)))) == expected
 
 
@@ -408,6 +419,28 @@ def test_decryption_secrets_block(name: str, tmp_path: Path) -> None:
     assert expected == tshark_frames(capture(name), keys(name))
     events = events_of(path)
     assert our_frames(events) == expected
-    assert len(notices(events, "capture.tls-decrypted")) == 2
+    assert len(facts_notices(events)) == 2
     done = run_read(path)
     assert done.returncode == 0 and "decrypted with the key log" in " ".join(done.stdout.split())
+
+
+# -- KeyUpdate ---------------------------------------------------------------------------------------------------
+
+
+@needs_tshark
+def test_key_updates_where_tshark_sees_them() -> None:
+    """openssl s_client sent a KeyUpdate asking for one back (stream 0: both sides update) and one not asking
+    (stream 1: only the client updates); decryption goes on across each, as tshark's does."""
+    name = "wss-tls13-keyupdate"
+    seen = tshark("-r", capture(name), "-o", f"tls.keylog_file:{keys(name)}", "-Y", "tls.handshake.type == 24",
+                  "-T", "fields", "-e", "frame.number", "-e", "tcp.stream", "-e", "tcp.srcport")
+    port = manifest(name)["port"]
+    expected = [(int(number), int(stream), "s2c" if int(source) == port else "c2s")
+                for number, stream, source in (line.split("\t") for line in seen.splitlines())]
+    assert [(stream, direction) for _, stream, direction in expected] == [(0, "c2s"), (0, "s2c"), (1, "c2s")]
+    events = events_of(capture(name), KeyLog.read(keys(name)))
+    updates = [n for n in notices(events, "capture.tls-decrypted") if n.message.startswith("KeyUpdate")]
+    assert [(n.packet, n.stream, n.direction) for n in updates] == expected
+    texts = [m.text for m in events if isinstance(m, Message)]
+    sent = [entry["text"] for c in manifest(name)["connections"] for entry in c["c2s"]]
+    assert texts == [text for message in sent for text in (message, message)]  # each message, then its echo

@@ -3,8 +3,8 @@
 One secret a line, ``LABEL <client random, 64 hex digits> <secret, hex>``; ``#`` starts a comment. The labels that
 decrypt a session are ``CLIENT_RANDOM`` (the TLS 1.2 master secret, 48 bytes) and, for TLS 1.3, the handshake
 and first application traffic secrets of each side; the others (``EXPORTER_SECRET``, ``EARLY_EXPORTER_SECRET``,
-``CLIENT_EARLY_TRAFFIC_SECRET``) are read and not used. The same text is what a pcapng Decryption Secrets Block of
-type ``TLSK`` carries, so both sources go through ``KeyLog.add_text``.
+``CLIENT_EARLY_TRAFFIC_SECRET``, OpenSSL's ``*_TRAFFIC_SECRET_N``) are read and not used. The same text is what a
+pcapng Decryption Secrets Block of type ``TLSK`` carries, so both sources go through ``KeyLog.add_text``.
 
 A key log is as untrusted as the capture: a line that does not parse is reported with its line number and the rest
 is read; what is held is bounded (``MAX_KEYLOG_BYTES`` of text, ``MAX_PROBLEMS`` problems kept).
@@ -29,7 +29,10 @@ TLS13_SECRET_BYTES = (32, 48)
 TLS12_LABEL = "CLIENT_RANDOM"
 TLS13_LABELS = ("CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0",
                 "SERVER_TRAFFIC_SECRET_0")
-IGNORED_LABELS = frozenset({"EXPORTER_SECRET", "EARLY_EXPORTER_SECRET", "CLIENT_EARLY_TRAFFIC_SECRET"})
+# OpenSSL also logs each side's secret after a KeyUpdate as CLIENT_/SERVER_TRAFFIC_SECRET_N (the N literally); the
+# decryptor derives those itself (RFC 8446 7.2), so they are not needed.
+IGNORED_LABELS = frozenset({"EXPORTER_SECRET", "EARLY_EXPORTER_SECRET", "CLIENT_EARLY_TRAFFIC_SECRET",
+                            "CLIENT_TRAFFIC_SECRET_N", "SERVER_TRAFFIC_SECRET_N"})
 
 
 class KeyLogError(Exception):
