@@ -27,7 +27,8 @@ from wsinspect.core.endpoint import (
     State,
     Trigger,
 )
-from wsinspect.core.events import ConnectionOpened, Event, HandshakeRequest, Violation
+from wsinspect.core.events import Close, ConnectionOpened, Event, FrameEvent, HandshakeRequest, Message, Violation
+from wsinspect.core.fields import Opcode
 from wsinspect.core.handshake import (
     Finding,
     HttpRequest,
@@ -37,7 +38,8 @@ from wsinspect.core.handshake import (
     parse_request,
     validate_request,
 )
-from wsinspect.server import responses
+from wsinspect.server import misbehave, responses
+from wsinspect.server.misbehave import Misbehaviour
 
 DEMO_PATH = "/demo"  # the demo page connects here and is told its connection number in a first message
 WELCOME = "wsinspect: you are connection #{number}"
@@ -54,6 +56,7 @@ class ServerConfig:
     decode_outgoing: bool = True  # feed what we send through the decoder too (for the log and JSON)
     max_headers: int = 100  # header lines in a request; beyond it: 431 (websockets and nginx refuse about as many)
     max_fragments: int = DEFAULT_MAX_FRAGMENTS  # frames in one message; beyond it: 1009
+    misbehave: Misbehaviour | None = None  # --misbehave: one rule broken on purpose, for a class (misbehave.py)
 
 
 #: Numbers connections: called once per connection with True for a WebSocket upgrade attempt, False for anything
@@ -82,7 +85,8 @@ class ServerEndpoint(Endpoint):
         # The decoder's stream number is set once the request says what the connection is (see _number).
         super().__init__(Connection(0, limits=config.limits), fragment_size=config.fragment_size,
                          max_fragments=config.max_fragments, decode_outgoing=config.decode_outgoing,
-                         on_message=on_message)
+                         on_message=self._answer_wrongly if config.misbehave and config.misbehave.spoils_answers
+                         else on_message)
         self.config = config
         self.stream: int | None = None  # the connection's number, once its request says what it is
         self.path = ""
@@ -176,10 +180,31 @@ class ServerEndpoint(Endpoint):
         if self.config.compression:
             params = deflate.negotiate(parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions")))
         key = request.headers.get("Sec-WebSocket-Key") or ""
-        self._send_raw(responses.switching_protocols(key, subprotocol=self.subprotocol,
-                                                     extensions=params.response_value() if params else None), time)
+        response = responses.switching_protocols(key, subprotocol=self.subprotocol,
+                                                 extensions=params.response_value() if params else None)
+        self._send_raw(misbehave.spoil_response(self.config.misbehave, response, key) if self.config.misbehave
+                       else response, time)
         self._open(params, sender_is_client=False)
         if request.target.split("?")[0] == DEMO_PATH:
             self.send_message(WELCOME.format(number=self.stream), time=time)
         return event
 
+    # -- --misbehave: the duties this server skips or spoils on purpose (see misbehave.py) -----------------------
+
+    def _answer_wrongly(self, message: Message, time: float) -> None:
+        """Instead of the application's answer to a message: the fault."""
+        kind = self.config.misbehave
+        assert kind is not None
+        if kind is Misbehaviour.BAD_CLOSE_CODE:
+            self.close(misbehave.BAD_CLOSE_CODE, misbehave.BAD_CLOSE_REASON, time=time)
+        else:
+            self._send_raw(misbehave.wrong_answer(kind, message.opcode, message.data), time)
+
+    def _frame_duties(self, event: FrameEvent, time: float) -> None:
+        if self.config.misbehave is None or self.config.misbehave.answers_pings or event.frame.opcode != Opcode.PING:
+            super()._frame_duties(event, time)
+
+    def _close_received(self, event: Close, time: float) -> None:
+        # no-close-reply: the client's close is left unanswered and TCP open; a close that answers ours still counts.
+        if self.config.misbehave is None or self.config.misbehave.answers_close or self.state is not State.OPEN:
+            super()._close_received(event, time)

@@ -40,7 +40,7 @@ from wsinspect.capture.writer import SessionRecorder
 from wsinspect.core.connection import Limits
 from wsinspect.core.endpoint import State
 from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Event, FrameEvent, Message
-from wsinspect.server import responses
+from wsinspect.server import misbehave, responses
 from wsinspect.server.endpoint import ServerConfig, ServerEndpoint
 from wsinspect.server.options import reachable_addresses
 from wsinspect.views.flow import FlowView
@@ -80,9 +80,10 @@ class ServeOptions:
     shutdown_grace: float = 2.0  # Ctrl-C: for every connection to finish its closing handshake
 
 
-def demo_page(mode: str) -> bytes:
+def demo_page(mode: str, misbehaviour: misbehave.Misbehaviour | None = None) -> bytes:
     html = importlib.resources.files("wsinspect.server").joinpath("static/demo.html").read_bytes()
-    return html.replace(b"__WSINSPECT_MODE__", mode.encode("ascii"))
+    return html.replace(b"__WSINSPECT_MODE__", mode.encode("ascii")).replace(
+        b"__WSINSPECT_MISBEHAVE__", misbehave.page_notice(misbehaviour))
 
 
 class Problems:
@@ -612,11 +613,13 @@ def run_serve(args: argparse.Namespace) -> int:
     output = Output(console, make_palette(args, console), live=True)
     limits = Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message)
     watching = not args.quiet or args.json is not None
-    config = ServerConfig(subprotocols=tuple(args.subprotocol), compression=not args.no_compression,
+    # A misbehaving server sends its faults as plain frames: declining permessage-deflate keeps them readable.
+    config = ServerConfig(subprotocols=tuple(args.subprotocol),
+                          compression=not args.no_compression and args.misbehave is None,
                           allowed_origins=tuple(args.origin) if args.origin else None,
-                          fragment_size=args.fragment, limits=limits, page=demo_page(args.mode),
+                          fragment_size=args.fragment, limits=limits, page=demo_page(args.mode, args.misbehave),
                           decode_outgoing=watching, max_headers=args.max_headers,
-                          max_fragments=args.max_fragments)
+                          max_fragments=args.max_fragments, misbehave=args.misbehave)
     options = ServeOptions(host=args.host, port=args.port, mode=args.mode,
                            interval=args.interval if args.interval is not None else 1.0,
                            ping_interval=args.ping_interval, handshake_timeout=args.handshake_timeout,
@@ -642,6 +645,8 @@ def run_serve(args: argparse.Namespace) -> int:
         line = Text(f"wsinspect serve: {options.mode} mode on ws://{shown}:{port}/", style="bold")
         line.append(f"  (demo page: http://{shown}:{port}/)", style="dim")
         console.print(line)
+        for warning in misbehave.banner(args.misbehave) if args.misbehave is not None else []:
+            console.print(Text(warning, style="bold red"))
         if host in ("0.0.0.0", "::"):
             console.print(Text("warning: listening on every interface; anyone who can reach this machine can "
                                "connect. Use --host 127.0.0.1 to stay local.", style="bold yellow"))
