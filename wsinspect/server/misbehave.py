@@ -84,17 +84,19 @@ DESCRIPTIONS: dict[Misbehaviour, str] = {
         "connection (1002).",
     Misbehaviour.INVALID_UTF8:
         "each message from the client is answered with a text frame holding 'café' in Latin-1 (byte 0xE9 alone is "
-        "not UTF-8), which breaks RFC 6455 5.6: the client must fail the connection with 1007 (RFC 6455 8.1).",
+        "not UTF-8), which breaks RFC 6455 5.6: the client must fail the connection (RFC 6455 8.1), with 1007, the "
+        "code for it (RFC 6455 7.4.1).",
     Misbehaviour.BAD_CLOSE_CODE:
         "each message from the client is answered with a close frame carrying status code 1005, which RFC 6455 "
-        "7.4.1 says must never be sent: the client must fail the connection (1002; RFC 6455 7.4.1, 7.4.2).",
+        "7.4.1 reserves for 'no status code was present' and forbids on the wire: the client must fail the "
+        "connection (1002, protocol error).",
     Misbehaviour.NO_PONG:
         "pings from the client are never answered with a pong, which breaks RFC 6455 5.5.2: the RFC leaves the "
         "reaction to the client; a keepalive gives up (websockets closes with 1011), a browser sends no pings.",
     Misbehaviour.NO_CLOSE_REPLY:
         "the client's close frame is never answered and the TCP connection is left open, which breaks RFC 6455 "
-        "5.5.1 and 7.1.1: the client must not wait forever; it closes the TCP connection after its timeout "
-        "(RFC 6455 7.1.1).",
+        "5.5.1 (answer a close with a close) and 7.1.1 (the server closes TCP first): the client gives up after a "
+        "timeout of its own and closes the TCP connection itself, as RFC 6455 7.1.1 lets it.",
 }
 
 BAD_CLOSE_CODE = 1005  # "MUST NOT be set as a status code in a Close control frame" (RFC 6455 7.4.1)
