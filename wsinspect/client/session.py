@@ -220,7 +220,7 @@ class ClientSession(asyncio.Protocol):
                                             f"{self.close_timeout:g} s of the closing handshake (RFC 6455 7.1.1: "
                                             "it closes first); we closed it")
         elif endpoint.wants_transport_closed:
-            self._close_transport("the opening handshake failed (RFC 6455 4.1); we closed the TCP connection")
+            self._close_transport("the handshake failed, so we closed the TCP connection")
 
     def _start_timer(self, waiting_for: State, reason: str) -> None:
         self._cancel_timer()
