@@ -1,6 +1,7 @@
-"""``wsinspect demo``: one WebSocket conversation played out step by step, for a class.
+"""``wsinspect demo``: the WebSocket protocol played out step by step, for a class.
 
-A client and a server endpoint talk inside this process: what one sends is handed to the other, no socket. The
+A client and a server endpoint talk inside this process, over two connections (the second one agrees to
+permessage-deflate): what one endpoint sends is handed to the other, no socket. The
 bytes that cross between them are what a capture of the conversation would hold, so they are shown as ``wsinspect
 read`` shows a capture: they go into one passive ``Connection`` (the decoder ``read`` uses), whose events go to the
 view ``read`` would use. The endpoints decode their own traffic too, but only to do their duties; the demo shows
@@ -26,7 +27,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from rich.console import Console
 
@@ -35,6 +35,7 @@ from wsinspect.commands import EXIT_OK, Line, add_output_options, command_parser
 from wsinspect.core.connection import Connection
 from wsinspect.core.endpoint import ClientEndpoint, ClientOptions
 from wsinspect.core.events import DIRECTIONS, ConnectionOpened, Direction, Event
+from wsinspect.read import View
 from wsinspect.server.endpoint import ServerConfig, ServerEndpoint
 from wsinspect.views.export import EXPORT_WIDTH, ExportError, save_painted
 from wsinspect.views.flow import FlowView
@@ -82,12 +83,6 @@ SERVER_CLOSE = (1001, "going away")  # the server is going away (RFC 6455 7.4.1)
 # -- the wire between the two ------------------------------------------------------------------------------
 
 
-class EventSink(Protocol):
-    def handle(self, event: Event) -> None: ...
-
-    def close(self) -> None: ...
-
-
 class Conversation:
     """One connection: a client endpoint, a server endpoint, and a passive decoder of the bytes between them."""
 
@@ -108,7 +103,7 @@ class Wire:
     until neither has more to say. Then, if the server's endpoint wants it, the server closes TCP."""
 
     def __init__(self, *, random_bytes: Callable[[int], bytes], start: float, recorder: SessionRecorder,
-                 sinks: list[EventSink]) -> None:
+                 sinks: list[View]) -> None:
         self.random_bytes = random_bytes
         self.start = start
         self.clock = start
@@ -141,6 +136,7 @@ class Wire:
         self.exchange()
 
     def exchange(self) -> None:
+        """Move the current conversation's bytes both ways until it is quiet (see the class docstring)."""
         talk = self.conversation
         moved = True
         while moved:
@@ -163,6 +159,7 @@ class Wire:
     def _cross(self, talk: Conversation, direction: Direction, data: bytes) -> None:
         self.clock += PACKET_SECONDS
         self.recorder.data(talk.stream, direction, data, self.clock)
+        # The recorder's count is the number of the packet that completed these bytes, as read numbers events.
         self._emit(talk.decoder.receive(direction, data, time=self.clock, packet=self.recorder.packets))
 
 
@@ -347,7 +344,7 @@ def run_demo(args: argparse.Namespace) -> int:
                         strip=console.color_system is None)
     else:
         output = Output(console, make_palette(args, console))
-    view: EventSink = FlowView(output) if args.flow else PacketList(
+    view: View = FlowView(output) if args.flow else PacketList(
         output, detail=args.detail, compact=args.compact, explain=args.explain)
     summary = Summary()
     wire = Wire(random_bytes=random_bytes, start=start, recorder=recorder, sinks=[summary, view])
