@@ -27,6 +27,7 @@ shared ``MemoryBudget``.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 
@@ -61,6 +62,7 @@ from wsinspect.core.frames import (
 )
 from wsinspect.core.handshake import (
     HttpRequest,
+    HttpResponse,
     ascii_number,
     find_header_end,
     parse_extensions,
@@ -204,7 +206,7 @@ class Connection:
     """Decodes one connection. See the module docstring."""
 
     # A capture can hold many thousands of open connections at once: no per-instance dict.
-    __slots__ = ("_body_wanted", "_ended", "_request", "_response_head", "budget", "close_codes", "deflate",
+    __slots__ = ("_body_wanted", "_ended", "_request", "_response", "budget", "close_codes", "deflate",
                  "limits", "mid_stream", "phase", "sides", "stream")
 
     def __init__(self, stream: int = 0, *, mid_stream: bool = False, limits: Limits | None = None,
@@ -219,7 +221,7 @@ class Connection:
         self.deflate: DeflateParams | None = None
         self.close_codes: dict[Direction, int | None] = {}
         self._body_wanted = 0
-        self._response_head: bytes | None = None
+        self._response: HttpResponse | None = None  # parsed when its header block is in; a refusal's body follows
         self._ended = False
 
     # -- public API ------------------------------------------------------------------------------------------
@@ -250,7 +252,7 @@ class Connection:
         if self._ended:
             return out
         self._ended = True
-        if self._response_head is not None:
+        if self._response is not None:
             side = self.sides["s2c"]
             self._finish_response(bytes(side.head), time, packet, out)
         for side in self.sides.values():
@@ -348,7 +350,7 @@ class Connection:
                                 "Part of the opening handshake was not captured; frames are decoded from the next "
                                 "boundary the decoder can trust, without knowing the negotiated extensions."))
         self.phase = Phase.OPEN
-        self._response_head = None
+        self._response = None
         for each in self.sides.values():
             each.head.clear()
             still_held = sum(item if isinstance(item, int) else len(item) for item, _, _ in each.held)
@@ -403,7 +405,7 @@ class Connection:
         self._release_held(out)
 
     def _collect_response(self, side: _Side, data: bytes, time: float, packet: int | None, out: list[Event]) -> None:
-        if self._response_head is not None:  # collecting the body of a refusal
+        if self._response is not None:  # collecting the body of a refusal
             side.head += data
             if len(side.head) >= self._body_wanted:
                 self._finish_response(bytes(side.head), time, packet, out)
@@ -412,8 +414,7 @@ class Connection:
         if complete is None:
             return
         head, rest = complete
-        response = parse_response(head)
-        self._response_head = head
+        response = self._response = parse_response(head)
         if response.status == 101:
             self._finish_response(b"", time, packet, out)
             self._release_held(out)  # the client's early frames were sent before these
@@ -431,10 +432,11 @@ class Connection:
             self._finish_response(bytes(side.head), time, packet, out)
 
     def _finish_response(self, body: bytes, time: float, packet: int | None, out: list[Event]) -> None:
-        head, self._response_head = self._response_head, None
-        assert head is not None
+        response, self._response = self._response, None
+        assert response is not None
         self.sides["s2c"].head.clear()
-        response = parse_response(head, body[: self._body_wanted])
+        if body:
+            response = dataclasses.replace(response, body=body[: self._body_wanted])
         findings = validate_response(response, self._request)
         extensions = tuple(parse_extensions(response.headers.get_all("Sec-WebSocket-Extensions")))
         offers = parse_extensions(self._request.headers.get_all("Sec-WebSocket-Extensions")) if self._request else []

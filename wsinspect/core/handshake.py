@@ -50,13 +50,22 @@ class Headers:
     """Header lines in wire order, names and values as sent (decoded as Latin-1, so every byte survives)."""
 
     items: tuple[tuple[str, str], ...] = ()
+    # The values under each lower-cased name, in wire order: a handshake is asked for a dozen headers by name, and a
+    # capture of many short conversations parses thousands of handshakes.
+    _by_name: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        by_name: dict[str, tuple[str, ...]] = {}
+        for key, value in self.items:
+            lowered = key.lower()
+            by_name[lowered] = (*by_name.get(lowered, ()), value)
+        object.__setattr__(self, "_by_name", by_name)
 
     def get_all(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [value for key, value in self.items if key.lower() == wanted]
+        return list(self._by_name.get(name.lower(), ()))
 
     def get(self, name: str) -> str | None:
-        values = self.get_all(name)
+        values = self._by_name.get(name.lower())
         return ", ".join(values) if values else None
 
     def tokens(self, name: str) -> list[str]:
@@ -64,7 +73,7 @@ class Headers:
         return [token.strip().lower() for value in self.get_all(name) for token in value.split(",") if token.strip()]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and bool(self.get_all(name))
+        return isinstance(name, str) and name.lower() in self._by_name
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.items)
