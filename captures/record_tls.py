@@ -19,6 +19,9 @@ capture: the tests compare wsinspect's decoding with it.
   frames (mask ``37fa213d``); between two messages it reads a line ``K`` (s_client's command: send a KeyUpdate
   asking the peer to update too) in the first connection, ``k`` (update only its own keys) in the second. The
   suites are TLS_CHACHA20_POLY1305_SHA256 and TLS_AES_128_GCM_SHA256, chosen with ``-ciphersuites``. Port 47212.
+* ``wss-tls13-hrr``: a HelloRetryRequest (RFC 8446 4.1.4): the server accepts only P-256 (``set_ecdh_curve``) and
+  s_client's first key share is X25519, so the server asks for another ClientHello. Then as above, with ``k``.
+  Port 47213.
 
 Must run as root (capturing on ``lo``)::
 
@@ -53,10 +56,12 @@ CAPTURES: dict[str, tuple[int, tuple[str | None, str | None]]] = {
     "wss-tls12": (47210, ("ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305")),
     "wss-tls13": (47211, (None, None)),
 }
-KEY_UPDATE_CAPTURE = "wss-tls13-keyupdate"
-KEY_UPDATE_PORT = 47212
-# (TLS 1.3 suite, s_client's KeyUpdate command) per connection
-KEY_UPDATE_CONNECTIONS = (("TLS_CHACHA20_POLY1305_SHA256", "K"), ("TLS_AES_128_GCM_SHA256", "k"))
+# Captures made with openssl s_client: name -> (port, the server's only group or None, (TLS 1.3 suite, s_client's
+# KeyUpdate command) per connection)
+S_CLIENT_CAPTURES: dict[str, tuple[int, str | None, tuple[tuple[str, str], ...]]] = {
+    "wss-tls13-keyupdate": (47212, None, (("TLS_CHACHA20_POLY1305_SHA256", "K"), ("TLS_AES_128_GCM_SHA256", "k"))),
+    "wss-tls13-hrr": (47213, "prime256v1", (("TLS_AES_256_GCM_SHA384", "k"),)),
+}
 MASK = bytes.fromhex("37fa213d")
 
 PLAIN_SCRIPT: list[tuple[str, Any]] = [
@@ -188,11 +193,15 @@ def run_s_client(port: int, index: int, suite: str, command: str, certificate: P
             "c2s": sent, "s2c": sent, "close": {"code": 1000, "reason": "tls bye"}}
 
 
-def record_key_updates(port: int, certificate: Path, keylog: Path) -> list[dict[str, Any]]:
+def record_s_client(name: str, certificate: Path, keylog: Path) -> list[dict[str, Any]]:
+    port, server_group, connections = S_CLIENT_CAPTURES[name]
+
     async def serve_while(clients: asyncio.Future[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_context.load_cert_chain(str(certificate))
         server_context.set_alpn_protocols(["http/1.1"])
+        if server_group is not None:
+            server_context.set_ecdh_curve(server_group)
         async with serve(echo, "127.0.0.1", port, ssl=server_context, ping_interval=None, compression=None):
             return await clients
 
@@ -200,14 +209,14 @@ def record_key_updates(port: int, certificate: Path, keylog: Path) -> list[dict[
         loop = asyncio.get_running_loop()
         clients = loop.run_in_executor(None, lambda: [
             run_s_client(port, index, suite, command, certificate, keylog)
-            for index, (suite, command) in enumerate(KEY_UPDATE_CONNECTIONS)])
+            for index, (suite, command) in enumerate(connections)])
         return await serve_while(clients)
 
     return asyncio.run(main())
 
 
 def record(name: str) -> None:
-    port, ciphers = CAPTURES.get(name, (KEY_UPDATE_PORT, (None, None)))
+    port, ciphers = CAPTURES[name] if name in CAPTURES else (S_CLIENT_CAPTURES[name][0], (None, None))
     capture = HERE / f"{name}.pcapng"
     keylog = HERE / f"{name}.pcapng.keys"
     manifest = HERE / f"{name}.json"
@@ -224,8 +233,8 @@ def record(name: str) -> None:
                 if "Capturing on" in line:
                     break
             time.sleep(1.0)  # the capture filter is not live yet when dumpcap says it is capturing
-            if name == KEY_UPDATE_CAPTURE:
-                connections = record_key_updates(port, certificate, keylog)
+            if name in S_CLIENT_CAPTURES:
+                connections = record_s_client(name, certificate, keylog)
             else:
                 connections = asyncio.run(record_connections(port, ciphers, certificate, keylog))
             time.sleep(0.5)
@@ -241,7 +250,7 @@ def record(name: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    names = [*CAPTURES, KEY_UPDATE_CAPTURE]
+    names = [*CAPTURES, *S_CLIENT_CAPTURES]
     parser.add_argument("names", nargs="*", choices=[*names, []], help="captures to record (default: all)")
     for name in parser.parse_args().names or names:
         record(name)

@@ -2,11 +2,13 @@
 
 The captures are real: ``captures/record_tls.py`` ran `websockets` client and server over TLS on loopback, under
 dumpcap, with the client's ``SSLContext.keylog_filename`` writing the key log, and wrote what the clients sent and
-received, as they saw it, into ``NAME.json``. Decrypted decoding is checked against that manifest, and frame by frame
-against tshark given the same key log (``-o tls.keylog_file:...``); the session facts (version, suite, SNI, ALPN)
-against the manifest and tshark's dissection of the ServerHello. Hostile key logs and records are made from the real
-ones: garbage lines, another session's keys, a lying secret, a record with one byte changed, a TCP gap; a key log in
-a pcapng Decryption Secrets Block is written here by the pcapng spec and read by tshark as well.
+received, as they saw it, into ``NAME.json``. Two captures come from openssl s_client (``-keylogfile``), for what
+Python's ssl cannot do: KeyUpdates (``wss-tls13-keyupdate``) and a HelloRetryRequest (``wss-tls13-hrr``).
+Decrypted decoding is checked against the manifests, and frame by frame against tshark given the same key log
+(``-o tls.keylog_file:...``); the session facts (version, suite, SNI, ALPN) against the manifest and tshark's
+dissection of the ServerHello. Hostile key logs and records are made from the real ones: garbage lines, another
+session's keys, a lying secret, a record with one byte changed, a TCP gap; a key log in a pcapng Decryption Secrets
+Block is written here by the pcapng spec and read by tshark as well.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from wsinspect.trace import CaptureTrace
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = ROOT / "captures"
-NAMES = ("wss-tls12", "wss-tls13", "wss-tls13-keyupdate")
+NAMES = ("wss-tls12", "wss-tls13", "wss-tls13-keyupdate", "wss-tls13-hrr")
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
 
@@ -142,11 +144,13 @@ def test_session_facts_are_in_a_notice(name: str) -> None:
 @needs_tshark
 @pytest.mark.parametrize("name", NAMES)
 def test_cipher_suite_named_as_tshark_names_it(name: str) -> None:
-    dissected = tshark("-r", capture(name), "-Y", "tls.handshake.type == 2", "-V")
+    # A HelloRetryRequest is a ServerHello with this random (RFC 8446 4.1.3); the suite to name is the real one's.
+    retry = "cf:21:ad:74:e5:9a:61:11:be:1d:8c:02:1e:65:b8:91:c2:a2:11:16:7a:bb:8c:5e:07:9e:09:e2:c8:a8:33:9c"
+    dissected = tshark("-r", capture(name), "-Y", f"tls.handshake.type == 2 && tls.handshake.random != {retry}", "-V")
     suites = [line.split("Cipher Suite: ")[1].split(" (")[0] for line in dissected.splitlines()
               if "Cipher Suite: " in line]
     facts = facts_notices(events_of(capture(name), KeyLog.read(keys(name))))
-    assert len(suites) == len(facts) == 2
+    assert len(suites) == len(facts) == len(manifest(name)["connections"])
     for suite, notice in zip(suites, facts, strict=True):
         assert f", {suite}, " in notice.message
 
@@ -227,10 +231,11 @@ def test_records_cut_anywhere_decrypt_the_same(name: str) -> None:
 @needs_tshark
 @pytest.mark.parametrize("name", NAMES)
 def test_without_keylog_the_notice_names_the_client_random(name: str) -> None:
-    randoms = tshark("-r", capture(name), "-Y", "tls.handshake.type == 1", "-T", "fields",
-                     "-e", "tls.handshake.random").split()
+    # After a HelloRetryRequest the second ClientHello repeats the first one's random (RFC 8446 4.1.2).
+    randoms = list(dict.fromkeys(tshark("-r", capture(name), "-Y", "tls.handshake.type == 1", "-T", "fields",
+                                        "-e", "tls.handshake.random").split()))
     tls = notices(events_of(capture(name)), "capture.tls")
-    assert len(tls) == len(randoms) == 2
+    assert len(tls) == len(randoms) == len(manifest(name)["connections"])
     for notice, client_random in zip(tls, randoms, strict=True):
         named = client_random.replace(":", "")
         assert notice.message.startswith(f"TLS; no key for this session (client random {named})")
@@ -269,7 +274,8 @@ def test_a_lying_secret_fails_authentication(name: str) -> None:
     events = events_of(capture(name), lying)
     stopped = notices(events, "capture.tls-undecryptable")
     assert stopped and all("failed authentication" in n.message for n in stopped)
-    assert {(n.stream, n.direction) for n in stopped} == {(0, "c2s"), (0, "s2c"), (1, "c2s"), (1, "s2c")}
+    streams = range(len(manifest(name)["connections"]))
+    assert {(n.stream, n.direction) for n in stopped} == {(s, d) for s in streams for d in ("c2s", "s2c")}
     assert not [e for e in events if isinstance(e, FrameEvent)]
 
 
@@ -419,7 +425,7 @@ def test_decryption_secrets_block(name: str, tmp_path: Path) -> None:
     assert expected == tshark_frames(capture(name), keys(name))
     events = events_of(path)
     assert our_frames(events) == expected
-    assert len(facts_notices(events)) == 2
+    assert len(facts_notices(events)) == len(manifest(name)["connections"])
     done = run_read(path)
     assert done.returncode == 0 and "decrypted with the key log" in " ".join(done.stdout.split())
 

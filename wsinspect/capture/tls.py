@@ -426,7 +426,10 @@ class TlsDecryptor:
             self._stop_both("the ServerHello is cut short")
             return
         if server_random == HELLO_RETRY_RANDOM:
-            return  # a HelloRetryRequest (RFC 8446 4.1.4): a second ClientHello, then the real ServerHello, follow
+            # A HelloRetryRequest (RFC 8446 4.1.4): a second ClientHello, then the real ServerHello, follow. Only
+            # TLS 1.3 has one, so the client's ChangeCipherSpec before its second ClientHello changes nothing (D.4).
+            self.version = TLS13
+            return
         extensions = _extensions(reader.sized(2) or b"")
         chosen = extensions.get(EXTENSION_SUPPORTED_VERSIONS, b"")
         version = int.from_bytes(chosen, "big") if len(chosen) == 2 else legacy_version
