@@ -1,23 +1,17 @@
-"""What ``wsinspect connect`` reads from stdin: each line is a text message to send, or a command (``/ping``,
-``/binary``, ``/fragment``, ``/close``, ``/help``). ``parse_line`` turns a line into an action or a ``LineError``
-that says how to write it; ``StdinReader`` delivers the lines to the event loop, a bounded queue at a time.
+"""What a line of ``wsinspect connect``'s stdin asks for: a text message to send, or a command (``/ping``,
+``/binary``, ``/fragment``, ``/close``, ``/help``). ``parse_line`` turns a line into an action, or into a
+``LineError`` that says how to write it. No I/O here: ``client.session.StdinReader`` reads the lines.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import sys
-import threading
-from concurrent.futures import CancelledError as ConcurrentCancelled
 from dataclasses import dataclass
 
 from wsinspect.core.connection import close_code_is_valid
 from wsinspect.core.frames import MAX_CONTROL_PAYLOAD
 from wsinspect.views.safe import visible
 
-MAX_LINE = 1 << 20  # bytes of one stdin line: a longer one is refused, not held
 CLOSE_NORMAL = 1000
 MAX_CLOSE_REASON = MAX_CONTROL_PAYLOAD - 2  # a close frame's payload is at most 125 bytes, 2 of them the code
 MAX_FRAGMENTS = 1000  # /fragment N: enough to teach fragmentation, not a way to make frames by the million
@@ -129,73 +123,3 @@ def _close_action(rest: str) -> StartClose:
         raise LineError(f"/close: a reason is at most {MAX_CLOSE_REASON} bytes of UTF-8 (RFC 6455 5.5: the close "
                         "frame's payload is at most 125 bytes, 2 of them the code)")
     return StartClose(code, reason)
-
-
-@dataclass(frozen=True, slots=True)
-class StdinLine:
-    number: int
-    text: str | None  # None: the line could not be taken (``problem`` says why)
-    problem: str = ""
-
-
-class StdinReader(threading.Thread):
-    """Reads stdin's lines into an asyncio queue, waiting while the queue is full (that is the backpressure: the
-    conversation takes a line only when the socket can take more). ``None`` marks the end of input.
-
-    A thread, since a terminal, a pipe and a regular file can all be stdin and the event loop cannot wait on a file.
-    It reads the descriptor with ``os.read``, not through ``sys.stdin``: a daemon thread blocked inside the buffered
-    reader at exit would hold its lock while the interpreter shuts down.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[StdinLine | None]) -> None:
-        super().__init__(daemon=True, name="wsinspect-stdin")
-        self.loop = loop
-        self.queue = queue
-        self._number = 0
-
-    def run(self) -> None:
-        pending = bytearray()
-        skipping = False  # inside a line longer than MAX_LINE: its bytes are dropped until its end
-        while True:
-            try:
-                chunk = os.read(sys.stdin.fileno(), 65536)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                if pending and not skipping:
-                    self._line(bytes(pending))
-                self._put(None)
-                return
-            pending += chunk
-            while True:
-                end = pending.find(b"\n")
-                if end < 0:
-                    break
-                if skipping:
-                    skipping = False
-                else:
-                    self._line(bytes(pending[:end]))
-                del pending[: end + 1]
-            if len(pending) > MAX_LINE and not skipping:
-                self._number += 1
-                self._put(StdinLine(self._number, None, f"longer than {MAX_LINE:,} bytes: not sent"))
-                skipping = True
-            if skipping:
-                pending.clear()
-
-    def _line(self, raw: bytes) -> None:
-        self._number += 1
-        if raw.endswith(b"\r"):  # a line typed on Windows, or pasted from one
-            raw = raw[:-1]
-        try:
-            self._put(StdinLine(self._number, raw.decode("utf-8")))
-        except UnicodeDecodeError:
-            self._put(StdinLine(self._number, None, "not UTF-8, so it cannot be a text message (RFC 6455 5.6); "
-                                                    "send bytes with /binary HEX"))
-
-    def _put(self, item: StdinLine | None) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self.queue.put(item), self.loop).result()
-        except (RuntimeError, asyncio.CancelledError, ConcurrentCancelled):
-            raise SystemExit from None  # the conversation is over: this thread has nobody to give lines to
-

@@ -6,42 +6,28 @@ Three parts, each ignorant of the others' insides:
 - ``ClientEndpoint`` (``core.endpoint``, sans-I/O) is the protocol: it builds the opening request, judges the answer,
   masks, pongs, echoes a close and fails the connection on a violation, and decodes both directions through the
   same ``Connection`` decoder that reads captures. Its events are what every view, ``--json`` and the verdict read.
-- ``ClientSession`` (``client.session``) only moves bytes between the socket and the endpoint (and a copy to
-  ``--record``), and keeps the clocks: the closing handshake's timeouts and the wait for the server to close TCP.
-- This module decides what to send (each ``--send`` then ``--wait`` seconds for answers, or the lines of stdin, see
-  ``client.lines``, then a clean close), shows the events with the views ``read`` and ``serve`` use, and turns
-  what the server did into the exit status.
+- ``client.session`` is the network edge: it moves bytes between the socket and the endpoint (and a copy to
+  ``--record``) and keeps the clocks (the closing handshake's timeouts, the wait for the server to close TCP);
+  ``client.run`` holds the conversation: each ``--send`` or stdin line (``client.lines``), then a clean close.
+- This module is the command: its options, the views ``read`` and ``serve`` use, fed the endpoint's events, and
+  the verdict: what the server did, turned into closing lines and the exit status.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import io
 import re
-import signal
-import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 
-from wsinspect.capture.writer import SessionRecorder
-from wsinspect.client.lines import (
-    CLOSE_NORMAL,
-    LINE_HELP,
-    LineError,
-    SendText,
-    ShowHelp,
-    StdinLine,
-    StdinReader,
-    parse_line,
-)
-from wsinspect.client.target import Target, UsageError, describe_tls, parse_url, tls_context
+from wsinspect.client.lines import LINE_HELP
+from wsinspect.client.target import Target, UsageError, parse_url, tls_context
 from wsinspect.commands import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, add_output_options, command_parser, error
 from wsinspect.core.checks import Severity
 from wsinspect.core.connection import Limits
@@ -53,8 +39,9 @@ from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
 from wsinspect.views.summary import Summary
 
-if TYPE_CHECKING:  # the network edge is imported when a connection is made, not when the CLI builds its parsers
-    from wsinspect.client.session import ClientSession, EventSink, Files
+if TYPE_CHECKING:  # the network edge and scapy's writers are imported when used, not when the CLI builds its parsers
+    from wsinspect.capture.writer import SessionRecorder
+    from wsinspect.client.session import EventSink
 
 Line = list[Piece]
 
@@ -302,13 +289,6 @@ _STATUS_HINTS = {
 
 # -- the command -----------------------------------------------------------------------------------------------------
 
-@dataclass(slots=True)
-class _Outcome:
-    status: int = EXIT_OK
-    failure: str | None = None  # could not connect: why, in one line
-    notes: list[str] = field(default_factory=list)  # what the session noticed on the way (a TLS answer to ws://)
-
-
 def run(args: argparse.Namespace) -> int:
     from wsinspect.cli import make_console, make_palette
 
@@ -374,17 +354,24 @@ def run(args: argparse.Namespace) -> int:
             files.event(event)
         output.tick()
 
+    from wsinspect.client.run import Plan, Sinks, converse
+    from wsinspect.core.endpoint import ClientOptions
+
     limits = Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message)
+    options = ClientOptions(host=target.authority, path=target.resource, origin=args.origin,
+                            subprotocols=tuple(args.subprotocol), compression=not args.no_compression,
+                            extra_headers=tuple(args.header), limits=limits)
+    plan = Plan(options, sends=tuple(args.send) if args.send is not None else None, wait=args.wait,
+                open_timeout=args.open_timeout, close_timeout=args.close_timeout, max_queue=args.max_queue,
+                insecure=args.insecure)
     if to_terminal:
         output.line([("strong", f"wsinspect connect {visible(target.url)}"),
                      ("muted", f"  (TCP {visible(target.host)} port {target.port}"
                                + (", TLS" if target.secure else "") + ")")])
         output.flush()
-    outcome = _Outcome()
     try:
-        outcome = asyncio.run(_connect_and_converse(args, target, context, limits, emit, files, output, errors))
-    except KeyboardInterrupt:
-        outcome.status = EXIT_INTERRUPTED
+        outcome = converse(target, context, plan, Sinks(emit=emit, files=files, show=output.line,
+                                                       say=lambda text, style: _say(errors, text, style)))
     finally:
         for sink in sinks:
             sink.close()
@@ -396,12 +383,9 @@ def run(args: argparse.Namespace) -> int:
     if outcome.failure is not None:
         _say(errors, f"wsinspect: {outcome.failure}", "bold red")
         return EXIT_NO_CONNECTION
-    status = outcome.status
     if to_terminal:
         _closing_lines(args, target, output, verdict, summary, outcome.notes)
-    problems = verdict.problems()
-    if status == EXIT_OK and problems:
-        status = EXIT_FINDINGS
+    status = EXIT_INTERRUPTED if outcome.interrupted else EXIT_FINDINGS if verdict.problems() else EXIT_OK
     if handout is not None:
         saved = _save_handout(args, errors, handout, output.palette.theme, target.url)
         status = saved if saved != EXIT_OK else status
@@ -418,6 +402,8 @@ def _say(console: Console, text: str, style: str) -> None:
 def _open_files(args: argparse.Namespace) -> tuple[TextIO | None, SessionRecorder | None]:
     """``--json`` and ``--record`` are opened before connecting: a file that cannot be written is a usage error now,
     not a lost conversation later."""
+    from wsinspect.capture.writer import SessionRecorder
+
     json_file: TextIO | None = None
     try:
         if args.json == "-":
@@ -481,124 +467,3 @@ def _save_handout(args: argparse.Namespace, errors: Console, handout: Handout, t
         _say(errors, f"wsinspect: --export {visible(args.export)}: {visible(str(failure))}", "bold red")
         return EXIT_USAGE
     return EXIT_OK
-
-
-async def _connect_and_converse(args: argparse.Namespace, target: Target, context: ssl.SSLContext | None,
-                                limits: Limits, emit: Callable[[list[Event]], None], files: Files,
-                                output: Output, errors: Console) -> _Outcome:
-    from wsinspect.client.session import ClientSession, ConnectFailed, open_connection
-    from wsinspect.core.endpoint import ClientOptions
-
-    loop = asyncio.get_running_loop()
-    options = ClientOptions(host=target.authority, path=target.resource, origin=args.origin,
-                            subprotocols=tuple(args.subprotocol), compression=not args.no_compression,
-                            extra_headers=tuple(args.header), limits=limits)
-    session: ClientSession | None = None
-    outcome = _Outcome()
-    main = asyncio.current_task()
-    interrupts = 0
-
-    def interrupted() -> None:
-        # Ctrl-C: the first closes cleanly (1000) and a second drops the connection; before it is open, it stops.
-        nonlocal interrupts
-        interrupts += 1
-        outcome.status = EXIT_INTERRUPTED
-        if session is None or session.transport is None:
-            if main is not None:
-                main.cancel()
-        elif interrupts == 1 and session.is_open:
-            session.close(CLOSE_NORMAL, "")
-        else:
-            session.abort("interrupted (Ctrl-C)")
-
-    def new_session() -> ClientSession:
-        nonlocal session
-        session = ClientSession(options, emit=emit, files=files, close_timeout=args.close_timeout,
-                                max_queue=args.max_queue)
-        return session
-
-    with contextlib.suppress(NotImplementedError):  # Windows' loop has no signal handlers: Ctrl-C raises there
-        loop.add_signal_handler(signal.SIGINT, interrupted)
-    started = loop.time()
-    try:
-        transport = await open_connection(target, context, new_session, args.open_timeout)
-        assert session is not None
-        if target.secure:
-            output.line(describe_tls(transport, args.insecure))
-        left = args.open_timeout - (loop.time() - started)
-        try:
-            await asyncio.wait_for(asyncio.shield(session.answered), max(left, 0.001))
-        except asyncio.TimeoutError:
-            session.abort(f"no complete answer to the opening handshake within {args.open_timeout:g} s "
-                          "(--open-timeout)")
-            await session.finished
-            if session.endpoint is None or session.endpoint.response is None:
-                outcome.failure = (f"{visible(target.url)}: connected, but the server did not answer the opening "
-                                   f"handshake within {args.open_timeout:g} s (--open-timeout)")
-            return outcome
-        if session.is_open:
-            await _converse(args, session, errors)
-        await session.finished
-    except ConnectFailed as failure:
-        outcome.failure = str(failure)
-    except asyncio.CancelledError:
-        pass  # Ctrl-C before the connection was made: outcome.status says so
-    finally:
-        with contextlib.suppress(NotImplementedError):
-            loop.remove_signal_handler(signal.SIGINT)
-        if session is not None:
-            outcome.notes = session.notes
-            if not session.finished.done():
-                session.abort("interrupted")
-    return outcome
-
-
-async def _converse(args: argparse.Namespace, session: ClientSession, errors: Console) -> None:
-    """Send what the user asked for, then close cleanly; return when the connection is gone or closing."""
-    if args.send is not None:
-        for text in args.send:
-            await session.writable.wait()
-            if not session.is_open:
-                return
-            session.perform(SendText(text))
-    else:
-        await _converse_stdin(session, errors)
-    if session.is_open:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(session.finished), args.wait)  # answers, or the server leaves
-        session.close(CLOSE_NORMAL, "")
-
-
-async def _converse_stdin(session: ClientSession, errors: Console) -> None:
-    loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[StdinLine | None] = asyncio.Queue(maxsize=16)
-    StdinReader(loop, lines).start()
-    if sys.stdin.isatty():
-        _say(errors, "type a line to send it as a text message; /help lists the commands; Ctrl-D closes cleanly",
-             "dim")
-    while session.is_open:
-        getting = asyncio.ensure_future(lines.get())
-        either: set[asyncio.Future[Any]] = {getting, session.finished}
-        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        if not getting.done():
-            getting.cancel()
-            return
-        line = getting.result()
-        if line is None:
-            return
-        if line.text is None:
-            _say(errors, f"wsinspect: line {line.number}: {line.problem}", "bold red")
-            continue
-        try:
-            action = parse_line(line.text)
-        except LineError as failure:
-            _say(errors, f"wsinspect: line {line.number}: {failure}", "bold red")
-            continue
-        if isinstance(action, ShowHelp):
-            _say(errors, LINE_HELP, "dim")
-            continue
-        if not session.is_open:
-            _say(errors, f"wsinspect: line {line.number}: not sent: the connection is closing", "yellow")
-            return
-        session.perform(action)
-        await session.writable.wait()

@@ -1,0 +1,181 @@
+"""The conversation ``wsinspect connect`` holds: connect, wait for the answer to the opening handshake, send what
+was asked (each ``--send``, or the lines of stdin), wait for answers, close cleanly, and wait for the connection to
+end. Ctrl-C closes cleanly too (a second one drops the connection). What is shown and what the exit status says are
+the command's business (``commands.connect``); this module only reports how it went (``Outcome``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import ssl
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsinspect.client.lines import CLOSE_NORMAL, LINE_HELP, LineError, SendText, ShowHelp, parse_line
+from wsinspect.client.session import (
+    ClientSession,
+    ConnectFailed,
+    Files,
+    StdinLine,
+    StdinReader,
+    open_connection,
+)
+from wsinspect.client.target import Target, describe_tls
+from wsinspect.core.endpoint import ClientOptions
+from wsinspect.core.events import Event
+from wsinspect.views.palette import Piece
+from wsinspect.views.safe import visible
+
+STDIN_QUEUE = 16  # lines read ahead of the socket; beyond it, the reader thread waits (and so does the pipe)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to do once connected, and how long to wait for what."""
+
+    options: ClientOptions
+    sends: tuple[str, ...] | None  # the --send messages; None: read stdin's lines
+    wait: float  # after the last message: time for answers before closing
+    open_timeout: float  # connect, TLS, and the answer to the opening handshake
+    close_timeout: float
+    max_queue: int
+    insecure: bool
+
+
+@dataclass(slots=True)
+class Outcome:
+    interrupted: bool = False  # Ctrl-C
+    failure: str | None = None  # could not connect: why, in one line (safe to print)
+    notes: list[str] = field(default_factory=list)  # what the session noticed on the way (a TLS answer to ws://)
+
+
+@dataclass(frozen=True, slots=True)
+class Sinks:
+    """Where the conversation reports: events, a line for the view (the TLS session), a message for stderr."""
+
+    emit: Callable[[list[Event]], None]
+    files: Files
+    show: Callable[[list[Piece]], None]
+    say: Callable[[str, str], None]  # (text, rich style)
+
+
+def converse(target: Target, context: ssl.SSLContext | None, plan: Plan, sinks: Sinks) -> Outcome:
+    """Hold the whole conversation; return how it went."""
+    outcome = Outcome()
+    try:
+        return asyncio.run(_converse(target, context, plan, sinks, outcome))
+    except KeyboardInterrupt:  # where the loop has no signal handlers (Windows), or before they were installed
+        outcome.interrupted = True
+        return outcome
+
+
+async def _converse(target: Target, context: ssl.SSLContext | None, plan: Plan, sinks: Sinks,
+                    outcome: Outcome) -> Outcome:
+    loop = asyncio.get_running_loop()
+    session: ClientSession | None = None
+    main = asyncio.current_task()
+
+    def interrupted() -> None:
+        # Ctrl-C: the first closes cleanly (1000) and a second drops the connection; before it is open, it stops.
+        first = not outcome.interrupted
+        outcome.interrupted = True
+        if session is None or session.transport is None:
+            if main is not None:
+                main.cancel()
+        elif first and session.is_open:
+            session.close(CLOSE_NORMAL, "")
+        else:
+            session.abort("interrupted (Ctrl-C)")
+
+    def new_session() -> ClientSession:
+        nonlocal session
+        session = ClientSession(plan.options, emit=sinks.emit, files=sinks.files, close_timeout=plan.close_timeout,
+                                max_queue=plan.max_queue)
+        return session
+
+    with contextlib.suppress(NotImplementedError):  # Windows' loop has no signal handlers: Ctrl-C raises there
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+    started = loop.time()
+    try:
+        transport = await open_connection(target, context, new_session, plan.open_timeout)
+        assert session is not None
+        if context is not None:
+            sinks.show(describe_tls(transport, plan.insecure))
+        left = plan.open_timeout - (loop.time() - started)
+        try:
+            await asyncio.wait_for(asyncio.shield(session.answered), max(left, 0.001))
+        except asyncio.TimeoutError:
+            session.abort(f"no complete answer to the opening handshake within {plan.open_timeout:g} s "
+                          "(--open-timeout)")
+            await session.finished
+            if session.endpoint is None or session.endpoint.response is None:
+                outcome.failure = (f"{visible(target.url)}: connected, but the server did not answer the opening "
+                                   f"handshake within {plan.open_timeout:g} s (--open-timeout)")
+            return outcome
+        if session.is_open:
+            if plan.sends is not None:
+                await _send_each(session, plan.sends)
+            else:
+                await _send_stdin(session, sinks.say)
+            if session.is_open:
+                with contextlib.suppress(asyncio.TimeoutError):  # answers come, or the server leaves
+                    await asyncio.wait_for(asyncio.shield(session.finished), plan.wait)
+                session.close(CLOSE_NORMAL, "")
+        await session.finished
+    except ConnectFailed as failure:
+        outcome.failure = str(failure)
+    except asyncio.CancelledError:
+        pass  # Ctrl-C before the connection was made: outcome.interrupted says so
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
+        if session is not None:
+            outcome.notes = session.notes
+            if not session.finished.done():
+                session.abort("interrupted")
+                await session.finished
+    return outcome
+
+
+async def _send_each(session: ClientSession, messages: tuple[str, ...]) -> None:
+    for text in messages:
+        await session.writable.wait()
+        if not session.is_open:
+            return
+        session.perform(SendText(text))
+
+
+async def _send_stdin(session: ClientSession, say: Callable[[str, str], None]) -> None:
+    """Send stdin's lines until it ends, a /close, or the connection does; bad lines are reported, not sent."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[StdinLine | None] = asyncio.Queue(maxsize=STDIN_QUEUE)
+    StdinReader(loop, lines).start()
+    if sys.stdin.isatty():
+        say("type a line to send it as a text message; /help lists the commands; Ctrl-D closes cleanly", "dim")
+    while session.is_open:
+        getting = asyncio.ensure_future(lines.get())
+        either: set[asyncio.Future[Any]] = {getting, session.finished}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not getting.done():
+            getting.cancel()
+            return
+        line = getting.result()
+        if line is None:
+            return
+        if line.text is None:
+            say(f"wsinspect: line {line.number}: {line.problem}", "bold red")
+            continue
+        try:
+            action = parse_line(line.text)
+        except LineError as failure:
+            say(f"wsinspect: line {line.number}: {failure}", "bold red")
+            continue
+        if isinstance(action, ShowHelp):
+            say(LINE_HELP, "dim")
+            continue
+        session.perform(action)
+        await session.writable.wait()  # backpressure: the next line waits until the socket takes more
