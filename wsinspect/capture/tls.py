@@ -14,13 +14,13 @@ Theory of operation, per direction:
    the ALPN protocol the server chose.
 3. Keys go on
    * TLS 1.2: after that direction's ChangeCipherSpec (RFC 5246 7.1); keys from the master secret (``CLIENT_RANDOM``)
-     and the key block of the TLS 1.2 PRF (RFC 5246 6.3, 5.);
+     and the key block of the TLS 1.2 PRF (RFC 5246 5 and 6.3);
    * TLS 1.3: right after the ServerHello, with the handshake traffic secrets; after that direction's Finished, with
      its application traffic secret 0; after each KeyUpdate it sends, with the next secret (RFC 8446 7.2). Keys and
      IVs come from HKDF-Expand-Label (RFC 8446 7.1, 7.3; HKDF is RFC 5869).
 4. An encrypted record is opened with its AEAD (AES-GCM: RFC 5288 for TLS 1.2; ChaCha20-Poly1305: RFC 7905 for
    TLS 1.2; both for TLS 1.3, RFC 8446 5.2-5.3). Its application data is returned; handshake messages are read as
-   in step 2 (Finished and KeyUpdate drive step 3); alerts become notes.
+   in step 2 (Finished and KeyUpdate drive step 3); alerts other than close_notify become notes.
 
 Anything that goes wrong (a record that fails authentication, a suite that is not AEAD, a TCP gap, bytes that are no
 TLS record) stops that direction with one note saying why; nothing raises, and nothing more is held for it.
@@ -50,6 +50,7 @@ MAX_RECORD = RECORD_HEADER + 2**14 + 2048
 MAX_HANDSHAKE_BODY = 64 * 1024
 
 CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA = 20, 21, 22, 23
+HEARTBEAT = 24  # RFC 6520: opened like any record (it takes a sequence number), then not read
 CLIENT_HELLO, SERVER_HELLO, ENCRYPTED_EXTENSIONS, FINISHED, KEY_UPDATE = 1, 2, 8, 20, 24
 HELLO_REQUEST = 0
 _READ_BODIES = frozenset({CLIENT_HELLO, SERVER_HELLO, ENCRYPTED_EXTENSIONS, KEY_UPDATE})
@@ -115,7 +116,6 @@ class TlsNote:
     direction: Direction
     message: str
     stopped: bool = False
-    facts: bool = False  # the session's version, suite, SNI and ALPN, once the server's handshake is read
 
 
 TlsOutput = Plaintext | TlsNote
@@ -285,7 +285,6 @@ class TlsDecryptor:
         self.version: int | None = None
         self.suite: CipherSuite | None = None
         self.alpn: str | None = None
-        self._server_random: bytes | None = None
         self._out: list[TlsOutput] = []
 
     def receive(self, direction: Direction, data: bytes) -> list[TlsOutput]:
@@ -298,7 +297,7 @@ class TlsDecryptor:
         start = 0
         while not side.stopped and len(buffer) - start >= RECORD_HEADER:
             kind, length = buffer[start], int.from_bytes(buffer[start + 3 : start + 5], "big")
-            if not CHANGE_CIPHER_SPEC <= kind <= APPLICATION_DATA or buffer[start + 1] != 3 or \
+            if not CHANGE_CIPHER_SPEC <= kind <= HEARTBEAT or buffer[start + 1] != 3 or \
                     RECORD_HEADER + length > MAX_RECORD:
                 self._stop(direction, f"after record {side.records} the bytes are no TLS record header "
                                       f"({bytes(buffer[start : start + 5]).hex(' ')})")
@@ -433,7 +432,7 @@ class TlsDecryptor:
         extensions = _extensions(reader.sized(2) or b"")
         chosen = extensions.get(EXTENSION_SUPPORTED_VERSIONS, b"")
         version = int.from_bytes(chosen, "big") if len(chosen) == 2 else legacy_version
-        self.version, self._server_random = version, server_random
+        self.version = version
         suite = CIPHER_SUITES.get(suite_number)
         if version not in (TLS12, TLS13):
             self._stop_both(f"the server chose {_version_name(version)}: only TLS 1.2 and TLS 1.3 are decrypted")
@@ -502,7 +501,7 @@ class TlsDecryptor:
         return ", ".join(parts)
 
     def _facts(self) -> None:
-        self._out.append(TlsNote("s2c", f"{self.describe()}: decrypted with the key log's secrets", facts=True))
+        self._out.append(TlsNote("s2c", f"{self.describe()}: decrypted with the key log's secrets"))
 
     def _stop(self, direction: Direction, why: str, *, rfc: str | None = None) -> None:
         side = self._sides[direction]
