@@ -20,15 +20,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError as ConcurrentCancelled
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from wsinspect.capture.writer import SessionRecorder
 from wsinspect.client.lines import CLOSE_NORMAL, Action, SendBinary, SendFragmented, SendPing, SendText, StartClose
 from wsinspect.client.target import Target
 from wsinspect.core.endpoint import ClientEndpoint, ClientOptions, State
 from wsinspect.core.events import Event
 from wsinspect.trace import looks_like_tls
 from wsinspect.views.safe import visible
+
+if TYPE_CHECKING:  # scapy's writers are imported with --record only
+    from wsinspect.capture.writer import SessionRecorder
 
 STREAM = 0  # the one connection's number in the views, the JSON lines and the recording
 MAX_LINE = 1 << 20  # bytes of one stdin line: a longer one is refused, not held
