@@ -18,6 +18,7 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -934,3 +935,90 @@ def test_node_ws_echo(compression: bool, node_ws: Path, tmp_path: Path) -> None:
     else:
         assert extensions == [] and echoed["compressed"] is False
     assert all(f["websocket.mask"] for f in frames(run, "c2s"))
+
+
+# -- Ctrl-C and backpressure ------------------------------------------------------------------------------------------
+
+def _wait_for_json(path: Path, kind: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and f'"type":"{kind}"' in path.read_text("ascii").replace(" ", ""):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {kind} event in {timeout} s")
+
+
+def test_ctrl_c_closes_cleanly_and_exits_130(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    json_path = tmp_path / "interrupted.jsonl"
+    child = subprocess.Popen([sys.executable, "-m", "wsinspect", "connect", server.url(), "--json", str(json_path),
+                              "--color", "never"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        _wait_for_json(json_path, "handshake_response", 20)
+        child.send_signal(signal.SIGINT)
+        assert child.wait(20) == 130
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        assert child.stdin is not None
+        child.stdin.close()
+    events = [json.loads(line) for line in json_path.read_text("ascii").splitlines()]
+    closes = [(e["direction"], e["code"]) for e in events if e["type"] == "close"]
+    assert closes == [("c2s", 1000), ("s2c", 1000)]
+    assert events[-1]["type"] == "connection_closed" and events[-1]["clean"] is True
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the child's memory from /proc")
+def test_stdin_waits_while_the_server_does_not_read(
+        tmp_path: Path, raw_server: Callable[[Callable[[socket.socket], None]], RawServer]) -> None:
+    done_reading = threading.Event()
+
+    def never_reads(connection: socket.socket) -> None:
+        headers = read_request(connection)
+        connection.sendall(switching_protocols(headers["sec-websocket-key"]))
+        done_reading.wait(RUN_TIMEOUT * 2)
+
+    server = raw_server(never_reads)
+    child = subprocess.Popen([sys.executable, "-m", "wsinspect", "connect", server.url(), "--no-compression",
+                              "--max-queue", "64k", "--compact", "--no-summary", "--color", "never"],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    line = b"x" * 65535 + b"\n"
+    offered = 512 * len(line)  # 32 MiB: more than the kernel's buffers and the bounds let through
+    written = 0
+
+    def feed() -> None:
+        nonlocal written
+        assert child.stdin is not None
+        with contextlib.suppress(OSError):
+            while written < offered:
+                child.stdin.write(line)
+                child.stdin.flush()
+                written += len(line)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        last, still_since, deadline = -1, time.monotonic(), time.monotonic() + 60
+        while time.monotonic() < deadline and time.monotonic() - still_since < 2:
+            time.sleep(0.1)
+            if written != last:
+                last, still_since = written, time.monotonic()
+        rss = _rss_kib(child.pid)
+        # Stalled well short of what was offered: the pipe, 16 lines read ahead, --max-queue and the kernel's
+        # socket buffers hold the rest.
+        assert written < offered, "stdin was drained although the server read nothing"
+        assert rss < 200 * 1024, f"{rss} KiB"
+    finally:
+        child.kill()
+        child.wait(10)
+        done_reading.set()
+        feeder.join(10)
