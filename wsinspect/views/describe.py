@@ -200,7 +200,7 @@ def frame_info(event: FrameEvent, *, continues: tuple[int, bool] | None = None, 
 
 
 def _cells(pieces: list[Piece]) -> int:
-    return sum(width_of(text) for _, text in pieces)
+    return width_of("".join([text for _, text in pieces]))
 
 
 def message_info(message: Message) -> list[Piece]:

@@ -55,7 +55,8 @@ class Output:
 
     def line(self, pieces: list[Piece]) -> None:
         """One line; folded at spaces if it is wider than the terminal (rows are cut to fit before they get here)."""
-        if sum(width_of(text) for _, text in pieces) > self.width:
+        joined = "".join([text for _, text in pieces])  # measured whole: one call, and ASCII needs no lookups
+        if (len(joined) if joined.isascii() else width_of(joined)) > self.width:
             first = pieces[0][1] if pieces else ""
             indent = " " * max(len(first) - len(first.lstrip(" ")), 2)  # continue under the line's own indent
             for folded in wrap(pieces, self.width, indent):
