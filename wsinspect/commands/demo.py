@@ -77,7 +77,7 @@ FRAGMENTS = 3
 PING = b"are you there?"
 COMPRESSIBLE = "WebSocket " * 12  # repeats, so permessage-deflate makes it much smaller on the wire
 CLIENT_CLOSE = (1000, "class dismissed")  # normal closure (RFC 6455 7.4.1)
-SERVER_CLOSE = (1001, "going away")  # the server is going away (RFC 6455 7.4.1)
+SERVER_CLOSE = (1001, "server shutting down")  # 1001 is "going away", such as a server going down (RFC 6455 7.4.1)
 
 
 # -- the wire between the two ------------------------------------------------------------------------------
