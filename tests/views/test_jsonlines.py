@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from captures.scenarios import SCENARIOS
+from wsinspect.capture.keylog import KeyLog
 from wsinspect.core.events import FrameEvent, Message
 from wsinspect.trace import CaptureTrace
 from wsinspect.views.jsonlines import frame_line, message_line, to_json
@@ -26,8 +27,11 @@ def test_fast_lines_equal_the_reference_encoder(path: Path) -> None:
     ports = sorted({c.server_port for c in scenario.connections if not c.handshake_captured}) if scenario else []
     if path.stem == "one-sided":
         ports = [47202]  # its server-only stream (captures/derive.py)
+    # A wss capture comes with its key log beside it (captures/record_tls.py): its frames are checked decrypted.
+    keys = path.with_name(path.name + ".keys")
+    keylog = KeyLog.read(keys) if keys.exists() else None
     checked = 0
-    for event in CaptureTrace(path, server_ports=ports):
+    for event in CaptureTrace(path, server_ports=ports, keylog=keylog):
         if isinstance(event, FrameEvent):
             assert frame_line(event) == reference(event)
             checked += 1
