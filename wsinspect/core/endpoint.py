@@ -217,7 +217,8 @@ class Endpoint:
         return self._take_in(self.decoder.end(time=time, reason=reason), time)
 
     def events(self) -> list[Event]:
-        """Events produced by sending outside ``receive``, drained."""
+        """Events produced outside ``receive`` (by sending, and the client's opening request), drained; ``receive``
+        returns any still waiting before its own."""
         events, self._events = self._events, []
         return events
 
