@@ -1022,3 +1022,69 @@ def test_stdin_waits_while_the_server_does_not_read(
         child.wait(10)
         done_reading.set()
         feeder.join(10)
+
+
+# -- against a server that breaks one rule on purpose (wsinspect serve --misbehave) -----------------------------------
+
+@contextlib.contextmanager
+def misbehaving_server(kind: str) -> Iterator[int]:
+    """``wsinspect serve --misbehave KIND`` on a free port; stopped with SIGINT (then killed) by its PID."""
+    child = subprocess.Popen([sys.executable, "-m", "wsinspect", "serve", "--port", "0", "--quiet", "--misbehave",
+                              kind, "--close-timeout", "10", "--color", "never"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
+    try:
+        assert child.stdout is not None
+        watchdog = threading.Timer(30, child.kill)  # a server that never says where it listens is stopped
+        watchdog.start()
+        port = None
+        for raw in child.stdout:
+            line = raw.decode("utf-8", "replace")
+            if "mode on ws://" in line:
+                port = int(line.split("mode on ws://")[1].split("/")[0].rsplit(":", 1)[1])
+                break
+        watchdog.cancel()
+        assert port is not None, "serve did not say where it listens"
+        time.sleep(0.2)  # its SIGINT handler goes in just after that line
+        yield port
+    finally:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(10)
+
+
+@pytest.mark.parametrize(("kind", "rfc", "close_code"), [
+    ("masked-frames", "RFC 6455 5.1", 1002),  # "A server MUST NOT mask any frames"; 1002: protocol error (7.4.1)
+    ("invalid-utf8", "RFC 6455 8.1", 1007),  # 1007: data not consistent with the type of the message (7.4.1)
+    # 7.4 (Status Codes); its 7.4.1 says 1005 "MUST NOT be set as a status code in a Close control frame"
+    ("bad-close-code", "RFC 6455 7.4", 1002),
+])
+def test_a_rule_broken_by_the_server_is_flagged_and_answered(kind: str, rfc: str, close_code: int,
+                                                             tmp_path: Path) -> None:
+    with misbehaving_server(kind) as port:
+        run = connect(f"ws://127.0.0.1:{port}/", "--send", "provoke", "--wait", "1", tmp_path=tmp_path)
+    assert run.code == 1, (run.out, run.err)
+    assert rfc in [v["rfc"] for v in run.of("violation", "s2c")]
+    assert [c["code"] for c in run.of("close", "c2s")][:1] == [close_code]
+    assert rfc in run.out and "the server broke" in run.out
+
+
+def test_a_spoiled_101_is_refused_by_the_client(tmp_path: Path) -> None:
+    with misbehaving_server("bad-accept") as port:
+        run = connect(f"ws://127.0.0.1:{port}/", "--send", "never sent", tmp_path=tmp_path)
+    assert run.code == 1, (run.out, run.err)
+    findings = run.of("handshake_response")[0]["findings"]
+    assert any(f["rfc"] == "RFC 6455 4.1" and "Sec-WebSocket-Accept" in f["message"] for f in findings)
+    assert not frames(run, "c2s")
+
+
+def test_no_close_reply_ends_after_the_close_timeout(tmp_path: Path) -> None:
+    with misbehaving_server("no-close-reply") as port:
+        started = time.monotonic()
+        run = connect(f"ws://127.0.0.1:{port}/", "--send", "x", "--wait", "0", "--close-timeout", "0.5",
+                      tmp_path=tmp_path)
+        assert time.monotonic() - started < 15
+    assert run.code == 1, (run.out, run.err)
+    assert "no close frame from the server" in run.of("connection_closed")[0]["reason"]
