@@ -9,6 +9,7 @@ recording, and with tshark, Wireshark's dissector, frame by frame. Nothing expec
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -220,27 +221,40 @@ def test_without_a_seed_the_keys_are_fresh(tmp_path: Path) -> None:
 # -- the views --------------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def shown_with(view: str) -> str:
+    return demo("--seed", "1", view)[0]
+
+
 @pytest.mark.parametrize("view", ["--flow", "--explain", "--detail", "--compact"])
 def test_every_view_shows_every_step(view: str) -> None:
-    out, _ = demo("--seed", "1", view)
+    out = shown_with(view)
     assert [int(n) for n, _, _ in STEP_HEADING.findall(out)] == list(range(1, STEPS + 1))
     assert has_no_escape(out)
 
 
 def test_flow_draws_both_directions() -> None:
-    out, _ = demo("--seed", "1", "--flow")
-    assert "▶" in blocks(out)[2] and "◀" in blocks(out)[5]  # the text goes to the server, the pong comes back
+    steps = blocks(shown_with("--flow"))
+    assert "▶" in steps[2] and "◀" in steps[5]  # the text goes to the server, the pong comes back
 
 
-def test_explain_says_why_the_client_masks() -> None:
-    out, _ = demo("--seed", "1", "--explain")
-    assert "RFC 6455 5.3" in blocks(out)[2] and "RFC 7692" in blocks(out)[7]
+def test_explain_annotates_each_fact_where_it_first_appears() -> None:
+    steps = blocks(shown_with("--explain"))
+
+    def notes(step: int) -> str:
+        return "\n".join(line for line in steps[step].splitlines() if line.lstrip().startswith("↳ RFC"))
+
+    assert "RFC 6455 5.3" in notes(2)  # why the client masks, under its first frame
+    assert "RFC 6455 5.4" in notes(4) and "RFC 7692" in notes(7)
+    assert "RFC 6455 5.3" not in notes(4)  # once is enough
 
 
-def test_light_theme_in_colour() -> None:
-    done = run_process(["demo", "--seed", "1", "--theme", "light", "--color", "always"])
+@pytest.mark.parametrize(("theme", "on_white"), [("light", True), ("dark", False)])
+def test_light_theme_has_no_colour_that_vanishes_on_white(theme: str, on_white: bool) -> None:
+    done = run_process(["demo", "--seed", "1", "--theme", theme, "--color", "always"])
     assert done.code == 0 and "\x1b[" in done.out
-    assert "[93m" not in done.out and "[96m" not in done.out  # no bright yellow or cyan on a white screen
+    bright_yellow_or_cyan = "\x1b[93m" in done.out or "\x1b[96m" in done.out
+    assert bright_yellow_or_cyan is not on_white
 
 
 # -- handouts ------------------------------------------------------------------------------------------------
