@@ -16,6 +16,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -374,3 +375,28 @@ def _drain(stream: Any) -> bytes:
             break
         data += chunk
     return data
+
+
+def test_ctrl_c_leaves_a_recording_of_the_steps_shown(tmp_path: Path) -> None:
+    capture = tmp_path / "stopped.pcapng"
+    environment = {**os.environ, "COLUMNS": "100", "PYTHONIOENCODING": "utf-8"}
+    child = subprocess.Popen([sys.executable, "-m", "wsinspect", "demo", "--step", "--seed", "1", "--record",
+                              str(capture)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             cwd=ROOT, env=environment)
+    assert child.stdin is not None and child.stderr is not None
+    try:
+        deadline = time.monotonic() + 30
+        _read_until(child.stderr, f"step 2 of {STEPS}".encode(), deadline)
+        child.stdin.write(b"\n")
+        child.stdin.flush()
+        _read_until(child.stderr, f"step 3 of {STEPS}".encode(), deadline)
+        child.send_signal(signal.SIGINT)
+        child.communicate(timeout=30)
+        assert child.returncode == 130
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    events = read_json(capture)
+    assert [f["websocket.opcode"] for f in of(events, "frame")] == [1]  # step 2's text; step 3 never ran
+    assert of(events, "handshake_response")[0]["upgraded"]
