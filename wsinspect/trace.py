@@ -22,8 +22,10 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol
 
-from wsinspect.capture.files import CaptureFile
+from wsinspect.capture.files import CaptureFile, RawPacket
 from wsinspect.capture.keylog import KeyLog, SessionSecrets
 from wsinspect.capture.packets import decode_tcp
 from wsinspect.capture.reassembly import (
@@ -147,14 +149,36 @@ class TraceStats:
     problem: str | None = None  # why the file stopped early, in one line
 
 
+class PacketSource(Protocol):
+    """Where a trace's packets come from: a capture file (``CaptureFile``) or a live sniffer (``capture.live``).
+
+    Iterating yields the records in order; ``size``/``position`` tell progress (0 when unknown), ``truncated`` and
+    ``problem`` why the records stopped early, ``tls_key_logs`` the key logs found on the way (the trace takes them).
+    """
+
+    size: int
+    position: int
+    truncated: bool
+    problem: str | None
+    tls_key_logs: list[bytes]
+
+    def __iter__(self) -> Iterator[RawPacket]: ...
+
+    def __enter__(self) -> PacketSource: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None: ...
+
+
 class CaptureTrace:
     """Iterate over a capture's WebSocket events. ``position``/``size`` tell progress while iterating."""
 
-    def __init__(self, path: str | os.PathLike[str], *, server_ports: Collection[int] = (),
+    def __init__(self, source: str | os.PathLike[str] | PacketSource, *, server_ports: Collection[int] = (),
                  streams: Collection[int] | None = None, limits: Limits | None = None,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, max_open_flows: int = DEFAULT_MAX_OPEN_FLOWS,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT, keylog: KeyLog | None = None) -> None:
-        self.capture = CaptureFile(path)  # raises CaptureError with a one-line reason
+        # A file name is opened here (CaptureError, with a one-line reason, if it is no capture).
+        self.capture: PacketSource = CaptureFile(source) if isinstance(source, (str, os.PathLike)) else source
         # TLS secrets: the --keylog file's, joined by those of the capture's Decryption Secrets Blocks as they come.
         self.keylog = keylog
         self.server_ports = frozenset(server_ports)
