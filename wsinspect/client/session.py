@@ -324,10 +324,11 @@ class ConnectFailed(Exception):
     """Could not connect (exit status 3); the message says why in one line, already safe to print."""
 
 
-async def open_connection(target: Target, context: ssl.SSLContext | None, factory: Callable[[], ClientSession],
+async def open_connection(target: Target, context: ssl.SSLContext | None, factory: Callable[[], asyncio.Protocol],
                           timeout: float) -> asyncio.BaseTransport:
     """Resolve the host, then try its addresses in order until one takes the TCP connection (and TLS) within
-    ``timeout`` seconds in all. Raises ConnectFailed with the reason."""
+    ``timeout`` seconds in all. Raises ConnectFailed with the reason. ``factory`` makes the protocol: connect's
+    ``ClientSession``, or the proxy's upstream side."""
     loop = asyncio.get_running_loop()
     where = f"{visible(target.host)} port {target.port}"
     deadline = loop.time() + timeout
