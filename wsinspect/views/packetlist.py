@@ -99,7 +99,7 @@ class PacketList:
 
     def __init__(self, output: Output, *, detail: bool = False, max_bytes: int = DEFAULT_MAX_BYTES,
                  live: bool = False, shown: EventFilter | None = None, compact: bool = False,
-                 explain: bool = False) -> None:
+                 explain: bool = False, refusal_bodies: bool = False) -> None:
         self.out = output
         self.palette = output.palette
         self.detail = detail
@@ -108,6 +108,9 @@ class PacketList:
         self.explainer = Explainer() if explain else None  # --explain: each header, frame fact and rule once
         self.max_bytes = max_bytes
         self.live = live
+        # Live, a refusal's body is normally this server's own words for the findings shown above it; a proxy
+        # relays someone else's, which say what the findings cannot.
+        self.refusal_bodies = refusal_bodies or not live
         self.shown = shown
         self.width = max(output.width, 20)
         self.layout = "wide" if self.width >= WIDE else "medium" if self.width >= NARROW else "narrow"
@@ -302,9 +305,8 @@ class PacketList:
         elif self._last_stream != conv.stream:  # conversations overlap: say whose handshake this is
             self.out.line(self._rule(conv, f" Stream {conv.stream} handshake "))
         self._last_stream = conv.stream
-        # Live, the refusal's body is this server's own words for the findings printed below it: shown once.
         self.out.lines(handshake_lines(request, response, width=self.width, explainer=self.explainer,
-                                       show_body=not self.live))
+                                       show_body=self.refusal_bodies))
         self.out.line(self._outcome(response))
 
     def _handshake_line(self, request: HandshakeRequest | None, response: HandshakeResponse,
