@@ -72,6 +72,12 @@ def too_many_connections(limit: int) -> bytes:
     return _response(503, [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1")], body.encode())
 
 
+def bad_gateway(upstream: str, reason: str) -> bytes:
+    """The proxy's answer when it cannot reach its upstream (RFC 9110 15.6.3); ``reason`` must already be escaped."""
+    body = f"502 Bad Gateway: wsinspect proxy could not reach {visible(upstream)}: {reason}\n"
+    return _response(502, [("Content-Type", "text/plain; charset=utf-8")], body.encode("utf-8", "replace"))
+
+
 def header_too_large(limit: int) -> bytes:
     finding = Finding(CHECKS["http.header-too-large"], f"The request's header block exceeds {limit} bytes "
                       "(--max-header).")
