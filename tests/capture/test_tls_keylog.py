@@ -450,3 +450,18 @@ def test_key_updates_where_tshark_sees_them() -> None:
     texts = [m.text for m in events if isinstance(m, Message)]
     sent = [entry["text"] for c in manifest(name)["connections"] for entry in c["c2s"]]
     assert texts == [text for message in sent for text in (message, message)]  # each message, then its echo
+
+
+def test_a_record_header_claiming_too_much_stops_at_once() -> None:
+    """RFC 8446 5.2 bounds a record at 2^14 + 256 bytes (TLS 1.2: + 2048); a header claiming 65535 is not waited
+    for, so a hostile stream cannot make the decryptor hold more than one record."""
+    first = next(iter(flow_items(capture("wss-tls13"))))
+    assert isinstance(first, FlowData)
+    secrets = KeyLog.read(keys("wss-tls13")).secrets_for(client_random_of(first.data) or b"")
+    assert secrets is not None
+    decryptor = TlsDecryptor(secrets)
+    outputs = decryptor.receive("c2s", bytes.fromhex("170303ffff") + b"\x00" * 100)
+    notes = [o for o in outputs if isinstance(o, TlsNote)]
+    assert [(o.direction, o.stopped) for o in notes] == [("c2s", True)] and len(outputs) == 1
+    assert "no TLS record header (17 03 03 ff ff)" in notes[0].message
+    assert decryptor.receive("c2s", b"\x00" * 1_000_000) == []
