@@ -27,22 +27,25 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from wsinspect.capture.writer import SessionRecorder
 from wsinspect.commands import EXIT_OK, Line, add_output_options, command_parser, error
 from wsinspect.core.connection import Connection
-from wsinspect.core.endpoint import ClientEndpoint, ClientOptions
 from wsinspect.core.events import DIRECTIONS, ConnectionOpened, Direction, Event
-from wsinspect.read import View
-from wsinspect.server.endpoint import ServerConfig, ServerEndpoint
 from wsinspect.views.export import EXPORT_WIDTH, ExportError, save_painted
 from wsinspect.views.flow import FlowView
 from wsinspect.views.output import Handout, Output
 from wsinspect.views.packetlist import PacketList
 from wsinspect.views.safe import visible
 from wsinspect.views.summary import Summary
+
+if TYPE_CHECKING:
+    # The command line builds every command's parser at each start: what only running the demo needs (scapy's
+    # writer above all, the endpoints) is imported when it runs, so no other command pays for it.
+    from wsinspect.capture.writer import SessionRecorder
+    from wsinspect.read import View
 
 DEMO_EXAMPLES = """\
 examples:
@@ -87,6 +90,9 @@ class Conversation:
     """One connection: a client endpoint, a server endpoint, and a passive decoder of the bytes between them."""
 
     def __init__(self, stream: int, *, compression: bool, time: float, random_bytes: Callable[[int], bytes]) -> None:
+        from wsinspect.core.endpoint import ClientEndpoint, ClientOptions
+        from wsinspect.server.endpoint import ServerConfig, ServerEndpoint
+
         self.stream = stream
         self.client_address = (CLIENT_HOST, FIRST_CLIENT_PORT + stream)
         self.decoder = Connection(stream)
@@ -320,6 +326,7 @@ class _Pacer:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from wsinspect.capture.writer import SessionRecorder
     from wsinspect.cli import make_console, make_palette
 
     console = make_console(args)
