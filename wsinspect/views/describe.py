@@ -62,6 +62,9 @@ def width_of(text: str) -> int:
 
 def fit(pieces: list[Piece], width: int) -> list[Piece]:
     """Cut pieces to ``width`` cells, ending with an ellipsis when something was cut (a packet-list row is one line)."""
+    joined = "".join([text for _, text in pieces])
+    if len(joined) <= width and (joined.isascii() or width_of(joined) <= width):
+        return pieces  # most rows: measured whole, once
     used = 0
     for index, (role, text) in enumerate(pieces):
         cells = width_of(text)
