@@ -30,6 +30,8 @@ from wsinspect.views.transcript import Transcript
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from wsinspect.capture.live import LiveCapture
+
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024  # smaller files finish before a bar is worth drawing
 EXIT_OK, EXIT_NOTHING_FOUND, EXIT_USAGE, EXIT_DAMAGED = 0, 1, 2, 3
 HANDOUT_MAX_LINES = 5000  # about 80 printed pages: past it, a handout is not what anyone wants
@@ -45,12 +47,14 @@ def _error(console: Console, text: str, style: str = "bold red") -> None:
     console.print(text, style=style, markup=False, soft_wrap=True, highlight=False)
 
 
-def run_read(args: argparse.Namespace) -> int:
+def run_read(args: argparse.Namespace, live: LiveCapture | None = None) -> int:
+    """``read``; with ``live`` (``wsinspect sniff``), the same views and ending over a sniffer's packets."""
     from wsinspect.cli import make_console, make_palette
 
     console = make_console(args)
     errors = make_console(args, stderr=True)
-    name = visible(str(args.capture))  # a file name is untrusted too: it may hold escape sequences
+    # A file name is untrusted too: it may hold escape sequences.
+    name = visible(str(args.capture) if live is None else live.interface)
     shown: Callable[[Event], bool] | None = None
     if args.filter is not None:
         from wsinspect.filters import FilterError, compile_filter, describe_fields
@@ -74,7 +78,7 @@ def run_read(args: argparse.Namespace) -> int:
             _error(errors, f"wsinspect: --keylog: {visible(str(error))}")
             return EXIT_USAGE
     try:
-        trace = CaptureTrace(args.capture, server_ports=args.port, streams=args.stream, limits=limits,
+        trace = CaptureTrace(live or args.capture, server_ports=args.port, streams=args.stream, limits=limits,
                              memory_budget=args.max_memory, max_open_flows=args.max_flows,
                              idle_timeout=args.idle_timeout, keylog=keylog)
     except CaptureError as error:
@@ -96,6 +100,10 @@ def run_read(args: argparse.Namespace) -> int:
                         strip=console.color_system is None)
     else:
         output = Output(console, make_palette(args, console))
+    if live is not None:
+        # The loop below writes in batches, which suits a file; live, what the packets so far showed is written
+        # whenever the sniffer is about to wait for more.
+        live.before_waiting = output.flush
     view: View
     packet_list: PacketList | None = None
     if args.json:
