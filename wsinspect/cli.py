@@ -132,50 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "both directions, the messages they carry, and every rule broken.")
     read.add_argument("capture", nargs="?", help="a pcap or pcapng file")
     read.set_defaults(read_parser=read)  # a missing capture is reported with read's own usage
-    view = read.add_mutually_exclusive_group()
-    view.add_argument("--detail", action="store_true", help="each frame as a tree of fields and a coloured hex dump")
-    view.add_argument("--follow", action="store_true", help="each conversation as a transcript of whole messages")
-    view.add_argument("--json", action="store_true", help="one JSON object per event on stdout (see README)")
-    view.add_argument("--flow", action="store_true",
-                      help="each conversation as a ladder: client and server columns, one arrow per frame "
-                           "(like Wireshark's Flow Graph)")
-    view.add_argument("--compact", action="store_true",
-                      help="one line per handshake and per frame: no header tables, no message lines")
-    read.add_argument("--explain", action="store_true",
-                      help="annotate each header, frame fact (masking, length forms, fragments, compression, "
-                           "opcodes) and broken rule once, where it first appears, with its RFC section")
-    read.add_argument("-Y", "--filter", metavar="EXPR",
-                      help="show only the events that match EXPR, a display filter over the fields of --json "
-                           "(e.g. 'websocket.opcode == 8', 'text contains \"error\"', violation); everything "
-                           "is still decoded; '-Y help' lists the fields")
-    read.add_argument("-c", "--count", type=_count, metavar="N",
-                      help="stop after the first N packets of the capture, as tshark -c does")
-    read.add_argument("--stream", type=_positive_int, action="append", metavar="N",
-                      help="only conversation N (Wireshark's tcp.stream index); repeatable")
-    read.add_argument("--port", type=_port, action="append", metavar="N", default=[],
-                      help="treat TCP port N as a WebSocket server even without a handshake in the capture "
-                           "(like Wireshark's Decode As); repeatable")
-    read.add_argument("--keylog", metavar="FILE",
-                      help="TLS key log (SSLKEYLOGFILE, NSS format) to decrypt wss:// streams with; the capture's "
-                           "own pcapng Decryption Secrets Blocks are used too")
-    _add_limits(read, frame_default="64M", message_default="64M")
-    read.add_argument("--max-memory", type=_size, default=_size("64M"), metavar="SIZE",
-                      help="what the unfinished messages of all conversations may hold together; beyond it a "
-                           "message is cut short, with a note (default: 64M)")
-    read.add_argument("--max-flows", type=_count, default=10_000, metavar="N",
-                      help="TCP conversations open at once; beyond it the least active is summarised and let go "
-                           "(default: %(default)s)")
-    read.add_argument("--idle-timeout", type=_seconds, default=300.0, metavar="SECONDS",
-                      help="seconds of capture time without a packet before an open conversation is summarised "
-                           "and let go (default: %(default)s)")
-    read.add_argument("--max-bytes", type=_size, default=256, metavar="SIZE",
-                      help="payload bytes shown in a hex dump (default: %(default)s)")
-    read.add_argument("--no-summary", action="store_true", help="leave out the closing summary")
-    read.add_argument("--export", metavar="FILE",
-                      help="also save what is shown as a handout, FILE.html, FILE.svg or FILE.txt, laid out at "
-                           "100 columns with the theme's colours (for a big capture, narrow it with --stream, -Y "
-                           "or -c first)")
-    _add_colour(read)
+    add_trace_options(read)
 
     from wsinspect.server import options as serve_options
     from wsinspect.server.misbehave import help_text as misbehave_help
@@ -266,6 +223,54 @@ def build_parser() -> argparse.ArgumentParser:
     _add_colour(serve)
     _add_command_modules(commands)
     return parser
+
+
+def add_trace_options(parser: argparse.ArgumentParser) -> None:
+    """The views, filter and limits of ``read``, shared by every command that shows a trace (``sniff``)."""
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--detail", action="store_true", help="each frame as a tree of fields and a coloured hex dump")
+    view.add_argument("--follow", action="store_true", help="each conversation as a transcript of whole messages")
+    view.add_argument("--json", action="store_true", help="one JSON object per event on stdout (see README)")
+    view.add_argument("--flow", action="store_true",
+                      help="each conversation as a ladder: client and server columns, one arrow per frame "
+                           "(like Wireshark's Flow Graph)")
+    view.add_argument("--compact", action="store_true",
+                      help="one line per handshake and per frame: no header tables, no message lines")
+    parser.add_argument("--explain", action="store_true",
+                        help="annotate each header, frame fact (masking, length forms, fragments, compression, "
+                             "opcodes) and broken rule once, where it first appears, with its RFC section")
+    parser.add_argument("-Y", "--filter", metavar="EXPR",
+                        help="show only the events that match EXPR, a display filter over the fields of --json "
+                             "(e.g. 'websocket.opcode == 8', 'text contains \"error\"', violation); everything "
+                             "is still decoded; '-Y help' lists the fields")
+    parser.add_argument("-c", "--count", type=_count, metavar="N",
+                        help="stop after the first N packets of the capture, as tshark -c does")
+    parser.add_argument("--stream", type=_positive_int, action="append", metavar="N",
+                        help="only conversation N (Wireshark's tcp.stream index); repeatable")
+    parser.add_argument("--port", type=_port, action="append", metavar="N", default=[],
+                        help="treat TCP port N as a WebSocket server even without a handshake in the capture "
+                             "(like Wireshark's Decode As); repeatable")
+    parser.add_argument("--keylog", metavar="FILE",
+                        help="TLS key log (SSLKEYLOGFILE, NSS format) to decrypt wss:// streams with; the capture's "
+                             "own pcapng Decryption Secrets Blocks are used too")
+    _add_limits(parser, frame_default="64M", message_default="64M")
+    parser.add_argument("--max-memory", type=_size, default=_size("64M"), metavar="SIZE",
+                        help="what the unfinished messages of all conversations may hold together; beyond it a "
+                             "message is cut short, with a note (default: 64M)")
+    parser.add_argument("--max-flows", type=_count, default=10_000, metavar="N",
+                        help="TCP conversations open at once; beyond it the least active is summarised and let go "
+                             "(default: %(default)s)")
+    parser.add_argument("--idle-timeout", type=_seconds, default=300.0, metavar="SECONDS",
+                        help="seconds of capture time without a packet before an open conversation is summarised "
+                             "and let go (default: %(default)s)")
+    parser.add_argument("--max-bytes", type=_size, default=256, metavar="SIZE",
+                        help="payload bytes shown in a hex dump (default: %(default)s)")
+    parser.add_argument("--no-summary", action="store_true", help="leave out the closing summary")
+    parser.add_argument("--export", metavar="FILE",
+                        help="also save what is shown as a handout, FILE.html, FILE.svg or FILE.txt, laid out at "
+                             "100 columns with the theme's colours (for a big capture, narrow it with --stream, -Y "
+                             "or -c first)")
+    _add_colour(parser)
 
 
 def _add_command_modules(commands: Any) -> None:
