@@ -369,8 +369,9 @@ class CaptureTrace:
         else:
             where = f" in the key log ({len(self.keylog)} sessions)" if self.keylog is not None else ""
             which = f"no key for this session (client random {client_random.hex()}){where}"
+        wanted = "the key log its client wrote" if self.keylog is not None else "--keylog FILE"
         yield Notice(stream=flow.opened.flow, direction="c2s", time=time, packet=packet, check=CHECKS["capture.tls"],
-                     message=f"TLS; {which}: the session keys are needed to see inside (--keylog FILE). "
+                     message=f"TLS; {which}: the session keys are needed to see inside ({wanted}). "
                              f"{describe_client_hello(hello)}")
         yield from self._release_notices(flow)
 
