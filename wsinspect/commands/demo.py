@@ -35,15 +35,12 @@ from wsinspect.commands import EXIT_OK, Line, add_output_options, command_parser
 from wsinspect.core.connection import Connection
 from wsinspect.core.events import DIRECTIONS, ConnectionOpened, Direction, Event
 from wsinspect.views.export import EXPORT_WIDTH, ExportError, save_painted
-from wsinspect.views.flow import FlowView
 from wsinspect.views.output import Handout, Output
-from wsinspect.views.packetlist import PacketList
 from wsinspect.views.safe import visible
-from wsinspect.views.summary import Summary
 
 if TYPE_CHECKING:
     # The command line builds every command's parser at each start: what only running the demo needs (scapy's
-    # writer above all, the endpoints) is imported when it runs, so no other command pays for it.
+    # writer above all, the endpoints, the views) is imported when it runs, so no other command pays for it.
     from wsinspect.capture.writer import SessionRecorder
     from wsinspect.read import View
 
@@ -328,6 +325,9 @@ class _Pacer:
 def run_demo(args: argparse.Namespace) -> int:
     from wsinspect.capture.writer import SessionRecorder
     from wsinspect.cli import make_console, make_palette
+    from wsinspect.views.flow import FlowView
+    from wsinspect.views.packetlist import PacketList
+    from wsinspect.views.summary import Summary
 
     console = make_console(args)
     if args.seed is not None:
