@@ -1,0 +1,331 @@
+"""``wsinspect proxy --upstream URL``: stand between WebSocket clients and a real server, relay every byte both ways
+unchanged, and show both directions the way ``serve`` shows its own connections.
+
+The relay is ``wsinspect.proxy.relay`` (the network edge: one upstream connection per client, bounded queues,
+timeouts, and a copy of every byte through the same ``Connection`` decoder that reads captures). This module is the
+command: its options, and the outputs ``serve`` uses, fed the decoder's events: the live log (``PacketList`` live, or
+``FlowView``), ``--json`` (``JsonLinesView``), ``--record`` (``SessionRecorder``, the client↔proxy conversation)
+and the closing summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.text import Text
+
+from wsinspect.client.target import Target, UsageError, parse_url
+from wsinspect.commands import EXIT_OK, EXIT_USAGE, add_output_options, command_parser, error
+from wsinspect.core.events import Event
+from wsinspect.views.export import EXPORT_WIDTH, ExportError, save_painted
+from wsinspect.views.output import Handout, Output
+from wsinspect.views.palette import Piece
+from wsinspect.views.safe import visible
+from wsinspect.views.summary import Summary
+
+if TYPE_CHECKING:  # the relay (asyncio, the decoder) is imported when proxying, not when the CLI builds parsers
+    from wsinspect.client.session import EventSink
+    from wsinspect.proxy.relay import ProxyOptions, ProxyServer
+
+EXIT_FAILED = 1
+HANDOUT_MAX_LINES = 5000  # as for `read --export` and `connect --export`
+DEFAULT_LISTEN = "127.0.0.1:8080"
+
+PROXY_EXAMPLES = """\
+examples:
+  wsinspect proxy --upstream ws://127.0.0.1:8765/          clients connect to ws://127.0.0.1:8080/ instead
+  wsinspect proxy --listen 127.0.0.1:9000 --upstream wss://echo.example/ws --detail
+  wsinspect proxy --upstream wss://localhost:8443/ --cafile ca.pem        trust a test CA (--insecure: no check)
+  wsinspect proxy --upstream ws://127.0.0.1:8765/ --certfile cert.pem --keyfile key.pem   clients use wss://
+  wsinspect proxy --upstream ws://127.0.0.1:8765/ --json s.jsonl --record s.pcapng         wsinspect read s.pcapng
+  wsinspect proxy --upstream ws://127.0.0.1:8765/ --compact -Y 'violation || websocket.opcode == 8'
+
+what passes unchanged: every byte, both ways, except the opening request's Host field, which names the upstream
+(RFC 6455 4.1 item 4; --keep-host sends the client's). Extensions (permessage-deflate) are negotiated by the client
+and the upstream, end to end. An upstream that refuses the handshake: the client gets its answer as it was sent.
+An upstream that cannot be reached (refused, no such host, TLS or certificate failure, --open-timeout): the client
+gets 502 Bad Gateway, and the terminal says why.
+
+exit status:
+  0  stopped with Ctrl-C (or SIGTERM), every --json and --record file complete
+  1  could not listen, or a --json/--record write failed while proxying (the message says which is incomplete)
+  2  a bad argument, or a --json/--record/--export file that cannot be written
+"""
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """argparse type for ``--listen``: ``HOST:PORT``, ``[IPv6]:PORT`` or ``PORT`` (on 127.0.0.1); port 0 picks a
+    free one."""
+    host, colon, port = text.rpartition(":")
+    if not colon:
+        host, port = "127.0.0.1", text
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise argparse.ArgumentTypeError(f"'{visible(text)}': write an IPv6 address in brackets, e.g. [::1]:8080")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"'{visible(text)}' is not HOST:PORT (a port is 0-65535; 0 picks a free "
+                                         "one), e.g. 127.0.0.1:8080")
+    return host, int(port)
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from wsinspect.cli import _add_limits, _seconds, _size
+    from wsinspect.server.options import seconds_or_off, whole_number
+
+    parser = command_parser(
+        commands, "proxy", help="relay WebSocket clients to a server, showing every handshake header and frame",
+        epilog=PROXY_EXAMPLES,
+        description="A WebSocket proxy for watching a real client talk to a real server: clients connect to the "
+                    "proxy, which relays every byte to the upstream and back unchanged while it decodes both "
+                    "directions (handshake, frames, messages, every rule broken, with its RFC section), live.")
+    parser.set_defaults(run=run, proxy_parser=parser)
+    where = parser.add_argument_group("where")
+    where.add_argument("--upstream", metavar="URL", help="the server to relay to: ws://HOST[:PORT]/PATH or wss://... "
+                                                         "(required)")
+    where.add_argument("--listen", type=listen_address, default=listen_address(DEFAULT_LISTEN), metavar="HOST:PORT",
+                       help=f"where clients connect (default: {DEFAULT_LISTEN}; 0.0.0.0:PORT listens on every "
+                            "interface; port 0 picks a free one)")
+    where.add_argument("--keep-host", action="store_true",
+                       help="send the upstream the client's Host header field as it was (default: the upstream's "
+                            "host and port, as RFC 6455 4.1 asks of a client connecting to it)")
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--cafile", metavar="FILE", help="wss:// upstream: trust the CA certificates in FILE (PEM) "
+                                                      "instead of the system's")
+    tls.add_argument("--insecure", action="store_true",
+                     help="wss:// upstream: do not check its certificate or name (a test server)")
+    tls.add_argument("--certfile", metavar="FILE",
+                     help="listen with TLS (clients connect with wss://): the certificate chain (PEM)")
+    tls.add_argument("--keyfile", metavar="FILE",
+                     help="the private key of --certfile (PEM; default: the key is in --certfile)")
+    limits = parser.add_argument_group(
+        "limits", "What one peer can make the proxy hold or wait for. Over --max-queue bytes waiting for one side,\n"
+                  "the proxy stops reading from the other until a quarter is left: a peer that does not read\n"
+                  "slows its sender, nothing is dropped.")
+    limits.add_argument("--max-queue", type=_size, default=_size("1M"), metavar="SIZE",
+                        help="bytes waiting to be written to one side of one connection (default: 1M)")
+    limits.add_argument("--max-connections", type=whole_number, default=1024, metavar="N",
+                        help="client connections at once; beyond it: 503 (default: %(default)s)")
+    limits.add_argument("--handshake-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                        help="time for a client to send its whole opening request (default: %(default)g)")
+    limits.add_argument("--open-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                        help="time to reach the upstream: name lookup, TCP and TLS; then 502 (default: "
+                             "%(default)g)")
+    limits.add_argument("--idle-timeout", type=seconds_or_off, default=300.0, metavar="SECONDS",
+                        help="close a connection nothing crossed in either direction for SECONDS (default: "
+                             "%(default)g; 0: never)")
+    limits.add_argument("--close-timeout", type=_seconds, default=3.0, metavar="SECONDS",
+                        help="once one side closed, time for the other to take what is still queued for it "
+                             "(default: %(default)g)")
+    _add_limits(limits, frame_default="64M", message_default="64M")  # type: ignore[arg-type]
+    limits.add_argument("--max-memory", type=_size, default=_size("64M"), metavar="SIZE",
+                        help="what the decoder's unfinished messages of all connections may hold together; beyond "
+                             "it a message is shown cut short, and relayed whole (default: 64M)")
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--detail", action="store_true", help="log each frame as a field tree and hex dump")
+    view.add_argument("--compact", action="store_true", help="one line per handshake and per frame")
+    view.add_argument("--flow", action="store_true",
+                      help="each connection as a ladder: client and server columns, one arrow per frame")
+    parser.add_argument("--explain", action="store_true",
+                        help="annotate each header, frame fact and broken rule once, with its RFC section")
+    parser.add_argument("-Y", "--filter", metavar="EXPR",
+                        help="show only the events that match a display filter (as in 'wsinspect read'; '-Y help' "
+                             "lists the fields); everything is still relayed and decoded")
+    parser.add_argument("--json", metavar="FILE",
+                        help="also write every event as JSON lines to FILE (the schema of read --json); '-' writes "
+                             "them to stdout instead of the log")
+    parser.add_argument("--record", metavar="FILE",
+                        help="write the client-proxy conversations as a capture (.pcapng or .pcap) that 'wsinspect "
+                             "read' and Wireshark decode (TLS on either side is recorded decrypted)")
+    parser.add_argument("--quiet", action="store_true", help="log nothing per frame")
+    parser.add_argument("--max-bytes", type=_size, default=256, metavar="SIZE",
+                        help="payload bytes shown in a hex dump (default: %(default)s)")
+    add_output_options(parser)
+
+
+def _options(args: argparse.Namespace) -> ProxyOptions:
+    """The relay's options from the arguments; UsageError (one line, escaped) for what argparse cannot check."""
+    from wsinspect.client.target import tls_context
+    from wsinspect.core.connection import Limits
+    from wsinspect.proxy.relay import ProxyOptions
+    from wsinspect.server.tls import listening_context
+
+    if args.upstream is None:
+        args.proxy_parser.error("the following arguments are required: --upstream")
+    upstream: Target = parse_url(args.upstream)
+    if not upstream.secure and (args.cafile or args.insecure):
+        raise UsageError("--cafile and --insecure are about a wss:// upstream; this one is ws://")
+    host, port = args.listen
+    return ProxyOptions(
+        upstream=upstream, upstream_tls=tls_context(cafile=args.cafile, insecure=args.insecure)
+        if upstream.secure else None, insecure=args.insecure, host=host, port=port,
+        listen_tls=listening_context(args.certfile, args.keyfile), keep_host=args.keep_host,
+        limits=Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message),
+        max_memory=args.max_memory, max_queue=args.max_queue, max_connections=args.max_connections,
+        handshake_timeout=args.handshake_timeout, open_timeout=args.open_timeout, idle_timeout=args.idle_timeout,
+        close_timeout=args.close_timeout)
+
+
+def run(args: argparse.Namespace) -> int:
+    from wsinspect.cli import make_console, make_palette
+
+    if (args.filter or "").strip() == "help":
+        from wsinspect.filters import describe_fields
+
+        sys.stdout.write(describe_fields() + "\n")
+        return EXIT_OK
+    try:
+        options = _options(args)
+    except UsageError as failure:
+        return error(args, str(failure))
+    shown = None
+    if args.filter is not None:
+        from wsinspect.filters import FilterError, compile_filter
+
+        try:
+            shown = compile_filter(args.filter)
+        except FilterError as failure:
+            return error(args, f"-Y: {visible(str(failure))}")
+
+    from wsinspect.client.session import Files
+    from wsinspect.commands.connect import _open_files
+
+    errors = make_console(args, stderr=True)
+    files = Files(lambda line: _say(errors, line, "bold red"))
+    try:
+        json_file, recorder = _open_files(args)
+    except UsageError as failure:
+        return error(args, str(failure))
+    if json_file is not None:
+        from wsinspect.views.jsonlines import JsonLinesView
+
+        files.json, files.json_name = JsonLinesView(json_file), visible(args.json)
+    files.recorder, files.record_name = recorder, visible(args.record or "")
+
+    console = make_console(args)
+    handout: Handout | None = None
+    if args.export:
+        # As connect does: painted at the handout's width in the theme's colours; the terminal gets the same lines.
+        handout = Handout(HANDOUT_MAX_LINES)
+        painter = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=EXPORT_WIDTH)
+        output = Output(console, make_palette(args, painter), live=True, width=EXPORT_WIDTH, handout=handout,
+                        strip=console.color_system is None)
+    else:
+        output = Output(console, make_palette(args, console), live=True)
+    logging = args.json != "-" and not args.quiet
+    summary = Summary()
+    sinks: list[EventSink] = [summary, _view(args, output, shown)] if logging else []
+
+    def emit(events: list[Event]) -> None:
+        for event in events:
+            for sink in sinks:
+                sink.handle(event)
+            files.event(event)
+        output.tick()
+
+    def show(line: list[Piece]) -> None:
+        if logging:
+            output.line(line)
+
+    def warn(line: str) -> None:
+        output.flush()  # after the log lines before it
+        _say(errors if args.json == "-" else console, line, "bold yellow")
+
+    from wsinspect.proxy.relay import ProxyServer, Reports
+
+    proxy = ProxyServer(options, Reports(emit=emit, files=files, show=show, warn=warn))
+    status = EXIT_OK
+    try:
+        status = asyncio.run(_serve(proxy, options, console if args.json != "-" else errors))
+    finally:
+        for sink in sinks:
+            sink.close()
+        if json_file is not None and json_file is not sys.stdout:
+            with contextlib.suppress(OSError):  # a failed write was reported when it happened
+                json_file.close()
+        files.record(lambda recording: recording.finish(time.time()))
+    if logging:
+        output.lines(summary.lines())
+    output.flush()
+    if handout is not None:
+        saved = _save_handout(args, errors, handout, output.palette.theme)
+        status = saved if saved != EXIT_OK else status
+    if files.incomplete:
+        _say(errors, f"wsinspect proxy: incomplete: {', '.join(files.incomplete)} (a write failed; exit status 1)",
+             "bold red")
+        return EXIT_FAILED
+    return status
+
+
+async def _serve(proxy: ProxyServer, options: ProxyOptions, console: Console) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before listening: a Ctrl-C at any moment stops cleanly
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        host, port = await proxy.start()
+    except OSError as failure:
+        _say(console, f"wsinspect proxy: cannot listen on {visible(options.host)}:{options.port}: "
+                      f"{visible(failure.strerror or str(failure))}", "bold red")
+        return EXIT_FAILED
+    _banner(console, options, host, port)
+    await stop.wait()
+    console.print(Text("stopping: every connection is cut (the proxy sends no close frames of its own)",
+                       style="dim"))
+    await proxy.shutdown()
+    return EXIT_OK
+
+
+def _banner(console: Console, options: ProxyOptions, host: str, port: int) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    scheme = "wss" if options.listen_tls is not None else "ws"
+    upstream = options.upstream
+    line = Text(f"wsinspect proxy: {scheme}://{shown}:{port}{visible(upstream.resource)} → "
+                f"{visible(upstream.url)}", style="bold")
+    console.print(line)
+    host_note = ("the client's Host field is sent as it is (--keep-host)" if options.keep_host else
+                 f"Host is rewritten to {visible(upstream.authority)}")
+    console.print(Text(f"every other byte is relayed unchanged both ways; {host_note}", style="dim"))
+    if host in ("0.0.0.0", "::"):
+        console.print(Text("warning: listening on every interface; anyone who can reach this machine can use the "
+                           "proxy. Use --listen 127.0.0.1:PORT to stay local.", style="bold yellow"))
+    console.print(Text("Ctrl-C cuts every connection and stops.", style="dim"))
+
+
+def _view(args: argparse.Namespace, output: Output, shown: Callable[[Event], bool] | None) -> EventSink:
+    """serve's live log: connections interleave, so rows carry the connection's number and the wall-clock time.
+    A refusal's body is shown: it is the upstream's own words."""
+    if args.flow:
+        from wsinspect.views.flow import FlowView
+
+        return FlowView(output, shown=shown)
+    from wsinspect.views.packetlist import PacketList
+
+    return PacketList(output, detail=args.detail, max_bytes=args.max_bytes, live=True, shown=shown,
+                      compact=args.compact, explain=args.explain, refusal_bodies=True)
+
+
+def _say(console: Console, text: str, style: str) -> None:
+    console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+
+def _save_handout(args: argparse.Namespace, errors: Console, handout: Handout, theme: str) -> int:
+    if handout.overflowed:
+        _say(errors, f"wsinspect: --export {visible(args.export)}: more than {handout.limit:,} lines is not a "
+                     "handout; nothing was saved (try --compact or -Y FILTER)", "bold red")
+        return EXIT_USAGE
+    try:
+        save_painted(handout.lines, args.export, theme=theme, title=f"wsinspect proxy {visible(args.upstream)}")
+    except ExportError as failure:
+        _say(errors, f"wsinspect: --export {visible(args.export)}: {visible(str(failure))}", "bold red")
+        return EXIT_USAGE
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""``wsinspect proxy``: a relay between WebSocket clients and one upstream server that decodes what it relays."""
