@@ -258,7 +258,6 @@ class LiveCapture:
         ancillary = socket.CMSG_SPACE(_TIMESPEC.size)
         deadline = None if self.duration is None else time.monotonic() + self.duration
         count = self.count
-        recorder = self._recorder
         receive = sock.recvmsg_into
         while not self._stop_requested and (count is None or self.packets < count):
             try:
@@ -266,8 +265,8 @@ class LiveCapture:
                 length, control, _, address = receive(into, ancillary, socket.MSG_TRUNC)
             except BlockingIOError:
                 self.before_waiting()
-                if recorder is not None:
-                    recorder.flush()
+                if self._recorder is not None:
+                    self._record(None)
                 wait = POLL_SECONDS if deadline is None else min(POLL_SECONDS, deadline - time.monotonic())
                 if wait <= 0:
                     break
@@ -283,13 +282,28 @@ class LiveCapture:
                     stamp = seconds + nanoseconds / 1e9
             if cooked:
                 _SLL_HEADER.pack_into(buffer, 0, packet_type, arphrd, len(link_address), link_address, protocol)
-            data = bytes(buffer[: header + min(length, room)])
             self.packets += 1
-            if recorder is not None:
-                recorder.write_packet(data, sec=stamp, wirelen=header + length)
-            yield RawPacket(self.packets, stamp, self.linktype, data, header + length)
+            packet = RawPacket(self.packets, stamp, self.linktype, bytes(buffer[: header + min(length, room)]),
+                               header + length)
+            if self._recorder is not None:
+                self._record(packet)
+            yield packet
             if deadline is not None and time.monotonic() >= deadline:
                 break
+
+    def _record(self, packet: RawPacket | None) -> None:
+        """Write a packet to the --record file (None: flush it); a failed write (a full disk) ends the recording,
+        not the capture."""
+        try:
+            if packet is None:
+                self._recorder.flush()
+            else:
+                self._recorder.write_packet(packet.data, sec=packet.time, wirelen=packet.wire_length)
+        except OSError as error:
+            self.record_problem = f"writing stopped after {self.packets} packets: {error.strerror or error}"
+            with contextlib.suppress(OSError):
+                self._recorder.close()
+            self._recorder = None
 
     def _catch_signals(self) -> None:
         """The first SIGINT or SIGTERM ends the capture cleanly (the trace then closes what is open and the summary
