@@ -277,12 +277,12 @@ def step_lines(number: int, step: Step) -> list[Line]:
 def add_parser(commands: object) -> None:
     demo = command_parser(commands, "demo", help="a WebSocket conversation step by step, for a class",
                           epilog=DEMO_EXAMPLES,
-                          description="Play a whole WebSocket conversation between a client and a server in this "
-                                      "process (no network): the opening handshake, a text message, a binary "
-                                      "message, a fragmented message, ping and pong, a compressed message "
-                                      "(permessage-deflate) and the closing handshake. Each step says what to look "
-                                      "at, with its RFC section, then shows its frames as 'wsinspect read' shows "
-                                      "a capture.")
+                          description="Play a WebSocket conversation between a client and a server in this process\n"
+                                      "(no network): the opening handshake, a text message, a binary message, a\n"
+                                      "fragmented message, ping and pong and the closing handshake; then, on a\n"
+                                      "second connection that agrees to permessage-deflate, a compressed message\n"
+                                      "and a close the server starts. Each step says what to look at, with its RFC\n"
+                                      "section, then shows its frames as 'wsinspect read' shows a capture.")
     view = demo.add_mutually_exclusive_group()
     view.add_argument("--detail", action="store_true", help="each frame as a tree of fields and a coloured hex dump")
     view.add_argument("--flow", action="store_true",
