@@ -45,6 +45,7 @@ examples:
   wsinspect serve --mode push --interval 2         the server sends a message every 2 seconds
   wsinspect serve --subprotocol chat.v1 --no-compression --origin http://127.0.0.1:8765
   wsinspect serve --record session.pcapng --json session.jsonl
+  wsinspect serve --certfile cert.pem --keyfile key.pem   wss:// and the demo page on https://
   wsinspect serve --host 0.0.0.0 --mode chat       a classroom: prints the addresses students can open
 
 exit status:
@@ -148,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "prints the addresses others can open)")
     serve.add_argument("--port", type=_listen_port, default=8765,
                        help="TCP port (default: %(default)s; 0 picks a free one)")
+    serve.add_argument("--certfile", metavar="FILE",
+                       help="serve wss:// and the demo page over https:// with this certificate chain (PEM)")
+    serve.add_argument("--keyfile", metavar="FILE",
+                       help="the private key of --certfile (PEM; default: the key is in --certfile)")
     serve.add_argument("--mode", choices=("echo", "chat", "push"), default="echo",
                        help="echo: send every message back; chat: broadcast to every client; push: send a "
                             "message every --interval seconds (default: %(default)s)")
@@ -275,14 +280,13 @@ def add_trace_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_command_modules(commands: Any) -> None:
     """Commands that live in modules of their own add their parser here (each sets ``run`` as its default)."""
-    from wsinspect.commands import connect, demo, frame, handshake, proxy, sniff
+    from wsinspect.commands import connect, demo, frame, handshake, proxy
 
     handshake.add_parser(commands)
     frame.add_parser(commands)
     demo.add_parser(commands)
     connect.add_parser(commands)
     proxy.add_parser(commands)
-    sniff.add_parser(commands)
 
 
 def _add_limits(parser: argparse.ArgumentParser, *, frame_default: str, message_default: str) -> None:

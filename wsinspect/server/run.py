@@ -27,6 +27,7 @@ import contextlib
 import importlib.resources
 import itertools
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -37,12 +38,14 @@ from rich.console import Console
 from rich.text import Text
 
 from wsinspect.capture.writer import SessionRecorder
+from wsinspect.client.target import UsageError
 from wsinspect.core.connection import Limits
 from wsinspect.core.endpoint import State
 from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Event, FrameEvent, Message
 from wsinspect.server import misbehave, responses
 from wsinspect.server.endpoint import ServerConfig, ServerEndpoint
 from wsinspect.server.options import reachable_addresses
+from wsinspect.server.tls import listening_context
 from wsinspect.views.flow import FlowView
 from wsinspect.views.jsonlines import JsonLinesView
 from wsinspect.views.output import Output
@@ -78,6 +81,7 @@ class ServeOptions:
     turn_frames: int = 256
     close_timeout: float = 3.0  # for the client's close frame (or FIN, or its reading our last bytes) after ours
     shutdown_grace: float = 2.0  # Ctrl-C: for every connection to finish its closing handshake
+    tls: ssl.SSLContext | None = None  # --certfile/--keyfile: wss:// and the demo page over https://
 
 
 def demo_page(mode: str, misbehaviour: misbehave.Misbehaviour | None = None) -> bytes:
@@ -199,8 +203,11 @@ class WebSocketServer:
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
+        tls = self.options.tls
         self._server = await loop.create_server(lambda: ServerConnection(self), self.options.host,
-                                                self.options.port, reuse_address=True, backlog=LISTEN_BACKLOG)
+                                                self.options.port, reuse_address=True, backlog=LISTEN_BACKLOG,
+                                                ssl=tls, ssl_handshake_timeout=self.options.handshake_timeout
+                                                if tls is not None else None)
         address = self._server.sockets[0].getsockname()
         if self._on_listening is not None:
             self._on_listening(address[0], address[1])
@@ -606,6 +613,11 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"wsinspect serve: warning: --interval applies to --mode push only; ignored in {args.mode} mode",
               file=sys.stderr)
     try:
+        tls = listening_context(args.certfile, args.keyfile)
+    except UsageError as failure:
+        print(f"wsinspect serve: {failure}", file=sys.stderr)
+        return 2
+    try:
         json_file, recorder = _open_outputs(args, problems)
     except SystemExit as error:
         print(error.code, file=sys.stderr)
@@ -625,7 +637,7 @@ def run_serve(args: argparse.Namespace) -> int:
                            ping_interval=args.ping_interval, handshake_timeout=args.handshake_timeout,
                            max_connections=args.max_connections, max_queue=args.max_queue,
                            idle_timeout=args.idle_timeout, read_chunk=args.read_chunk, turn_frames=args.turn_frames,
-                           close_timeout=args.close_timeout, shutdown_grace=args.shutdown_grace)
+                           close_timeout=args.close_timeout, shutdown_grace=args.shutdown_grace, tls=tls)
     summary = Summary()
     sinks: list[EventSink] = []
     if not args.quiet:  # --quiet keeps nothing per event, not even the counts
@@ -642,8 +654,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
     def listening(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host
-        line = Text(f"wsinspect serve: {options.mode} mode on ws://{shown}:{port}/", style="bold")
-        line.append(f"  (demo page: http://{shown}:{port}/)", style="dim")
+        secure = "s" if options.tls is not None else ""
+        line = Text(f"wsinspect serve: {options.mode} mode on ws{secure}://{shown}:{port}/", style="bold")
+        line.append(f"  (demo page: http{secure}://{shown}:{port}/)", style="dim")
         console.print(line)
         for warning in misbehave.banner(args.misbehave) if args.misbehave is not None else []:
             console.print(Text(warning, style="bold red"))
@@ -653,7 +666,7 @@ def run_serve(args: argparse.Namespace) -> int:
             console.print(Text("Open the demo page at:", style="bold"))
             for address in reachable_addresses(host):
                 shown_address = f"[{address}]" if ":" in address else address
-                console.print(Text(f"  http://{shown_address}:{port}/"))
+                console.print(Text(f"  http{secure}://{shown_address}:{port}/"))
         console.print(Text("Ctrl-C closes every connection with 1001 and stops.", style="dim"))
 
     server = WebSocketServer(options, config, sinks, recorder, on_listening=listening, warn=warn)

@@ -3,6 +3,7 @@ a bad certificate or key reported in one line before anything listens."""
 
 from __future__ import annotations
 
+import re
 import ssl
 
 from wsinspect.client.target import UsageError
@@ -21,8 +22,10 @@ def listening_context(certfile: str | None, keyfile: str | None) -> ssl.SSLConte
         context.load_cert_chain(certfile, keyfile)
     except ssl.SSLError as failure:  # before OSError: SSLError is one
         what = f"--certfile {visible(certfile)}" + (f" --keyfile {visible(keyfile)}" if keyfile else "")
-        raise UsageError(f"{what}: not a PEM certificate chain and its private key "
-                         f"({visible(failure.reason or str(failure))})") from None
+        # OpenSSL's reason ("KEY_VALUES_MISMATCH"), or for a file that is not PEM at all its message without the
+        # C source position.
+        detail = failure.reason or re.sub(r"\s*\(_ssl\.c:\d+\)$", "", failure.strerror or str(failure))
+        raise UsageError(f"{what}: not a PEM certificate chain and its private key ({visible(detail)})") from None
     except OSError as failure:
         raise UsageError(f"cannot read --certfile/--keyfile {visible(failure.filename or certfile)}: "
                          f"{visible(failure.strerror or str(failure))}") from None
