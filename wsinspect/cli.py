@@ -280,13 +280,14 @@ def add_trace_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_command_modules(commands: Any) -> None:
     """Commands that live in modules of their own add their parser here (each sets ``run`` as its default)."""
-    from wsinspect.commands import connect, demo, frame, handshake, proxy
+    from wsinspect.commands import connect, demo, frame, handshake, proxy, sniff
 
     handshake.add_parser(commands)
     frame.add_parser(commands)
     demo.add_parser(commands)
     connect.add_parser(commands)
     proxy.add_parser(commands)
+    sniff.add_parser(commands)
 
 
 def _add_limits(parser: argparse.ArgumentParser, *, frame_default: str, message_default: str) -> None:
