@@ -38,6 +38,9 @@ ANY_INTERFACE = "any"  # as in tcpdump and tshark: every interface at once
 SNAPSHOT_BYTES = 262_144
 KERNEL_BUFFER_BYTES = 8 * 1024 * 1024  # packets the kernel holds for us while a view is busy; beyond it, drops
 POLL_SECONDS = 0.2  # how long a wait lasts before a stop asked for by a signal is noticed
+# After a stop is asked for, the packets the kernel already holds are still read (a conversation's last packets are
+# often among them), for at most this long: traffic that never pauses must not keep a stopped capture going.
+STOP_DRAIN_SECONDS = 1.0
 
 _ETH_P_ALL = 0x0003
 _SOL_PACKET = 263
@@ -126,10 +129,11 @@ class _SockFilter(ctypes.Structure):  # struct sock_fprog (linux/filter.h)
 class LiveCapture:
     """The packets of one interface (or ``any``), as RawPackets numbered from 1, until asked to stop.
 
-    Stops after ``count`` packets, after ``duration`` seconds, or at the first SIGINT/SIGTERM (a second SIGINT
-    interrupts at once). ``before_waiting`` is called each time no packet is waiting, so what was shown so far can be
-    written out. With ``record``, every packet is also written to that file (pcapng, or pcap for ``.pcap``) as it is
-    captured. ``dropped`` is what the kernel had to throw away because we read too slowly (known after closing).
+    Stops after ``count`` packets, after ``duration`` seconds, or at the first SIGINT/SIGTERM, once the packets
+    already captured are read (a second SIGINT interrupts at once). ``before_waiting`` is called each time no packet
+    is waiting, so what was shown so far can be written out. With ``record``, every packet is also written to that
+    file (pcapng, or pcap for ``.pcap``) as it is captured. ``dropped`` is what the kernel had to throw away because
+    we read too slowly (known after closing).
     """
 
     size = 0  # a live source has no size: no progress bar
@@ -259,11 +263,19 @@ class LiveCapture:
         deadline = None if self.duration is None else time.monotonic() + self.duration
         count = self.count
         receive = sock.recvmsg_into
-        while not self._stop_requested and (count is None or self.packets < count):
+        drain_until: float | None = None  # set when a stop is asked for
+        while count is None or self.packets < count:
+            if self._stop_requested:
+                if drain_until is None:
+                    drain_until = time.monotonic() + STOP_DRAIN_SECONDS
+                elif time.monotonic() >= drain_until:
+                    break
             try:
                 # MSG_TRUNC: the packet's whole length is returned even when the buffer holds less of it.
                 length, control, _, address = receive(into, ancillary, socket.MSG_TRUNC)
             except BlockingIOError:
+                if self._stop_requested:
+                    break  # everything captured before the stop has been read
                 self.before_waiting()
                 if self._recorder is not None:
                     self._record(None)
