@@ -156,8 +156,12 @@ def echo_and_keep(started: list[WebsocketsServer]) -> Handler:
 class RawServer:
     """One connection on a plain socket, served by ``script(socket)`` in a thread: for servers that break rules."""
 
-    def __init__(self, script: Callable[[socket.socket], None]) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, script: Callable[[socket.socket], None], *, receive_buffer: int | None = None) -> None:
+        self.listener = socket.socket()
+        if receive_buffer is not None:  # set before listening, so the accepted connection has it from the start
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
         self.listener.settimeout(RUN_TIMEOUT)
         self.port = self.listener.getsockname()[1]
         self.received = bytearray()
@@ -183,11 +187,11 @@ class RawServer:
 
 
 @pytest.fixture
-def raw_server() -> Iterator[Callable[[Callable[[socket.socket], None]], RawServer]]:
+def raw_server() -> Iterator[Callable[..., RawServer]]:
     started: list[RawServer] = []
 
-    def start(script: Callable[[socket.socket], None]) -> RawServer:
-        server = RawServer(script)
+    def start(script: Callable[[socket.socket], None], **options: Any) -> RawServer:
+        server = RawServer(script, **options)
         started.append(server)
         return server
 
@@ -459,7 +463,7 @@ def test_a_refusal_body_with_escape_sequences_is_shown_escaped(
 # -- what the server breaks ------------------------------------------------------------------------------------------
 
 def test_a_masked_server_frame_is_flagged_and_the_connection_failed(
-        tmp_path: Path, raw_server: Callable[[Callable[[socket.socket], None]], RawServer]) -> None:
+        tmp_path: Path, raw_server: Callable[..., RawServer]) -> None:
     def masking_server(connection: socket.socket) -> None:
         headers = read_request(connection)
         connection.sendall(switching_protocols(headers["sec-websocket-key"]))
@@ -478,7 +482,7 @@ def test_a_masked_server_frame_is_flagged_and_the_connection_failed(
 
 
 def test_a_wrong_accept_key_fails_the_handshake(
-        tmp_path: Path, raw_server: Callable[[Callable[[socket.socket], None]], RawServer]) -> None:
+        tmp_path: Path, raw_server: Callable[..., RawServer]) -> None:
     def wrong_accept(connection: socket.socket) -> None:
         read_request(connection)
         connection.sendall(switching_protocols("", accept="AAAAAAAAAAAAAAAAAAAAAAAAAAA="))
@@ -494,7 +498,7 @@ def test_a_wrong_accept_key_fails_the_handshake(
 
 
 def test_a_server_that_never_answers_our_close(
-        tmp_path: Path, raw_server: Callable[[Callable[[socket.socket], None]], RawServer]) -> None:
+        tmp_path: Path, raw_server: Callable[..., RawServer]) -> None:
     def silent_after_101(connection: socket.socket) -> None:
         headers = read_request(connection)
         connection.sendall(switching_protocols(headers["sec-websocket-key"]))
@@ -511,7 +515,7 @@ def test_a_server_that_never_answers_our_close(
 
 
 def test_a_server_that_does_not_close_tcp_is_closed_after_the_timeout(
-        tmp_path: Path, raw_server: Callable[[Callable[[socket.socket], None]], RawServer]) -> None:
+        tmp_path: Path, raw_server: Callable[..., RawServer]) -> None:
     def keeps_tcp_open(connection: socket.socket) -> None:
         headers = read_request(connection)
         connection.sendall(switching_protocols(headers["sec-websocket-key"]))
@@ -720,7 +724,7 @@ def test_unknown_host_exits_3(tmp_path: Path) -> None:
 
 
 def test_no_answer_to_the_handshake_exits_3_after_the_open_timeout(
-        tmp_path: Path, raw_server: Callable[[Callable[[socket.socket], None]], RawServer]) -> None:
+        tmp_path: Path, raw_server: Callable[..., RawServer]) -> None:
     def mute(connection: socket.socket) -> None:
         read_until_closed(connection, limit=10)
 
@@ -979,7 +983,7 @@ def _rss_kib(pid: int) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the child's memory from /proc")
 def test_stdin_waits_while_the_server_does_not_read(
-        tmp_path: Path, raw_server: Callable[[Callable[[socket.socket], None]], RawServer]) -> None:
+        tmp_path: Path, raw_server: Callable[..., RawServer]) -> None:
     done_reading = threading.Event()
 
     def never_reads(connection: socket.socket) -> None:
@@ -1088,3 +1092,36 @@ def test_no_close_reply_ends_after_the_close_timeout(tmp_path: Path) -> None:
         assert time.monotonic() - started < 15
     assert run.code == 1, (run.out, run.err)
     assert "no close frame from the server" in run.of("connection_closed")[0]["reason"]
+
+
+def test_the_server_closes_first(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    async def leaves(connection: Any) -> None:
+        await connection.recv()
+        await connection.close(4002, "that is all")
+
+    server = websockets_peer(leaves)
+    run = connect(server.url(), "--send", "hello", "--wait", "5", tmp_path=tmp_path)
+    assert run.code == 0, (run.out, run.err)
+    # RFC 6455 5.5.1: the client echoes the status code; the server then closes TCP first (7.1.1).
+    assert [(c["direction"], c["code"], c["initiator"]) for c in run.of("close")] == [("s2c", 4002, True),
+                                                                                     ("c2s", 4002, False)]
+    closed = run.of("connection_closed")[0]
+    assert closed["clean"] is True and closed["reason"] == "the server closed the TCP connection"
+
+
+def test_a_server_that_pings_but_never_reads_is_dropped(
+        tmp_path: Path, raw_server: Callable[..., RawServer]) -> None:
+    def pings_without_reading(connection: socket.socket) -> None:
+        headers = read_request(connection)
+        connection.sendall(switching_protocols(headers["sec-websocket-key"]))
+        ping = unmasked_frame(0x9, b"p" * 125)
+        with contextlib.suppress(OSError):
+            for _ in range(200_000):  # 25 MiB of pings at most; the client's pongs pile up unread
+                connection.sendall(ping)
+
+    server = raw_server(pings_without_reading, receive_buffer=4096)  # a small window: the pile-up comes quickly
+    run = connect(server.url(), "--max-queue", "4k", "--wait", "30", "-Y", "websocket.opcode == 8", "--compact",
+                  tmp_path=tmp_path, timeout=90)
+    closed = run.of("connection_closed")[0]
+    assert "the server stopped reading" in closed["reason"], closed
+    assert run.code == 1  # and it never answered a close: the connection just ended

@@ -135,7 +135,8 @@ async def _converse(target: Target, context: ssl.SSLContext | None, plan: Plan, 
             loop.remove_signal_handler(signal.SIGINT)
         if session is not None:
             outcome.notes = session.notes
-            if not session.finished.done():
+            # A session whose TLS handshake failed never had a transport: there is nothing to wait for.
+            if session.transport is not None and not session.finished.done():
                 session.abort("interrupted")
                 await session.finished
     return outcome
