@@ -13,6 +13,7 @@ import os
 import struct
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 
 from scapy.utils import RawPcapNgWriter, RawPcapWriter
@@ -116,7 +117,10 @@ class SessionRecorder:
         )
         seconds = int(time)
         if isinstance(self._writer, RawPcapNgWriter):
-            self._writer.write_packet(frame, sec=time)  # pcapng takes the float (its default resolution is 1 µs)
+            # scapy's pcapng writer truncates ``sec * 10**6`` to whole microseconds, and a float such as 1.001 times
+            # 10**6 is 1000999.99...: a Decimal of the rounded microseconds converts exactly, as the pcap branch does.
+            exact = Decimal(round(time * 1_000_000)) / 1_000_000  # scapy's own EDecimal times are Decimals too
+            self._writer.write_packet(frame, sec=exact)  # type: ignore[arg-type]
         else:
             self._writer.write_packet(frame, sec=seconds, usec=round((time - seconds) * 1_000_000))
         self.packets += 1
