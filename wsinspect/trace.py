@@ -357,7 +357,7 @@ class CaptureTrace:
         client_random = client_random_of(hello)
         secrets = self._tls_secrets(client_random) if client_random is not None else None
         if secrets is not None:
-            flow.tls = TlsDecryptor(secrets)
+            flow.tls = TlsDecryptor(self._tls_secrets)
             flow.tls_connection = Connection(flow.opened.flow, mid_stream=False, limits=self.limits,
                                              budget=self.budget)
             yield from self._release_notices(flow)

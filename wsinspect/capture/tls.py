@@ -35,6 +35,7 @@ records must end in a note, never an exception.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from wsinspect.capture.keylog import TLS13_LABELS, SessionSecrets
@@ -52,7 +53,6 @@ MAX_HANDSHAKE_BODY = 64 * 1024
 CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA = 20, 21, 22, 23
 HEARTBEAT = 24  # RFC 6520: opened like any record (it takes a sequence number), then not read
 CLIENT_HELLO, SERVER_HELLO, ENCRYPTED_EXTENSIONS, FINISHED, KEY_UPDATE = 1, 2, 8, 20, 24
-HELLO_REQUEST = 0
 _READ_BODIES = frozenset({CLIENT_HELLO, SERVER_HELLO, ENCRYPTED_EXTENSIONS, KEY_UPDATE})
 EXTENSION_SERVER_NAME, EXTENSION_ALPN, EXTENSION_SUPPORTED_VERSIONS = 0, 16, 43
 TLS12, TLS13 = 0x0303, 0x0304
@@ -277,8 +277,9 @@ class _Side:
 class TlsDecryptor:
     """Decrypts one TLS connection seen from the outside, both directions, with the key log's secrets for it."""
 
-    def __init__(self, secrets: SessionSecrets) -> None:
-        self._secrets = secrets
+    def __init__(self, secrets_for: Callable[[bytes], SessionSecrets | None]) -> None:
+        self._secrets_for = secrets_for  # the key log's lookup by client random
+        self._secrets: SessionSecrets | None = None  # the current handshake's, once its ClientHello is read
         self._sides: dict[Direction, _Side] = {d: _Side(bytearray(), _HandshakeReader()) for d in DIRECTIONS}
         self.client_random: bytes | None = None
         self.server_name: str | None = None
@@ -327,15 +328,8 @@ class TlsDecryptor:
 
     def _record(self, direction: Direction, side: _Side, header: bytes, fragment: bytes) -> None:
         kind = header[0]
-        if kind == CHANGE_CIPHER_SPEC:
-            # RFC 5246 7.1: what this side sends next is protected with the keys just negotiated. In TLS 1.3 the
-            # record is only for middleboxes (RFC 8446 D.4) and changes nothing.
-            if self.version != TLS13 and side.cipher is None:
-                side.cipher, side.pending_cipher = side.pending_cipher, None
-                if side.cipher is None:
-                    self._stop(direction, "ChangeCipherSpec before the keys could be derived (no ServerHello was "
-                                          "read)")
-            return
+        if kind == CHANGE_CIPHER_SPEC and self.version == TLS13:
+            return  # RFC 8446 5: only for middleboxes (D.4), never protected, changes nothing
         cipher = side.cipher
         if cipher is not None:
             opened = cipher.open(header, fragment)
@@ -357,7 +351,15 @@ class TlsDecryptor:
             self._stop(direction, f"record {side.records} is encrypted but no keys are on yet (0-RTT early data, "
                                   "or a handshake that was not captured)")
             return
-        if kind == APPLICATION_DATA:
+        if kind == CHANGE_CIPHER_SPEC:
+            # RFC 5246 7.1: what this side sends next is protected with the keys just negotiated (after a
+            # renegotiation, this record itself was protected with the previous ones).
+            if side.pending_cipher is None:
+                self._stop(direction, "ChangeCipherSpec, and no keys to change to (no ServerHello was read, or the "
+                                      "key log has no CLIENT_RANDOM line for this handshake)")
+                return
+            side.cipher, side.pending_cipher = side.pending_cipher, None
+        elif kind == APPLICATION_DATA:
             if fragment:
                 self._out.append(Plaintext(direction, fragment))
         elif kind == HANDSHAKE:
@@ -374,14 +376,17 @@ class TlsDecryptor:
 
     def _handshake(self, direction: Direction, side: _Side, message_type: int, body: bytes, *,
                    encrypted: bool) -> None:
-        if message_type == CLIENT_HELLO and not encrypted and direction == "c2s":
+        # In clear for the first handshake; under the current keys for a TLS 1.2 renegotiation (RFC 5246 7.4.1.2).
+        hello = not encrypted or self.version == TLS12
+        if message_type == CLIENT_HELLO and hello and direction == "c2s":
             self._client_hello(body)
-        elif message_type == SERVER_HELLO and not encrypted and direction == "s2c":
-            self._server_hello(body)
+        elif message_type == SERVER_HELLO and hello and direction == "s2c":
+            self._server_hello(body, renegotiation=encrypted)
         elif message_type == ENCRYPTED_EXTENSIONS and direction == "s2c" and self.version == TLS13:
             self.alpn = _alpn(_extensions(_Reader(body).sized(2) or b""))
             self._facts()
-        elif message_type == FINISHED and encrypted and self.version == TLS13 and self.suite is not None:
+        elif message_type == FINISHED and encrypted and self.version == TLS13 and self.suite is not None and \
+                self._secrets is not None:
             # RFC 8446 7.1: after its Finished, a side protects what it sends with application traffic secret 0.
             # Handshake messages never span a key change (RFC 8446 5.1), so the next record uses it.
             label = "CLIENT_TRAFFIC_SECRET_0" if direction == "c2s" else "SERVER_TRAFFIC_SECRET_0"
@@ -395,15 +400,14 @@ class TlsDecryptor:
             side.cipher = _tls13_cipher(self.suite, side.secret)
             self._out.append(TlsNote(direction, "KeyUpdate: this side's keys changed (RFC 8446 4.6.3); the next "
                                                 "secret was derived and decryption goes on"))
-        elif message_type in (HELLO_REQUEST, CLIENT_HELLO, SERVER_HELLO) and encrypted and self.version == TLS12:
-            for other_side in DIRECTIONS:
-                self._stop(other_side, "TLS 1.2 renegotiation: the new handshake's keys are not in the key log "
-                                       "lookups wsinspect makes; not decrypted from here", rfc="RFC 5246 7.4.1.1")
 
     def _client_hello(self, body: bytes) -> None:
         reader = _Reader(body)
         reader.take(2)  # legacy_version
         self.client_random = reader.take(32)
+        # Each handshake has its own secrets in the key log, under its own client random (a renegotiation's too;
+        # after a HelloRetryRequest the second ClientHello repeats the first one's random, RFC 8446 4.1.2).
+        self._secrets = self._secrets_for(self.client_random) if self.client_random is not None else None
         if reader.sized(1) is None or reader.sized(2) is None or reader.sized(1) is None:
             return
         server_name = _extensions(reader.sized(2) or b"").get(EXTENSION_SERVER_NAME, b"")
@@ -414,7 +418,7 @@ class TlsDecryptor:
             if host is not None:
                 self.server_name = _printable(host)
 
-    def _server_hello(self, body: bytes) -> None:
+    def _server_hello(self, body: bytes, *, renegotiation: bool) -> None:
         reader = _Reader(body)
         legacy_version = reader.number(2)
         server_random = reader.take(32)
@@ -443,21 +447,23 @@ class TlsDecryptor:
             return
         self.suite = suite
         if version == TLS12:
-            self._start_tls12(suite, server_random)
             self.alpn = _alpn(extensions)
-            self._facts()
+            self._start_tls12(suite, server_random, renegotiation=renegotiation)
         else:
             self._start_tls13(suite)
 
-    def _start_tls12(self, suite: CipherSuite, server_random: bytes) -> None:
+    def _start_tls12(self, suite: CipherSuite, server_random: bytes, *, renegotiation: bool) -> None:
         """RFC 5246 6.3: key_block = PRF(master_secret, "key expansion", server_random + client_random), cut into
-        the client and server write keys and IVs (AEAD suites have no MAC keys: RFC 5288 3, RFC 7905 2)."""
+        the client and server write keys and IVs (AEAD suites have no MAC keys: RFC 5288 3, RFC 7905 2). They go
+        on at each side's ChangeCipherSpec."""
         from scapy.layers.tls.crypto.prf import PRF
 
-        master_secret = self._secrets.master_secret
+        master_secret = self._secrets.master_secret if self._secrets is not None else None
         if master_secret is None or self.client_random is None:
-            self._stop_both("TLS 1.2 was negotiated and the key log has no CLIENT_RANDOM line (master secret) for "
-                            "this session")
+            if not renegotiation:
+                self._stop_both("TLS 1.2 was negotiated and the key log has no CLIENT_RANDOM line (master secret) "
+                                "for this session")
+            # else: the current keys stay on until each side's ChangeCipherSpec, which stops it with a note
             return
         iv_bytes = 12 if suite.aead == "ChaCha20-Poly1305" else 4
         prf = PRF(suite.hash_name, TLS12)  # type: ignore[no-untyped-call]  # scapy is not typed
@@ -468,13 +474,18 @@ class TlsDecryptor:
         client_iv, server_iv = block[key_end : key_end + iv_bytes], block[key_end + iv_bytes :]
         self._sides["c2s"].pending_cipher = _RecordCipher(suite, client_key, client_iv, tls13=False)
         self._sides["s2c"].pending_cipher = _RecordCipher(suite, server_key, server_iv, tls13=False)
+        if renegotiation:
+            self._out.append(TlsNote("s2c", f"TLS 1.2 renegotiation (RFC 5246 7.4.1): {self.describe()}; its keys "
+                                            "come from the key log too"))
+        else:
+            self._facts()
 
     def _start_tls13(self, suite: CipherSuite) -> None:
         """RFC 8446 7.1: after the ServerHello, each side protects its handshake with its handshake traffic
         secret."""
         secrets = self._secrets
-        if not secrets.has_tls13:
-            missing = ", ".join(label for label in TLS13_LABELS if label not in secrets.tls13)
+        if secrets is None or not secrets.has_tls13:
+            missing = ", ".join(label for label in TLS13_LABELS if secrets is None or label not in secrets.tls13)
             self._stop_both(f"TLS 1.3 was negotiated and the key log lacks {missing} for this session")
             return
         hash_bytes = 48 if suite.hash_name == "sha384" else 32
@@ -514,8 +525,11 @@ class TlsDecryptor:
                                  stopped=True))
 
     def _stop_both(self, why: str) -> None:
-        for direction in DIRECTIONS:
-            self._stop(direction, why)
+        """Something about the whole session (its version, suite or secrets): one note, both directions stop."""
+        for side in self._sides.values():
+            side.stopped = True
+            side.cipher = side.pending_cipher = None
+        self._out.append(TlsNote("s2c", f"TLS: {why}; this session is not decrypted", stopped=True))
 
 
 def _alpn(extensions: dict[int, bytes]) -> str | None:
