@@ -12,6 +12,8 @@ capture: the tests compare wsinspect's decoding with it.
 * ``wss-tls12``: the client's ``maximum_version`` is TLS 1.2; the first connection offers only
   ECDHE-ECDSA-AES256-GCM-SHA384 (RFC 5289: AES-GCM with the SHA-384 PRF), the second only
   ECDHE-ECDSA-CHACHA20-POLY1305 (RFC 7905). Port 47210.
+* ``wss-tls12-cbc``: TLS 1.2 with ECDHE-ECDSA-AES128-SHA256 (CBC, RFC 5289), which wsinspect does not decrypt:
+  for the notice that says so. Port 47214.
 * ``wss-tls13``: TLS 1.3, OpenSSL's default suite (TLS_AES_256_GCM_SHA384); Python's ``ssl`` cannot choose
   TLS 1.3 suites. Port 47211.
 * ``wss-tls13-keyupdate``: TLS 1.3 KeyUpdate (RFC 8446 4.6.3), which Python's ``ssl`` cannot send. The client is
@@ -22,6 +24,9 @@ capture: the tests compare wsinspect's decoding with it.
 * ``wss-tls13-hrr``: a HelloRetryRequest (RFC 8446 4.1.4): the server accepts only P-256 (``set_ecdh_curve``) and
   s_client's first key share is X25519, so the server asks for another ClientHello. Then as above, with ``k``.
   Port 47213.
+* ``wss-tls12-renegotiation``: TLS 1.2 (ECDHE-ECDSA-AES128-GCM-SHA256) renegotiated between the two messages by
+  s_client's ``R`` command; the server allows it (OpenSSL 3 refuses a client's renegotiation unless told
+  ``SSL_OP_ALLOW_CLIENT_RENEGOTIATION``). The key log has a CLIENT_RANDOM line per handshake. Port 47215.
 
 Must run as root (capturing on ``lo``)::
 
@@ -55,13 +60,20 @@ TIMEOUT = 10.0
 CAPTURES: dict[str, tuple[int, tuple[str | None, str | None]]] = {
     "wss-tls12": (47210, ("ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305")),
     "wss-tls13": (47211, (None, None)),
+    "wss-tls12-cbc": (47214, ("ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES128-SHA256")),
 }
-# Captures made with openssl s_client: name -> (port, the server's only group or None, (TLS 1.3 suite, s_client's
-# KeyUpdate command) per connection)
+# Captures made with openssl s_client: name -> (port, the server's only group or None, (suite, s_client's command
+# between the two messages) per connection). Commands: K, a TLS 1.3 KeyUpdate asking the peer to update too; k, one
+# not asking; R, a TLS 1.2 renegotiation.
 S_CLIENT_CAPTURES: dict[str, tuple[int, str | None, tuple[tuple[str, str], ...]]] = {
     "wss-tls13-keyupdate": (47212, None, (("TLS_CHACHA20_POLY1305_SHA256", "K"), ("TLS_AES_128_GCM_SHA256", "k"))),
     "wss-tls13-hrr": (47213, "prime256v1", (("TLS_AES_256_GCM_SHA384", "k"),)),
+    "wss-tls12-renegotiation": (47215, None, (("ECDHE-ECDSA-AES128-GCM-SHA256", "R"),)),
 }
+# command -> (what it does, what s_client says on stderr when it does it)
+COMMANDS = {"K": ("KeyUpdate", b"KEYUPDATE"), "k": ("KeyUpdate", b"KEYUPDATE"),
+            "R": ("renegotiation", b"RENEGOTIATING")}
+SSL_OP_ALLOW_CLIENT_RENEGOTIATION = 0x100  # OpenSSL 3.0 ssl.h; Python's ssl module does not name it
 MASK = bytes.fromhex("37fa213d")
 
 PLAIN_SCRIPT: list[tuple[str, Any]] = [
@@ -161,8 +173,10 @@ def masked_frame(opcode: int, payload: bytes) -> bytes:
 
 
 def run_s_client(port: int, index: int, suite: str, command: str, certificate: Path, keylog: Path) -> dict[str, Any]:
-    """One connection by openssl s_client: upgrade, a text message, a KeyUpdate, a text message, a close."""
-    before, after = f"before KeyUpdate {index}", f"after KeyUpdate {index} ✓"
+    """One connection by openssl s_client: upgrade, a text message, the command, a text message, a close."""
+    what, said = COMMANDS[command]
+    before, after = f"before {what} {index}", f"after {what} {index} ✓"
+    version = ["-tls1_2", "-cipher", suite] if command == "R" else ["-tls1_3", "-ciphersuites", suite]
     request = (f"GET /tls/{index} HTTP/1.1\r\nHost: {HOSTNAME}:{port}\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                "Sec-WebSocket-Version: 13\r\n\r\n").encode()
@@ -172,7 +186,7 @@ def run_s_client(port: int, index: int, suite: str, command: str, certificate: P
               masked_frame(8, close_payload)]
     client = subprocess.Popen(
         ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", HOSTNAME, "-alpn", "http/1.1",
-         "-tls1_3", "-ciphersuites", suite, "-CAfile", str(certificate), "-verify_return_error",
+         *version, "-CAfile", str(certificate), "-verify_return_error",
          "-keylogfile", str(keylog), "-quiet", "-no_ign_eof"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert client.stdin is not None
@@ -185,11 +199,12 @@ def run_s_client(port: int, index: int, suite: str, command: str, certificate: P
     for expected in (b"HTTP/1.1 101 ", before.encode(), after.encode(), close_payload):
         if expected not in output:
             raise RuntimeError(f"s_client did not receive {expected!r}: {output!r} {errors!r}")
-    if b"KEYUPDATE" not in errors:
-        raise RuntimeError(f"s_client did not send a KeyUpdate: {errors!r}")
+    if said not in errors:
+        raise RuntimeError(f"s_client did not do its {what}: {errors!r}")
     sent = [{"opcode": 1, "text": before}, {"opcode": 1, "text": after}]
-    return {"path": f"/tls/{index}", "compression": None, "key_update": command,
-            "tls": {"version": "TLSv1.3", "cipher": suite, "alpn": "http/1.1", "sni": HOSTNAME},
+    return {"path": f"/tls/{index}", "compression": None, "s_client_command": command,
+            "tls": {"version": "TLSv1.2" if command == "R" else "TLSv1.3", "cipher": suite, "alpn": "http/1.1",
+                    "sni": HOSTNAME},
             "c2s": sent, "s2c": sent, "close": {"code": 1000, "reason": "tls bye"}}
 
 
@@ -202,6 +217,8 @@ def record_s_client(name: str, certificate: Path, keylog: Path) -> list[dict[str
         server_context.set_alpn_protocols(["http/1.1"])
         if server_group is not None:
             server_context.set_ecdh_curve(server_group)
+        if any(command == "R" for _, command in connections):
+            server_context.options |= SSL_OP_ALLOW_CLIENT_RENEGOTIATION
         async with serve(echo, "127.0.0.1", port, ssl=server_context, ping_interval=None, compression=None):
             return await clients
 
