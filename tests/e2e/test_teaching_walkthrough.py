@@ -433,9 +433,9 @@ def walk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walkthrough]:
 def test_section_is_a_15_minute_class() -> None:
     """Seven steps whose minutes follow one another from 0 to 15, each with a command and an RFC section."""
     text = section()
-    steps = re.findall(r"^### Minutes (\d+)-(\d+): .*$", text, re.M)
-    assert len(steps) == 7, steps
-    minutes = [(int(a), int(b)) for a, b in steps]
+    steps = re.findall(r"^### (\d+)\. Minutes (\d+)-(\d+): .*$", text, re.M)
+    assert [int(number) for number, _, _ in steps] == list(range(1, 8)), steps
+    minutes = [(int(a), int(b)) for _, a, b in steps]
     assert minutes[0][0] == 0 and minutes[-1][1] == 15, minutes
     assert all(b == c for (_, b), (c, _) in itertools.pairwise(minutes)), minutes
     for heading in re.findall(r"^### (.*)$", text, re.M):
