@@ -122,7 +122,7 @@ def _compile_filter(expression: str, dlt: int) -> Any:
         raise LiveCaptureError(str(error)) from None
 
 
-class _SockFilter(ctypes.Structure):  # struct sock_fprog (linux/filter.h)
+class _SockFprog(ctypes.Structure):  # struct sock_fprog (linux/filter.h)
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
@@ -209,7 +209,7 @@ class LiveCapture:
         from scapy.arch.common import free_filter
 
         try:
-            fprog = _SockFilter(program.bf_len, ctypes.cast(program.bf_insns, ctypes.c_void_p).value)
+            fprog = _SockFprog(program.bf_len, ctypes.cast(program.bf_insns, ctypes.c_void_p).value)
             self._socket.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, bytes(fprog))
         finally:
             free_filter(program)
