@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 WSINSPECT = [sys.executable, "-c",
              f"import sys; sys.path.insert(0, {str(REPO)!r}); from wsinspect.cli import main; sys.exit(main())"]
 READY = "Ctrl-C closes every connection"
-LISTENING = re.compile(r"wsinspect serve: (\w+) mode on ws://(\[[^\]]+\]|[^:/]+):(\d+)/")
+LISTENING = re.compile(r"wsinspect serve: (\w+) mode on wss?://(\[[^\]]+\]|[^:/]+):(\d+)/")
 # The ready lines are printed a moment before the SIGINT handler is installed (see test_serve_shutdown.py): a SIGINT
 # that early exits 130. stop() leaves this much time after the ready line before it signals.
 SIGNAL_SETTLE = 0.15
