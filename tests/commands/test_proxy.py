@@ -453,6 +453,62 @@ def test_an_upstream_that_never_answers_tls_gets_a_502_after_the_open_timeout(pr
     assert status == 502 and 0.9 <= waited < 5
 
 
+# -- what a client can make the proxy hold or wait for -------------------------------------------------------------
+
+def test_a_request_header_block_over_max_header_gets_431_and_never_reaches_the_upstream(
+        upstream: Callable[..., Upstream], proxy: Callable[..., Proxy]) -> None:
+    server = upstream()
+    relay = proxy(server.url(), "--max-header", "4k")
+    padding = b"".join(b"X-Padding-%d: %s\r\n" % (number, b"y" * 100) for number in range(60))  # about 7 KB
+    status, _, body = split_response(raw_exchange(relay.port, UPGRADE.replace(b"\r\n\r\n", b"\r\n" + padding
+                                                                                        + b"\r\n")))
+    assert status == 431 and b"4096" in body
+    assert "refused: 431" in relay.wait_for("431")
+    assert server.connections == []
+
+
+def test_a_request_never_finished_is_dropped_after_the_handshake_timeout(
+        upstream: Callable[..., Upstream], proxy: Callable[..., Proxy]) -> None:
+    server = upstream()
+    relay = proxy(server.url(), "--handshake-timeout", "1")
+    started = time.monotonic()
+    answer = raw_exchange(relay.port, UPGRADE[:30], timeout=10)  # half a request line, then nothing
+    assert answer == b"" and 0.9 <= time.monotonic() - started < 5
+    assert server.connections == []
+    relay.wait_for("no complete request within 1 s (--handshake-timeout)")
+
+
+def test_a_connection_nothing_crosses_is_closed_after_the_idle_timeout(upstream: Callable[..., Upstream],
+                                                                        proxy: Callable[..., Proxy]) -> None:
+    server = upstream()
+    relay = proxy(server.url(), "--idle-timeout", "1")
+
+    async def wait_quietly() -> tuple[float, Any]:
+        async with websockets_client.connect(relay.url(), ping_interval=None) as connection:
+            started = time.monotonic()
+            await connection.wait_closed()
+            return time.monotonic() - started, connection.close_code
+
+    waited, code = run(wait_quietly())
+    assert 0.9 <= waited < 5 and code == 1006  # TCP cut without a close frame (RFC 6455 7.1.5)
+    relay.wait_for("nothing in either direction for 1 s (--idle-timeout)")
+
+
+def test_connections_over_max_connections_get_503(upstream: Callable[..., Upstream],
+                                                  proxy: Callable[..., Proxy]) -> None:
+    server = upstream()
+    relay = proxy(server.url(), "--max-connections", "2")
+    holders = [socket.create_connection(("127.0.0.1", relay.port), timeout=10) for _ in range(2)]
+    try:
+        time.sleep(0.3)  # both accepted
+        status, headers, _ = split_response(raw_exchange(relay.port, UPGRADE))
+        assert status == 503 and headers["retry-after"] == "1"
+    finally:
+        for holder in holders:
+            holder.close()
+    assert "--max-connections" in relay.wait_for("got 503")
+
+
 # -- TLS on either side ----------------------------------------------------------------------------------------------
 
 def test_a_wss_upstream_is_checked_against_cafile(tmp_path: Path, upstream: Callable[..., Upstream],
