@@ -14,6 +14,7 @@ Block is written here by the pcapng spec and read by tshark as well.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -68,7 +69,8 @@ def tshark(*args: str | os.PathLike[str]) -> str:
     return done.stdout
 
 
-def tshark_frames(path: Path, keylog: Path | None) -> list[tuple[int, int, int, int, bool]]:
+@functools.cache  # the shipped captures are read by several tests; tshark is the slow part of this file
+def tshark_frames(path: Path, keylog: Path | None) -> tuple[tuple[int, int, int, int, bool], ...]:
     """(frame.number, tcp.stream, opcode, payload length, masked) for every WebSocket frame tshark decodes."""
     options = ["-o", f"tls.keylog_file:{keylog}"] if keylog is not None else []
     out = tshark("-r", path, *options, "-Y", "websocket", "-T", "fields", "-e", "frame.number", "-e", "tcp.stream",
@@ -79,12 +81,12 @@ def tshark_frames(path: Path, keylog: Path | None) -> list[tuple[int, int, int, 
         # Several WebSocket frames in one packet: tshark lists each field's values comma-separated.
         for opcode, length, mask in zip(opcodes.split(","), lengths.split(","), masks.split(","), strict=True):
             frames.append((int(number), int(stream), int(opcode), int(length), mask in ("1", "True")))
-    return frames
+    return tuple(frames)
 
 
-def our_frames(events: list[Event]) -> list[tuple[int, int, int, int, bool]]:
-    return [(e.packet, e.stream, e.frame.opcode, e.frame.payload_length, e.frame.masked)
-            for e in events if isinstance(e, FrameEvent) and e.packet is not None]
+def our_frames(events: list[Event]) -> tuple[tuple[int, int, int, int, bool], ...]:
+    return tuple((e.packet, e.stream, e.frame.opcode, e.frame.payload_length, e.frame.masked)
+                 for e in events if isinstance(e, FrameEvent) and e.packet is not None)
 
 
 def frames_sent(name: str) -> int:
@@ -238,7 +240,7 @@ def test_without_keylog_the_notice_names_the_client_random(name: str) -> None:
     for notice, client_random in zip(tls, randoms, strict=True):
         named = client_random.replace(":", "")
         assert notice.message.startswith(f"TLS; no key for this session (client random {named})")
-    assert tshark_frames(capture(name), None) == []  # tshark cannot see inside either
+    assert tshark_frames(capture(name), None) == ()  # tshark cannot see inside either
     done = run_read(capture(name))
     assert done.returncode == 1 and "the session keys are needed" in done.stderr
 
