@@ -14,16 +14,18 @@ Theory of operation, per direction:
    the ALPN protocol the server chose.
 3. Keys go on
    * TLS 1.2: after that direction's ChangeCipherSpec (RFC 5246 7.1); keys from the master secret (``CLIENT_RANDOM``)
-     and the key block of the TLS 1.2 PRF (RFC 5246 5 and 6.3);
-   * TLS 1.3: right after the ServerHello, with the handshake traffic secrets; after that direction's Finished, with
-     its application traffic secret 0; after each KeyUpdate it sends, with the next secret (RFC 8446 7.2). Keys and
-     IVs come from HKDF-Expand-Label (RFC 8446 7.1, 7.3; HKDF is RFC 5869).
+     and the key block of the TLS 1.2 PRF (RFC 5246 5 and 6.3). A renegotiation's hellos come under the current
+     keys; its own keys (its own client random's line) go on at the next ChangeCipherSpec of each side;
+   * TLS 1.3: right after the ServerHello (not a HelloRetryRequest), with the handshake traffic secrets; after that
+     direction's Finished, with its application traffic secret 0; after each KeyUpdate it sends, with the next
+     secret (RFC 8446 7.2). Keys and IVs come from HKDF-Expand-Label (RFC 8446 7.1, 7.3; HKDF is RFC 5869).
 4. An encrypted record is opened with its AEAD (AES-GCM: RFC 5288 for TLS 1.2; ChaCha20-Poly1305: RFC 7905 for
    TLS 1.2; both for TLS 1.3, RFC 8446 5.2-5.3). Its application data is returned; handshake messages are read as
    in step 2 (Finished and KeyUpdate drive step 3); alerts other than close_notify become notes.
 
-Anything that goes wrong (a record that fails authentication, a suite that is not AEAD, a TCP gap, bytes that are no
-TLS record) stops that direction with one note saying why; nothing raises, and nothing more is held for it.
+Anything that goes wrong (a record that fails authentication, a TCP gap, bytes that are no TLS record) stops that
+direction, and what concerns the session (a suite that is not AEAD, a version before TLS 1.2, missing secrets) stops
+both, with one note saying why; nothing raises, and nothing more is held for what stopped.
 
 What is used from where: the AEAD ciphers are ``cryptography``'s. The TLS 1.2 PRF and HKDF-Expand-Label are scapy's
 (``scapy.layers.tls.crypto.prf.PRF``, ``scapy.layers.tls.crypto.hkdf.TLS13_HKDF``), imported when a session is first
