@@ -682,6 +682,7 @@ def test_parse_url_errors(url: str, says: str) -> None:
     ["ws://127.0.0.1:1/", "-H", "Sec-WebSocket-Key: x"],
     ["ws://127.0.0.1:1/", "-H", "X-A: b\x1bc"],
     ["ws://127.0.0.1:1/", "--subprotocol", "has space"],
+    ["ws://127.0.0.1:1/", "--subprotocol", "chat", "--subprotocol", "chat"],  # RFC 6455 4.1 item 10: unique
     ["ws://127.0.0.1:1/", "-Y", "websocket.opcode =="],
     ["ws://127.0.0.1:1/", "--wait", "-1"],
     ["ws://127.0.0.1:1/", "--json", "/nonexistent-dir/x.jsonl"],

@@ -42,7 +42,8 @@ class Plan:
     wait: float  # after the last message: time for answers before closing
     open_timeout: float  # connect, TLS, and the answer to the opening handshake
     close_timeout: float
-    max_queue: int
+    max_queue: int  # bytes waiting to be sent before stdin waits
+    drop_at: int  # bytes waiting to be sent (answers we owe) at which a server that reads nothing is dropped
     insecure: bool
 
 
@@ -94,7 +95,7 @@ async def _converse(target: Target, context: ssl.SSLContext | None, plan: Plan, 
     def new_session() -> ClientSession:
         nonlocal session
         session = ClientSession(plan.options, emit=sinks.emit, files=sinks.files, close_timeout=plan.close_timeout,
-                                max_queue=plan.max_queue)
+                                max_queue=plan.max_queue, drop_at=plan.drop_at)
         return session
 
     with contextlib.suppress(NotImplementedError):  # Windows' loop has no signal handlers: Ctrl-C raises there

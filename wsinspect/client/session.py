@@ -5,7 +5,7 @@ After our close frame the session waits ``close_timeout`` for the server's. Afte
 long again for the server to close TCP first, as RFC 6455 7.1.1 asks of a client ("it SHOULD wait for a TCP Close
 from the server"), and only then closes it itself. What waits to be sent is bounded: past ``max_queue`` the
 session says it is not ``writable`` (the conversation stops taking stdin lines until a quarter is left), and a
-server that makes us answer (pings) but never reads the answers is dropped at ``HARD_QUEUE_FACTOR`` times the bound.
+server that makes us answer (pings) but never reads the answers is dropped once ``drop_at`` bytes wait for it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ if TYPE_CHECKING:  # scapy's writers are imported with --record only
 
 STREAM = 0  # the one connection's number in the views, the JSON lines and the recording
 MAX_LINE = 1 << 20  # bytes of one stdin line: a longer one is refused, not held
-HARD_QUEUE_FACTOR = 4  # a server that stops reading is dropped once this many times max_queue bytes wait for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,13 +151,14 @@ class ClientSession(asyncio.Protocol):
     """Moves bytes between the socket and the ``ClientEndpoint``, and keeps the clocks. See the module docstring."""
 
     def __init__(self, options: ClientOptions, *, emit: Callable[[list[Event]], None], files: Files,
-                 close_timeout: float, max_queue: int) -> None:
+                 close_timeout: float, max_queue: int, drop_at: int) -> None:
         loop = asyncio.get_running_loop()
         self.options = options
         self.emit = emit
         self.files = files
         self.close_timeout = close_timeout
         self.max_queue = max_queue
+        self.drop_at = drop_at
         self.endpoint: ClientEndpoint | None = None
         self.transport: asyncio.Transport | None = None
         self.answered: asyncio.Future[None] = loop.create_future()  # the server answered, or the connection ended
@@ -249,11 +249,8 @@ class ClientSession(asyncio.Protocol):
         self._flush(now)
 
     def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
-        """Start the closing handshake (RFC 6455 7.1.2), or drop a connection whose handshake is not done."""
-        if self.is_open:
-            self.perform(StartClose(code, reason))
-        elif not self.answered.done():
-            self.abort("we gave up before the server answered the opening handshake")
+        """Start the closing handshake (RFC 6455 7.1.2); ignored unless the connection is open."""
+        self.perform(StartClose(code, reason))
 
     def abort(self, reason: str) -> None:
         transport = self.transport
@@ -272,11 +269,11 @@ class ClientSession(asyncio.Protocol):
             transport.write(out)
             self.files.record(lambda recorder: recorder.data(STREAM, "c2s", out, now))
             queued = transport.get_write_buffer_size()
-            if queued > HARD_QUEUE_FACTOR * self.max_queue:
+            if queued > self.drop_at:
                 # Only answers we owe (pongs, a close) get here past the pause: the server makes us answer and
                 # never reads the answers.
                 self.abort(f"the server stopped reading: {queued:,} bytes waited to be sent to it (over "
-                           f"{HARD_QUEUE_FACTOR} x --max-queue)")
+                           f"{self.drop_at:,})")
         self.emit(endpoint.events())
         self._follow_state()
 

@@ -41,6 +41,7 @@ from wsinspect.views.summary import Summary
 
 if TYPE_CHECKING:  # the network edge and scapy's writers are imported when used, not when the CLI builds its parsers
     from wsinspect.capture.writer import SessionRecorder
+    from wsinspect.client.run import Outcome
     from wsinspect.client.session import EventSink
 
 Line = list[Piece]
@@ -48,6 +49,7 @@ Line = list[Piece]
 EXIT_NO_CONNECTION = 3
 EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by SIGINT
 HANDOUT_MAX_LINES = 5000  # as for `read --export`: beyond it, a handout is not what anyone wants
+HARD_QUEUE_FACTOR = 4  # a server that makes us answer but reads nothing is dropped at this many times --max-queue
 
 CONNECT_EXAMPLES = f"""\
 examples:
@@ -129,7 +131,7 @@ def _wait_seconds(text: str) -> float:
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from wsinspect.cli import _add_limits, _seconds, _size
+    from wsinspect.commands import arguments
 
     parser = command_parser(
         commands, "connect", help="connect to a WebSocket server and show every handshake header and frame",
@@ -159,15 +161,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="after the last --send (or the end of stdin), wait this long for answers before "
                              "closing (default: %(default)g)")
     timing = parser.add_argument_group("timeouts and limits")
-    timing.add_argument("--open-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+    timing.add_argument("--open-timeout", type=arguments.seconds, default=10.0, metavar="SECONDS",
                         help="time to connect, finish TLS and get the answer to the opening handshake (default: "
                              "%(default)g)")
-    timing.add_argument("--close-timeout", type=_seconds, default=3.0, metavar="SECONDS",
+    timing.add_argument("--close-timeout", type=arguments.seconds, default=3.0, metavar="SECONDS",
                         help="time for the server's close frame after ours, and then for the server to close TCP "
                              "(RFC 6455 7.1.1), before we close it (default: %(default)g)")
-    timing.add_argument("--max-queue", type=_size, default=_size("1M"), metavar="SIZE",
-                        help="bytes waiting to be sent before reading stdin pauses (default: 1M)")
-    _add_limits(timing, frame_default="64M", message_default="64M")  # type: ignore[arg-type]
+    timing.add_argument("--max-queue", type=arguments.size, default=arguments.size("1M"), metavar="SIZE",
+                        help="bytes waiting to be sent before reading stdin pauses (default: 1M); a server that "
+                             f"makes us answer (pings) but reads nothing is dropped at {HARD_QUEUE_FACTOR} times it")
+    arguments.add_limits(timing, frame_default="64M", message_default="64M")
     view = parser.add_mutually_exclusive_group()
     view.add_argument("--detail", action="store_true", help="each frame as a tree of fields and a coloured hex dump")
     view.add_argument("--follow", action="store_true", help="the conversation as a transcript of whole messages")
@@ -185,7 +188,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--record", metavar="FILE",
                         help="write the conversation as a capture (.pcapng or .pcap) that 'wsinspect read' and "
                              "Wireshark decode (a wss:// conversation is recorded decrypted)")
-    parser.add_argument("--max-bytes", type=_size, default=256, metavar="SIZE",
+    parser.add_argument("--max-bytes", type=arguments.size, default=256, metavar="SIZE",
                         help="payload bytes shown in a hex dump (default: %(default)s)")
     parser.add_argument("--no-summary", action="store_true", help="leave out the closing summary")
     add_output_options(parser)
@@ -214,7 +217,7 @@ class Verdict:
             self.ended = event
 
     def close(self) -> None:
-        """Nothing to flush: ``lines`` is asked for at the end."""
+        """Nothing to flush: ``problems`` is asked for at the end."""
 
     @property
     def handshake_errors(self) -> list[Finding]:
@@ -233,10 +236,10 @@ class Verdict:
             found.append(f"the server refused the WebSocket handshake: {status.status} {visible(status.reason)}")
         elif self.handshake_errors:
             found.append(f"the server's answer to the opening handshake broke {_plural(self.handshake_errors, 'rule')}"
-                         " of RFC 6455 4.1 (shown with ✗ above); a client must fail such a connection")
+                         " (shown with ✗ above); RFC 6455 4.1: the client fails such a connection")
         if self.broken:
-            rules = sorted({violation.check.id for violation in self.broken})
-            found.append(f"the server broke {_plural(self.broken, 'rule')} while connected ({', '.join(rules)})")
+            rules = sorted({f"{violation.check.rfc} ({violation.check.id})" for violation in self.broken})
+            found.append(f"the server broke {_plural(rules, 'rule')} while connected: {', '.join(rules)}")
         if response.upgraded and not self.handshake_errors and self.ended is not None and not self.ended.clean:
             from_server = [close for close in self.closes if close.direction == "s2c"]
             if not from_server:
@@ -274,13 +277,14 @@ def _refusal_lines(verdict: Verdict) -> list[Line]:
 
 _STATUS_HINTS = {
     400: "400 Bad Request: the server found the request malformed; its body (above) usually names the header",
-    401: "401 Unauthorized: the endpoint wants credentials; send them with -H 'Authorization: ...' or a cookie",
+    401: "401 Unauthorized: the endpoint wants credentials (RFC 6455 4.1: the client might authenticate); send "
+         "them with -H 'Authorization: ...' or a cookie",
     403: "403 Forbidden: the server refused this client; many check the Origin (try --origin "
          "http://HOST, the page's origin) or a token",
     404: "404 Not Found: no WebSocket endpoint at this path; check the path part of the URL",
     426: "426 Upgrade Required: the server wants another protocol version (its Sec-WebSocket-Version lists them; "
          "RFC 6455 4.4)",
-    300: "a redirect: a WebSocket client does not follow it by itself (RFC 6455 4.1 leaves it to the client)",
+    300: "a redirect: RFC 6455 4.1 does not require a client to follow it",
     500: "a server error: the endpoint failed while handling the request (its logs say why)",
     200: "a plain HTTP answer: the path is served by something that is not a WebSocket endpoint, or a proxy on the "
          "way dropped the Upgrade and Connection headers (RFC 9110 7.6.1)",
@@ -290,7 +294,7 @@ _STATUS_HINTS = {
 # -- the command -----------------------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
-    from wsinspect.cli import make_console, make_palette
+    from wsinspect.commands.arguments import make_console, make_palette
 
     errors = make_console(args, stderr=True)
     if (args.filter or "").strip() == "help":
@@ -305,6 +309,10 @@ def run(args: argparse.Namespace) -> int:
         context = tls_context(cafile=args.cafile, insecure=args.insecure) if target.secure else None
     except UsageError as failure:
         return error(args, str(failure))
+    repeated = sorted({name for name in args.subprotocol if args.subprotocol.count(name) > 1})
+    if repeated:
+        return error(args, f"--subprotocol {visible(repeated[0])} is given twice: RFC 6455 4.1 (item 10) asks for "
+                           "unique names")
     if not target.secure and (args.cafile or args.insecure):
         _say(errors, "wsinspect: warning: --cafile and --insecure apply to wss:// only; ignored", "yellow")
     shown = None
@@ -363,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
                             extra_headers=tuple(args.header), limits=limits)
     plan = Plan(options, sends=tuple(args.send) if args.send is not None else None, wait=args.wait,
                 open_timeout=args.open_timeout, close_timeout=args.close_timeout, max_queue=args.max_queue,
-                insecure=args.insecure)
+                drop_at=HARD_QUEUE_FACTOR * args.max_queue, insecure=args.insecure)
     if to_terminal:
         output.line([("strong", f"wsinspect connect {visible(target.url)}"),
                      ("muted", f"  (TCP {visible(target.host)} port {target.port}"
@@ -384,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
         _say(errors, f"wsinspect: {outcome.failure}", "bold red")
         return EXIT_NO_CONNECTION
     if to_terminal:
-        _closing_lines(args, target, output, verdict, summary, outcome.notes)
+        _closing_lines(args, target, output, verdict, summary, outcome)
     status = EXIT_INTERRUPTED if outcome.interrupted else EXIT_FINDINGS if verdict.problems() else EXIT_OK
     if handout is not None:
         saved = _save_handout(args, errors, handout, output.palette.theme, target.url)
@@ -439,13 +447,15 @@ def _view(args: argparse.Namespace, output: Output, shown: Callable[[Event], boo
 
 
 def _closing_lines(args: argparse.Namespace, target: Target, output: Output, verdict: Verdict, summary: Summary,
-                   notes: list[str]) -> None:
+                   outcome: Outcome) -> None:
     lines: list[Line] = []
     problems = verdict.problems()
+    if outcome.interrupted and verdict.response is None:
+        problems = ["interrupted (Ctrl-C) before the server answered"]
     for problem in problems:
         lines.append([("error", "✗ "), ("error.text", problem)])
-    lines += [[("warning", f"  note: {note}")] for note in notes]
-    if verdict.response is None and not target.secure and not notes:
+    lines += [[("warning", f"  note: {note}")] for note in outcome.notes]
+    if verdict.response is None and not target.secure and not outcome.notes and not outcome.interrupted:
         lines.append([("muted", "  if the server expects TLS on this port, connect with wss://")])
     lines += _refusal_lines(verdict)
     if not problems and verdict.response is not None:
