@@ -55,7 +55,7 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 1.3's example Sec-WebSocket-Key
 COMMAND_TIMEOUT = 30.0
 SERVE_READY = "Ctrl-C closes every connection"  # the last line serve prints before it serves (README, serve --help)
-SERVE_LISTENING = re.compile(r"on ws://(\[[^\]]+\]|[^:/\s]+):(\d+)/")
+SERVE_LISTENING = re.compile(r"on wss?://(\[[^\]]+\]|[^:/\s]+):(\d+)/")
 SIGNAL_SETTLE = 0.15  # serve installs its SIGINT handler a moment after its ready line (tests/server/serve_support.py)
 
 
