@@ -31,17 +31,17 @@ def export_path(text: str) -> str:
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
-    from wsinspect.cli import _add_colour
+    from wsinspect.commands import arguments
 
     parser.add_argument("--export", type=export_path, metavar="FILE",
                         help=f"also save what is shown as a handout, FILE.html, FILE.svg or FILE.txt, laid out "
                              f"{EXPORT_WIDTH} columns wide (the terminal gets the same layout)")
-    _add_colour(parser)
+    arguments.add_colour(parser)
 
 
 def error(args: argparse.Namespace, message: str) -> int:
     """One line on stderr, never a traceback; ``message`` must already be safe (through ``visible``)."""
-    from wsinspect.cli import make_console
+    from wsinspect.commands.arguments import make_console
 
     console = make_console(args, stderr=True)
     console.print(f"wsinspect: {message}", style="bold red", markup=False, highlight=False, soft_wrap=True)
@@ -51,7 +51,7 @@ def error(args: argparse.Namespace, message: str) -> int:
 def layout_width(args: argparse.Namespace) -> int:
     """The width lines are laid out for: the terminal's, or the handout's fixed width when exporting (the terminal
     then shows the handout's layout, so the two are the same)."""
-    from wsinspect.cli import make_console
+    from wsinspect.commands.arguments import make_console
 
     return EXPORT_WIDTH if getattr(args, "export", None) else int(make_console(args).width)
 
@@ -61,7 +61,7 @@ def present(args: argparse.Namespace, lines: Sequence[Line], argv: Sequence[str]
 
     Returns EXIT_USAGE when the handout could not be written (after the terminal got its output), else EXIT_OK.
     """
-    from wsinspect.cli import make_console, make_palette
+    from wsinspect.commands.arguments import make_console, make_palette
 
     console = make_console(args)
     palette = make_palette(args, console)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     # The command line builds every command's parser at each start: what only running the demo needs (scapy's
     # writer above all, the endpoints, the views) is imported when it runs, so no other command pays for it.
     from wsinspect.capture.writer import SessionRecorder
-    from wsinspect.read import View
+    from wsinspect.commands.read import View
 
 DEMO_EXAMPLES = """\
 examples:
@@ -324,7 +324,7 @@ class _Pacer:
 
 def run_demo(args: argparse.Namespace) -> int:
     from wsinspect.capture.writer import SessionRecorder
-    from wsinspect.cli import make_console, make_palette
+    from wsinspect.commands.arguments import make_console, make_palette
     from wsinspect.views.flow import FlowView
     from wsinspect.views.packetlist import PacketList
     from wsinspect.views.summary import Summary

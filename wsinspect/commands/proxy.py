@@ -79,7 +79,7 @@ def listen_address(text: str) -> tuple[str, int]:
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from wsinspect.cli import _add_limits, _seconds, _size
+    from wsinspect.commands import arguments
     from wsinspect.server.options import seconds_or_off, whole_number
 
     parser = command_parser(
@@ -111,23 +111,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "limits", "What one peer can make the proxy hold or wait for. Over --max-queue bytes waiting for one side,\n"
                   "the proxy stops reading from the other until a quarter is left: a peer that does not read\n"
                   "slows its sender, nothing is dropped.")
-    limits.add_argument("--max-queue", type=_size, default=_size("1M"), metavar="SIZE",
+    limits.add_argument("--max-queue", type=arguments.size, default=arguments.size("1M"), metavar="SIZE",
                         help="bytes waiting to be written to one side of one connection (default: 1M)")
     limits.add_argument("--max-connections", type=whole_number, default=1024, metavar="N",
                         help="client connections at once; beyond it: 503 (default: %(default)s)")
-    limits.add_argument("--handshake-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+    limits.add_argument("--handshake-timeout", type=arguments.seconds, default=10.0, metavar="SECONDS",
                         help="time for a client to send its whole opening request (default: %(default)g)")
-    limits.add_argument("--open-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+    limits.add_argument("--open-timeout", type=arguments.seconds, default=10.0, metavar="SECONDS",
                         help="time to reach the upstream: name lookup, TCP and TLS; then 502 (default: "
                              "%(default)g)")
     limits.add_argument("--idle-timeout", type=seconds_or_off, default=300.0, metavar="SECONDS",
                         help="close a connection nothing crossed in either direction for SECONDS (default: "
                              "%(default)g; 0: never)")
-    limits.add_argument("--close-timeout", type=_seconds, default=3.0, metavar="SECONDS",
+    limits.add_argument("--close-timeout", type=arguments.seconds, default=3.0, metavar="SECONDS",
                         help="once one side closed, time for the other to take what is still queued for it "
                              "(default: %(default)g)")
-    _add_limits(limits, frame_default="64M", message_default="64M")  # type: ignore[arg-type]
-    limits.add_argument("--max-memory", type=_size, default=_size("64M"), metavar="SIZE",
+    arguments.add_limits(limits, frame_default="64M", message_default="64M")
+    limits.add_argument("--max-memory", type=arguments.size, default=arguments.size("64M"), metavar="SIZE",
                         help="what the decoder's unfinished messages of all connections may hold together; beyond "
                              "it a message is shown cut short, and relayed whole (default: 64M)")
     view = parser.add_mutually_exclusive_group()
@@ -147,7 +147,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="write the client-proxy conversations as a capture (.pcapng or .pcap) that 'wsinspect "
                              "read' and Wireshark decode (TLS on either side is recorded decrypted)")
     parser.add_argument("--quiet", action="store_true", help="log nothing per frame")
-    parser.add_argument("--max-bytes", type=_size, default=256, metavar="SIZE",
+    parser.add_argument("--max-bytes", type=arguments.size, default=256, metavar="SIZE",
                         help="payload bytes shown in a hex dump (default: %(default)s)")
     add_output_options(parser)
 
@@ -176,7 +176,7 @@ def _options(args: argparse.Namespace) -> ProxyOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wsinspect.cli import make_console, make_palette
+    from wsinspect.commands.arguments import make_console, make_palette
 
     if (args.filter or "").strip() == "help":
         from wsinspect.filters import describe_fields
@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     proxy = ProxyServer(options, Reports(emit=emit, files=files, show=show, warn=warn))
     status = EXIT_OK
     try:
-        status = asyncio.run(_serve(proxy, options, console if args.json != "-" else errors))
+        status = asyncio.run(_serve(proxy, options, console if args.json != "-" else errors, errors))
     finally:
         for sink in sinks:
             sink.close()
@@ -266,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-async def _serve(proxy: ProxyServer, options: ProxyOptions, console: Console) -> int:
+async def _serve(proxy: ProxyServer, options: ProxyOptions, console: Console, errors: Console) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before listening: a Ctrl-C at any moment stops cleanly
@@ -274,7 +274,7 @@ async def _serve(proxy: ProxyServer, options: ProxyOptions, console: Console) ->
     try:
         host, port = await proxy.start()
     except OSError as failure:
-        _say(console, f"wsinspect proxy: cannot listen on {visible(options.host)}:{options.port}: "
+        _say(errors, f"wsinspect proxy: cannot listen on {visible(options.host)}:{options.port}: "
                       f"{visible(failure.strerror or str(failure))}", "bold red")
         return EXIT_FAILED
     _banner(console, options, host, port)

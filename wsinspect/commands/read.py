@@ -1,7 +1,7 @@
 """``wsinspect read``: a capture file through the trace, into the chosen view.
 
 Every view streams: events are shown as they are decoded, so the first line appears at once and memory holds only
-what open conversations need. Exit statuses are listed in ``wsinspect read --help`` (see ``cli.READ_EXAMPLES``).
+what open conversations need. Exit statuses are listed in ``wsinspect read --help`` (``READ_EXAMPLES``).
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import argparse
 import io
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 
 from wsinspect.capture.files import CaptureError
+from wsinspect.commands import command_parser
 from wsinspect.core.connection import Limits
 from wsinspect.core.events import Event
 from wsinspect.trace import CaptureTrace
@@ -32,9 +33,55 @@ if TYPE_CHECKING:
 
     from wsinspect.capture.live import LiveCapture
 
+READ_EXAMPLES = """\
+examples:
+  wsinspect read captures/echo.pcapng              every conversation: handshake, packet list, summary
+  wsinspect read captures/echo.pcapng --detail     each frame as a field tree and a coloured hex dump
+  wsinspect read captures/multi.pcapng --stream 1  one conversation (Wireshark's tcp.stream number)
+  wsinspect read captures/deflate.pcapng --follow  the messages as a transcript, inflated
+  wsinspect read captures/echo.pcapng --json       one JSON object per event (schema in the README)
+  wsinspect read captures/midstream.pcapng --port 47070
+                                                   decode port 47070 as WebSocket, even without a handshake
+  wsinspect read big.pcapng -Y 'websocket.opcode == 8'           only close frames
+  wsinspect read big.pcapng -Y 'text contains "error"' --follow  the messages that mention an error
+  wsinspect read big.pcapng -Y violation -c 100000               rule breaks in the first 100,000 packets
+  wsinspect read captures/echo.pcapng --theme light              for a light background (a projector)
+  wsinspect read captures/wss-tls13.pcapng --keylog captures/wss-tls13.pcapng.keys
+                                                   decrypt wss:// with a TLS key log (SSLKEYLOGFILE)
+
+filters (-Y): the fields of --json, with Wireshark's names where it has one (websocket.opcode, tcp.stream,
+frame.number, ...); operators == != < <= > >= contains matches && || ! and parentheses. See docs/filters.md.
+
+exit status:
+  0  the capture was read to its end and holds at least one WebSocket conversation (whatever -Y showed)
+  1  the capture was read to its end but holds no WebSocket conversation (or none with the --stream asked for)
+  2  a bad argument or filter, or a file that cannot be read as a capture: nothing was decoded
+  3  the file is truncated or corrupt: everything before the damage was decoded and shown
+"""
+
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024  # smaller files finish before a bar is worth drawing
 EXIT_OK, EXIT_NOTHING_FOUND, EXIT_USAGE, EXIT_DAMAGED = 0, 1, 2, 3
 HANDOUT_MAX_LINES = 5000  # about 80 printed pages: past it, a handout is not what anyone wants
+
+
+def add_parser(commands: Any) -> None:
+    from wsinspect.commands.arguments import add_trace_options
+
+    parser = command_parser(
+        commands, "read", help="decode WebSocket conversations in a pcap/pcapng capture", epilog=READ_EXAMPLES,
+        description="Lay out every WebSocket conversation in a capture: who connected to whom, the opening "
+                    "handshake with every header (and whether Sec-WebSocket-Accept is right), every frame in "
+                    "both directions, the messages they carry, and every rule broken.")
+    parser.add_argument("capture", nargs="?", help="a pcap or pcapng file")
+    add_trace_options(parser)
+    parser.set_defaults(run=lambda args: run(args, parser))
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.capture is None and (args.filter or "").strip() != "help":
+        parser.error("the following arguments are required: capture")  # read's own usage, exit status 2
+    return run_read(args)
+
 
 
 class View(Protocol):
@@ -49,7 +96,7 @@ def _error(console: Console, text: str, style: str = "bold red") -> None:
 
 def run_read(args: argparse.Namespace, live: LiveCapture | None = None) -> int:
     """``read``; with ``live`` (``wsinspect sniff``), the same views and ending over a sniffer's packets."""
-    from wsinspect.cli import make_console, make_palette
+    from wsinspect.commands.arguments import make_console, make_palette
 
     console = make_console(args)
     errors = make_console(args, stderr=True)

@@ -17,7 +17,6 @@ from wsinspect.views.safe import visible
 SNIFF_EXAMPLES = """\
 examples:
   wsinspect sniff -i lo --port 8765                 conversations with a server on port 8765, until Ctrl-C
-  wsinspect sniff -i eth0 --port 443 --keylog keys.log   wss:// decrypted with the browser's SSLKEYLOGFILE
   wsinspect sniff -i lo --port 8765 --follow --duration 60   one minute of messages, as a transcript
   wsinspect sniff -i any -f 'tcp port 80 or tcp port 8080' -c 1000 --record web.pcapng
                                                    the first 1,000 packets, decoded and saved for tshark or read
@@ -35,7 +34,8 @@ exit status:
 
 
 def add_parser(commands: Any) -> None:
-    from wsinspect.cli import _seconds, add_trace_options
+    from wsinspect.commands import arguments
+    from wsinspect.commands.arguments import add_trace_options
 
     parser = command_parser(
         commands, "sniff", help="decode WebSocket conversations live from a network interface",
@@ -50,7 +50,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("-f", "--capture-filter", metavar="BPF",
                         help="a capture filter in libpcap's language (e.g. 'tcp port 8765'), run in the kernel; "
                              "default: 'tcp port N' for each --port, else 'tcp'")
-    parser.add_argument("--duration", type=_seconds, metavar="SECONDS",
+    parser.add_argument("--duration", type=arguments.seconds, metavar="SECONDS",
                         help="stop after SECONDS (tshark's -a duration:SECONDS)")
     parser.add_argument("--record", metavar="FILE",
                         help="also write every captured packet to FILE: pcapng, or pcap if FILE ends in .pcap")
@@ -69,8 +69,8 @@ def capture_filter(args: argparse.Namespace) -> str:
 
 def run_sniff(args: argparse.Namespace) -> int:
     from wsinspect.capture.live import LiveCapture, LiveCaptureError, list_interfaces
-    from wsinspect.cli import make_console
-    from wsinspect.read import run_read
+    from wsinspect.commands.arguments import make_console
+    from wsinspect.commands.read import run_read
 
     if args.list_interfaces:
         for interface in list_interfaces():
@@ -82,6 +82,11 @@ def run_sniff(args: argparse.Namespace) -> int:
         return run_read(args)  # -Y help lists the fields; no capture needed
     if not args.interface:
         return error(args, "sniff: -i IFACE is required (wsinspect sniff -D lists the interfaces)")
+    if args.keylog is not None:
+        # The trace looks a TLS session's keys up when its ClientHello is in, and a client writes them to its key
+        # log only later in the handshake: live, they are never there in time.
+        return error(args, "sniff: --keylog cannot decrypt as packets arrive (a client writes a session's keys "
+                           "after its ClientHello); use --record FILE, then: wsinspect read FILE --keylog KEYS")
     expression = capture_filter(args)
     try:
         live = LiveCapture(args.interface, capture_filter=expression, count=args.count, duration=args.duration,

@@ -605,7 +605,7 @@ def _open_outputs(args: argparse.Namespace, problems: Problems) -> tuple[TextIO 
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from wsinspect.cli import make_console, make_palette
+    from wsinspect.commands.arguments import make_console, make_palette
 
     console: Console = make_console(args)
     problems = Problems(sys.stderr)

@@ -1,0 +1,143 @@
+"""What several commands' parsers share: argument types with plain-words errors, the colour options, the decoder's
+limits, read's trace options (also sniff's), and the console and palette every view writes through."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from wsinspect.views.palette import THEME_NAMES
+from wsinspect.views.safe import visible
+
+
+def size(text: str) -> int:
+    """Sizes like 1048576, 64k, 16MiB, 1M."""
+    units = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
+             "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+    stripped = text.strip().lower()
+    number = stripped.rstrip("kmgib")
+    unit = stripped[len(number):]
+    if not number.isdigit() or unit not in units:
+        raise argparse.ArgumentTypeError(f"not a size: {visible(text)!r} (try 65536, 64k or 16M)")
+    return int(number) * units[unit]
+
+
+def whole_number(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a non-negative whole number: {visible(text)!r}")
+    return int(text)
+
+
+def count(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"not a whole number of packets, 1 or more: {visible(text)!r}")
+    return int(text)
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {visible(text)!r}")
+    return value
+
+
+def port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (1-65535): {visible(text)!r}")
+    return int(text)
+
+
+def listen_port(text: str) -> int:
+    """A port to listen on: 1-65535, or 0 for any free port (the one chosen is printed)."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535; 0 picks a free one): {visible(text)!r}")
+    return int(text)
+
+
+def add_limits(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, frame_default: str,
+               message_default: str) -> None:
+    parser.add_argument("--max-frame", type=size, default=size(frame_default), metavar="SIZE",
+                        help=f"largest frame payload kept (default: {frame_default})")
+    parser.add_argument("--max-message", type=size, default=size(message_default), metavar="SIZE",
+                        help=f"largest message, after inflating (default: {message_default}); beyond it: 1009")
+    parser.add_argument("--max-header", type=size, default=32 * 1024, metavar="SIZE",
+                        help="largest handshake header block (default: 32k)")
+
+
+def add_colour(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
+                        help="colour output (default: auto, i.e. when writing to a terminal and NO_COLOR is not set)")
+    parser.add_argument("--theme", choices=THEME_NAMES, default="auto",
+                        help="dark or light background, or mono (bold and underline only, no colour); default: "
+                             "auto (mono when NO_COLOR is set, light when COLORFGBG says the background is light, "
+                             "else dark)")
+
+
+def add_trace_options(parser: argparse.ArgumentParser) -> None:
+    """The views, filter and limits of ``read``, shared by every command that shows a trace (``sniff``)."""
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--detail", action="store_true", help="each frame as a tree of fields and a coloured hex dump")
+    view.add_argument("--follow", action="store_true", help="each conversation as a transcript of whole messages")
+    view.add_argument("--json", action="store_true", help="one JSON object per event on stdout (see README)")
+    view.add_argument("--flow", action="store_true",
+                      help="each conversation as a ladder: client and server columns, one arrow per frame "
+                           "(like Wireshark's Flow Graph)")
+    view.add_argument("--compact", action="store_true",
+                      help="one line per handshake and per frame: no header tables, no message lines")
+    parser.add_argument("--explain", action="store_true",
+                        help="annotate each header, frame fact (masking, length forms, fragments, compression, "
+                             "opcodes) and broken rule once, where it first appears, with its RFC section")
+    parser.add_argument("-Y", "--filter", metavar="EXPR",
+                        help="show only the events that match EXPR, a display filter over the fields of --json "
+                             "(e.g. 'websocket.opcode == 8', 'text contains \"error\"', violation); everything "
+                             "is still decoded; '-Y help' lists the fields")
+    parser.add_argument("-c", "--count", type=count, metavar="N",
+                        help="stop after the first N packets of the capture, as tshark -c does")
+    parser.add_argument("--stream", type=whole_number, action="append", metavar="N",
+                        help="only conversation N (Wireshark's tcp.stream index); repeatable")
+    parser.add_argument("--port", type=port, action="append", metavar="N", default=[],
+                        help="treat TCP port N as a WebSocket server even without a handshake in the capture "
+                             "(like Wireshark's Decode As); repeatable")
+    parser.add_argument("--keylog", metavar="FILE",
+                        help="TLS key log (SSLKEYLOGFILE, NSS format) to decrypt wss:// streams with; the capture's "
+                             "own pcapng Decryption Secrets Blocks are used too")
+    add_limits(parser, frame_default="64M", message_default="64M")
+    parser.add_argument("--max-memory", type=size, default=size("64M"), metavar="SIZE",
+                        help="what the unfinished messages of all conversations may hold together; beyond it a "
+                             "message is cut short, with a note (default: 64M)")
+    parser.add_argument("--max-flows", type=count, default=10_000, metavar="N",
+                        help="TCP conversations open at once; beyond it the least active is summarised and let go "
+                             "(default: %(default)s)")
+    parser.add_argument("--idle-timeout", type=seconds, default=300.0, metavar="SECONDS",
+                        help="seconds of capture time without a packet before an open conversation is summarised "
+                             "and let go (default: %(default)s)")
+    parser.add_argument("--max-bytes", type=size, default=256, metavar="SIZE",
+                        help="payload bytes shown in a hex dump (default: %(default)s)")
+    parser.add_argument("--no-summary", action="store_true", help="leave out the closing summary")
+    parser.add_argument("--export", metavar="FILE",
+                        help="also save what is shown as a handout, FILE.html, FILE.svg or FILE.txt, laid out at "
+                             "100 columns with the theme's colours (for a big capture, narrow it with --stream, -Y "
+                             "or -c first)")
+    add_colour(parser)
+
+
+def make_console(args: argparse.Namespace, *, stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    force = {"always": True, "never": False}.get(args.color)
+    # no_color=None lets rich honour NO_COLOR (https://no-color.org); --color always overrides it, never forbids it.
+    no_color = {"always": False, "never": True}.get(args.color)
+    return Console(stderr=stderr, force_terminal=force, no_color=no_color, highlight=False, emoji=False,
+                   markup=False)
+
+
+def make_palette(args: argparse.Namespace, console: Any) -> Any:
+    from wsinspect.views.palette import Palette, resolve_theme
+
+    theme = resolve_theme(args.theme)
+    if args.color == "always" and args.theme == "auto" and theme == "mono":
+        theme = "dark"  # --color always asks for colour even where NO_COLOR is set
+    return Palette(console, theme)
