@@ -197,6 +197,7 @@ class LiveCapture:
             self._socket.close()
             raise
         self.record = record
+        self._recorder_is_pcap = record is not None and record.endswith(".pcap")
         self.record_problem: str | None = None  # why writing the --record file stopped, if it did
         if record is not None:
             try:
@@ -309,6 +310,10 @@ class LiveCapture:
         try:
             if packet is None:
                 self._recorder.flush()
+            elif self._recorder_is_pcap:
+                # scapy's pcap writer keeps only the whole seconds of a float: it is given the microseconds apart.
+                seconds, microseconds = divmod(round(packet.time * 1_000_000), 1_000_000)
+                self._recorder.write_packet(packet.data, sec=seconds, usec=microseconds, wirelen=packet.wire_length)
             else:
                 self._recorder.write_packet(packet.data, sec=packet.time, wirelen=packet.wire_length)
         except OSError as error:
