@@ -697,6 +697,30 @@ def test_bad_usage_exits_2_before_connecting(args: list[str], tmp_path: Path) ->
     assert b"Traceback" not in done.stderr and b"\x1b" not in done.stderr
 
 
+def test_a_send_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    # The byte 0xff cannot be decoded from argv: it arrives as a lone surrogate, which no text message may carry.
+    done = subprocess.run([sys.executable.encode(), b"-m", b"wsinspect", b"connect", b"ws://127.0.0.1:1/",
+                           b"--send", b"caf\xe9\xff", b"--color", b"never"], capture_output=True, cwd=ROOT,
+                          timeout=RUN_TIMEOUT, check=False, env={**os.environ, "LC_ALL": "C.UTF-8"})
+    assert done.returncode == 2, done
+    assert b"not valid UTF-8" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_a_server_that_drops_tcp_without_a_close_frame(
+        tmp_path: Path, raw_server: Callable[..., RawServer]) -> None:
+    def drops(connection: socket.socket) -> None:
+        headers = read_request(connection)
+        connection.sendall(switching_protocols(headers["sec-websocket-key"]))
+        connection.sendall(unmasked_frame(0x1, b"bye"))
+
+    server = raw_server(drops)
+    run = connect(server.url(), "--wait", "5", tmp_path=tmp_path)
+    assert run.code == 1, (run.out, run.err)
+    assert texts(run, "s2c") == ["bye"]
+    assert "the server sent no close frame" in run.shown and "1006" in run.shown  # RFC 6455 7.1.5
+    assert run.of("connection_closed")[0]["clean"] is False
+
+
 def test_help_has_examples_and_exit_statuses() -> None:
     done = subprocess.run([sys.executable, "-m", "wsinspect", "connect", "--help"], capture_output=True, cwd=ROOT,
                           timeout=RUN_TIMEOUT, check=False, env={**os.environ, "COLUMNS": "120"})

@@ -309,6 +309,12 @@ def run(args: argparse.Namespace) -> int:
         context = tls_context(cafile=args.cafile, insecure=args.insecure) if target.secure else None
     except UsageError as failure:
         return error(args, str(failure))
+    for text in args.send or ():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the locale could not decode reach argv as lone surrogates
+            return error(args, f"--send '{visible(text)}' is not valid UTF-8, so it cannot be a text message (RFC "
+                               "6455 5.6); pipe '/binary HEX' lines into stdin to send bytes")
     repeated = sorted({name for name in args.subprotocol if args.subprotocol.count(name) > 1})
     if repeated:
         return error(args, f"--subprotocol {visible(repeated[0])} is given twice: RFC 6455 4.1 (item 10) asks for "
