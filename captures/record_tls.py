@@ -27,6 +27,11 @@ capture: the tests compare wsinspect's decoding with it.
 * ``wss-tls12-renegotiation``: TLS 1.2 (ECDHE-ECDSA-AES128-GCM-SHA256) renegotiated between the two messages by
   s_client's ``R`` command; the server allows it (OpenSSL 3 refuses a client's renegotiation unless told
   ``SSL_OP_ALLOW_CLIENT_RENEGOTIATION``). The key log has a CLIENT_RANDOM line per handshake. Port 47215.
+* ``wss-chromium``: headless Chromium started with ``SSLKEYLOGFILE`` in its environment (how a browser's key log is
+  had), ``--ignore-certificate-errors`` for the self-signed certificate and a host rule so that it connects to
+  ``wss://wsinspect.test:47216`` on loopback (SNI ``wsinspect.test``). Its page (served on 47217, not captured)
+  sends a text, a binary and a UTF-8 text message, each after the echo of the one before, then closes. The manifest
+  is what the server received and echoed.
 
 Must run as root (capturing on ``lo``)::
 
@@ -39,12 +44,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import http.server
 import json
+import os
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -75,6 +84,18 @@ COMMANDS = {"K": ("KeyUpdate", b"KEYUPDATE"), "k": ("KeyUpdate", b"KEYUPDATE"),
             "R": ("renegotiation", b"RENEGOTIATING")}
 SSL_OP_ALLOW_CLIENT_RENEGOTIATION = 0x100  # OpenSSL 3.0 ssl.h; Python's ssl module does not name it
 MASK = bytes.fromhex("37fa213d")
+CHROMIUM_CAPTURE, CHROMIUM_PORT, CHROMIUM_PAGE_PORT = "wss-chromium", 47216, 47217
+CHROMIUM_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>wsinspect wss capture</title></head><body><script>
+const ws = new WebSocket('__URL__');
+ws.binaryType = 'arraybuffer';
+const sends = [() => ws.send('hello from chromium over TLS'), () => ws.send(new Uint8Array([0, 1, 2, 254, 255]).buffer),
+               () => ws.send('h\u00e9llo \u2713'), () => ws.close(1000, 'done')];
+let next = 0;
+ws.onopen = () => sends[next++]();
+ws.onmessage = () => sends[next++]();
+</script></body></html>
+""".replace("__URL__", f"wss://{HOSTNAME}:{CHROMIUM_PORT}/chromium/0")
 
 PLAIN_SCRIPT: list[tuple[str, Any]] = [
     ("text", "hello over TLS ✓"),
@@ -232,8 +253,76 @@ def record_s_client(name: str, certificate: Path, keylog: Path) -> list[dict[str
     return asyncio.run(main())
 
 
+def record_chromium(certificate: Path, keylog: Path) -> list[dict[str, Any]]:
+    """One connection from headless Chromium; what the server received (and echoed) is the manifest."""
+    page = CHROMIUM_PAGE.encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    received: list[dict[str, Any]] = []
+    facts: dict[str, Any] = {}
+
+    async def main() -> dict[str, Any]:
+        closed: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        async def record_echo(connection: ServerConnection) -> None:
+            ssl_object = connection.transport.get_extra_info("ssl_object")
+            facts.update(version=ssl_object.version(), cipher=ssl_object.cipher()[0],
+                         alpn=ssl_object.selected_alpn_protocol())
+            async for message in connection:
+                received.append({"opcode": 1, "text": message} if isinstance(message, str)
+                                else {"opcode": 2, "hex": bytes(message).hex()})
+                await connection.send(message)
+            closed.set_result({"code": connection.close_code, "reason": connection.close_reason})
+
+        server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_context.load_cert_chain(str(certificate))
+        server_context.set_alpn_protocols(["http/1.1"])
+        server_context.sni_callback = lambda _socket, name, _context: facts.update(sni=name)
+        async with serve(record_echo, "127.0.0.1", CHROMIUM_PORT, ssl=server_context, ping_interval=None):
+            profile = tempfile.mkdtemp(prefix="wsinspect-chromium-")
+            browser = subprocess.Popen(
+                ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-extensions", "--ignore-certificate-errors",
+                 f"--host-resolver-rules=MAP {HOSTNAME} 127.0.0.1", f"--user-data-dir={profile}",
+                 "--remote-debugging-port=0", f"http://127.0.0.1:{CHROMIUM_PAGE_PORT}/"],
+                env={**os.environ, "SSLKEYLOGFILE": str(keylog)},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                return await asyncio.wait_for(closed, 60)
+            finally:
+                os.killpg(browser.pid, signal.SIGTERM)  # the browser we started, with its own process group
+                browser.wait(TIMEOUT)
+                shutil.rmtree(profile, ignore_errors=True)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", CHROMIUM_PAGE_PORT), Page)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        close = asyncio.run(main())
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    if len(received) != 3 or close != {"code": 1000, "reason": "done"}:
+        raise RuntimeError(f"Chromium's session was not the page's script: {received} {close}")
+    return [{"path": "/chromium/0", "compression": "deflate", "tls": facts, "c2s": received, "s2c": received,
+             "close": close}]
+
+
 def record(name: str) -> None:
-    port, ciphers = CAPTURES[name] if name in CAPTURES else (S_CLIENT_CAPTURES[name][0], (None, None))
+    if name in CAPTURES:
+        port, ciphers = CAPTURES[name]
+    else:
+        port, ciphers = CHROMIUM_PORT if name == CHROMIUM_CAPTURE else S_CLIENT_CAPTURES[name][0], (None, None)
     capture = HERE / f"{name}.pcapng"
     keylog = HERE / f"{name}.pcapng.keys"
     manifest = HERE / f"{name}.json"
@@ -250,7 +339,9 @@ def record(name: str) -> None:
                 if "Capturing on" in line:
                     break
             time.sleep(1.0)  # the capture filter is not live yet when dumpcap says it is capturing
-            if name in S_CLIENT_CAPTURES:
+            if name == CHROMIUM_CAPTURE:
+                connections = record_chromium(certificate, keylog)
+            elif name in S_CLIENT_CAPTURES:
                 connections = record_s_client(name, certificate, keylog)
             else:
                 connections = asyncio.run(record_connections(port, ciphers, certificate, keylog))
@@ -267,7 +358,7 @@ def record(name: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    names = [*CAPTURES, *S_CLIENT_CAPTURES]
+    names = [*CAPTURES, *S_CLIENT_CAPTURES, CHROMIUM_CAPTURE]
     parser.add_argument("names", nargs="*", choices=[*names, []], help="captures to record (default: all)")
     for name in parser.parse_args().names or names:
         record(name)

@@ -4,7 +4,8 @@ The captures are real: ``captures/record_tls.py`` ran `websockets` client and se
 dumpcap, with the client's ``SSLContext.keylog_filename`` writing the key log, and wrote what the clients sent and
 received, as they saw it, into ``NAME.json``. Two captures come from openssl s_client (``-keylogfile``), for what
 Python's ssl cannot do: KeyUpdates (``wss-tls13-keyupdate``), a HelloRetryRequest (``wss-tls13-hrr``) and a TLS 1.2
-renegotiation (``wss-tls12-renegotiation``).
+renegotiation (``wss-tls12-renegotiation``); one from headless Chromium given ``SSLKEYLOGFILE`` (``wss-chromium``),
+whose manifest is what the server received and echoed.
 Decrypted decoding is checked against the manifests, and frame by frame against tshark given the same key log
 (``-o tls.keylog_file:...``); the session facts (version, suite, SNI, ALPN) against the manifest and tshark's
 dissection of the ServerHello. Hostile key logs and records are made from the real ones: garbage lines, another
@@ -38,7 +39,7 @@ from wsinspect.trace import CaptureTrace
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = ROOT / "captures"
-NAMES = ("wss-tls12", "wss-tls13", "wss-tls13-keyupdate", "wss-tls13-hrr", "wss-tls12-renegotiation")
+NAMES = ("wss-tls12", "wss-tls13", "wss-tls13-keyupdate", "wss-tls13-hrr", "wss-tls12-renegotiation", "wss-chromium")
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
 
@@ -220,7 +221,8 @@ def plaintext_by_direction(name: str, piece: int | None) -> dict[tuple[int, str]
 @pytest.mark.parametrize("name", NAMES)
 def test_records_cut_anywhere_decrypt_the_same(name: str) -> None:
     whole = plaintext_by_direction(name, None)
-    assert whole[(0, "c2s")].startswith(b"GET /tls/0 HTTP/1.1\r\n")
+    first_path = manifest(name)["connections"][0]["path"]
+    assert whole[(0, "c2s")].startswith(f"GET {first_path} HTTP/1.1\r\n".encode())
     assert whole[(0, "s2c")].startswith(b"HTTP/1.1 101 ")
     for piece in (1, 3, 7, 1000):
         assert plaintext_by_direction(name, piece) == whole, piece
