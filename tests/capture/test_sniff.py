@@ -223,23 +223,32 @@ def test_ctrl_c_prints_the_views_and_summary_and_exits_0(sniff: Any) -> None:
 
 
 @needs_capture
-def test_count_stops_after_n_packets(sniff: Any, tmp_path: Path) -> None:
+def test_count_stops_after_n_packets_and_the_pcap_keeps_their_times(sniff: Any, tmp_path: Path) -> None:
     port = free_port()
-    record = tmp_path / "first.pcapng"
+    record = tmp_path / "first.pcap"
     started = time.monotonic()
-    child = sniff(["-i", "lo", "--port", str(port), "-c", "5", "--record", str(record), "--compact"])
+    child = sniff(["-i", "lo", "--port", str(port), "-c", "5", "--record", str(record), "--json"])
     talk(port, compression=False)
     code, out, err = child.finish()
     assert time.monotonic() - started < float(SAFETY_DURATION), "stopped by its duration, not by -c"
     assert code == 0, err
-    assert "conversations  1" in out
+    events = _events(out)
+    assert max(event["packet"] for event in events) <= 5
     from wsinspect.capture import CaptureFile
 
     with CaptureFile(record) as capture:
-        assert [packet.number for packet in capture] == [1, 2, 3, 4, 5]
+        assert capture.format == "pcap"
+        packets = list(capture)
+    assert [packet.number for packet in packets] == [1, 2, 3, 4, 5]
+    # The SYN's kernel timestamp, as decoded live and as kept in the file (pcap: to the microsecond).
+    opened = next(event for event in events if event["type"] == "connection")
+    assert opened["packet"] == 1
+    assert abs(packets[0].time - opened["time"]) < 1e-6
     if shutil.which("tshark") is not None:
-        numbers = _tshark("-r", str(record), "-T", "fields", "-e", "frame.number").split()
-        assert numbers == ["1", "2", "3", "4", "5"]
+        fields = _tshark("-n", "-r", str(record), "-T", "fields", "-e", "frame.number", "-e", "frame.time_epoch")
+        rows = [line.split("\t") for line in fields.splitlines()]
+        assert [int(number) for number, _ in rows] == [1, 2, 3, 4, 5]
+        assert [round(float(epoch), 6) for _, epoch in rows] == [round(packet.time, 6) for packet in packets]
 
 
 @needs_capture
@@ -326,3 +335,9 @@ def test_interface_is_required() -> None:
     done = _run([])
     assert done.returncode == 2
     assert "-i IFACE is required" in done.stderr
+
+
+def test_keylog_is_refused_with_what_to_do_instead() -> None:
+    done = _run(["-i", "lo", "--keylog", "keys.log"])
+    assert done.returncode == 2
+    assert "--record FILE, then: wsinspect read FILE --keylog KEYS" in done.stderr
