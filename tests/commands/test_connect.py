@@ -826,6 +826,12 @@ def test_json_to_stdout(tmp_path: Path, websockets_peer: Callable[..., Websocket
     assert done.returncode == 0
     lines = [json.loads(line) for line in done.stdout.decode("ascii").splitlines()]
     assert [e["text"] for e in lines if e["type"] == "message" and e["direction"] == "s2c"] == ["hi"]
+    filtered = subprocess.run([sys.executable, "-m", "wsinspect", "connect", server.url(), "--send", "hi", "--wait",
+                               "0.2", "--json", "-", "-Y", "message"], capture_output=True, cwd=ROOT,
+                              timeout=RUN_TIMEOUT, check=False)
+    assert filtered.returncode == 0
+    kinds = {json.loads(line)["type"] for line in filtered.stdout.decode("ascii").splitlines()}
+    assert kinds == {"message"}
 
 
 def _read_back(capture: Path) -> list[dict[str, Any]]:

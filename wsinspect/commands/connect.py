@@ -184,7 +184,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                              "lists the fields); everything is still decoded and checked")
     parser.add_argument("--json", metavar="FILE",
                         help="write every event as JSON lines to FILE (the schema of read --json); '-' writes them "
-                             "to stdout instead of the view")
+                             "to stdout instead of the view (then -Y chooses which)")
     parser.add_argument("--record", metavar="FILE",
                         help="write the conversation as a capture (.pcapng or .pcap) that 'wsinspect read' and "
                              "Wireshark decode (a wss:// conversation is recorded decrypted)")
@@ -361,11 +361,16 @@ def run(args: argparse.Namespace) -> int:
     verdict = Verdict()
     sinks: list[EventSink] = [verdict, *([summary, view] if view is not None else [])]
 
+    # --json FILE keeps every event, as a record; --json - takes the view's place, so -Y chooses its lines (as in
+    # `read --json -Y`).
+    json_shown = shown if not to_terminal else None
+
     def emit(events: list[Event]) -> None:
         for event in events:
             for sink in sinks:
                 sink.handle(event)
-            files.event(event)
+            if json_shown is None or json_shown(event):
+                files.event(event)
         output.tick()
 
     from wsinspect.client.run import Plan, Sinks, converse
