@@ -341,3 +341,11 @@ def test_keylog_is_refused_with_what_to_do_instead() -> None:
     done = _run(["-i", "lo", "--keylog", "keys.log"])
     assert done.returncode == 2
     assert "--record FILE, then: wsinspect read FILE --keylog KEYS" in done.stderr
+
+
+def test_a_capture_filter_libpcap_refuses_is_one_line_before_any_capture() -> None:
+    # Compiled by libpcap before the packet socket is opened: no privilege is needed to be told.
+    done = _run(["-i", "lo", "-f", "tcp port nope"])
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["wsinspect: sniff: -f 'tcp port nope' is not a filter libpcap can compile: "
+                                        "unknown port 'nope'"]

@@ -119,7 +119,9 @@ def _compile_filter(expression: str, dlt: int) -> Any:
     except ImportError:
         raise LiveCaptureError("compiling a capture filter needs libpcap (Debian: apt install libpcap0.8)") from None
     except Scapy_Exception as error:
-        raise LiveCaptureError(str(error)) from None
+        # scapy says "Failed to compile filter expression 'X' (libpcap's reason)": the reason is what tells.
+        reason = str(error).partition(f"{expression!r} (")[2].removesuffix(")") or str(error)
+        raise LiveCaptureError(f"-f {expression!r} is not a filter libpcap can compile: {reason}") from None
 
 
 class _SockFprog(ctypes.Structure):  # struct sock_fprog (linux/filter.h)
