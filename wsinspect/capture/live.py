@@ -244,7 +244,7 @@ class LiveCapture:
             self._recorder = None
 
     def stop(self) -> None:
-        """End the capture after the packet being handled (what SIGINT and SIGTERM do)."""
+        """End the capture once the packets already captured are read (what SIGINT and SIGTERM do)."""
         self._stop_requested = True
 
     def __iter__(self) -> Iterator[RawPacket]:
