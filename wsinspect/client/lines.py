@@ -9,11 +9,11 @@ import re
 from dataclasses import dataclass
 
 from wsinspect.core.connection import close_code_is_valid
+from wsinspect.core.endpoint import MAX_CLOSE_REASON
 from wsinspect.core.frames import MAX_CONTROL_PAYLOAD
 from wsinspect.views.safe import visible
 
 CLOSE_NORMAL = 1000
-MAX_CLOSE_REASON = MAX_CONTROL_PAYLOAD - 2  # a close frame's payload is at most 125 bytes, 2 of them the code
 MAX_FRAGMENTS = 1000  # /fragment N: enough to teach fragmentation, not a way to make frames by the million
 
 LINE_HELP = """\

@@ -3,14 +3,17 @@ for wss:// (certificates and names checked unless told otherwise)."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import ssl
 import urllib.parse
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
+
+if TYPE_CHECKING:
+    import asyncio
 
 DEFAULT_PORTS = {"ws": 80, "wss": 443}
 
