@@ -94,7 +94,7 @@ def run_sniff(args: argparse.Namespace) -> int:
     except LiveCaptureError as failure:
         return error(args, f"sniff: {visible(str(failure))}")
     notes = make_console(args, stderr=True)
-    stops = [f"after {args.count} packets"] if args.count else []
+    stops = [f"after {args.count} packet{'s' if args.count > 1 else ''}"] if args.count else []
     stops += [f"after {args.duration:g} s"] if args.duration else []
     notes.print(f"Capturing on {visible(live.interface)} (filter: {visible(expression)}); stops at Ctrl-C"
                 + "".join(f" or {stop}" for stop in stops), style="dim", markup=False, highlight=False,
