@@ -91,7 +91,7 @@ class WebsocketsServer:
     """A ``websockets`` asyncio server on 127.0.0.1, a free port, on its own event loop in a daemon thread. It keeps
     what it received, so a test can compare the server's own account with wsinspect's."""
 
-    def __init__(self, handler: Handler, **options: Any) -> None:
+    def __init__(self, handler: Handler, *, host: str = "127.0.0.1", **options: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -105,7 +105,7 @@ class WebsocketsServer:
             await handler(connection)
 
         async def start() -> Any:
-            return await websockets_server.serve(tracked, "127.0.0.1", 0, **options)
+            return await websockets_server.serve(tracked, host, 0, **options)
 
         self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
         self.port = self.server.sockets[0].getsockname()[1]
@@ -367,6 +367,26 @@ def test_stdin_is_not_read_with_send(tmp_path: Path, websockets_peer: Callable[.
     run = connect(server.url(), "--send", "only this", "--wait", "0.2", stdin=b"not this\n", tmp_path=tmp_path)
     assert run.code == 0, run.err
     assert server.received == ["only this"]
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_an_ipv6_literal(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer(host="::1")
+    run = connect(f"ws://[::1]:{server.port}/six", "--send", "over IPv6", "--wait", "0.2", tmp_path=tmp_path)
+    assert run.code == 0, (run.out, run.err)
+    assert server.received == ["over IPv6"]
+    # RFC 6455 4.1 item 4 of the handshake: Host is /host/ and /port/; an IPv6 address in brackets (RFC 3986 3.2.2).
+    assert server.requests[0].headers["Host"] == f"[::1]:{server.port}"
+    assert run.of("connection")[0]["server"] == f"::1:{server.port}"
 
 
 # -- compression ------------------------------------------------------------------------------------------------------
