@@ -263,14 +263,15 @@ def test_duration_ends_a_quiet_capture_with_status_1(sniff: Any) -> None:
 
 
 @needs_capture
-def test_any_interface_decodes_the_same_messages(sniff: Any) -> None:
+def test_any_interface_decodes_the_same_messages_and_y_chooses_what_is_shown(sniff: Any) -> None:
     port = free_port()
-    child = sniff(["-i", "any", "--port", str(port), "--json"])
+    child = sniff(["-i", "any", "--port", str(port), "--json", "-Y", "message"])
     talk(port, compression=True)
     child.interrupt()
     code, out, err = child.finish()
     assert code == 0, err
     events = _events(out)
+    assert {event["type"] for event in events} == {"message"}
     assert _messages(events, "c2s") == _expected()
     assert _messages(events, "s2c") == _expected()
 
