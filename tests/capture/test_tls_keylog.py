@@ -307,6 +307,21 @@ def test_garbage_lines_are_reported_and_the_rest_used(tmp_path: Path) -> None:
     assert "\x1b" not in done.stderr and "line 2: not 'LABEL CLIENT_RANDOM SECRET'" in done.stderr
 
 
+def test_a_long_key_log_is_read_from_its_end(tmp_path: Path) -> None:
+    """SSLKEYLOGFILE is appended to for months: past the bound, the newest sessions (at the end) are read, and line
+    numbers still count from the file's first line."""
+    old_sessions = "".join(f"CLIENT_RANDOM {n:064x} {'00' * 48}\n" for n in range(5000))
+    newest = "not a key log line\n" + keys("wss-tls13").read_text()
+    path = tmp_path / "months.keys"
+    path.write_text(old_sessions + newest)
+    keylog = KeyLog.read(path, max_bytes=len(newest) + 50)  # the last 50 bytes of the old part: a cut line
+    assert keylog.problems[0] == f"the key log is {path.stat().st_size:,} bytes: only its last {len(newest) + 50:,} " \
+                                 "(the newest sessions) are read"
+    assert keylog.problems[1].startswith("line 5001: not 'LABEL CLIENT_RANDOM SECRET'")
+    assert len(keylog) == 2
+    assert len([e for e in events_of(capture("wss-tls13"), keylog) if isinstance(e, Message)]) == 10
+
+
 def test_a_huge_or_missing_key_log(tmp_path: Path) -> None:
     junk = tmp_path / "junk.keys"
     junk.write_bytes(b"x y z\n" * 100_000)

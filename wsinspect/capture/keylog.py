@@ -54,22 +54,44 @@ class SessionSecrets:
 class KeyLog:
     """Secrets by client random, from key log files and pcapng Decryption Secrets Blocks."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = MAX_KEYLOG_BYTES) -> None:
         self._sessions: dict[bytes, SessionSecrets] = {}
         self.problems: list[str] = []  # the first MAX_PROBLEMS, as "source line N: what is wrong"
         self.problem_count = 0
+        self.max_bytes = max_bytes  # of key log text taken in, from files and capture blocks together
         self._bytes_read = 0
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> KeyLog:
-        """Read a key log file (raises KeyLogError when it cannot be opened)."""
-        keylog = cls()
+    def read(cls, path: str | os.PathLike[str], max_bytes: int = MAX_KEYLOG_BYTES) -> KeyLog:
+        """Read a key log file (raises KeyLogError when it cannot be opened).
+
+        A key log is appended to for as long as its variable is set, so one can hold months of sessions; the
+        newest, those of a capture just made, are at its end. A file longer than ``max_bytes`` is read from that
+        far before its end, and its skipped lines are counted so that line numbers stay true.
+        """
+        keylog = cls(max_bytes)
+        first_line = 1
+        before = b"\n"  # the byte before the part read: a newline when that part begins a line
         try:
             with open(path, "rb") as file:
-                text = file.read(MAX_KEYLOG_BYTES + 1)
+                size = os.fstat(file.fileno()).st_size
+                if size > max_bytes:
+                    keylog._problem(f"the key log is {size:,} bytes: only its last {max_bytes:,} (the newest "
+                                    "sessions) are read")
+                    while file.tell() < size - max_bytes:
+                        chunk = file.read(min(2**20, size - max_bytes - file.tell()))
+                        if not chunk:
+                            break
+                        first_line += chunk.count(b"\n")
+                        before = chunk[-1:]
+                text = file.read(max_bytes)
         except OSError as error:
             raise KeyLogError(f"cannot read the key log {os.fspath(path)}: {error.strerror or error}") from None
-        keylog.add_text(text, source="")
+        if before != b"\n":  # the part read begins inside a line: the rest of that line is not read either
+            cut = text.find(b"\n")
+            text = text[cut + 1 :] if cut >= 0 else b""
+            first_line += 1
+        keylog.add_text(text, source="", first_line=first_line)
         return keylog
 
     def __len__(self) -> int:
@@ -78,16 +100,16 @@ class KeyLog:
     def secrets_for(self, client_random: bytes) -> SessionSecrets | None:
         return self._sessions.get(client_random)
 
-    def add_text(self, text: bytes, *, source: str) -> None:
+    def add_text(self, text: bytes, *, source: str, first_line: int = 1) -> None:
         """Add the secrets in a key log's text; ``source`` names where it came from in problems ("" for the file)."""
-        room = MAX_KEYLOG_BYTES - self._bytes_read
+        room = self.max_bytes - self._bytes_read
         if len(text) > room:
-            self._problem(f"{source}more than {MAX_KEYLOG_BYTES // 2**20} MiB of key log: the rest is not read")
+            self._problem(f"{source}more than {self.max_bytes:,} bytes of key log: the rest is not read")
             text = text[:room]
             cut = text.rfind(b"\n")
             text = text[: cut + 1] if cut >= 0 else b""
         self._bytes_read += len(text)
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(text.splitlines(), start=first_line):
             self._add_line(line, f"{source}line {number}")
 
     def _add_line(self, raw: bytes, where: str) -> None:
