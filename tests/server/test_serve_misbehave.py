@@ -149,8 +149,10 @@ def test_websockets_refuses_a_broken_101(servers: dict[str, Server], kind: str) 
 
     error = asyncio.run(attempt())
     log = _connection_log(server, number, f"#{number} closed")
-    # RFC 6455 4.1: the client fails the connection; it never opens, so no frame crosses.
+    # RFC 6455 4.1: the client fails the connection; it never opens, so no frame crosses. The log says the 101
+    # was not a valid upgrade rather than ticking it.
     assert not _row("c2s", "").search(log) and not _row("s2c", "").search(log)
+    assert "✗ answered 101, but not validly" in log and "✓ upgraded" not in log
     if kind == "bad-accept":
         assert isinstance(error, InvalidHeaderValue) and error.name == "Sec-WebSocket-Accept"
         key = re.search(r"^ Sec-WebSocket-Key +(\S+)", log, re.M)
@@ -185,6 +187,9 @@ def test_websockets_fails_the_connection_on_the_faulty_answer(servers: dict[str,
     log = _connection_log(server, number, f"#{number} closed")
     assert re.search(rf"⚠ \[{code}\] RFC 6455 {re.escape(section)}\b", log)
     assert _row("c2s", rf"Close \[FIN\] \[MASKED\] {code}\b").search(log)
+    if kind == "rsv1-without-extension":
+        # Nothing was negotiated, so RSV1 means nothing: the payload is shown as it is, not as "compressed".
+        assert _row("s2c", r"Text \[FIN\] \[RSV1\] \"hello\"").search(log)
 
 
 def test_websockets_keepalive_gives_up_on_a_server_that_never_pongs(servers: dict[str, Server]) -> None:

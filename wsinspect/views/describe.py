@@ -11,7 +11,7 @@ from rich.cells import cell_len
 
 from wsinspect.core.events import Close, FrameEvent, Message
 from wsinspect.core.fields import OPCODE_NAMES, Opcode, opcode_name
-from wsinspect.core.frames import parse_close_payload
+from wsinspect.core.frames import Frame, parse_close_payload
 from wsinspect.views.palette import Piece
 from wsinspect.views.safe import hex_preview, preview
 
@@ -169,12 +169,23 @@ def frame_flags(event: FrameEvent) -> list[Piece]:
     return pieces
 
 
-def frame_info(event: FrameEvent, *, continues: tuple[int, bool] | None = None, width: int = 0) -> list[Piece]:
+def is_compressed(frame: Frame, continues: tuple[int, bool] | None, deflate: bool) -> bool:
+    """Does a data frame's payload hold compressed bytes? RSV1 means "compressed" only on a connection that agreed
+    on permessage-deflate (RFC 7692 6; elsewhere it breaks RFC 6455 5.2, and the payload is shown as it is); a
+    continuation is compressed when its message's first frame was (RFC 7692 6.1)."""
+    if frame.opcode == Opcode.CONTINUATION:
+        return continues is not None and continues[1]
+    return frame.rsv1 and deflate and frame.opcode in (Opcode.TEXT, Opcode.BINARY)
+
+
+def frame_info(event: FrameEvent, *, continues: tuple[int, bool] | None = None, width: int = 0,
+               deflate: bool = True) -> list[Piece]:
     """Wireshark's Info column, plus what the payload says: ``Text [FIN] [MASKED] "hello"``.
 
-    ``continues`` is (opcode, compressed) of the message a continuation frame belongs to. With a ``width``, what
-    matters most survives a narrow column: a close frame keeps its code and reason and loses the code's name and then
-    the flags first; other frames are cut at the end.
+    ``continues`` is (opcode, compressed) of the message a continuation frame belongs to; ``deflate``, whether the
+    connection agreed on permessage-deflate (or may have: a capture that began after the handshake). With a
+    ``width``, what matters most survives a narrow column: a close frame keeps its code and reason and loses the
+    code's name and then the flags first; other frames are cut at the end.
     """
     frame = event.frame
     head: list[Piece] = [("opcode", _OPCODE_NAMES.get(frame.opcode) or opcode_name(frame.opcode))]
@@ -188,7 +199,7 @@ def frame_info(event: FrameEvent, *, continues: tuple[int, bool] | None = None, 
             body = [("plain", " "), *close_description(close.code, close.reason, with_name=False)]
             if _cells(head + flags + body) > width:
                 flags = []
-    elif frame.rsv1 or (frame.opcode == Opcode.CONTINUATION and continues is not None and continues[1]):
+    elif is_compressed(frame, continues, deflate):
         body = [("muted", f" compressed {size(len(payload))}")]
     elif payload:
         is_text = frame.opcode == Opcode.TEXT or (frame.opcode == Opcode.CONTINUATION and continues is not None

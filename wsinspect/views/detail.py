@@ -18,7 +18,7 @@ from wsinspect.core.fields import (
     opcode_name,
 )
 from wsinspect.core.frames import apply_mask, parse_close_payload
-from wsinspect.views.describe import CLOSE_CODE_NAMES, size
+from wsinspect.views.describe import CLOSE_CODE_NAMES, is_compressed, size
 from wsinspect.views.palette import Palette, Piece
 from wsinspect.views.safe import visible
 
@@ -53,13 +53,13 @@ def _value_text(span: FieldSpan, event: FrameEvent) -> str:
     return str(span.value)
 
 
-def _payload_lines(event: FrameEvent, continues: tuple[int, bool] | None, max_bytes: int) -> list[Line]:
+def _payload_lines(event: FrameEvent, continues: tuple[int, bool] | None, max_bytes: int, deflate: bool) -> list[Line]:
     """What the payload holds, in words: a close frame's code and reason, a text frame's text."""
     frame = event.frame
     payload = frame.payload
     prefix = _INDENT + "    "
     opcode = frame.opcode
-    compressed = frame.rsv1 or (opcode == Opcode.CONTINUATION and continues is not None and continues[1])
+    compressed = is_compressed(frame, continues, deflate)
     if opcode == Opcode.CONTINUATION and continues is not None:
         opcode = continues[0]
     if opcode == Opcode.CLOSE:
@@ -116,7 +116,8 @@ def bit_field_lines(first: int, second: int) -> list[Line]:
 
 
 def frame_tree_rest(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                    continues: tuple[int, bool] | None = None, spans: list[FieldSpan] | None = None) -> list[Line]:
+                    continues: tuple[int, bool] | None = None, spans: list[FieldSpan] | None = None,
+                    deflate: bool = True) -> list[Line]:
     """The fields after the first two bytes (extended length, masking key), then the payload in words."""
     frame = event.frame
     lines: list[Line] = []
@@ -129,7 +130,7 @@ def frame_tree_rest(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES,
     lines.append([("muted", _INDENT + "  "),
                   ("field.payload", f"Payload: {size(frame.payload_length)}"
                                     + (" (masked on the wire)" if frame.masked else ""))])
-    lines += _payload_lines(event, continues, max_bytes)
+    lines += _payload_lines(event, continues, max_bytes, deflate)
     if frame.missing:
         lines.append([("warning", f"{_INDENT}    {frame.missing} payload bytes not kept (not captured, or over "
                                   "--max-frame)")])
@@ -137,11 +138,11 @@ def frame_tree_rest(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES,
 
 
 def frame_tree(event: FrameEvent, *, max_bytes: int = DEFAULT_MAX_BYTES,
-               continues: tuple[int, bool] | None = None) -> list[Line]:
+               continues: tuple[int, bool] | None = None, deflate: bool = True) -> list[Line]:
     """Wireshark's packet-details pane for one frame: every field with its bits, value and filter name."""
     header = event.frame.header
     return [frame_title(event), *bit_field_lines(header[0], header[1]),
-            *frame_tree_rest(event, max_bytes=max_bytes, continues=continues)]
+            *frame_tree_rest(event, max_bytes=max_bytes, continues=continues, deflate=deflate)]
 
 
 def _hex_column(index: int) -> int:

@@ -21,7 +21,7 @@ from wsinspect.core.events import (
 )
 from wsinspect.core.fields import Opcode, opcode_name
 from wsinspect.core.frames import parse_close_payload
-from wsinspect.views.describe import endpoint, fit, payload_preview, width_of
+from wsinspect.views.describe import endpoint, fit, is_compressed, payload_preview, width_of
 from wsinspect.views.output import Output
 from wsinspect.views.packetlist import EventFilter
 from wsinspect.views.palette import Piece
@@ -41,6 +41,7 @@ class _Ladder:
     headed: bool = False
     # direction -> (opcode, compressed) of the fragmented message in progress
     messages: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    deflate: bool = True  # permessage-deflate was agreed, or may have been (no handshake seen)
 
 
 class FlowView:
@@ -129,6 +130,7 @@ class FlowView:
                                         ("muted", " Upgrade: websocket" if "Upgrade" in request.headers else "")])
         elif kind is HandshakeResponse:
             assert isinstance(event, HandshakeResponse)
+            ladder.deflate = event.deflate is not None
             status = event.response
             role = "s2c" if event.upgraded else "error"
             label: Line = [("strong" if event.upgraded else "error", f"{status.status} {visible(status.reason)}")]
@@ -150,7 +152,7 @@ class FlowView:
         if frame.opcode >= 8:
             return current  # control frames may come between fragments; they belong to no message
         if frame.opcode in (Opcode.TEXT, Opcode.BINARY):
-            current = (frame.opcode, frame.rsv1)
+            current = (frame.opcode, is_compressed(frame, None, ladder.deflate))
         if frame.fin:
             messages.pop(event.direction, None)
         elif current is not None:
@@ -166,7 +168,7 @@ class FlowView:
             label.append(("strong", f" {close.code}" if close.code is not None else " (no code)"))
             if close.reason:
                 label.append(("text", f' "{visible(close.reason[:_PREVIEW])}"'))
-        elif frame.rsv1 or (frame.opcode == Opcode.CONTINUATION and continues is not None and continues[1]):
+        elif is_compressed(frame, continues, ladder.deflate):
             label.append(("muted", " (compressed)"))
         elif frame.payload:
             is_text = frame.opcode in (Opcode.TEXT, Opcode.PING, Opcode.PONG) or (

@@ -35,7 +35,16 @@ from wsinspect.core.events import (
     Violation,
 )
 from wsinspect.core.fields import Opcode
-from wsinspect.views.describe import SEVERITY_ROLE, endpoint, fit, frame_info, message_info, width_of
+from wsinspect.core.handshake import blocking
+from wsinspect.views.describe import (
+    SEVERITY_ROLE,
+    endpoint,
+    fit,
+    frame_info,
+    is_compressed,
+    message_info,
+    width_of,
+)
 from wsinspect.views.detail import (
     DEFAULT_MAX_BYTES,
     bit_field_lines,
@@ -84,6 +93,8 @@ class _Conversation:
     endpoints: dict[str, str] = field(default_factory=dict)  # direction -> the Source/Destination cell
     # direction -> (opcode, compressed) of the fragmented message in progress, to describe its continuations
     open_message: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    # permessage-deflate was agreed, or may have been (no handshake seen): RSV1 then means "compressed"
+    deflate: bool = True
     frames: int = 0
     messages: int = 0
 
@@ -285,6 +296,7 @@ class PacketList:
     def _handshake(self, response: HandshakeResponse, conv: _Conversation, show: bool) -> None:
         request = conv.request
         conv.refused = not response.upgraded
+        conv.deflate = response.deflate is not None
         if not show:
             return
         if self.live and conv.plain_http and request is not None:
@@ -332,6 +344,9 @@ class PacketList:
             status = response.response
             return [("error", f"✗ refused: {status.status} {visible(status.reason)}"),
                     ("muted", "" if compact else " (no WebSocket frames follow)")]
+        if blocking(response.findings):  # a 101 that breaks a MUST: a conforming client does not go on
+            return [("error", "✗ 101 invalid" if compact else
+                     "✗ answered 101, but not validly: a conforming client fails the connection here (RFC 6455 4.1)")]
         line: Line = [("ok", "✓ 101 upgraded" if compact else "✓ upgraded")]
         if response.subprotocol:
             line += [("muted", "; subprotocol "), ("accent", visible(response.subprotocol))]
@@ -345,7 +360,7 @@ class PacketList:
         opcode = frame.opcode
         open_message = conv.open_message
         if opcode == Opcode.TEXT or opcode == Opcode.BINARY:
-            open_message[event.direction] = (opcode, frame.rsv1)
+            open_message[event.direction] = (opcode, is_compressed(frame, None, conv.deflate))
         if show:
             self.frames_shown += 1
             if not conv.titled:
@@ -364,7 +379,7 @@ class PacketList:
             # takes one more cell than the header planned for.
             room = self.width - 1 - sum([len(text) for _, text in prefix])
             continues = open_message.get(event.direction)
-            self.out.row(prefix + frame_info(event, continues=continues, width=room))
+            self.out.row(prefix + frame_info(event, continues=continues, width=room, deflate=conv.deflate))
             self._last_stream = conv.stream
             if self.explainer is not None:
                 self.out.lines(self.explainer.frame(event, continues is not None and continues[1] and
@@ -380,7 +395,8 @@ class PacketList:
                 out.row(frame_title(event))
                 out.painted(bits)
                 spans = list(frame.spans())
-                out.rows(frame_tree_rest(event, max_bytes=self.max_bytes, continues=continues, spans=spans))
+                out.rows(frame_tree_rest(event, max_bytes=self.max_bytes, continues=continues, spans=spans,
+                                         deflate=conv.deflate))
                 out.painted(hex_dump(event, self.palette, max_bytes=self.max_bytes, spans=spans))
         if frame.fin and opcode < 8:
             open_message.pop(event.direction, None)
