@@ -248,7 +248,7 @@ def _save_handout(args: argparse.Namespace, errors: Console, handout: Handout, t
                        "frames) or -c N (the first packets), or --compact")
         return EXIT_USAGE
     try:
-        save_painted(handout.lines, args.export, theme=theme, title=f"wsinspect read {name}")
+        save_painted(handout.lines, args.export, theme=theme, title=f"wsinspect {args.command} {name}")
     except ExportError as error:
         _error(errors, f"wsinspect: --export {visible(args.export)}: {visible(str(error))}")
         return EXIT_USAGE
