@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import os
 import signal
 import sys
 import time
@@ -253,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
             with contextlib.suppress(OSError):  # a failed write was reported when it happened
                 json_file.close()
         files.record(lambda recording: recording.finish(time.time()))
-    if logging:
+    if logging and status == EXIT_OK:  # not after a failure to listen: nothing was relayed
         output.lines(summary.lines())
     output.flush()
     if handout is not None:
@@ -274,8 +275,10 @@ async def _serve(proxy: ProxyServer, options: ProxyOptions, console: Console, er
     try:
         host, port = await proxy.start()
     except OSError as failure:
-        _say(errors, f"wsinspect proxy: cannot listen on {visible(options.host)}:{options.port}: "
-                      f"{visible(failure.strerror or str(failure))}", "bold red")
+        # asyncio's strerror repeats the address; the errno's own words do not.
+        reason = os.strerror(failure.errno) if failure.errno else str(failure)
+        _say(errors, f"wsinspect proxy: cannot listen on {visible(options.host)}:{options.port}: {visible(reason)}",
+             "bold red")
         return EXIT_FAILED
     _banner(console, options, host, port)
     await stop.wait()
