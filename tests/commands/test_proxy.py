@@ -534,6 +534,10 @@ def test_a_wss_upstream_is_checked_against_cafile(tmp_path: Path, upstream: Call
     assert status == 502 and "certificate was not accepted" in body.decode()
     assert "certificate was not accepted" in untrusted.wait_for("502 Bad Gateway")
 
+    unchecked = proxy(server.url(scheme="wss", host="localhost"), "--insecure")
+    assert run(converse(unchecked.url())) == "over TLS upstream"
+    assert "the certificate was NOT checked (--insecure)" in unchecked.wait_for("NOT checked")
+
 
 def test_a_wss_listener_with_certfile_and_keyfile(tmp_path: Path, upstream: Callable[..., Upstream],
                                                    proxy: Callable[..., Proxy]) -> None:

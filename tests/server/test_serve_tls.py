@@ -58,6 +58,16 @@ def test_the_demo_page_over_https(serve: Callable[..., Server], certificates: Ce
         assert answer.status == 200 and b"<html" in answer.read().lower()
 
 
+def test_the_key_may_be_in_the_certificates_file(serve: Callable[..., Server], certificates: Certificates,
+                                                 tmp_path: Path) -> None:
+    both = tmp_path / "both.pem"
+    both.write_bytes(certificates.chain.read_bytes() + certificates.key.read_bytes())
+    server = serve("--certfile", str(both))
+    with urllib.request.urlopen(f"https://localhost:{server.port}/", timeout=10,
+                                context=certificates.client_context()) as answer:
+        assert answer.status == 200
+
+
 def test_a_plain_client_on_the_tls_port_does_not_stop_a_good_one(serve: Callable[..., Server],
                                                                  certificates: Certificates) -> None:
     server = tls_serve(serve, certificates)
