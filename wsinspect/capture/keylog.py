@@ -2,9 +2,10 @@
 
 One secret a line, ``LABEL <client random, 64 hex digits> <secret, hex>``; ``#`` starts a comment. The labels that
 decrypt a session are ``CLIENT_RANDOM`` (the TLS 1.2 master secret, 48 bytes) and, for TLS 1.3, the handshake
-and first application traffic secrets of each side; the others (``EXPORTER_SECRET``, ``EARLY_EXPORTER_SECRET``,
-``CLIENT_EARLY_TRAFFIC_SECRET``, OpenSSL's ``*_TRAFFIC_SECRET_N``) are read and not used. The same text is what a
-pcapng Decryption Secrets Block of type ``TLSK`` carries, so both sources go through ``KeyLog.add_text``.
+and first application traffic secrets of each side, and ``CLIENT_EARLY_TRAFFIC_SECRET`` for 0-RTT early data; the
+others (``EXPORTER_SECRET``, ``EARLY_EXPORTER_SECRET``, OpenSSL's ``*_TRAFFIC_SECRET_N``) are read and not used.
+The same text is what a pcapng Decryption Secrets Block of type ``TLSK`` carries, so both sources go through
+``KeyLog.add_text``.
 
 A key log is as untrusted as the capture: a line that does not parse is reported with its line number and the rest
 is read; what is held is bounded (``MAX_KEYLOG_BYTES`` of text, ``MAX_PROBLEMS`` problems kept).
@@ -31,7 +32,9 @@ TLS13_LABELS = ("CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SEC
                 "SERVER_TRAFFIC_SECRET_0")
 # OpenSSL also logs each side's secret after a KeyUpdate as CLIENT_/SERVER_TRAFFIC_SECRET_N (the N literally); the
 # decryptor derives those itself (RFC 8446 7.2), so they are not needed.
-IGNORED_LABELS = frozenset({"EXPORTER_SECRET", "EARLY_EXPORTER_SECRET", "CLIENT_EARLY_TRAFFIC_SECRET",
+# 0-RTT early data (RFC 8446 2.3) is protected with this one; a session without early data has none.
+TLS13_EARLY_LABEL = "CLIENT_EARLY_TRAFFIC_SECRET"
+IGNORED_LABELS = frozenset({"EXPORTER_SECRET", "EARLY_EXPORTER_SECRET",
                             "CLIENT_TRAFFIC_SECRET_N", "SERVER_TRAFFIC_SECRET_N"})
 
 
@@ -129,7 +132,7 @@ class KeyLog:
             return
         if label in IGNORED_LABELS:
             return
-        if label != TLS12_LABEL and label not in TLS13_LABELS:
+        if label != TLS12_LABEL and label not in TLS13_LABELS and label != TLS13_EARLY_LABEL:
             self._problem(f"{where}: unknown label {label[:40]!r}")
             return
         if len(client_random) != CLIENT_RANDOM_BYTES:

@@ -39,8 +39,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
-from wsinspect.capture.keylog import TLS13_LABELS, SessionSecrets
+from wsinspect.capture.keylog import TLS13_EARLY_LABEL, TLS13_LABELS, SessionSecrets
 from wsinspect.core.events import DIRECTIONS, Direction
 
 __all__ = ["CIPHER_SUITES", "MAX_RECORD", "CipherSuite", "Plaintext", "TlsDecryptor", "TlsNote", "client_random_of"]
@@ -54,9 +55,11 @@ MAX_HANDSHAKE_BODY = 64 * 1024
 
 CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA = 20, 21, 22, 23
 HEARTBEAT = 24  # RFC 6520: opened like any record (it takes a sequence number), then not read
-CLIENT_HELLO, SERVER_HELLO, ENCRYPTED_EXTENSIONS, FINISHED, KEY_UPDATE = 1, 2, 8, 20, 24
+CLIENT_HELLO, SERVER_HELLO, END_OF_EARLY_DATA, ENCRYPTED_EXTENSIONS, FINISHED, KEY_UPDATE = 1, 2, 5, 8, 20, 24
 _READ_BODIES = frozenset({CLIENT_HELLO, SERVER_HELLO, ENCRYPTED_EXTENSIONS, KEY_UPDATE})
-EXTENSION_SERVER_NAME, EXTENSION_ALPN, EXTENSION_SUPPORTED_VERSIONS = 0, 16, 43
+EXTENSION_SERVER_NAME, EXTENSION_ALPN, EXTENSION_EARLY_DATA, EXTENSION_SUPPORTED_VERSIONS = 0, 16, 42, 43
+# 0-RTT records held until the server says whether it took them (OpenSSL's max_early_data is 16 KiB).
+MAX_EARLY_DATA_HELD = 256 * 1024
 TLS12, TLS13 = 0x0303, 0x0304
 # RFC 8446 4.1.3: a ServerHello with this random is a HelloRetryRequest: the real ServerHello follows.
 HELLO_RETRY_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
@@ -227,7 +230,6 @@ class _RecordCipher:
         from cryptography.exceptions import InvalidTag
 
         sequence = self.sequence
-        self.sequence += 1
         if len(fragment) < self.explicit_nonce + AEAD_TAG:
             return None
         if self.explicit_nonce:
@@ -243,9 +245,11 @@ class _RecordCipher:
             # RFC 5246 6.2.3.3: seq_num + type + version + the plaintext's length
             additional = sequence.to_bytes(8, "big") + header[:3] + (len(ciphertext) - AEAD_TAG).to_bytes(2, "big")
         try:
-            return self.aead.decrypt(nonce, ciphertext, additional)
+            plaintext = self.aead.decrypt(nonce, ciphertext, additional)
         except InvalidTag:
-            return None
+            return None  # the sequence number stays: a record the peer skipped too (rejected 0-RTT) took none
+        self.sequence += 1
+        return plaintext
 
 
 def _hkdf_expand_label(hash_name: str, secret: bytes, label: bytes, length: int) -> bytes:
@@ -288,6 +292,13 @@ class TlsDecryptor:
         self.version: int | None = None
         self.suite: CipherSuite | None = None
         self.alpn: str | None = None
+        # TLS 1.3 0-RTT early data (RFC 8446 2.3, 4.2.10): offered in the ClientHello; the server's
+        # EncryptedExtensions say whether it was accepted (then decrypted) or rejected (then skipped, as the server
+        # skips it); until then the client's encrypted records wait in _early_records.
+        self._early_data: Literal["not offered", "offered", "accepted", "rejected"] = "not offered"
+        self._early_records: list[tuple[bytes, bytes]] = []
+        self._early_bytes = 0
+        self._early_skipped = 0
         self._out: list[TlsOutput] = []
 
     def receive(self, direction: Direction, data: bytes) -> list[TlsOutput]:
@@ -330,11 +341,29 @@ class TlsDecryptor:
 
     def _record(self, direction: Direction, side: _Side, header: bytes, fragment: bytes) -> None:
         kind = header[0]
-        if kind == CHANGE_CIPHER_SPEC and self.version == TLS13:
-            return  # RFC 8446 5: only for middleboxes (D.4), never protected, changes nothing
+        if kind == CHANGE_CIPHER_SPEC and self.version != TLS12:
+            # RFC 8446 5: TLS 1.3's is only for middleboxes (D.4), never protected, changes nothing; one before the
+            # ServerHello is TLS 1.3's too (after a ClientHello with early data), as TLS 1.2's comes after it.
+            return
+        if kind == APPLICATION_DATA and direction == "c2s" and self._early_data == "offered":
+            self._early_bytes += len(fragment)
+            if self._early_bytes > MAX_EARLY_DATA_HELD:
+                self._stop(direction, f"more than {MAX_EARLY_DATA_HELD:,} bytes of 0-RTT early data before the "
+                                      "server said whether it takes it")
+                return
+            self._early_records.append((header, fragment))
+            return
         cipher = side.cipher
         if cipher is not None:
             opened = cipher.open(header, fragment)
+            if opened is None and direction == "c2s" and self._early_data == "rejected":
+                self._early_skipped += 1  # RFC 8446 4.2.10: rejected early data, skipped by the server too
+                return
+            if opened is not None and direction == "c2s" and self._early_data == "rejected":
+                self._early_data = "not offered"
+                self._out.append(TlsNote(direction, f"the server rejected the client's 0-RTT early data (RFC 8446 "
+                                                    f"4.2.10): its {self._early_skipped} record(s) were skipped, as "
+                                                    "the server skipped them"))
             if opened is None:
                 self._stop(direction, f"record {side.records} ({len(fragment)} bytes) failed authentication: "
                                       "the key log's secret is not this session's, or the record was altered",
@@ -385,8 +414,17 @@ class TlsDecryptor:
         elif message_type == SERVER_HELLO and hello and direction == "s2c":
             self._server_hello(body, renegotiation=encrypted)
         elif message_type == ENCRYPTED_EXTENSIONS and direction == "s2c" and self.version == TLS13:
-            self.alpn = _alpn(_extensions(_Reader(body).sized(2) or b""))
+            extensions = _extensions(_Reader(body).sized(2) or b"")
+            self.alpn = _alpn(extensions)
             self._facts()
+            if self._early_data == "offered":
+                self._resolve_early_data(accepted=EXTENSION_EARLY_DATA in extensions)
+        elif message_type == END_OF_EARLY_DATA and direction == "c2s" and self._early_data == "accepted" and \
+                self.suite is not None and self._secrets is not None:
+            # RFC 8446 4.5: the client's early data ends; its next records are under its handshake secret.
+            self._early_data = "not offered"
+            side.secret = self._secrets.tls13["CLIENT_HANDSHAKE_TRAFFIC_SECRET"]
+            side.cipher = _tls13_cipher(self.suite, side.secret)
         elif message_type == FINISHED and encrypted and self.version == TLS13 and self.suite is not None and \
                 self._secrets is not None:
             # RFC 8446 7.1: after its Finished, a side protects what it sends with application traffic secret 0.
@@ -412,7 +450,10 @@ class TlsDecryptor:
         self._secrets = self._secrets_for(self.client_random) if self.client_random is not None else None
         if reader.sized(1) is None or reader.sized(2) is None or reader.sized(1) is None:
             return
-        server_name = _extensions(reader.sized(2) or b"").get(EXTENSION_SERVER_NAME, b"")
+        extensions = _extensions(reader.sized(2) or b"")
+        if EXTENSION_EARLY_DATA in extensions and self._early_data == "not offered":
+            self._early_data = "offered"
+        server_name = extensions.get(EXTENSION_SERVER_NAME, b"")
         name_reader = _Reader(server_name)
         name_reader.take(2)  # server_name_list length
         if name_reader.number(1) == 0:  # host_name (RFC 6066 3)
@@ -449,6 +490,8 @@ class TlsDecryptor:
             return
         self.suite = suite
         if version == TLS12:
+            # A TLS 1.2 server knows no early data: what a client sent as such was never read, by anyone.
+            self._early_data, self._early_records = "not offered", []
             self.alpn = _alpn(extensions)
             self._start_tls12(suite, server_random, renegotiation=renegotiation)
         else:
@@ -500,6 +543,29 @@ class TlsDecryptor:
             side = self._sides[direction]
             side.secret = secrets.tls13[label]
             side.cipher = _tls13_cipher(suite, side.secret)
+
+    def _resolve_early_data(self, *, accepted: bool) -> None:
+        """The server's EncryptedExtensions said whether it took the 0-RTT early data (RFC 8446 4.2.10): decrypt the
+        client's held records with the early traffic secret, or skip the ones that were early data."""
+        side = self._sides["c2s"]
+        if accepted:
+            secret = self._secrets.tls13.get(TLS13_EARLY_LABEL) if self._secrets is not None else None
+            if secret is None or self.suite is None:
+                self._stop("c2s", f"the server accepted 0-RTT early data and the key log has no {TLS13_EARLY_LABEL} "
+                                  "for this session")
+                return
+            # Early data is under the PSK's suite, which a server that accepts it must have chosen (RFC 8446 4.2.10).
+            side.cipher = _tls13_cipher(self.suite, secret)
+            self._early_data = "accepted"
+            self._out.append(TlsNote("c2s", "the server accepted the client's 0-RTT early data (RFC 8446 4.2.10): "
+                                            f"decrypted with {TLS13_EARLY_LABEL}"))
+        else:
+            self._early_data = "rejected"
+        held, self._early_records = self._early_records, []
+        for header, fragment in held:
+            if side.stopped:
+                break
+            self._record("c2s", side, header, fragment)
 
     # -- notes -------------------------------------------------------------------------------------------------
 
