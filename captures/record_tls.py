@@ -32,6 +32,12 @@ capture: the tests compare wsinspect's decoding with it.
   ``wss://wsinspect.test:47216`` on loopback (SNI ``wsinspect.test``). Its page (served on 47217, not captured)
   sends a text, a binary and a UTF-8 text message, each after the echo of the one before, then closes. The manifest
   is what the server received and echoed.
+* ``tls13-early-data``: TLS 1.3 0-RTT early data (RFC 8446 2.3), which neither Python's ``ssl`` nor a browser's
+  WebSocket sends; no WebSocket inside. ``openssl s_server -early_data`` on port 47218 and three ``s_client``
+  connections: a full handshake that saves its session ticket, a resumption with early data (accepted), and a
+  second resumption with the same ticket (its early data rejected: OpenSSL takes a ticket's early data once).
+  Each client sends a line after its handshake; the manifest is what each sent, and whether s_client was told its
+  early data was accepted. Written to ``captures/tls/``, apart from the WebSocket captures.
 
 Must run as root (capturing on ``lo``)::
 
@@ -84,6 +90,7 @@ COMMANDS = {"K": ("KeyUpdate", b"KEYUPDATE"), "k": ("KeyUpdate", b"KEYUPDATE"),
             "R": ("renegotiation", b"RENEGOTIATING")}
 SSL_OP_ALLOW_CLIENT_RENEGOTIATION = 0x100  # OpenSSL 3.0 ssl.h; Python's ssl module does not name it
 MASK = bytes.fromhex("37fa213d")
+EARLY_DATA_CAPTURE, EARLY_DATA_PORT = "tls13-early-data", 47218
 CHROMIUM_CAPTURE, CHROMIUM_PORT, CHROMIUM_PAGE_PORT = "wss-chromium", 47216, 47217
 CHROMIUM_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>wsinspect wss capture</title></head><body><script>
@@ -318,14 +325,62 @@ def record_chromium(certificate: Path, keylog: Path) -> list[dict[str, Any]]:
              "close": close}]
 
 
+def record_early_data(certificate: Path, keylog: Path, directory: Path) -> list[dict[str, Any]]:
+    """Three s_client connections to s_server -early_data; see the module's docstring."""
+    server = subprocess.Popen(
+        ["openssl", "s_server", "-accept", str(EARLY_DATA_PORT), "-cert", str(certificate), "-key", str(certificate),
+         "-tls1_3", "-early_data", "-quiet"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    session = directory / "session.pem"
+    connections = []
+    try:
+        time.sleep(1.0)
+        for index, early in enumerate((None, "0-RTT request 1\n", "0-RTT request 2\n")):
+            after = f"after handshake {index}\n"
+            options = ["-sess_out", str(session)] if early is None else ["-sess_in", str(session)]
+            if early is not None:
+                early_file = directory / f"early{index}.txt"
+                early_file.write_text(early)
+                options += ["-early_data", str(early_file)]
+            client = subprocess.Popen(
+                ["openssl", "s_client", "-connect", f"127.0.0.1:{EARLY_DATA_PORT}", "-servername", HOSTNAME,
+                 "-tls1_3", "-keylogfile", str(keylog), "-no_ign_eof", *options],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            assert client.stdin is not None
+            time.sleep(1.0)
+            client.stdin.write(after.encode())
+            client.stdin.flush()
+            time.sleep(1.0)
+            output = client.communicate(timeout=TIMEOUT)[0]
+            accepted = None if early is None else b"Early data was accepted" in output
+            if early is not None and not accepted and b"Early data was rejected" not in output:
+                raise RuntimeError(f"s_client said nothing of its early data: {output!r}")
+            connections.append({"early_data": early, "early_data_accepted": accepted, "after_handshake": after})
+    finally:
+        server.terminate()  # the s_server we started
+        received = server.communicate(timeout=TIMEOUT)[0]
+    for connection in connections:
+        sent = [connection["after_handshake"]] + ([connection["early_data"]] if connection["early_data_accepted"]
+                                                  else [])
+        if not all(text.encode() in received for text in sent):
+            raise RuntimeError(f"s_server did not receive {sent!r}: {received!r}")
+    if [c["early_data_accepted"] for c in connections] != [None, True, False]:
+        raise RuntimeError(f"early data was not accepted once and then rejected: {connections}")
+    return connections
+
+
 def record(name: str) -> None:
     if name in CAPTURES:
         port, ciphers = CAPTURES[name]
+    elif name == EARLY_DATA_CAPTURE:
+        port, ciphers = EARLY_DATA_PORT, (None, None)
     else:
         port, ciphers = CHROMIUM_PORT if name == CHROMIUM_CAPTURE else S_CLIENT_CAPTURES[name][0], (None, None)
-    capture = HERE / f"{name}.pcapng"
-    keylog = HERE / f"{name}.pcapng.keys"
-    manifest = HERE / f"{name}.json"
+    # A capture with no WebSocket in it goes apart, in tls/: tests that read every captures/*.pcapng expect one.
+    place = HERE / "tls" if name == EARLY_DATA_CAPTURE else HERE
+    place.mkdir(exist_ok=True)
+    capture = place / f"{name}.pcapng"
+    keylog = place / f"{name}.pcapng.keys"
+    manifest = place / f"{name}.json"
     for path in (capture, keylog):
         path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as directory:
@@ -339,7 +394,9 @@ def record(name: str) -> None:
                 if "Capturing on" in line:
                     break
             time.sleep(1.0)  # the capture filter is not live yet when dumpcap says it is capturing
-            if name == CHROMIUM_CAPTURE:
+            if name == EARLY_DATA_CAPTURE:
+                connections = record_early_data(certificate, keylog, Path(directory))
+            elif name == CHROMIUM_CAPTURE:
                 connections = record_chromium(certificate, keylog)
             elif name in S_CLIENT_CAPTURES:
                 connections = record_s_client(name, certificate, keylog)
@@ -353,12 +410,12 @@ def record(name: str) -> None:
     manifest.write_text(json.dumps({"port": port, "connections": connections}, indent=1, ensure_ascii=False) + "\n",
                         encoding="utf-8")
     print(f"{capture.name}: {capture.stat().st_size} bytes; {keylog.name}: "
-          f"{len(keylog.read_text().splitlines())} lines; {[c['tls'] for c in connections]}")
+          f"{len(keylog.read_text().splitlines())} lines; {[c.get('tls') for c in connections]}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    names = [*CAPTURES, *S_CLIENT_CAPTURES, CHROMIUM_CAPTURE]
+    names = [*CAPTURES, *S_CLIENT_CAPTURES, CHROMIUM_CAPTURE, EARLY_DATA_CAPTURE]
     parser.add_argument("names", nargs="*", choices=[*names, []], help="captures to record (default: all)")
     for name in parser.parse_args().names or names:
         record(name)

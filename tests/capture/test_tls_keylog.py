@@ -44,16 +44,21 @@ TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
 
 
+def place(name: str) -> Path:
+    """captures/, or captures/tls/ for a capture with no WebSocket inside (see captures/record_tls.py)."""
+    return CAPTURES / "tls" if name == "tls13-early-data" else CAPTURES
+
+
 def capture(name: str) -> Path:
-    return CAPTURES / f"{name}.pcapng"
+    return place(name) / f"{name}.pcapng"
 
 
 def keys(name: str) -> Path:
-    return CAPTURES / f"{name}.pcapng.keys"
+    return place(name) / f"{name}.pcapng.keys"
 
 
 def manifest(name: str) -> dict[str, Any]:
-    return json.loads((CAPTURES / f"{name}.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    return json.loads((place(name) / f"{name}.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
 def events_of(path: Path, keylog: KeyLog | None = None) -> list[Event]:
@@ -520,3 +525,57 @@ def test_a_cbc_suite_is_named_and_not_decrypted() -> None:
         (0, True), (1, True)]
     assert not our_frames(events)
     assert len(tshark_frames(capture(name), keys(name))) == frames_sent(name)  # tshark decrypts CBC
+
+
+# -- TLS 1.3 0-RTT early data --------------------------------------------------------------------------------------
+
+
+def tshark_client_bytes(path: Path, keylog: Path, stream: int, server_port: int) -> bytes:
+    """What tshark decrypts of the client's side of a stream (Follow TLS Stream, raw: node 1's lines are indented;
+    node 0 is whichever side tshark saw data from first, the server when that was its session ticket)."""
+    out = tshark("-r", path, "-o", f"tls.keylog_file:{keylog}", "-q", "-z", f"follow,tls,raw,{stream}")
+    client_indented = out.split("Node 0: ", 1)[1].split("\n", 1)[0].endswith(f":{server_port}")
+    body = out.split("Node 1:", 1)[1].split("\n", 1)[1].split("=====", 1)[0]
+    return b"".join(bytes.fromhex(line.strip()) for line in body.splitlines()
+                    if line and line.startswith("\t") == client_indented)
+
+
+@needs_tshark
+def test_early_data_accepted_is_decrypted_and_rejected_is_skipped() -> None:
+    """tls13-early-data (openssl s_server -early_data): the server took stream 1's 0-RTT data and not stream 2's
+    (the same ticket a second time). Stream 1's client bytes are tshark's; of stream 2's, tshark also shows the
+    rejected early data, which the server never read; wsinspect leaves it out, as the server did, and says so."""
+    name = "tls13-early-data"
+    plaintext = plaintext_by_direction(name, None)
+    notes: dict[int, list[str]] = {}
+    keylog = KeyLog.read(keys(name))
+    decryptors: dict[int, TlsDecryptor] = {}
+    for item in flow_items(capture(name)):
+        assert isinstance(item, FlowData)
+        decryptor = decryptors.setdefault(item.flow, TlsDecryptor(keylog.secrets_for))
+        notes.setdefault(item.flow, []).extend(o.message for o in decryptor.receive(item.direction, item.data)
+                                               if isinstance(o, TlsNote))
+    for stream, sent in enumerate(manifest(name)["connections"]):
+        early = sent["early_data"].encode() if sent["early_data"] is not None else b""
+        taken = early if sent["early_data_accepted"] else b""
+        assert plaintext[(stream, "c2s")] == taken + sent["after_handshake"].encode()
+        client_bytes = tshark_client_bytes(capture(name), keys(name), stream, manifest(name)["port"])
+        assert client_bytes == early + sent["after_handshake"].encode()
+    assert any("accepted the client's 0-RTT early data" in note for note in notes[1])
+    assert any("rejected the client's 0-RTT early data" in note and "1 record(s)" in note for note in notes[2])
+
+
+def test_early_data_accepted_without_its_secret() -> None:
+    name = "tls13-early-data"
+    lines = keys(name).read_text().splitlines()
+    keylog = KeyLog()
+    keylog.add_text("\n".join(line for line in lines if not line.startswith("CLIENT_EARLY")).encode(), source="")
+    decryptors: dict[int, TlsDecryptor] = {}
+    stopped: list[tuple[int, str]] = []
+    for item in flow_items(capture(name)):
+        assert isinstance(item, FlowData)
+        decryptor = decryptors.setdefault(item.flow, TlsDecryptor(keylog.secrets_for))
+        stopped += [(item.flow, o.message) for o in decryptor.receive(item.direction, item.data)
+                    if isinstance(o, TlsNote) and o.stopped]
+    assert [stream for stream, _ in stopped] == [1]
+    assert "accepted 0-RTT early data and the key log has no CLIENT_EARLY_TRAFFIC_SECRET" in stopped[0][1]
