@@ -19,6 +19,9 @@ Theory of operation, per direction:
    * TLS 1.3: right after the ServerHello (not a HelloRetryRequest), with the handshake traffic secrets; after that
      direction's Finished, with its application traffic secret 0; after each KeyUpdate it sends, with the next
      secret (RFC 8446 7.2). Keys and IVs come from HKDF-Expand-Label (RFC 8446 7.1, 7.3; HKDF is RFC 5869).
+     0-RTT early data (the client's records after a ClientHello that offers it) waits for the server's
+     EncryptedExtensions: accepted, it is decrypted with the client's early traffic secret up to EndOfEarlyData;
+     rejected, it is skipped, as the server skips it (RFC 8446 4.2.10).
 4. An encrypted record is opened with its AEAD (AES-GCM: RFC 5288 for TLS 1.2; ChaCha20-Poly1305: RFC 7905 for
    TLS 1.2; both for TLS 1.3, RFC 8446 5.2-5.3). Its application data is returned; handshake messages are read as
    in step 2 (Finished and KeyUpdate drive step 3); alerts other than close_notify become notes.
