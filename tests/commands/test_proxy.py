@@ -686,6 +686,44 @@ def test_a_side_that_does_not_read_stops_the_other(upstream: Callable[..., Upstr
     assert relay.stop() == 0
 
 
+def test_a_flood_of_tiny_frames_does_not_hold_up_another_client(upstream: Callable[..., Upstream],
+                                                                proxy: Callable[..., Proxy]) -> None:
+    """30,000 empty frames in one write, each a row of the live log: decoding them takes seconds, and another
+    client's echo must not wait for all of them (the flood is decoded a chunk per turn)."""
+    flood, counted = 30_000, {"messages": 0}
+
+    async def count_or_echo(connection: Any) -> None:
+        async for message in connection:
+            if connection.request.path == "/flood":
+                counted["messages"] += 1
+            else:
+                await connection.send(message)
+
+    server = upstream(count_or_echo, compression=None)
+    relay = proxy(server.url(), json_log=False)
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=RUN_TIMEOUT) as flooder:
+        flooder.sendall(UPGRADE.replace(b"GET / ", b"GET /flood "))
+        assert flooder.recv(4096).startswith(b"HTTP/1.1 101")
+        flooder.sendall(b"\x81\x80\x00\x00\x00\x00" * flood)  # FIN, text, masked (RFC 6455 5.3), empty
+
+        async def round_trip() -> float:
+            started = time.monotonic()
+            async with websockets_client.connect(relay.url("/meanwhile"), compression=None) as connection:
+                await connection.send("not behind the flood")
+                assert await connection.recv() == "not behind the flood"
+            return time.monotonic() - started
+
+        waited = run(round_trip())
+        during = counted["messages"]
+        deadline = time.monotonic() + 120
+        while counted["messages"] < flood:
+            assert time.monotonic() < deadline, f"only {counted['messages']} of {flood} messages arrived"
+            time.sleep(0.1)
+    print(f"another client's round trip: {waited:.2f} s, with {during} of {flood} flood messages through")
+    assert during < flood, "the flood was through before the other client was served: nothing was tested"
+    assert waited < 3
+
+
 # -- a browser -------------------------------------------------------------------------------------------------------
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>through the proxy</title>

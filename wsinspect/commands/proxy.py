@@ -81,7 +81,7 @@ def listen_address(text: str) -> tuple[str, int]:
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from wsinspect.commands import arguments
-    from wsinspect.server.options import seconds_or_off, whole_number
+    from wsinspect.server.options import DEFAULT_READ_CHUNK, DEFAULT_TURN_FRAMES, seconds_or_off, whole_number
 
     parser = command_parser(
         commands, "proxy", help="relay WebSocket clients to a server, showing every handshake header and frame",
@@ -127,6 +127,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     limits.add_argument("--close-timeout", type=arguments.seconds, default=3.0, metavar="SECONDS",
                         help="once one side closed, time for the other to take what is still queued for it "
                              "(default: %(default)g)")
+    limits.add_argument("--read-chunk", type=arguments.size, default=arguments.size(DEFAULT_READ_CHUNK),
+                        metavar="SIZE",
+                        help="bytes of one connection decoded before the others get a turn; reading from a side "
+                             f"waits until what it sent is decoded (default: {DEFAULT_READ_CHUNK}; 1/16 of it on a "
+                             "compressed connection)")
+    limits.add_argument("--turn-frames", type=whole_number, default=DEFAULT_TURN_FRAMES, metavar="N",
+                        help="about how many frames of one connection are decoded per turn: its chunks shrink when "
+                             "they hold more (default: %(default)s)")
     arguments.add_limits(limits, frame_default="64M", message_default="64M")
     limits.add_argument("--max-memory", type=arguments.size, default=arguments.size("64M"), metavar="SIZE",
                         help="what the decoder's unfinished messages of all connections may hold together; beyond "
@@ -173,7 +181,7 @@ def _options(args: argparse.Namespace) -> ProxyOptions:
         limits=Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message),
         max_memory=args.max_memory, max_queue=args.max_queue, max_connections=args.max_connections,
         handshake_timeout=args.handshake_timeout, open_timeout=args.open_timeout, idle_timeout=args.idle_timeout,
-        close_timeout=args.close_timeout)
+        close_timeout=args.close_timeout, read_chunk=args.read_chunk, turn_frames=args.turn_frames)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,7 +28,11 @@ is not shown). Bounds: what waits to be written to either side is at most --max-
 reading from the other side until a quarter is left, so a peer that does not read slows its sender through TCP
 instead of growing the proxy. The decoder holds at most --max-frame and --max-message per direction, and the
 unfinished messages of all connections together at most --max-memory (a shared ``MemoryBudget``); past those it
-shows less, and relays everything all the same. Silence in both directions for --idle-timeout ends a connection.
+shows less, and relays everything all the same. Bytes are relayed as soon as they arrive, and decoded a chunk per
+turn of the event loop (--read-chunk, 1/16 of it on a compressed connection, fewer bytes where chunks held more than
+--turn-frames frames), as serve does: reading from a side waits until what it sent is decoded, so a flood of tiny
+frames on one connection delays the others by one chunk, and what waits to be decoded is one read at most. Silence
+in both directions for --idle-timeout ends a connection.
 A FIN from either side ends the relay: the other side is closed once what is queued for it is written (RFC 6455
 7.1.1: the server closes TCP first after the closing handshake, and the client follows). Half-open TCP is not kept.
 """
@@ -41,19 +45,22 @@ import itertools
 import re
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wsinspect.client.session import ConnectFailed, Files, open_connection
 from wsinspect.client.target import Target, describe_tls
 from wsinspect.core.connection import DEFAULT_MEMORY_BUDGET, Connection, Limits, MemoryBudget
-from wsinspect.core.events import ConnectionOpened, Direction, Event
+from wsinspect.core.events import ConnectionOpened, Direction, Event, FrameEvent
 from wsinspect.core.handshake import find_header_end
 from wsinspect.server import responses
 from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
 
 LISTEN_BACKLOG = 2048  # as serve: a class connecting at once should not see refused connections
+MIN_CHUNK = 256  # the smallest chunk decoded at once: a chunk of tiny frames still makes progress per turn
+COMPRESSED_CHUNK_SHARE = 16  # a compressed byte can inflate to about a thousand: fewer of them per turn
 
 # The Host field of a request's header block: the name kept as the client wrote it, the value replaced.
 _HOST_FIELD = re.compile(rb"^(host[ \t]*:)[^\r\n]*", re.IGNORECASE | re.MULTILINE)
@@ -90,6 +97,8 @@ class ProxyOptions:
     open_timeout: float = 10.0
     idle_timeout: float = 300.0  # 0: never
     close_timeout: float = 3.0
+    read_chunk: int = 16 * 1024
+    turn_frames: int = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +164,13 @@ class ProxiedConnection(asyncio.Protocol):
         self._connecting: asyncio.Task[None] | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._client_full = False  # more than --max-queue waits for the client: the upstream is not read
+        # Relayed, not decoded yet, in the order the bytes arrived from either side (so the log keeps cause before
+        # effect: a ping before its pong), with their arrival time; at most one read per side, since a side is not
+        # read while its bytes wait here (``_waiting`` counts them).
+        self._undecoded: deque[tuple[Direction, bytes, float]] = deque()
+        self._waiting: dict[Direction, int] = {"c2s": 0, "s2c": 0}
+        self._turn_scheduled = False
+        self._chunk = proxy.options.read_chunk
         self._upstream_full = False  # more than --max-queue waits for the upstream: the client is not read
         self._last_heard = 0.0
         self._opened_at = 0.0
@@ -189,11 +205,12 @@ class ProxiedConnection(asyncio.Protocol):
             return
         now = time.time()
         self._last_heard = asyncio.get_running_loop().time()
-        self._observe("c2s", data, now)
         if self.phase is Phase.RELAYING:
             assert self.upstream is not None
             self.upstream.write(data)
+            self._observe("c2s", data, now)
             return
+        self._observe("c2s", data, now)
         self._pending += data
         if self.phase is Phase.REQUEST:
             self._request_received(now)
@@ -233,9 +250,9 @@ class ProxiedConnection(asyncio.Protocol):
         if self.phase is Phase.ENDED:
             return
         self._last_heard = asyncio.get_running_loop().time()
-        self._observe("s2c", data, time.time())
         assert self.client is not None
         self.client.write(data)
+        self._observe("s2c", data, time.time())
 
     def upstream_lost(self, exc: Exception | None) -> None:
         self.end(f"the upstream reset the connection ({visible(str(exc) or type(exc).__name__)})" if exc
@@ -301,18 +318,58 @@ class ProxiedConnection(asyncio.Protocol):
         stream = self.stream
         assert stream is not None
         reports.files.record(lambda recorder: recorder.data(stream, direction, data, now))
+        if self.decoder is None:
+            return
+        self._undecoded.append((direction, data, now))
+        self._waiting[direction] += len(data)
+        self._decode_turn()
+
+    def _decode_turn(self, *, everything: bool = False) -> None:
+        """Decode one chunk of each direction's waiting bytes (``everything``: all of them, at the end), then give
+        the event loop back if more is waiting, and read again from a side once its bytes are all decoded."""
+        self._turn_scheduled = False
         decoder = self.decoder
-        if decoder is None:
-            return
-        try:
-            events = decoder.receive(direction, data, time=now)
-        except Exception as error:  # a bug of ours in decoding must not break the relay
-            self.decoder = None
-            what = f"{type(error).__name__}: {error}"
-            reports.warn(f"#{stream} internal error while decoding: {visible(what[:300])}; decoding of this "
-                         "connection stops, relaying goes on")
-            return
-        reports.emit(events)
+        if decoder is not None and self._undecoded:
+            chunk = self._chunk // COMPRESSED_CHUNK_SHARE if decoder.deflate is not None else self._chunk
+            room = max(chunk, MIN_CHUNK)
+            frames = 0
+            while self._undecoded and (room > 0 or everything):
+                direction, data, at = self._undecoded[0]
+                piece = data if everything else data[:room]
+                if len(piece) < len(data):
+                    self._undecoded[0] = (direction, data[len(piece):], at)
+                else:
+                    self._undecoded.popleft()
+                self._waiting[direction] -= len(piece)
+                room -= len(piece)
+                try:
+                    events = decoder.receive(direction, piece, time=at)
+                except Exception as error:  # a bug of ours in decoding must not break the relay
+                    self._decoding_failed(error)
+                    break
+                frames += sum(1 for event in events if type(event) is FrameEvent)
+                self.proxy.reports.emit(events)
+            self._adapt_chunk(frames)
+        if self._undecoded and not self._turn_scheduled and self.phase is not Phase.ENDED:
+            self._turn_scheduled = True
+            asyncio.get_running_loop().call_soon(self._decode_turn)
+        self._update_reading()
+
+    def _adapt_chunk(self, frames: int) -> None:
+        """Fewer bytes per turn where frames are tiny (each costs the same whatever its size), back up where not."""
+        turn_frames, read_chunk = self.proxy.options.turn_frames, self.proxy.options.read_chunk
+        if frames > turn_frames:
+            self._chunk = max(MIN_CHUNK, self._chunk * turn_frames // frames)
+        elif self._chunk < read_chunk:
+            self._chunk = min(read_chunk, self._chunk * 2)
+
+    def _decoding_failed(self, error: Exception) -> None:
+        self.decoder = None
+        self._undecoded.clear()
+        self._waiting = {"c2s": 0, "s2c": 0}
+        what = f"{type(error).__name__}: {error}"
+        self.proxy.reports.warn(f"#{self.stream} internal error while decoding: {visible(what[:300])}; decoding of "
+                                "this connection stops, relaying goes on")
 
     def _number(self) -> None:
         stream = self.stream = self.proxy.number()
@@ -329,12 +386,12 @@ class ProxiedConnection(asyncio.Protocol):
         if self.phase is Phase.ENDED:
             return
         if client is not None and not client.is_closing():
-            if self.phase is Phase.CONNECTING or self._upstream_full:
+            if self.phase is Phase.CONNECTING or self._upstream_full or self._waiting["c2s"]:
                 client.pause_reading()
             else:
                 client.resume_reading()
         if upstream is not None and not upstream.is_closing():
-            if self._client_full:
+            if self._client_full or self._waiting["s2c"]:
                 upstream.pause_reading()
             else:
                 upstream.resume_reading()
@@ -360,6 +417,7 @@ class ProxiedConnection(asyncio.Protocol):
                 # close() writes what is queued first; a peer that never reads would hold it forever.
                 loop.call_later(self.proxy.options.close_timeout, transport.abort)
         self.proxy.connections.discard(self)
+        self._decode_turn(everything=True)  # at most one read per direction: bounded
         now = time.time()
         if self.decoder is not None:
             self.proxy.reports.emit(self.decoder.end(time=now, reason=reason))
