@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -525,6 +526,10 @@ def test_a_cbc_suite_is_named_and_not_decrypted() -> None:
         (0, True), (1, True)]
     assert not our_frames(events)
     assert len(tshark_frames(capture(name), keys(name))) == frames_sent(name)  # tshark decrypts CBC
+    # Sessions nobody could open are TLS streams, not WebSocket conversations: nothing found, exit status 1.
+    done = run_read(capture(name), "--keylog", keys(name))
+    assert done.returncode == 1 and "a suite that is not decrypted" in done.stderr
+    assert re.search(r"conversations +0\b", done.stdout) and re.search(r"TLS streams +2\b", done.stdout)
 
 
 # -- TLS 1.3 0-RTT early data --------------------------------------------------------------------------------------

@@ -219,8 +219,10 @@ def run_read(args: argparse.Namespace, live: LiveCapture | None = None) -> int:
             _error(errors, f"wsinspect: {name}: no WebSocket conversation with tcp.stream {asked} "
                            f"(the capture has {stats.tcp_streams} TCP stream(s), numbered from 0)", "yellow")
         elif summary.tls:
+            why = "the session keys are needed (--keylog FILE)" if args.keylog is None else \
+                "the notes above say why (no key for a session, or a suite that is not decrypted)"
             _error(errors, f"wsinspect: {name}: no WebSocket conversation that can be seen into: {summary.tls} TLS "
-                           "stream(s) (wss:// or another TLS protocol); the session keys are needed", "yellow")
+                           f"stream(s) (wss:// or another TLS protocol); {why}", "yellow")
         else:
             hint = "" if args.port else " (a conversation captured mid-connection needs --port N)"
             _error(errors, f"wsinspect: {name}: no WebSocket conversation found in {stats.packets} packets{hint}",

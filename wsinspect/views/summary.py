@@ -36,6 +36,8 @@ class Summary:
         self.refused = 0
         self.plain_http = 0  # requests that never asked for an upgrade (the live server's demo page)
         self._plain_http: set[int] = set()
+        self._handshaken: set[int] = set()  # open streams whose opening handshake was seen (decrypted or clear)
+        self._tls_counted: set[int] = set()  # open TLS streams already counted as such
         self.frames: Counter[str] = Counter()
         self.bytes: Counter[str] = Counter()
         self.messages = 0
@@ -54,6 +56,7 @@ class Summary:
             self.conversations += 1
         elif kind is HandshakeRequest:
             assert isinstance(event, HandshakeRequest)
+            self._handshaken.add(event.stream)
             if is_plain_http(event):
                 self._plain_http.add(event.stream)
         elif kind is HandshakeResponse:
@@ -71,20 +74,36 @@ class Summary:
         elif kind is Notice:
             assert isinstance(event, Notice)
             self.notices[event.check.id] += 1
-            if event.check.id == "capture.tls":  # a stream we cannot see into is not a WebSocket conversation
-                self.tls += 1
-                self.conversations -= 1
+            self._count_tls(event)
         elif kind is Gap:
             self.notices["capture.gap"] += 1
         elif kind is ConnectionClosed:
             self._plain_http.discard(event.stream)
+            self._handshaken.discard(event.stream)
+            self._tls_counted.discard(event.stream)
 
     def count_conversation(self, event: Event) -> None:
         """Only what the exit status needs: how many conversations there were (TLS streams apart)."""
         kind = type(event)
         if kind is ConnectionOpened:
             self.conversations += 1
-        elif kind is Notice and event.check.id == "capture.tls":  # type: ignore[attr-defined]
+        elif kind is HandshakeRequest:
+            self._handshaken.add(event.stream)
+        elif kind is Notice:
+            assert isinstance(event, Notice)
+            self._count_tls(event)
+        elif kind is ConnectionClosed:
+            self._handshaken.discard(event.stream)
+            self._tls_counted.discard(event.stream)
+
+    def _count_tls(self, notice: Notice) -> None:
+        """A TLS stream nobody can see into is not a WebSocket conversation: one without keys, or one whose keys
+        could not open it before its opening handshake (a suite that is not decrypted, a record that fails)."""
+        check = notice.check.id
+        unseen = check == "capture.tls" or (check == "capture.tls-undecryptable" and
+                                            notice.stream not in self._handshaken)
+        if unseen and notice.stream not in self._tls_counted:
+            self._tls_counted.add(notice.stream)
             self.tls += 1
             self.conversations -= 1
 
@@ -104,8 +123,7 @@ class Summary:
             notes.append(f"{self.plain_http} plain HTTP")
         row("conversations", f"{self.conversations}" + (f" ({', '.join(notes)})" if notes else ""))
         if self.tls:
-            row("TLS streams", f"{self.tls} (wss:// or another TLS protocol: the session keys are needed to see "
-                               "inside)")
+            row("TLS streams", f"{self.tls} (wss:// or another TLS protocol, not decrypted: see the notes above)")
         total = sum(self.frames.values())
         row("frames", f"{total}: " + ", ".join(f"{name} {count}" for name, count in self.frames.most_common())
             if self.frames else "0")
