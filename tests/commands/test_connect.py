@@ -992,6 +992,26 @@ def test_node_ws_echo(compression: bool, node_ws: Path, tmp_path: Path) -> None:
     assert all(f["websocket.mask"] for f in frames(run, "c2s"))
 
 
+def test_output_cut_short_by_its_reader_ends_quietly(tmp_path: Path,
+                                                     websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    """``wsinspect connect URL | head -2``: the reader goes away; no traceback, no hang, status 0 (as read's)."""
+    server = websockets_peer()
+    child = subprocess.Popen([sys.executable, "-m", "wsinspect", "connect", server.url(), "--send", "a", "--send",
+                              "b", "--wait", "1", "--color", "never"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             cwd=ROOT)
+    assert child.stdout is not None and child.stderr is not None
+    try:
+        first = [child.stdout.readline() for _ in range(2)]
+        child.stdout.close()  # what head does after its lines
+        assert child.wait(RUN_TIMEOUT) == 0
+        assert b"Traceback" not in child.stderr.read() and first[0].startswith(b"wsinspect connect")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        child.stderr.close()
+
+
 # -- Ctrl-C and backpressure ------------------------------------------------------------------------------------------
 
 def _wait_for_json(path: Path, kind: str, timeout: float) -> None:

@@ -52,6 +52,7 @@ class Outcome:
     interrupted: bool = False  # Ctrl-C
     failure: str | None = None  # could not connect: why, in one line (safe to print)
     notes: list[str] = field(default_factory=list)  # what the session noticed on the way (a TLS answer to ws://)
+    output_gone: bool = False  # the reader of the output went away (`| head`), so the connection was dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,7 @@ async def _converse(target: Target, context: ssl.SSLContext | None, plan: Plan, 
             loop.remove_signal_handler(signal.SIGINT)
         if session is not None:
             outcome.notes = session.notes
+            outcome.output_gone = session.output_gone
             # A session whose TLS handshake failed never had a transport: there is nothing to wait for.
             if session.transport is not None and not session.finished.done():
                 session.abort("interrupted")

@@ -147,6 +147,10 @@ class Files:
             self._failed(f"--record {self.record_name}", failure)
 
 
+def _discard(events: list[Event]) -> None:
+    """Where events go once nobody reads them."""
+
+
 class ClientSession(asyncio.Protocol):
     """Moves bytes between the socket and the ``ClientEndpoint``, and keeps the clocks. See the module docstring."""
 
@@ -167,6 +171,7 @@ class ClientSession(asyncio.Protocol):
         self.writable.set()
         self.ending: str | None = None  # why we closed the TCP connection ourselves
         self.notes: list[str] = []  # things the verdict should mention (a TLS answer to a ws:// request...)
+        self.output_gone = False  # the reader of stdout went away; the connection was dropped
         self._timer: asyncio.TimerHandle | None = None
         self._waiting_for: State | None = None  # the state whose end the close timer waits for
         self._heard = False
@@ -199,7 +204,7 @@ class ClientSession(asyncio.Protocol):
                     self.transport.get_extra_info("ssl_object") is None:
                 self.notes.append("the server answered with TLS: it expects wss://, not ws://")
         self.files.record(lambda recorder: recorder.data(STREAM, "s2c", data, now))
-        self.emit(endpoint.receive(data, time=now))
+        self._emit(endpoint.receive(data, time=now))
         self._flush(now)
 
     def eof_received(self) -> bool | None:
@@ -214,13 +219,15 @@ class ClientSession(asyncio.Protocol):
             reason = f"the connection broke: {visible(str(exc) or type(exc).__name__)}"
         else:
             reason = "the server closed the TCP connection"
-        if self.endpoint is not None:
-            self.emit(self.endpoint.transport_closed(time=now, reason=reason))
-        self.files.record(lambda recorder: recorder.close(STREAM, now))
-        self.writable.set()  # nobody waits for a socket that is gone
-        for future in (self.answered, self.finished):
-            if not future.done():
-                future.set_result(None)
+        try:
+            if self.endpoint is not None:
+                self._emit(self.endpoint.transport_closed(time=now, reason=reason))
+            self.files.record(lambda recorder: recorder.close(STREAM, now))
+        finally:  # whatever the outputs did, the conversation must learn that the connection is gone
+            self.writable.set()  # nobody waits for a socket that is gone
+            for future in (self.answered, self.finished):
+                if not future.done():
+                    future.set_result(None)
 
     def pause_writing(self) -> None:
         # More than --max-queue waits for the server: stdin waits too (resume_writing: a quarter is left).
@@ -260,6 +267,15 @@ class ClientSession(asyncio.Protocol):
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
+    def _emit(self, events: list[Event]) -> None:
+        try:
+            self.emit(events)
+        except BrokenPipeError:
+            # Whoever read the output went away (`| head`): stop, as a Unix tool does, and say nothing more.
+            self.output_gone = True
+            self.emit = _discard
+            self.abort("the reader of our output went away")
+
     def _flush(self, now: float) -> None:
         endpoint = self.endpoint
         transport = self.transport
@@ -274,7 +290,7 @@ class ClientSession(asyncio.Protocol):
                 # never reads the answers.
                 self.abort(f"the server stopped reading: {queued:,} bytes waited to be sent to it (over "
                            f"{self.drop_at:,})")
-        self.emit(endpoint.events())
+        self._emit(endpoint.events())
         self._follow_state()
 
     def _follow_state(self) -> None:

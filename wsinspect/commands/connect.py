@@ -392,12 +392,14 @@ def run(args: argparse.Namespace) -> int:
         outcome = converse(target, context, plan, Sinks(emit=emit, files=files, show=output.line,
                                                        say=lambda text, style: _say(errors, text, style)))
     finally:
-        for sink in sinks:
-            sink.close()
         if json_file is not None and json_file is not sys.stdout:
             with contextlib.suppress(OSError):  # a failed write was reported when it happened
                 json_file.close()
         files.record(lambda recording_file: recording_file.finish(time.time()))
+        for sink in sinks:
+            sink.close()
+    if outcome.output_gone:
+        raise BrokenPipeError  # the reader of our output went away: cli.main ends quietly, as `read | head` does
 
     if outcome.failure is not None:
         _say(errors, f"wsinspect: {outcome.failure}", "bold red")
