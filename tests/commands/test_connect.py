@@ -854,6 +854,19 @@ def test_json_to_stdout(tmp_path: Path, websockets_peer: Callable[..., Websocket
     assert kinds == {"message"}
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a file that is always full)")
+@pytest.mark.parametrize("flag", ["--json", "--record"])
+def test_a_file_that_fills_up_is_reported_once(flag: str, tmp_path: Path,
+                                              websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    done = subprocess.run([sys.executable, "-m", "wsinspect", "connect", server.url(), "--send", "still sent",
+                           "--wait", "0.2", flag, "/dev/full", "--color", "never"], capture_output=True, cwd=ROOT,
+                          timeout=RUN_TIMEOUT, check=False)
+    assert done.returncode == 2
+    assert done.stderr.decode().count(f"writing {flag} /dev/full failed") == 1
+    assert server.received == ["still sent"]  # the conversation went on
+
+
 def _read_back(capture: Path) -> list[dict[str, Any]]:
     done = subprocess.run([sys.executable, "-m", "wsinspect", "read", str(capture), "--json"], capture_output=True,
                           cwd=ROOT, timeout=RUN_TIMEOUT, check=False)
