@@ -1,5 +1,7 @@
-"""The network edge of ``wsinspect connect``: an ``asyncio.Protocol`` that only moves bytes between the socket and a
-``ClientEndpoint`` (core.endpoint), and keeps the clocks the sans-I/O endpoint cannot.
+"""The edges of ``wsinspect connect``: ``open_connection`` (name lookup, TCP, TLS, with one-line reasons when they
+fail), ``ClientSession``, an ``asyncio.Protocol`` that only moves bytes between the socket and a ``ClientEndpoint``
+(core.endpoint) and keeps the clocks the sans-I/O endpoint cannot, ``StdinReader`` for the lines to send, and
+``Files`` for ``--json`` and ``--record``.
 
 After our close frame the session waits ``close_timeout`` for the server's. After the closing handshake it waits as
 long again for the server to close TCP first, as RFC 6455 7.1.1 asks of a client ("it SHOULD wait for a TCP Close
