@@ -30,6 +30,7 @@ examples:
   wsinspect read captures/echo.pcapng              a capture laid out as Wireshark does, handshake to close
   wsinspect serve                                  a logging WebSocket server and a demo page for a browser
   wsinspect connect ws://127.0.0.1:8765/ --send hi a client for probing a server, every frame shown
+  wsinspect proxy --upstream ws://127.0.0.1:8765/  a relay between a client and a server, both sides shown
   wsinspect demo --step                            a conversation step by step, for a class
   wsinspect handshake --key dGhlIHNhbXBsZSBub25jZQ==
   wsinspect frame build --text Hello --mask 37fa213d
