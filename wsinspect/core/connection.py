@@ -11,6 +11,9 @@ before the server's answer was seen wait for it, because only the answer says wh
     OPEN         frames                           frames
     REFUSED      ignored (counted)                ignored (counted)
 
+A handshake that came in another form than HTTP/1.1 header bytes (RFC 8441's extended CONNECT over HTTP/2, read by
+``core.http2``) is given parsed and judged, with ``receive_request`` and ``receive_response``; the phases are the same.
+
 A connection made with ``mid_stream=True`` starts OPEN with both parsers hunting for a frame boundary (a capture that
 began after the handshake). Without the handshake nobody says whether permessage-deflate was agreed, so RSV1 on a
 data frame is taken to mean "compressed" (the only extension in use on the web), not flagged; such messages are
@@ -29,6 +32,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from wsinspect.core import deflate
@@ -61,6 +65,7 @@ from wsinspect.core.frames import (
     parse_close_payload,
 )
 from wsinspect.core.handshake import (
+    Finding,
     HttpRequest,
     HttpResponse,
     ascii_number,
@@ -272,6 +277,29 @@ class Connection:
                                     clean=self.closed_cleanly))
         return out
 
+    def receive_request(self, request: HttpRequest, findings: Sequence[Finding], *, time: float,
+                        packet: int | None = None) -> list[Event]:
+        """The client's opening handshake, come in another form than HTTP/1.1 header bytes: RFC 8441's extended
+        CONNECT over HTTP/2 (``core.http2``), judged by its caller against the rules of that form."""
+        out: list[Event] = []
+        if self.phase is Phase.REQUEST:
+            self._request = request
+            out.append(HandshakeRequest(stream=self.stream, direction="c2s", time=time, packet=packet,
+                                        request=request, findings=tuple(findings)))
+            self.phase = Phase.RESPONSE
+            self._release_held(out)
+        return out
+
+    def receive_response(self, response: HttpResponse, findings: Sequence[Finding], *, upgraded: bool,
+                         time: float, packet: int | None = None) -> list[Event]:
+        """The server's answer to ``receive_request``'s handshake; ``upgraded`` says whether frames follow (RFC 8441
+        5: a 2xx status, where HTTP/1.1 has 101). Its extensions are agreed as after a 101."""
+        out: list[Event] = []
+        if self.phase is Phase.RESPONSE:
+            self._conclude_response(response, list(findings), upgraded, time, packet, out)
+            self._release_held(out)  # what the client sent before the answer was seen
+        return out
+
     def direction_missing(self, direction: Direction, *, time: float, packet: int | None = None) -> list[Event]:
         """The capture holds nothing of ``direction`` (a capture filter, asymmetric routing): stop waiting for its
         handshake and decode the side that was captured.
@@ -437,7 +465,12 @@ class Connection:
         self.sides["s2c"].head.clear()
         if body:
             response = dataclasses.replace(response, body=body[: self._body_wanted])
-        findings = validate_response(response, self._request)
+        self._conclude_response(response, validate_response(response, self._request), response.status == 101,
+                                time, packet, out)
+
+    def _conclude_response(self, response: HttpResponse, findings: list[Finding], upgraded: bool, time: float,
+                           packet: int | None, out: list[Event]) -> None:
+        """Agree permessage-deflate as the answer says, open or refuse, and report the answer."""
         extensions = tuple(parse_extensions(response.headers.get_all("Sec-WebSocket-Extensions")))
         offers = parse_extensions(self._request.headers.get_all("Sec-WebSocket-Extensions")) if self._request else []
         deflate_params: DeflateParams | None = None
@@ -446,7 +479,6 @@ class Connection:
                 offer = next((o for o in offers if o.name == extension.name), None)
                 deflate_params, problems = deflate.params_from_response(extension, offer)
                 findings += problems
-        upgraded = response.status == 101
         if upgraded:
             self.phase = Phase.OPEN
             self.deflate = deflate_params
