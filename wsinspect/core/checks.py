@@ -161,6 +161,33 @@ CHECKS: dict[str, Check] = _table(
           "The close reason must be valid UTF-8.", close_code=1007),
     Check("close.data-after-close", "RFC 6455 5.5.1",
           "After sending a close frame an endpoint must not send any more data frames.", close_code=1002),
+    # --- WebSocket over HTTP/2 (RFC 8441), and the HTTP/2 connection it runs in (RFC 9113, RFC 7541) ---
+    Check("h2.connection", "RFC 8441 4",
+          "An HTTP/2 connection (it starts with the connection preface, RFC 9113 3.4): a WebSocket runs on a stream "
+          "opened with an extended CONNECT, whose DATA frames carry its bytes; the message gives HTTP/2's own "
+          "facts (the settings, the stream, END_STREAM, RST_STREAM, GOAWAY).", Severity.INFO),
+    Check("h2.connect-not-enabled", "RFC 8441 4",
+          "A client must not send the :protocol pseudo-header field unless the server's SETTINGS set "
+          "SETTINGS_ENABLE_CONNECT_PROTOCOL to 1 (RFC 8441 3).", http_status=400),
+    Check("h2.extended-connect", "RFC 8441 4",
+          "An extended CONNECT carries :method CONNECT and :protocol, and also the :scheme, :path and :authority "
+          "of the target URI.", http_status=400),
+    Check("h2.frame", "RFC 9113 4.1",
+          "An HTTP/2 frame broke the framing rules (its size, padding, stream, or a header block interrupted); a "
+          "conforming peer treats it as a connection error. This direction is not decoded further, since its "
+          "frame boundaries can no longer be trusted."),
+    Check("h2.hpack", "RFC 9113 4.3",
+          "A header block could not be decompressed (RFC 7541: a bad index, a table size update above the limit, "
+          "a bad literal or Huffman code): a COMPRESSION_ERROR. The dynamic table is unknown from there on, so "
+          "later header blocks of that direction are not decoded; DATA still is."),
+    Check("h2.header-too-large", "RFC 9113 10.5.1",
+          "A header block is larger than this decoder's limit (--max-header); it is not decoded, nor are the "
+          "header blocks of that direction after it (they may refer to its dynamic table entries).",
+          Severity.WARNING),
+    Check("h2.websocket-limit", "RFC 8441 5",
+          "Only the first WebSocket of an HTTP/2 connection is decoded (a limit of wsinspect: one conversation per "
+          "TCP stream); further extended CONNECTs on the same connection are reported, not decoded.",
+          Severity.INFO),
     # --- What the capture itself lacks (not a protocol violation; reported so nothing is mis-decoded) ---
     Check("capture.gap", "RFC 6455 5.2",
           "Bytes of this direction were never captured; decoding resumes at the next frame boundary it can "
