@@ -63,16 +63,18 @@ def width_of(text: str) -> int:
 def fit(pieces: list[Piece], width: int) -> list[Piece]:
     """Cut pieces to ``width`` cells, ending with an ellipsis when something was cut (a packet-list row is one line)."""
     joined = "".join([text for _, text in pieces])
-    if len(joined) <= width and (joined.isascii() or width_of(joined) <= width):
+    all_ascii = joined.isascii()
+    if len(joined) <= width and (all_ascii or width_of(joined) <= width):
         return pieces  # most rows: measured whole, once
     used = 0
     for index, (role, text) in enumerate(pieces):
-        cells = width_of(text)
+        ascii_text = all_ascii or text.isascii()
+        cells = len(text) if ascii_text else width_of(text)
         if used + cells <= width:
             used += cells
             continue
         room = max(width - used - 1, 0)
-        kept = text[:room] if text.isascii() else text[: _cells_to_chars(text, room)]
+        kept = text[:room] if ascii_text else text[: _cells_to_chars(text, room)]
         return [*pieces[:index], (role, kept + "…")] if width > used else pieces[:index]
     return pieces
 

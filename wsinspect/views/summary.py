@@ -38,7 +38,7 @@ class Summary:
         self._plain_http: set[int] = set()
         self._handshaken: set[int] = set()  # open streams whose opening handshake was seen (decrypted or clear)
         self._tls_counted: set[int] = set()  # open TLS streams already counted as such
-        self.frames: Counter[str] = Counter()
+        self.frames: Counter[int] = Counter()  # by opcode (named when printed: this runs once per frame)
         self.bytes: Counter[str] = Counter()
         self.messages = 0
         self.violations: Counter[str] = Counter()
@@ -48,7 +48,7 @@ class Summary:
         kind = type(event)
         if kind is FrameEvent:
             assert isinstance(event, FrameEvent)
-            self.frames[opcode_name(event.frame.opcode)] += 1
+            self.frames[event.frame.opcode] += 1
             self.bytes[event.direction] += event.frame.size
         elif kind is Message:
             self.messages += 1
@@ -125,7 +125,8 @@ class Summary:
         if self.tls:
             row("TLS streams", f"{self.tls} (wss:// or another TLS protocol, not decrypted: see the notes above)")
         total = sum(self.frames.values())
-        row("frames", f"{total}: " + ", ".join(f"{name} {count}" for name, count in self.frames.most_common())
+        row("frames", f"{total}: " + ", ".join(f"{opcode_name(opcode)} {count}"
+                                               for opcode, count in self.frames.most_common())
             if self.frames else "0")
         if frames_shown is not None:
             row("shown", f"{frames_shown} of {total} frames matched the filter")
