@@ -10,7 +10,9 @@ direction's plaintext, which goes to a Connection as a plain stream's bytes woul
 ``capture.tls-undecryptable`` notices for what TLS itself says. Without its secrets it is a conversation nobody can
 see into: it yields ConnectionOpened, one ``capture.tls`` Notice naming its client random and saying what the
 ClientHello shows in clear (TLS versions offered, server name, ALPN), and ConnectionClosed; it is never decoded as
-WebSocket, ``--port`` or not. Other streams (plain
+WebSocket, ``--port`` or not. A stream that starts with the HTTP/2 connection preface (cleartext with prior
+knowledge), or a decrypted one whose ALPN is h2, goes to a ``core.http2.Http2Connection``, which finds the WebSocket
+of an RFC 8441 extended CONNECT in it and gives the conversation's events itself. Other streams (plain
 HTTP, anything else) are counted and skipped. Streams are numbered as Wireshark numbers them (``tcp.stream``), so
 ``--stream N`` means the same thing in both.
 
@@ -45,6 +47,7 @@ from wsinspect.core.connection import DEFAULT_MEMORY_BUDGET, Connection, Limits,
 from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Direction, Event, Notice, other
 from wsinspect.core.fields import is_known_opcode
 from wsinspect.core.handshake import find_header_end, looks_like_http_request, parse_request, parse_response
+from wsinspect.core.http2 import PREFACE, Http2Connection
 
 _SNIFF_BYTES = 64 * 1024  # how much of a stream's start is held while deciding whether it is an upgrade request
 ONE_SIDED = "capture.one-sided"  # the reassembler's notice that one direction is not in the capture
@@ -126,7 +129,7 @@ def describe_client_hello(data: bytes) -> str:
 class _Flow:
     opened: FlowOpened
     flip: bool = False  # the capture layer guessed the client wrong: the GET came from the other side
-    connection: Connection | None = None
+    connection: Connection | Http2Connection | None = None
     head: bytearray = field(default_factory=bytearray)  # start of the stream while deciding
     held: list[tuple[Direction, bytes, float, int]] = field(default_factory=list)
     held_bytes: int = 0
@@ -136,7 +139,8 @@ class _Flow:
     tls_hello: bytearray | None = None  # a TLS stream: the start of the client's bytes, until the ClientHello is in
     tls_reported: bool = False
     tls: TlsDecryptor | None = None  # a TLS stream whose secrets are known: decrypted into tls_connection
-    tls_connection: Connection | None = None
+    tls_connection: Connection | Http2Connection | None = None
+    tls_plaintext_seen: bool = False  # until then, an ALPN of h2 makes tls_connection an Http2Connection
 
 
 @dataclass(slots=True)
@@ -247,6 +251,8 @@ class CaptureTrace:
                     self._only_the_server_answering(flow):
                 yield from self._start(flow, mid_stream=False)  # a 101 with no request captured: still WebSocket
             if flow.connection is not None or flow.tls_reported:
+                if isinstance(flow.connection, Http2Connection):  # it may not have shown its conversation yet
+                    yield from flow.connection.announce(time=item.time, packet=item.packet)
                 yield self._notice(flow, item)
                 yield from self._one_sided(flow, item)
             else:
@@ -395,6 +401,12 @@ class CaptureTrace:
             decryptor.gap(direction, item.missing)
         for output in outputs:
             if isinstance(output, Plaintext):
+                if not flow.tls_plaintext_seen:
+                    flow.tls_plaintext_seen = True
+                    if decryptor.alpn == "h2":  # RFC 7301: the server chose HTTP/2 (RFC 9113 3.2)
+                        connection = flow.tls_connection = Http2Connection(
+                            self._opened(flow, mid_stream=False), announced=True, limits=self.limits,
+                            budget=self.budget)
                 yield from connection.receive(output.direction, output.data, time=time, packet=packet)
             else:
                 check = CHECKS["capture.tls-undecryptable" if output.stopped else "capture.tls-decrypted"]
@@ -413,6 +425,12 @@ class CaptureTrace:
         """Is this stream a WebSocket conversation? Decide as soon as the first request (and, for a request that
         does not ask for a WebSocket, the first response) is in."""
         head = bytes(flow.head)
+        if head and PREFACE.startswith(head[: len(PREFACE)]):  # HTTP/2 with prior knowledge (RFC 9113 3.3)
+            if len(head) >= len(PREFACE):
+                yield from self._start_h2(flow)
+            elif final:
+                self._skip(flow)
+            return
         if head and looks_like_http_request(head):
             end = find_header_end(head)
             if end < 0 and not final and len(head) < _SNIFF_BYTES:
@@ -466,6 +484,20 @@ class CaptureTrace:
         yield self._opened(flow, mid_stream=mid_stream)
         notices = list(flow.notices)
         yield from self._release_notices(flow)
+        held, flow.held, flow.head, flow.held_bytes = flow.held, [], bytearray(), 0
+        for direction, data, data_time, data_packet in held:
+            yield from connection.receive(direction, data, time=data_time, packet=data_packet)
+        for notice in notices:
+            yield from self._one_sided(flow, notice)
+
+    def _start_h2(self, flow: _Flow) -> Iterator[Event]:
+        """An HTTP/2 connection: it announces the conversation itself, when a WebSocket (or a problem) shows."""
+        connection = flow.connection = Http2Connection(self._opened(flow, mid_stream=False), limits=self.limits,
+                                                       budget=self.budget)
+        notices = list(flow.notices)
+        if notices:  # facts about the capture are shown whether or not a WebSocket turns up
+            yield from connection.announce(time=flow.opened.time, packet=flow.opened.packet)
+            yield from self._release_notices(flow)
         held, flow.held, flow.head, flow.held_bytes = flow.held, [], bytearray(), 0
         for direction, data, data_time, data_packet in held:
             yield from connection.receive(direction, data, time=data_time, packet=data_packet)
