@@ -381,6 +381,41 @@ def test_many_clients_at_once_each_with_its_own_upstream_connection(upstream: Ca
         assert texts == expected[number]
 
 
+def _hex(data: bytes) -> str:
+    return " ".join(f"{byte:02x}" for byte in data)
+
+
+@pytest.mark.parametrize("view", ["--detail", "--explain", "--flow", "--compact", "-Y"])
+def test_serves_views_show_the_relayed_conversation(upstream: Callable[..., Upstream], proxy: Callable[..., Proxy],
+                                                     view: str) -> None:
+    server = upstream(compression=None)
+    relay = proxy(server.url(), *([view, "websocket.opcode == 8"] if view == "-Y" else [view]))
+
+    async def converse() -> None:
+        async with websockets_client.connect(relay.url("/views"), compression=None) as connection:
+            await connection.send("hello")
+            await connection.recv()
+
+    run(converse())
+    relay.wait_for("1000")  # the closing handshake's frames are decoded
+    assert relay.stop() == 0
+    lines = relay.stdout.splitlines()
+    closes = [line for line in lines if "Close" in line and "1000" in line]
+    if view == "--detail":
+        # The echo as RFC 6455 5.2 lays it out: FIN and opcode 1 (0x81), length 5, unmasked, then the text.
+        assert _hex(b"\x81\x05hello") in relay.stdout
+    elif view == "--explain":
+        assert "RFC 6455 5.3" in relay.stdout  # why the client masks, said where its first frame appears
+    elif view == "--flow":
+        assert len(closes) == 2 and "▶" in closes[0] and "◀" in closes[1]  # client to server, then back
+    elif view == "--compact":
+        [handshake] = [line for line in lines if "GET /views" in line]
+        assert "101" in handshake
+    else:
+        rows = [line for line in lines if line.startswith("#0 ") and "→" in line]  # one per frame shown
+        assert rows == closes
+
+
 # -- the upstream's refusals and failures ----------------------------------------------------------------------------
 
 def test_a_refusal_reaches_the_client_unchanged_and_is_explained(upstream: Callable[..., Upstream],
