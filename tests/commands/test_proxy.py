@@ -592,6 +592,18 @@ def test_a_wss_listener_with_certfile_and_keyfile(tmp_path: Path, upstream: Call
     assert [m["text"] for m in of(relay.events(), "message")] == ["over TLS to the proxy"] * 2
 
 
+def test_a_tls_handshake_never_started_is_cut_after_the_handshake_timeout(
+        tmp_path: Path, upstream: Callable[..., Upstream], proxy: Callable[..., Proxy]) -> None:
+    certificates = make_certificates(tmp_path)
+    relay = proxy(upstream().url(), "--certfile", str(certificates.chain), "--keyfile", str(certificates.key),
+                  "--handshake-timeout", "1")
+    with socket.create_connection(("127.0.0.1", relay.port), timeout=10) as silent:
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionResetError):  # closed by the proxy (or reset), never a byte
+            assert silent.recv(1) == b""
+        assert 0.9 <= time.monotonic() - started < 5
+
+
 def test_bad_arguments_are_one_line_and_exit_status_2(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate\n")

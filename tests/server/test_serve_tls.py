@@ -5,10 +5,12 @@ certificate); a bad certificate or key is one line and exit status 2, before any
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
 import subprocess
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -82,6 +84,16 @@ def test_a_plain_client_on_the_tls_port_does_not_stop_a_good_one(serve: Callable
                                 context=certificates.client_context()) as answer:
         assert answer.status == 200
     assert server.stop() == 0
+
+
+def test_a_tls_handshake_never_started_is_cut_after_the_handshake_timeout(serve: Callable[..., Server],
+                                                                          certificates: Certificates) -> None:
+    server = tls_serve(serve, certificates, "--handshake-timeout", "1")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as silent:
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionResetError):  # closed by the server (or reset), never a byte
+            assert silent.recv(1) == b""
+        assert 0.9 <= time.monotonic() - started < 5
 
 
 def test_chromium_over_https_and_wss(serve: Callable[..., Server], certificates: Certificates,
