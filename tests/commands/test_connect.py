@@ -349,7 +349,7 @@ def test_text_and_binary_echo_from_stdin(tmp_path: Path, websockets_peer: Callab
 def test_send_and_wait_then_a_clean_close(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
     server = websockets_peer()
     started = time.monotonic()
-    run = connect(server.url(), "--send", "one", "--send", "two words", "--wait", "0.5", tmp_path=tmp_path)
+    run = connect(server.url(), "--send", "one", "--send", "two words", "--wait", "1", tmp_path=tmp_path)
     assert run.code == 0, run.err
     assert server.received == ["one", "two words"]
     assert texts(run, "s2c") == ["one", "two words"]
@@ -364,7 +364,7 @@ def test_send_and_wait_then_a_clean_close(tmp_path: Path, websockets_peer: Calla
 
 def test_stdin_is_not_read_with_send(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
     server = websockets_peer()
-    run = connect(server.url(), "--send", "only this", "--wait", "0.2", stdin=b"not this\n", tmp_path=tmp_path)
+    run = connect(server.url(), "--send", "only this", "--wait", "1", stdin=b"not this\n", tmp_path=tmp_path)
     assert run.code == 0, run.err
     assert server.received == ["only this"]
 
@@ -381,7 +381,7 @@ def _ipv6_loopback() -> bool:
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
 def test_an_ipv6_literal(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
     server = websockets_peer(host="::1")
-    run = connect(f"ws://[::1]:{server.port}/six", "--send", "over IPv6", "--wait", "0.2", tmp_path=tmp_path)
+    run = connect(f"ws://[::1]:{server.port}/six", "--send", "over IPv6", "--wait", "1", tmp_path=tmp_path)
     assert run.code == 0, (run.out, run.err)
     assert server.received == ["over IPv6"]
     # RFC 6455 4.1 item 4 of the handshake: Host is /host/ and /port/; an IPv6 address in brackets (RFC 3986 3.2.2).
@@ -394,7 +394,7 @@ def test_an_ipv6_literal(tmp_path: Path, websockets_peer: Callable[..., Websocke
 def test_compression_negotiated_and_inflated(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
     server = websockets_peer()
     message = "compress me " * 20
-    run = connect(server.url(), "--send", message, "--wait", "0.3", tmp_path=tmp_path)
+    run = connect(server.url(), "--send", message, "--wait", "1", tmp_path=tmp_path)
     assert run.code == 0, run.err
     request = run.of("handshake_request")[0]
     offered = [value for name, value in request["headers"] if name.lower() == "sec-websocket-extensions"]
@@ -414,7 +414,7 @@ def test_compression_negotiated_and_inflated(tmp_path: Path, websockets_peer: Ca
 
 def test_no_compression_offers_none(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
     server = websockets_peer()
-    run = connect(server.url(), "--no-compression", "--send", "plain " * 20, "--wait", "0.3", tmp_path=tmp_path)
+    run = connect(server.url(), "--no-compression", "--send", "plain " * 20, "--wait", "1", tmp_path=tmp_path)
     assert run.code == 0, run.err
     request = run.of("handshake_request")[0]
     assert not [name for name, _ in request["headers"] if name.lower() == "sec-websocket-extensions"]
@@ -431,7 +431,7 @@ def test_headers_origin_and_subprotocol_reach_the_server(tmp_path: Path,
     server = websockets_peer(subprotocols=["chat.v2"])
     run = connect(server.url("/room?id=7"), "-H", "Authorization: Bearer abc", "-H", "X-Trace: 1",
                   "--origin", "http://example.test", "--subprotocol", "chat.v1", "--subprotocol", "chat.v2",
-                  "--send", "hi", "--wait", "0.2", tmp_path=tmp_path)
+                  "--send", "hi", "--wait", "1", tmp_path=tmp_path)
     assert run.code == 0, run.err
     seen = server.requests[0]
     assert seen.path == "/room?id=7"
@@ -559,7 +559,7 @@ def test_server_pings_are_answered_with_pongs(tmp_path: Path, websockets_peer: C
             await connection.send(message)
 
     server = websockets_peer(pinger)
-    run = connect(server.url(), "--send", "x", "--wait", "0.5", tmp_path=tmp_path)
+    run = connect(server.url(), "--send", "x", "--wait", "1", tmp_path=tmp_path)
     assert run.code == 0, run.err
     pings = [f for f in frames(run, "s2c") if f["websocket.opcode"] == 9]
     pongs = [f for f in frames(run, "c2s") if f["websocket.opcode"] == 10]
@@ -576,7 +576,7 @@ def test_payloads_with_escape_sequences_never_reach_the_terminal(
             await connection.send(message)
 
     server = websockets_peer(hostile)
-    run = connect(server.url(), "--send", "hi", "--wait", "0.3", tmp_path=tmp_path)
+    run = connect(server.url(), "--send", "hi", "--wait", "1", tmp_path=tmp_path)
     assert run.code == 0
     assert "\x1b" not in run.out and "\x07" not in run.out and "\u202e" not in run.out
     assert "\\x1b[2J" in run.out and "\\u202e" in run.out
@@ -608,7 +608,7 @@ def test_bad_lines_are_reported_and_nothing_is_sent(tmp_path: Path,
                                                     websockets_peer: Callable[..., WebsocketsServer]) -> None:
     server = websockets_peer()
     lines = b"/binary zz\n/close 1005\n/fragment 0 x\n\xff\xfe\n/ping " + b"p" * 126 + b"\nok\n"
-    run = connect(server.url(), "--wait", "0.3", stdin=lines, tmp_path=tmp_path)
+    run = connect(server.url(), "--wait", "1", stdin=lines, tmp_path=tmp_path)
     assert run.code == 0, (run.out, run.err)
     assert server.received == ["ok"]
     assert len([line for line in run.err.splitlines() if line.startswith("wsinspect: line")]) == 5
@@ -794,7 +794,7 @@ def test_a_plain_request_to_a_tls_server_is_explained(tmp_path: Path,
 def test_wss_with_cafile(tmp_path: Path, tls_server: tuple[WebsocketsServer, Certificates]) -> None:
     server, certificates = tls_server
     run = connect(server.url(scheme="wss", host="localhost"), "--cafile", str(certificates.ca), "--send", "secret",
-                  "--wait", "0.3", tmp_path=tmp_path)
+                  "--wait", "1", tmp_path=tmp_path)
     assert run.code == 0, (run.out, run.err)
     assert server.received == ["secret"] and texts(run, "s2c") == ["secret"]
     assert "certificate checked: localhost, issued by wsinspect test CA" in run.out
@@ -802,7 +802,7 @@ def test_wss_with_cafile(tmp_path: Path, tls_server: tuple[WebsocketsServer, Cer
 
 def test_wss_with_insecure(tmp_path: Path, tls_server: tuple[WebsocketsServer, Certificates]) -> None:
     server, _ = tls_server
-    run = connect(server.url(scheme="wss"), "--insecure", "--send", "x", "--wait", "0.2", tmp_path=tmp_path)
+    run = connect(server.url(scheme="wss"), "--insecure", "--send", "x", "--wait", "1", tmp_path=tmp_path)
     assert run.code == 0, (run.out, run.err)
     assert "NOT checked (--insecure)" in run.out
 
@@ -827,7 +827,7 @@ def test_wss_to_a_plain_server_exits_3(tmp_path: Path, websockets_peer: Callable
 
 def test_json_lines_follow_the_read_schema(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
     server = websockets_peer()
-    run = connect(server.url(), "--send", "hi", "--wait", "0.2", tmp_path=tmp_path)
+    run = connect(server.url(), "--send", "hi", "--wait", "1", tmp_path=tmp_path)
     assert run.code == 0
     kinds = [e["type"] for e in run.events]
     assert kinds[:3] == ["connection", "handshake_request", "handshake_response"]
@@ -842,12 +842,12 @@ def test_json_lines_follow_the_read_schema(tmp_path: Path, websockets_peer: Call
 def test_json_to_stdout(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
     server = websockets_peer()
     done = subprocess.run([sys.executable, "-m", "wsinspect", "connect", server.url(), "--send", "hi", "--wait",
-                           "0.2", "--json", "-"], capture_output=True, cwd=ROOT, timeout=RUN_TIMEOUT, check=False)
+                           "1", "--json", "-"], capture_output=True, cwd=ROOT, timeout=RUN_TIMEOUT, check=False)
     assert done.returncode == 0
     lines = [json.loads(line) for line in done.stdout.decode("ascii").splitlines()]
     assert [e["text"] for e in lines if e["type"] == "message" and e["direction"] == "s2c"] == ["hi"]
     filtered = subprocess.run([sys.executable, "-m", "wsinspect", "connect", server.url(), "--send", "hi", "--wait",
-                               "0.2", "--json", "-", "-Y", "message"], capture_output=True, cwd=ROOT,
+                               "1", "--json", "-", "-Y", "message"], capture_output=True, cwd=ROOT,
                               timeout=RUN_TIMEOUT, check=False)
     assert filtered.returncode == 0
     kinds = {json.loads(line)["type"] for line in filtered.stdout.decode("ascii").splitlines()}
@@ -860,7 +860,7 @@ def test_a_file_that_fills_up_is_reported_once(flag: str, tmp_path: Path,
                                               websockets_peer: Callable[..., WebsocketsServer]) -> None:
     server = websockets_peer()
     done = subprocess.run([sys.executable, "-m", "wsinspect", "connect", server.url(), "--send", "still sent",
-                           "--wait", "0.2", flag, "/dev/full", "--color", "never"], capture_output=True, cwd=ROOT,
+                           "--wait", "1", flag, "/dev/full", "--color", "never"], capture_output=True, cwd=ROOT,
                           timeout=RUN_TIMEOUT, check=False)
     assert done.returncode == 2
     assert done.stderr.decode().count(f"writing {flag} /dev/full failed") == 1
@@ -904,7 +904,7 @@ def test_record_of_a_wss_conversation_is_decrypted(tmp_path: Path,
     server, certificates = tls_server
     capture = tmp_path / "wss.pcapng"
     run = connect(server.url(scheme="wss", host="localhost"), "--cafile", str(certificates.ca), "--record",
-                  str(capture), "--send", "over tls", "--wait", "0.3", tmp_path=tmp_path)
+                  str(capture), "--send", "over tls", "--wait", "1", tmp_path=tmp_path)
     assert run.code == 0, run.err
     assert [m["text"] for m in _read_back(capture) if m["type"] == "message"] == ["over tls", "over tls"]
 
@@ -920,7 +920,7 @@ def test_record_of_a_wss_conversation_is_decrypted(tmp_path: Path,
 ])
 def test_views(flag: str, marker: str, tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
     server = websockets_peer()
-    run = connect(server.url(), flag, "--no-compression", "--send", "hello there", "--wait", "0.2",
+    run = connect(server.url(), flag, "--no-compression", "--send", "hello there", "--wait", "1",
                   tmp_path=tmp_path)
     assert run.code == 0, run.err
     assert marker in run.out, run.out
@@ -928,7 +928,7 @@ def test_views(flag: str, marker: str, tmp_path: Path, websockets_peer: Callable
 
 def test_filter_shows_only_what_matches(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
     server = websockets_peer()
-    run = connect(server.url(), "-Y", "websocket.opcode == 8", "--send", "hidden text", "--wait", "0.2",
+    run = connect(server.url(), "-Y", "websocket.opcode == 8", "--send", "hidden text", "--wait", "1",
                   tmp_path=tmp_path)
     assert run.code == 0, run.err
     assert "Close" in run.out and "hidden text" not in run.out
@@ -938,7 +938,7 @@ def test_filter_shows_only_what_matches(tmp_path: Path, websockets_peer: Callabl
 def test_export_html(tmp_path: Path, websockets_peer: Callable[..., WebsocketsServer]) -> None:
     server = websockets_peer()
     handout = tmp_path / "session.html"
-    run = connect(server.url(), "--export", str(handout), "--send", "for the handout", "--wait", "0.2",
+    run = connect(server.url(), "--export", str(handout), "--send", "for the handout", "--wait", "1",
                   tmp_path=tmp_path)
     assert run.code == 0, run.err
     page = handout.read_text("utf-8")
@@ -991,7 +991,7 @@ def node_server(directory: Path, mode: str) -> Iterator[int]:
 def test_node_ws_echo(compression: bool, node_ws: Path, tmp_path: Path) -> None:
     message = "from wsinspect to node " * 10
     with node_server(node_ws, "deflate" if compression else "plain") as port:
-        run = connect(f"ws://127.0.0.1:{port}/", "--send", message, "--wait", "0.5",
+        run = connect(f"ws://127.0.0.1:{port}/", "--send", message, "--wait", "1",
                       stdin=b"", tmp_path=tmp_path)
     assert run.code == 0, (run.out, run.err)
     assert texts(run, "s2c") == [message]
