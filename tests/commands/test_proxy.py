@@ -604,6 +604,38 @@ def test_a_tls_handshake_never_started_is_cut_after_the_handshake_timeout(
         assert 0.9 <= time.monotonic() - started < 5
 
 
+@pytest.mark.parametrize("hard", [20_000, 256])
+def test_the_open_files_limit_is_raised_for_max_connections(hard: int) -> None:
+    """Two descriptors a connection: 1,024 connections need over 2,048, more than a common soft limit of 1,024."""
+    resource = pytest.importorskip("resource")
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < hard:
+        pytest.skip(f"this process may not raise its hard limit on open files to {hard}")
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    started = subprocess.Popen([sys.executable, "-m", "wsinspect", "proxy", "--listen", "127.0.0.1:0", "--upstream",
+                                "ws://127.0.0.1:1/", "--max-connections", "1024", "--color", "never"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limited)
+    try:
+        assert started.stdout is not None
+        for line in iter(started.stdout.readline, b""):
+            if READY in line.decode():
+                break
+        else:
+            raise AssertionError("the proxy ended before it was ready")
+        time.sleep(0.2)
+        with open(f"/proc/{started.pid}/limits", encoding="ascii") as limits:
+            soft = int(next(line for line in limits if line.startswith("Max open files")).split()[3])
+    finally:
+        os.kill(started.pid, signal.SIGINT)
+        _, errors = started.communicate(timeout=10)
+    if hard >= 2 * 1024 + 64:
+        assert soft >= 2 * 1024 and b"ulimit" not in errors
+    else:
+        assert soft == hard and b"ulimit -n" in errors and b"beyond about" in errors
+
+
 def test_bad_arguments_are_one_line_and_exit_status_2(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate\n")

@@ -40,6 +40,8 @@ if TYPE_CHECKING:  # the relay (asyncio, the decoder) is imported when proxying,
 EXIT_FAILED = 1
 HANDOUT_MAX_LINES = 5000  # as for `read --export` and `connect --export`
 DEFAULT_LISTEN = "127.0.0.1:8080"
+DESCRIPTORS_PER_CONNECTION = 2  # the client's socket and the upstream's
+DESCRIPTOR_MARGIN = 64  # the listening socket, stdio, --json, --record, the event loop's own
 
 PROXY_EXAMPLES = """\
 examples:
@@ -289,11 +291,37 @@ async def _serve(proxy: ProxyServer, options: ProxyOptions, console: Console, er
              "bold red")
         return EXIT_FAILED
     _banner(console, options, host, port)
+    shortfall = _make_room_for(options.max_connections)
+    if shortfall is not None:
+        _say(errors, shortfall, "bold yellow")
     await stop.wait()
     console.print(Text("stopping: every connection is cut (the proxy sends no close frames of its own)",
                        style="dim"))
     await proxy.shutdown()
     return EXIT_OK
+
+
+def _make_room_for(connections: int) -> str | None:
+    """Raise the soft limit on open files toward what ``--max-connections`` needs (two descriptors a connection),
+    within the hard limit: a common soft limit of 1024 would otherwise make the 500th client's upstream connection
+    fail. Returns a warning when even the hard limit is too low."""
+    try:
+        import resource
+    except ImportError:  # not a Unix: no such limit to raise
+        return None
+    needed = DESCRIPTORS_PER_CONNECTION * connections + DESCRIPTOR_MARGIN
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft >= needed:
+        return None
+    room = max((soft - DESCRIPTOR_MARGIN) // DESCRIPTORS_PER_CONNECTION, 0)
+    return (f"wsinspect proxy: warning: --max-connections {connections} needs about {needed} open files and this "
+            f"process may open {soft} (ulimit -n): beyond about {room} connections, new ones will fail")
 
 
 def _banner(console: Console, options: ProxyOptions, host: str, port: int) -> None:
