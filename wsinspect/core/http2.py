@@ -121,6 +121,36 @@ def _printable(raw: bytes) -> str:
     return "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in raw)
 
 
+class HeaderBlockError(Exception):
+    """A header block that cannot be decompressed (RFC 7541); the message says why."""
+
+
+class HeaderDecoder:
+    """RFC 7541 decoding of one direction's header blocks, bounded.
+
+    The decoding itself (static table, dynamic table with size updates, integers, string literals, Huffman code) is
+    python-hyper's ``hpack``; this adds the bounds and turns its errors, and any other exception garbage could
+    provoke in it, into ``HeaderBlockError``. ``table_size`` is the dynamic table's size before any size update
+    (RFC 9113 6.5.2: 4096); an update above what the receiver allows (``allow_table_size``) is an error (RFC 7541
+    6.3), and ``max_list_size`` bounds a decoded list as RFC 7541 4.1 counts it (name, value, 32 octets each).
+    """
+
+    def __init__(self, *, max_list_size: int, table_size: int = _DEFAULT_TABLE_SIZE) -> None:
+        self._decoder = hpack.Decoder(max_header_list_size=max_list_size)
+        self._decoder.header_table_size = min(table_size, MAX_TABLE_SIZE)
+        self._decoder.max_allowed_table_size = min(table_size, MAX_TABLE_SIZE)
+
+    def allow_table_size(self, size: int) -> None:
+        """The receiver advertised SETTINGS_HEADER_TABLE_SIZE ``size``: the encoder may use up to that much."""
+        self._decoder.max_allowed_table_size = min(size, MAX_TABLE_SIZE)
+
+    def decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        try:
+            return [(bytes(name), bytes(value)) for name, value in self._decoder.decode(block, raw=True)]
+        except (hpack.HPACKError, IndexError, ValueError) as error:
+            raise HeaderBlockError(str(error) or type(error).__name__) from error
+
+
 class Stop(Exception):
     """A direction's frame boundaries can no longer be trusted: the message says why (internal to this module)."""
 
@@ -135,11 +165,11 @@ class _Side:
     """One direction: its frame buffer, HPACK decoder, the header block being collected, the settings it sent."""
 
     direction: Direction
+    decoder: HeaderDecoder
     buffer: bytearray = field(default_factory=bytearray)
     preface_left: int = 0  # bytes of the client preface still expected at the start of this direction
     skip: int = 0  # payload bytes of an oversized frame still to pass over
     stopped: bool = False
-    decoder: hpack.Decoder = field(default_factory=hpack.Decoder)
     headers_lost: bool = False  # an HPACK error or a dropped block: the dynamic table is no longer known
     block: bytearray | None = None  # header block fragments until END_HEADERS
     block_stream: int = 0
@@ -167,10 +197,9 @@ class Http2Connection:
         self.announced = announced  # a ConnectionOpened for this stream has been given
         self.limits = limits or Limits()
         self.budget = budget
-        self.sides = {d: _Side(d) for d in ("c2s", "s2c")}
+        self.sides = {d: _Side(d, HeaderDecoder(max_list_size=self.limits.max_header_bytes))
+                      for d in ("c2s", "s2c")}
         self.sides["c2s"].preface_left = len(PREFACE)
-        for side in self.sides.values():
-            side.decoder.max_header_list_size = self.limits.max_header_bytes
         self.websocket: Connection | None = None
         self.websocket_stream = 0  # the HTTP/2 stream identifier the decoded WebSocket runs on
         self.pending: dict[int, _Pending] = {}
@@ -222,6 +251,12 @@ class Http2Connection:
         if self.announced:
             out.append(ConnectionClosed(stream=self.stream, direction="c2s", time=time, packet=packet,
                                         reason=reason, clean=False))
+        return out
+
+    def announce(self, *, time: float, packet: int | None = None) -> list[Event]:
+        """Show the conversation now (the caller has something to say about it), if it has not been shown."""
+        out: list[Event] = []
+        self._announce(time, packet, out)
         return out
 
     def direction_missing(self, direction: Direction, *, time: float, packet: int | None = None) -> list[Event]:
@@ -300,7 +335,7 @@ class Http2Connection:
                 code = int.from_bytes(frame.payload[:4], "big")
                 self._notice(side, "h2.connection", time, packet, out,
                              f"RST_STREAM on stream {frame.stream_id} ({error_name(code)}): the stream, and the "
-                             f"WebSocket on it, ends at once (RFC 9113 6.4; RFC 8441 6).")
+                             f"WebSocket on it, ends at once (RFC 9113 6.4; RFC 8441 5).")
                 self.pending.pop(frame.stream_id, None)
         elif kind == FrameType.GOAWAY:
             last, code = int.from_bytes(frame.payload[:4], "big") & 0x7FFF_FFFF, int.from_bytes(frame.payload[4:8],
@@ -339,7 +374,7 @@ class Http2Connection:
 
     def _end_stream(self, side: _Side, stream_id: int, time: float, packet: int | None, out: list[Event]) -> None:
         self._notice(side, "h2.connection", time, packet, out,
-                     f"END_STREAM on stream {stream_id}: this side will send no more (RFC 9113 5.1); RFC 8441 6 "
+                     f"END_STREAM on stream {stream_id}: this side will send no more (RFC 9113 5.1); RFC 8441 5 "
                      f"makes it the WebSocket's TCP FIN.")
 
     def _is_websocket(self, stream_id: int) -> bool:
@@ -359,7 +394,7 @@ class Http2Connection:
         # RFC 7541 4.2: the other side's encoder may grow its dynamic table up to what this side advertised.
         other = self.sides["s2c" if side.direction == "c2s" else "c2s"]
         advertised = side.settings.get(SETTINGS_HEADER_TABLE_SIZE, _DEFAULT_TABLE_SIZE)
-        other.decoder.max_allowed_table_size = min(advertised, MAX_TABLE_SIZE)
+        other.decoder.allow_table_size(advertised)
         if not side.settings_reported:
             side.settings_reported = True
             self._report_settings(side, time, packet, out)
@@ -412,8 +447,8 @@ class Http2Connection:
         if side.headers_lost:
             return
         try:
-            fields = [(bytes(name), bytes(value)) for name, value in side.decoder.decode(bytes(block), raw=True)]
-        except (hpack.HPACKError, IndexError, ValueError) as error:
+            fields = side.decoder.decode(bytes(block))
+        except HeaderBlockError as error:
             # RFC 9113 4.3: a header block that cannot be decompressed is a COMPRESSION_ERROR; the decoder's
             # dynamic table is unknown from then on, so no later block of this direction can be trusted either.
             side.headers_lost = True
