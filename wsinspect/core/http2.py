@@ -483,9 +483,9 @@ class Http2Connection:
         findings = self._judge_request(headers)
         decode = self.websocket is None and headers.get(":protocol") == "websocket"
         if len(self.pending) >= MAX_PENDING_STREAMS:
-            self._notice(side, "h2.websocket-limit", time, packet, out,
-                         f"More than {MAX_PENDING_STREAMS} extended CONNECTs await an answer; the one on stream "
-                         f"{stream_id} is not followed.")
+            self._report_other(side, stream_id, f"More than {MAX_PENDING_STREAMS} extended CONNECTs await an "
+                                                f"answer; the one on stream {stream_id} is not followed", time,
+                               packet, out)
             return
         self.pending[stream_id] = _Pending(request, decode)
         if not decode:
