@@ -21,7 +21,7 @@ import io
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
@@ -40,9 +40,12 @@ from wsinspect.views.safe import visible
 from wsinspect.views.summary import Summary
 
 if TYPE_CHECKING:  # the network edge and scapy's writers are imported when used, not when the CLI builds its parsers
+    import ssl
+
     from wsinspect.capture.writer import SessionRecorder
-    from wsinspect.client.run import Outcome
+    from wsinspect.client.run import Outcome, Plan
     from wsinspect.client.session import EventSink
+    from wsinspect.views.packetlist import EventFilter
 
 Line = list[Piece]
 
@@ -294,7 +297,7 @@ _STATUS_HINTS = {
 # -- the command -----------------------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
-    from wsinspect.commands.arguments import make_console, make_palette
+    from wsinspect.commands.arguments import make_console
 
     errors = make_console(args, stderr=True)
     if (args.filter or "").strip() == "help":
@@ -305,62 +308,27 @@ def run(args: argparse.Namespace) -> int:
     if args.url is None:
         args.connect_parser.error("the following arguments are required: URL")
     try:
-        target = parse_url(args.url)
-        context = tls_context(cafile=args.cafile, insecure=args.insecure) if target.secure else None
+        target, context, shown = _check_arguments(args)
+        json_file, recorder = _open_files(args)
     except UsageError as failure:
         return error(args, str(failure))
-    for text in args.send or ():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:  # bytes the locale could not decode reach argv as lone surrogates
-            return error(args, f"--send '{visible(text)}' is not valid UTF-8, so it cannot be a text message (RFC "
-                               "6455 5.6); pipe '/binary HEX' lines into stdin to send bytes")
-    repeated = sorted({name for name in args.subprotocol if args.subprotocol.count(name) > 1})
-    if repeated:
-        return error(args, f"--subprotocol {visible(repeated[0])} is given twice: RFC 6455 4.1 (item 10) asks for "
-                           "unique names")
     if not target.secure and (args.cafile or args.insecure):
         _say(errors, "wsinspect: warning: --cafile and --insecure apply to wss:// only; ignored", "yellow")
-    shown = None
-    if args.filter is not None:
-        from wsinspect.filters import FilterError, compile_filter
-
-        try:
-            shown = compile_filter(args.filter)
-        except FilterError as failure:
-            return error(args, f"-Y: {visible(str(failure))}")
 
     from wsinspect.client.session import Files
 
     files = Files(lambda line: _say(errors, line, "bold red"))
-    json_file: TextIO | None = None
-    try:
-        json_file, recorder = _open_files(args)
-    except UsageError as failure:
-        return error(args, str(failure))
     if json_file is not None:
         from wsinspect.views.jsonlines import JsonLinesView
 
         files.json, files.json_name = JsonLinesView(json_file), visible(args.json)
     files.recorder, files.record_name = recorder, visible(args.record or "")
-
-    console = make_console(args)
-    handout: Handout | None = None
-    if args.export:
-        # As in `read --export`: the handout is painted at a fixed width in the theme's colours, and the terminal
-        # gets the same lines, so the file is what was shown.
-        handout = Handout(HANDOUT_MAX_LINES)
-        recording = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=EXPORT_WIDTH)
-        output = Output(console, make_palette(args, recording), live=True, width=EXPORT_WIDTH, handout=handout,
-                        strip=console.color_system is None)
-    else:
-        output = Output(console, make_palette(args, console), live=True)
+    output, handout = _make_output(args)
     to_terminal = args.json != "-"
     view = _view(args, output, shown) if to_terminal else None
     summary = Summary()
     verdict = Verdict()
     sinks: list[EventSink] = [verdict, *([summary, view] if view is not None else [])]
-
     # --json FILE keeps every event, as a record; --json - takes the view's place, so -Y chooses its lines (as in
     # `read --json -Y`).
     json_shown = shown if not to_terminal else None
@@ -373,24 +341,16 @@ def run(args: argparse.Namespace) -> int:
                 files.event(event)
         output.tick()
 
-    from wsinspect.client.run import Plan, Sinks, converse
-    from wsinspect.core.endpoint import ClientOptions
+    from wsinspect.client.run import Sinks, converse
 
-    limits = Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message)
-    options = ClientOptions(host=target.authority, path=target.resource, origin=args.origin,
-                            subprotocols=tuple(args.subprotocol), compression=not args.no_compression,
-                            extra_headers=tuple(args.header), limits=limits)
-    plan = Plan(options, sends=tuple(args.send) if args.send is not None else None, wait=args.wait,
-                open_timeout=args.open_timeout, close_timeout=args.close_timeout, max_queue=args.max_queue,
-                drop_at=HARD_QUEUE_FACTOR * args.max_queue, insecure=args.insecure)
     if to_terminal:
         output.line([("strong", f"wsinspect connect {visible(target.url)}"),
                      ("muted", f"  (TCP {visible(target.host)} port {target.port}"
                                + (", TLS" if target.secure else "") + ")")])
         output.flush()
     try:
-        outcome = converse(target, context, plan, Sinks(emit=emit, files=files, show=output.line,
-                                                       say=lambda text, style: _say(errors, text, style)))
+        outcome = converse(target, context, _plan(args, target), Sinks(
+            emit=emit, files=files, show=output.line, say=lambda text, style: _say(errors, text, style)))
     finally:
         if json_file is not None and json_file is not sys.stdout:
             with contextlib.suppress(OSError):  # a failed write was reported when it happened
@@ -414,6 +374,58 @@ def run(args: argparse.Namespace) -> int:
         _say(errors, f"wsinspect: incomplete: {', '.join(files.incomplete)} (a write failed)", "bold red")
         return EXIT_USAGE
     return status
+
+
+def _check_arguments(args: argparse.Namespace) -> tuple[Target, ssl.SSLContext | None, EventFilter | None]:
+    """What argparse cannot check alone; UsageError says what is wrong."""
+    target = parse_url(args.url)
+    context = tls_context(cafile=args.cafile, insecure=args.insecure) if target.secure else None
+    for text in args.send or ():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the locale could not decode reach argv as lone surrogates
+            raise UsageError(f"--send '{visible(text)}' is not valid UTF-8, so it cannot be a text message (RFC "
+                             "6455 5.6); pipe '/binary HEX' lines into stdin to send bytes") from None
+    repeated = sorted({name for name in args.subprotocol if args.subprotocol.count(name) > 1})
+    if repeated:
+        raise UsageError(f"--subprotocol {visible(repeated[0])} is given twice: RFC 6455 4.1 (item 10) asks for "
+                         "unique names")
+    shown = None
+    if args.filter is not None:
+        from wsinspect.filters import FilterError, compile_filter
+
+        try:
+            shown = compile_filter(args.filter)
+        except FilterError as failure:
+            raise UsageError(f"-Y: {visible(str(failure))}") from None
+    return target, context, shown
+
+
+def _plan(args: argparse.Namespace, target: Target) -> Plan:
+    from wsinspect.client.run import Plan
+    from wsinspect.core.endpoint import ClientOptions
+
+    limits = Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message)
+    options = ClientOptions(host=target.authority, path=target.resource, origin=args.origin,
+                            subprotocols=tuple(args.subprotocol), compression=not args.no_compression,
+                            extra_headers=tuple(args.header), limits=limits)
+    return Plan(options, sends=tuple(args.send) if args.send is not None else None, wait=args.wait,
+                open_timeout=args.open_timeout, close_timeout=args.close_timeout, max_queue=args.max_queue,
+                drop_at=HARD_QUEUE_FACTOR * args.max_queue, insecure=args.insecure)
+
+
+def _make_output(args: argparse.Namespace) -> tuple[Output, Handout | None]:
+    """Where the views write. With --export, as in `read --export`: lines painted at the handout's fixed width in
+    the theme's colours, and the terminal gets the same lines, so the file is what was shown."""
+    from wsinspect.commands.arguments import make_console, make_palette
+
+    console = make_console(args)
+    if not args.export:
+        return Output(console, make_palette(args, console), live=True), None
+    handout = Handout(HANDOUT_MAX_LINES)
+    recording = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=EXPORT_WIDTH)
+    return Output(console, make_palette(args, recording), live=True, width=EXPORT_WIDTH, handout=handout,
+                  strip=console.color_system is None), handout
 
 
 def _say(console: Console, text: str, style: str) -> None:
@@ -442,7 +454,7 @@ def _open_files(args: argparse.Namespace) -> tuple[TextIO | None, SessionRecorde
     return json_file, recorder
 
 
-def _view(args: argparse.Namespace, output: Output, shown: Callable[[Event], bool] | None) -> EventSink:
+def _view(args: argparse.Namespace, output: Output, shown: EventFilter | None) -> EventSink:
     """The same view classes as ``read`` and ``serve``. The packet list is built as for a capture (not ``live``):
     one connection, times from its start, and the body of a refusal shown, since the server wrote it."""
     if args.flow:
