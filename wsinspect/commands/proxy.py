@@ -119,7 +119,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     limits.add_argument("--max-connections", type=whole_number, default=1024, metavar="N",
                         help="client connections at once; beyond it: 503 (default: %(default)s)")
     limits.add_argument("--handshake-timeout", type=arguments.seconds, default=10.0, metavar="SECONDS",
-                        help="time for a client to send its whole opening request (default: %(default)g)")
+                        help="time for a client to send its whole opening request, and before that (with "
+                             "--certfile) to finish its TLS handshake (default: %(default)g)")
     limits.add_argument("--open-timeout", type=arguments.seconds, default=10.0, metavar="SECONDS",
                         help="time to reach the upstream: name lookup, TCP and TLS; then 502 (default: "
                              "%(default)g)")
