@@ -1,0 +1,173 @@
+"""WebSocket over HTTP/2 (RFC 8441) in a real capture: captures/h2-websocket.pcapng, two Node 20 http2 peers.
+
+Expected values come from the manifest the peers wrote as they sent (captures/h2-websocket.json) and from tshark's
+HTTP/2 dissector (``-d tcp.port==47220,http2``). tshark does not decode the WebSocket inside an extended CONNECT
+(``-Y websocket`` finds nothing), so the WebSocket frames are checked against tshark's DATA bytes for the stream: the
+frames wsinspect decoded, as they were on the wire, must be those bytes exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from wsinspect.core.events import (
+    Close,
+    ConnectionOpened,
+    Event,
+    FrameEvent,
+    HandshakeRequest,
+    HandshakeResponse,
+    Message,
+    Notice,
+    Violation,
+)
+from wsinspect.trace import CaptureTrace
+
+ROOT = Path(__file__).resolve().parents[2]
+CAPTURE = ROOT / "captures" / "h2-websocket.pcapng"
+MANIFEST = json.loads((ROOT / "captures" / "h2-websocket.json").read_text(encoding="utf-8"))
+PORT = MANIFEST["port"]
+PING, PONG = 0x9, 0xA
+
+
+@pytest.fixture(scope="module")
+def events() -> list[Event]:
+    return list(CaptureTrace(CAPTURE))
+
+
+def of(events: list[Event], kind: type[Event]) -> list[Event]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def expected_messages(direction: str) -> list[tuple[int, str, bool]]:
+    return [(m["opcode"], m["text"] if "text" in m else m["hex"], m["compressed"])
+            for m in MANIFEST[direction] if "opcode" in m]
+
+
+def test_one_conversation_with_the_handshake_the_client_sent(events: list[Event]) -> None:
+    opened = of(events, ConnectionOpened)
+    assert len(opened) == 1 and f"WebSocket on stream {MANIFEST['h2_stream']}" in opened[0].how  # type: ignore[attr-defined]
+    request = of(events, HandshakeRequest)[0]
+    assert isinstance(request, HandshakeRequest)
+    assert dict(request.request.headers.items) == MANIFEST["request"]
+    assert request.findings == ()
+    response = of(events, HandshakeResponse)[0]
+    assert isinstance(response, HandshakeResponse)
+    assert response.upgraded and response.response.status == MANIFEST["response"][":status"]
+    assert response.subprotocol == MANIFEST["response"]["sec-websocket-protocol"]
+    assert response.deflate is not None
+    assert response.deflate.no_context_takeover(True) and response.deflate.no_context_takeover(False)
+    assert not of(events, Violation)
+
+
+def test_messages_are_what_the_peers_sent(events: list[Event]) -> None:
+    for direction in ("c2s", "s2c"):
+        got = [(m.opcode, m.text if m.opcode == 1 else m.data.hex(), m.compressed)
+               for m in of(events, Message) if isinstance(m, Message) and m.direction == direction]
+        assert got == expected_messages(direction)
+    frames = [e.frame for e in of(events, FrameEvent) if isinstance(e, FrameEvent)]
+    assert [f.payload.decode() for f in frames if f.opcode == PING] == [MANIFEST["c2s"][3]["ping"]]
+    assert [f.payload.decode() for f in frames if f.opcode == PONG] == [MANIFEST["s2c"][3]["pong"]]
+    closes = {e.direction: (e.code, e.reason) for e in of(events, Close) if isinstance(e, Close)}
+    assert closes == {d: (c["code"], c["reason"]) for d, c in MANIFEST["closes"].items()}
+
+
+def test_the_second_websocket_is_reported_not_decoded(events: list[Event]) -> None:
+    limits = [e.message for e in of(events, Notice) if isinstance(e, Notice) and e.check.id == "h2.websocket-limit"]
+    second = MANIFEST["second_connect_stream"]
+    assert any(f"extended CONNECT on stream {second}" in m and "/second" in m for m in limits)
+
+
+def test_read_command_exit_status_and_json() -> None:
+    done = subprocess.run([sys.executable, "-m", "wsinspect", "read", str(CAPTURE), "--json", "-Y", "handshake"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    kinds = [json.loads(line)["type"] for line in done.stdout.splitlines()]
+    assert kinds == ["handshake_request", "handshake_response"]
+
+
+# -- tshark's HTTP/2 dissector as the second opinion ---------------------------------------------------------
+
+needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+FIELDS = ("frame.number", "tcp.srcport", "http2.type", "http2.streamid", "http2.header.name", "http2.header.value",
+          "http2.data.data", "http2.settings.extended_connect", "http2.goaway.last_stream_id")
+
+
+@pytest.fixture(scope="module")
+def tshark_packets() -> list[dict[str, list[str]]]:
+    """One dict per packet with HTTP/2 in it: each field's values, in the order of the frames in the packet."""
+    with tempfile.TemporaryDirectory() as config:
+        env = {**os.environ, "WIRESHARK_CONFIG_DIR": config, "LC_ALL": "C.UTF-8"}
+        done = subprocess.run(["tshark", "-n", "-r", str(CAPTURE), "-d", f"tcp.port=={PORT},http2", "-Y", "http2",
+                               "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=\x1f",
+                               *[arg for name in FIELDS for arg in ("-e", name)]],
+                              capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return [{name: value.split("\x1f") if value else [] for name, value in zip(FIELDS, line.split("\t"), strict=True)}
+            for line in done.stdout.splitlines()]
+
+
+def headers_on(packets: list[dict[str, list[str]]], stream: int, from_client: bool) -> tuple[int, list[tuple]]:
+    for packet in packets:
+        sent_by_client = packet["tcp.srcport"] != [str(PORT)]
+        frames = list(zip(packet["http2.type"], packet["http2.streamid"], strict=True))
+        if sent_by_client == from_client and ("1", str(stream)) in frames:
+            return int(packet["frame.number"][0]), list(zip(packet["http2.header.name"],
+                                                            packet["http2.header.value"], strict=True))
+    raise AssertionError(f"no HEADERS on stream {stream}")
+
+
+@needs_tshark
+def test_tshark_agrees_on_the_handshake_headers(events: list[Event], tshark_packets: list[dict[str, list[str]]]) \
+        -> None:
+    stream = MANIFEST["h2_stream"]
+    request = of(events, HandshakeRequest)[0]
+    response = of(events, HandshakeResponse)[0]
+    assert isinstance(request, HandshakeRequest) and isinstance(response, HandshakeResponse)
+    assert (request.packet, list(request.request.headers.items)) == headers_on(tshark_packets, stream, True)
+    assert (response.packet, list(response.response.headers.items)) == headers_on(tshark_packets, stream, False)
+
+
+@needs_tshark
+def test_tshark_agrees_on_the_websocket_bytes(events: list[Event], tshark_packets: list[dict[str, list[str]]]) \
+        -> None:
+    """Each direction's DATA on the WebSocket's stream, in tshark, is the frames wsinspect decoded, byte for byte."""
+    stream = str(MANIFEST["h2_stream"])
+    for direction, from_client in (("c2s", True), ("s2c", False)):
+        data = bytearray()
+        data_packets = set()
+        for packet in tshark_packets:
+            if (packet["tcp.srcport"] != [str(PORT)]) != from_client:
+                continue
+            frames = list(zip(packet["http2.type"], packet["http2.streamid"], strict=True))
+            payloads = iter(packet["http2.data.data"])
+            for kind, stream_id in frames:
+                if kind == "0":
+                    payload = bytes.fromhex(next(payloads, ""))  # tshark leaves out an empty DATA's field
+                    if stream_id == stream:
+                        data += payload
+                        data_packets.add(int(packet["frame.number"][0]))
+        decoded = [e for e in of(events, FrameEvent) if isinstance(e, FrameEvent) and e.direction == direction]
+        assert b"".join(e.frame.header + e.frame.wire_payload for e in decoded) == bytes(data)
+        assert {e.packet for e in decoded} <= data_packets
+
+
+@needs_tshark
+def test_tshark_agrees_on_settings_and_goaway(events: list[Event], tshark_packets: list[dict[str, list[str]]]) \
+        -> None:
+    notices = [e for e in of(events, Notice) if isinstance(e, Notice) and e.check.id == "h2.connection"]
+    server_settings = next(n.message for n in notices if "the server's SETTINGS" in n.message)
+    enabled = [v for p in tshark_packets for v in p["http2.settings.extended_connect"]]
+    assert enabled == ["1"] and "SETTINGS_ENABLE_CONNECT_PROTOCOL = 1" in server_settings
+    goaway_last = [int(v) for p in tshark_packets for v in p["http2.goaway.last_stream_id"]]
+    said = [n.message for n in notices if n.message.startswith("GOAWAY")]
+    assert len(said) == len(goaway_last) == 4
+    assert all(f"last stream {last}" in m for last, m in zip(goaway_last, said, strict=True))
