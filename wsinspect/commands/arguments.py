@@ -62,7 +62,8 @@ def add_limits(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, fra
     parser.add_argument("--max-frame", type=size, default=size(frame_default), metavar="SIZE",
                         help=f"largest frame payload kept (default: {frame_default})")
     parser.add_argument("--max-message", type=size, default=size(message_default), metavar="SIZE",
-                        help=f"largest message, after inflating (default: {message_default}); beyond it: 1009")
+                        help=f"largest message, after inflating (default: {message_default}); over it, an endpoint "
+                             "closes with 1009")
     parser.add_argument("--max-header", type=size, default=32 * 1024, metavar="SIZE",
                         help="largest handshake header block (default: 32k)")
 
