@@ -272,6 +272,23 @@ def test_a_wrong_accept_key_fails_the_handshake(
     assert "✗" in run.out
 
 
+def test_a_subprotocol_that_was_not_offered_fails_the_handshake(
+        tmp_path: Path, raw_server: Callable[..., RawServer]) -> None:
+    def picks_its_own(connection: socket.socket) -> None:
+        headers = read_request(connection)
+        answer = switching_protocols(headers["sec-websocket-key"])
+        connection.sendall(answer[:-2] + b"Sec-WebSocket-Protocol: not-offered\r\n\r\n")
+        server.received += read_until_closed(connection)
+
+    server = raw_server(picks_its_own)
+    run = connect(server.url(), "--subprotocol", "chat.v1", "--send", "never sent", tmp_path=tmp_path)
+    assert run.code == 1, (run.out, run.err)
+    # RFC 6455 4.1: a subprotocol the client did not offer fails the connection; nothing more is sent.
+    findings = run.of("handshake_response")[0]["findings"]
+    assert any(f["rfc"] == "RFC 6455 4.1" and f["got"] == "not-offered" for f in findings)
+    assert server.received == b""
+
+
 def test_a_server_that_never_answers_our_close(
         tmp_path: Path, raw_server: Callable[..., RawServer]) -> None:
     def silent_after_101(connection: socket.socket) -> None:
