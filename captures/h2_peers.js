@@ -1,4 +1,6 @@
-// WebSocket over HTTP/2 (RFC 8441) between two Node peers, for captures/record_h2.py: node h2_peers.js PORT MANIFEST
+// WebSocket over HTTP/2 (RFC 8441) between two Node peers, for captures/record_h2.py:
+//   node h2_peers.js PORT MANIFEST                       h2c (cleartext, prior knowledge)
+//   node h2_peers.js PORT MANIFEST CERT KEY KEYLOG       h2 over TLS (ALPN h2); the client's key log to KEYLOG
 //
 // Node's http2 module speaks the HTTP/2 side (the extended CONNECT, SETTINGS_ENABLE_CONNECT_PROTOCOL); no library
 // here does WebSocket over HTTP/2, so the WebSocket frames (RFC 6455 5.2) are written and read by hand below: a test
@@ -15,6 +17,8 @@ const fs = require("node:fs");
 
 const port = Number(process.argv[2]);
 const manifestPath = process.argv[3];
+const [certPath, keyPath, keylogPath] = process.argv.slice(4);
+const tls = certPath !== undefined;
 const EXTENSIONS = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
 // RFC 7692 7.2.1: deflate, then drop the 00 00 ff ff that ends a sync flush.
@@ -72,7 +76,10 @@ function describe(opcode, data, compressed) {
 const manifest = { port, h2_stream: 3, request: null, response: null, c2s: [], s2c: [], closes: {},
                    second_connect_stream: 5 };
 
-const server = http2.createServer({ settings: { enableConnectProtocol: true } });
+const server = tls
+  ? http2.createSecureServer({ cert: fs.readFileSync(certPath), key: fs.readFileSync(keyPath),
+                               settings: { enableConnectProtocol: true } })
+  : http2.createServer({ settings: { enableConnectProtocol: true } });
 server.on("stream", (stream, headers) => {
   if (headers[":method"] !== "CONNECT") {
     stream.respond({ ":status": 200, "content-type": "text/plain" });
@@ -108,7 +115,11 @@ server.on("stream", (stream, headers) => {
 });
 
 server.listen(port, "127.0.0.1", () => {
-  const session = http2.connect(`http://127.0.0.1:${port}`);
+  const session = tls
+    ? http2.connect(`https://127.0.0.1:${port}`, { ca: fs.readFileSync(certPath), servername: "wsinspect.test" })
+    : http2.connect(`http://127.0.0.1:${port}`);
+  // The NSS key log lines (what SSLKEYLOGFILE gives), as OpenSSL hands them to Node.
+  if (tls) session.socket.on("keylog", (line) => fs.appendFileSync(keylogPath, line));
   session.on("remoteSettings", (settings) => {
     if (manifest.request) return;
     manifest.server_enable_connect_protocol = settings.enableConnectProtocol;
@@ -121,8 +132,8 @@ server.listen(port, "127.0.0.1", () => {
 
 function openWebSocket(session) {
   const request = {
-    ":method": "CONNECT", ":protocol": "websocket", ":scheme": "http", ":path": "/chat",
-    ":authority": `127.0.0.1:${port}`, "sec-websocket-version": "13", "sec-websocket-protocol": "chat.v1, chat.v2",
+    ":method": "CONNECT", ":protocol": "websocket", ":scheme": tls ? "https" : "http", ":path": "/chat",
+    ":authority": `${tls ? "wsinspect.test" : "127.0.0.1"}:${port}`, "sec-websocket-version": "13", "sec-websocket-protocol": "chat.v1, chat.v2",
     "sec-websocket-extensions": EXTENSIONS, origin: `http://127.0.0.1:${port}`, "user-agent": "wsinspect-h2-fixture",
   };
   manifest.request = request;

@@ -9,13 +9,19 @@ a close 1000 "bye", and a second extended CONNECT on stream 5 while the first is
 ``captures/h2-websocket.json``; the tests compare wsinspect's decoding with it, and tshark
 (``-d tcp.port==47220,http2``) with wsinspect's HTTP/2 frames and headers.
 
+``h2-websocket-tls`` is the same over TLS on port 47221 (ALPN h2, a self-signed certificate for ``wsinspect.test``
+made now with the openssl command), with the client's key log (Node's ``keylog`` event: the NSS format that
+SSLKEYLOGFILE gives) in ``captures/h2-websocket-tls.pcapng.keys``.
+
 Must run as root (capturing on ``lo``)::
 
-    python captures/record_h2.py
+    python captures/record_h2.py                      # both
+    python captures/record_h2.py h2-websocket-tls
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import signal
@@ -26,20 +32,30 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PORT = 47220
-CAPTURE = HERE / "h2-websocket.pcapng"
-MANIFEST = HERE / "h2-websocket.json"
+CAPTURES = {"h2-websocket": 47220, "h2-websocket-tls": 47221}  # name -> port
 TIMEOUT = 30
 
 
-def main() -> int:
-    if shutil.which("node") is None or shutil.which("dumpcap") is None:
-        print("needs node (20 or newer) and dumpcap", file=sys.stderr)
-        return 2
+def make_certificate(directory: Path) -> list[str]:
+    """A self-signed P-256 certificate for wsinspect.test: the certificate and key files h2_peers.js takes."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=wsinspect.test",
+                    "-addext", "subjectAltName=DNS:wsinspect.test"], check=True, capture_output=True)
+    return [str(cert), str(key)]
+
+
+def record(name: str) -> None:
+    port = CAPTURES[name]
+    capture, manifest_file, keylog = HERE / f"{name}.pcapng", HERE / f"{name}.json", HERE / f"{name}.pcapng.keys"
     with tempfile.TemporaryDirectory() as directory:
         partial = Path(directory) / "capture.pcapng"
         manifest = Path(directory) / "manifest.json"
-        dumpcap = subprocess.Popen(["dumpcap", "-q", "-i", "lo", "-f", f"tcp port {PORT}", "-w", str(partial)],
+        tls_args: list[str] = []
+        if name.endswith("-tls"):
+            keylog.unlink(missing_ok=True)
+            tls_args = [*make_certificate(Path(directory)), str(keylog)]
+        dumpcap = subprocess.Popen(["dumpcap", "-q", "-i", "lo", "-f", f"tcp port {port}", "-w", str(partial)],
                                    stderr=subprocess.PIPE, text=True)
         try:
             assert dumpcap.stderr is not None
@@ -47,16 +63,27 @@ def main() -> int:
                 if "Capturing on" in line:
                     break
             time.sleep(1.0)  # the capture filter is not live yet when dumpcap says it is capturing
-            subprocess.run(["node", str(HERE / "h2_peers.js"), str(PORT), str(manifest)], check=True,
+            subprocess.run(["node", str(HERE / "h2_peers.js"), str(port), str(manifest), *tls_args], check=True,
                            timeout=TIMEOUT)
             time.sleep(0.5)
         finally:
             dumpcap.send_signal(signal.SIGINT)
             dumpcap.wait(TIMEOUT)
-        CAPTURE.write_bytes(partial.read_bytes())
+        capture.write_bytes(partial.read_bytes())
         recorded = json.loads(manifest.read_text(encoding="utf-8"))
-    MANIFEST.write_text(json.dumps(recorded, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"{CAPTURE.name}: {CAPTURE.stat().st_size} bytes; {len(recorded['c2s'])} client messages")
+    manifest_file.write_text(json.dumps(recorded, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"{capture.name}: {capture.stat().st_size} bytes; {len(recorded['c2s'])} client messages")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", choices=[*CAPTURES, []], help="captures to record (default: all)")
+    names = parser.parse_args().names or list(CAPTURES)
+    if shutil.which("node") is None or shutil.which("dumpcap") is None:
+        print("needs node (20 or newer) and dumpcap", file=sys.stderr)
+        return 2
+    for name in names:
+        record(name)
     return 0
 
 
