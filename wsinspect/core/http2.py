@@ -42,7 +42,8 @@ from wsinspect.core.handshake import Finding, Headers, HttpRequest, HttpResponse
 #: RFC 9113 3.4: the client connection preface, the first bytes a client sends on an HTTP/2 connection.
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _FRAME_HEADER = 9  # RFC 9113 4.1: length (24 bits), type (8), flags (8), R + stream identifier (32)
-_DEFAULT_MAX_FRAME_SIZE = 2**14  # RFC 9113 6.5.2, SETTINGS_MAX_FRAME_SIZE's initial value
+_DEFAULT_MAX_FRAME_SIZE = 2**14  # RFC 9113 6.5.2, SETTINGS_MAX_FRAME_SIZE's initial value (and least)
+_LARGEST_MAX_FRAME_SIZE = 2**24 - 1  # RFC 9113 6.5.2: the largest SETTINGS_MAX_FRAME_SIZE allowed
 _DEFAULT_TABLE_SIZE = 4096  # RFC 9113 6.5.2, SETTINGS_HEADER_TABLE_SIZE's initial value
 #: The dynamic table a peer may ask for is bounded here whatever it advertised (RFC 7541 4.2 lets the decoder's
 #: side choose; 64 KiB is 16 times the default and more than browsers use).
@@ -109,11 +110,6 @@ class Http2Frame:
             return FrameType(self.type).name
         except ValueError:
             return f"type 0x{self.type:02x}"
-
-
-def looks_like_h2(data: bytes) -> bool:
-    """Does a byte stream start with the HTTP/2 client connection preface (RFC 9113 3.4), as far as it goes?"""
-    return len(data) >= 3 and PREFACE.startswith(data[: len(PREFACE)])
 
 
 def _printable(raw: bytes) -> str:
@@ -282,7 +278,7 @@ class Http2Connection:
         """RFC 9113 4.2: a frame may be as large as its receiver's SETTINGS_MAX_FRAME_SIZE."""
         receiver = self.sides["s2c" if side.direction == "c2s" else "c2s"]
         advertised = receiver.settings.get(SETTINGS_MAX_FRAME_SIZE, _DEFAULT_MAX_FRAME_SIZE)
-        return min(max(advertised, _DEFAULT_MAX_FRAME_SIZE), self.limits.max_frame)
+        return min(max(advertised, _DEFAULT_MAX_FRAME_SIZE), _LARGEST_MAX_FRAME_SIZE, self.limits.max_frame)
 
     def _frames(self, side: _Side, time: float, packet: int | None, out: list[Event]) -> None:
         buffer = side.buffer
