@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import random
 import struct
 import tracemalloc
@@ -261,3 +262,62 @@ def test_flipped_bytes_never_crash(tmp_path: Path) -> None:
         except CaptureError:
             continue
         assert count <= 64
+
+
+# -- where scapy's raw readers fall short (scapy 2.8.0), and what CaptureFile makes of it ------------------------------
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcapng"])
+def test_records_beyond_scapys_read_bounds_come_whole(kind: str, tmp_path: Path) -> None:
+    # scapy keeps MTU = 65,535 bytes of a record, and of a pcap record reads at most MTU * 4 = 262,140.
+    records = [Record(1.0, b"a" * 70_000), Record(2.0, b"b" * 300_000), Record(3.0, FRAMES[0])]
+    content = pcap_bytes(records, 1) if kind == "pcap" else pcapng_bytes(records, [(1, None)])
+    packets, capture = read_all(write(tmp_path, content))
+    assert [packet.data for packet in packets] == [record.data for record in records]
+    assert not capture.truncated
+
+
+def test_each_pcapng_section_describes_its_own_interfaces(tmp_path: Path) -> None:
+    # scapy keeps the interfaces of earlier sections: interface 0 of the second would be Ethernet.
+    content = pcapng_bytes(RECORDS[:1], [(1, None)]) + pcapng_bytes(RECORDS[1:2], [(101, None)])
+    packets, _ = read_all(write(tmp_path, content))
+    assert [(packet.linktype, packet.data) for packet in packets] == [(1, FRAMES[0]), (101, FRAMES[1])]
+
+
+def test_a_cut_record_is_reported_not_given_short(tmp_path: Path) -> None:
+    # scapy's pcap reader gives the last record of a cut file as if whole, shorter; here it is not given.
+    packets, capture = read_all(write(tmp_path, pcap_bytes(RECORDS, 1)[:-10]))
+    assert [packet.data for packet in packets] == FRAMES[:4]
+    assert capture.problem == f"file ends inside record 5 ({len(FRAMES[4]) - 10} of {len(FRAMES[4])} bytes present)"
+
+
+def test_tls_key_logs_are_kept_and_scapys_global_keys_left_alone(tmp_path: Path) -> None:
+    from scapy.config import conf
+    from scapy.layers.tls.session import TLSSession  # noqa: F401 - loads scapy's TLS layer, which reads DSBs itself
+
+    key_log = b"CLIENT_RANDOM " + b"11" * 32 + b" " + b"22" * 48 + b"\n"
+    secrets = _pcapng_block("<", 10, struct.pack("<II", 0x544C534B, len(key_log)) + key_log)
+    content = pcapng_bytes(RECORDS[:1], [(1, None)]) + secrets + pcapng_bytes(RECORDS[1:2], [(1, None)])[28:]
+    before = conf.tls_nss_keys
+    with CaptureFile(write(tmp_path, content)) as capture:
+        packets = list(capture)
+        assert capture.tls_key_logs == [key_log]
+    assert [packet.data for packet in packets] == FRAMES[:2]
+    assert conf.tls_nss_keys is before
+
+
+def test_damage_is_reported_once_not_logged_by_scapy(tmp_path: Path) -> None:
+    content = bytearray(pcapng_bytes(RECORDS, [(1, None)]))
+    second = 28 + 20 + 32 + len(FRAMES[0]) + (-len(FRAMES[0]) % 4)
+    struct.pack_into("<I", content, second + 4, 8)  # shorter than a block header: scapy logs a warning
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logged.append  # type: ignore[method-assign]
+    scapy_runtime = logging.getLogger("scapy.runtime")  # where scapy's readers log (its stderr handler prints)
+    scapy_runtime.addHandler(handler)
+    try:
+        packets, capture = read_all(write(tmp_path, bytes(content)))
+    finally:
+        scapy_runtime.removeHandler(handler)
+    assert len(packets) == 1 and capture.problem == "damaged block after record 1"
+    assert logged == []
