@@ -1,6 +1,9 @@
 // WebSocket over HTTP/2 (RFC 8441) between two Node peers, for captures/record_h2.py:
 //   node h2_peers.js PORT MANIFEST                       h2c (cleartext, prior knowledge)
 //   node h2_peers.js PORT MANIFEST CERT KEY KEYLOG       h2 over TLS (ALPN h2); the client's key log to KEYLOG
+//   node h2_peers.js PORT MANIFEST CERT KEY browser      the server alone, serving a page whose script opens the
+//                                                        WebSocket (a browser is the client); the manifest is what
+//                                                        the server received and echoed
 //
 // Node's http2 module speaks the HTTP/2 side (the extended CONNECT, SETTINGS_ENABLE_CONNECT_PROTOCOL); no library
 // here does WebSocket over HTTP/2, so the WebSocket frames (RFC 6455 5.2) are written and read by hand below: a test
@@ -19,6 +22,16 @@ const port = Number(process.argv[2]);
 const manifestPath = process.argv[3];
 const [certPath, keyPath, keylogPath] = process.argv.slice(4);
 const tls = certPath !== undefined;
+const browser = keylogPath === "browser";
+// The browser's page: each message is sent when the echo of the one before arrives, then the close.
+const PAGE = `<!doctype html><meta charset="utf-8"><title>RFC 8441</title><script>
+const ws = new WebSocket("wss://" + location.host + "/chat", ["chat.v1"]);
+ws.binaryType = "arraybuffer";
+const messages = ["hello from Chromium over HTTP/2", new Uint8Array([...Array(32).keys()]).buffer, "UTF-8 ✓ 😀"];
+let sent = 0;
+ws.onopen = () => ws.send(messages[sent++]);
+ws.onmessage = () => { if (sent < messages.length) ws.send(messages[sent++]); else ws.close(1000, "done"); };
+</script>`;
 const EXTENSIONS = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
 // RFC 7692 7.2.1: deflate, then drop the 00 00 ff ff that ends a sync flush.
@@ -82,15 +95,23 @@ const server = tls
   : http2.createServer({ settings: { enableConnectProtocol: true } });
 server.on("stream", (stream, headers) => {
   if (headers[":method"] !== "CONNECT") {
-    stream.respond({ ":status": 200, "content-type": "text/plain" });
-    stream.end("plain HTTP/2 on the same connection\n");
+    stream.respond({ ":status": headers[":path"] === "/" || !browser ? 200 : 404,
+                     "content-type": browser ? "text/html; charset=utf-8" : "text/plain" });
+    stream.end(browser ? (headers[":path"] === "/" ? PAGE : "") : "plain HTTP/2 on the same connection\n");
     return;
+  }
+  if (browser) {
+    manifest.request = headers;
+    manifest.h2_stream = stream.id;
+    delete manifest.second_connect_stream;  // the page opens one WebSocket
   }
   if (headers[":path"] !== "/chat") {  // the second WebSocket: accepted, then closed at once
     stream.respond({ ":status": 200 });
     stream.end(frame(8, Buffer.from([0x03, 0xe8])));
     return;
   }
+  if (browser) manifest.response = { ":status": 200, "sec-websocket-protocol": "chat.v1",
+                                     "sec-websocket-extensions": EXTENSIONS };
   stream.respond({ ":status": 200, "sec-websocket-protocol": "chat.v1", "sec-websocket-extensions": EXTENSIONS });
   let parts = [];
   let partsCompressed = false;
@@ -100,6 +121,11 @@ server.on("stream", (stream, headers) => {
     if (opcode === 8) {
       stream.end(frame(8, payload));
       manifest.closes.s2c = { code: payload.readUInt16BE(0), reason: payload.subarray(2).toString() };
+      if (browser) {
+        manifest.closes.c2s = manifest.closes.s2c;  // the echo of the browser's close
+        fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 1) + "\n");
+        setTimeout(() => process.exit(0), 500);
+      }
       return;
     }
     if (opcode !== 0) { partsOpcode = opcode; partsCompressed = rsv1; parts = []; }
@@ -111,10 +137,12 @@ server.on("stream", (stream, headers) => {
     const echo = partsCompressed ? frame(partsOpcode, compress(data), { rsv1: true }) : frame(partsOpcode, data);
     stream.write(echo);
     manifest.s2c.push(describe(partsOpcode, data, partsCompressed));
+    if (browser) manifest.c2s.push(describe(partsOpcode, data, partsCompressed));
   }));
 });
 
 server.listen(port, "127.0.0.1", () => {
+  if (browser) return;
   const session = tls
     ? http2.connect(`https://127.0.0.1:${port}`, { ca: fs.readFileSync(certPath), servername: "wsinspect.test" })
     : http2.connect(`http://127.0.0.1:${port}`);

@@ -13,9 +13,15 @@ a close 1000 "bye", and a second extended CONNECT on stream 5 while the first is
 made now with the openssl command), with the client's key log (Node's ``keylog`` event: the NSS format that
 SSLKEYLOGFILE gives) in ``captures/h2-websocket-tls.pcapng.keys``.
 
+``h2-websocket-chromium`` is a real browser on port 47222: headless Chromium, started with ``SSLKEYLOGFILE``,
+``--ignore-certificate-errors`` and a host rule for ``wsinspect.test``, loads a page over HTTP/2 from the same Node
+server (h2_peers.js in its ``browser`` mode) and opens ``wss://wsinspect.test:47222/chat`` from it; Chromium reuses
+the HTTP/2 connection for the WebSocket because the server's SETTINGS allow the extended CONNECT. The manifest is
+what the server received and echoed; the key log is Chromium's.
+
 Must run as root (capturing on ``lo``)::
 
-    python captures/record_h2.py                      # both
+    python captures/record_h2.py                      # all three
     python captures/record_h2.py h2-websocket-tls
 """
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -32,7 +39,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CAPTURES = {"h2-websocket": 47220, "h2-websocket-tls": 47221}  # name -> port
+CAPTURES = {"h2-websocket": 47220, "h2-websocket-tls": 47221, "h2-websocket-chromium": 47222}  # name -> port
+CHROMIUM = "/usr/bin/chromium"
 TIMEOUT = 30
 
 
@@ -45,6 +53,24 @@ def make_certificate(directory: Path) -> list[str]:
     return [str(cert), str(key)]
 
 
+def run_chromium(port: int, keylog: Path, server: subprocess.Popen[bytes]) -> None:
+    """Headless Chromium loads the page and runs its WebSocket; stopped once the server has written the manifest."""
+    profile = tempfile.mkdtemp(prefix="wsinspect-chromium-")
+    browser = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
+         "--ignore-certificate-errors", "--host-resolver-rules=MAP wsinspect.test 127.0.0.1",
+         f"--user-data-dir={profile}", "--remote-debugging-port=0", f"https://wsinspect.test:{port}/"],
+        env={**os.environ, "SSLKEYLOGFILE": str(keylog)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        server.wait(60)
+    finally:
+        os.killpg(browser.pid, signal.SIGTERM)  # the browser we started, with its own process group
+        browser.wait(TIMEOUT)
+        shutil.rmtree(profile, ignore_errors=True)
+
+
 def record(name: str) -> None:
     port = CAPTURES[name]
     capture, manifest_file, keylog = HERE / f"{name}.pcapng", HERE / f"{name}.json", HERE / f"{name}.pcapng.keys"
@@ -52,9 +78,9 @@ def record(name: str) -> None:
         partial = Path(directory) / "capture.pcapng"
         manifest = Path(directory) / "manifest.json"
         tls_args: list[str] = []
-        if name.endswith("-tls"):
+        if name != "h2-websocket":
             keylog.unlink(missing_ok=True)
-            tls_args = [*make_certificate(Path(directory)), str(keylog)]
+            tls_args = [*make_certificate(Path(directory)), "browser" if name.endswith("chromium") else str(keylog)]
         dumpcap = subprocess.Popen(["dumpcap", "-q", "-i", "lo", "-f", f"tcp port {port}", "-w", str(partial)],
                                    stderr=subprocess.PIPE, text=True)
         try:
@@ -63,8 +89,12 @@ def record(name: str) -> None:
                 if "Capturing on" in line:
                     break
             time.sleep(1.0)  # the capture filter is not live yet when dumpcap says it is capturing
-            subprocess.run(["node", str(HERE / "h2_peers.js"), str(port), str(manifest), *tls_args], check=True,
-                           timeout=TIMEOUT)
+            peers = subprocess.Popen(["node", str(HERE / "h2_peers.js"), str(port), str(manifest), *tls_args])
+            if name.endswith("chromium"):
+                time.sleep(0.5)  # the server is listening
+                run_chromium(port, keylog, peers)
+            if peers.wait(TIMEOUT) != 0:
+                raise RuntimeError(f"h2_peers.js failed for {name}")
             time.sleep(0.5)
         finally:
             dumpcap.send_signal(signal.SIGINT)
