@@ -100,6 +100,8 @@ def record(name: str) -> None:
             dumpcap.send_signal(signal.SIGINT)
             dumpcap.wait(TIMEOUT)
         capture.write_bytes(partial.read_bytes())
+        if keylog.exists():
+            keylog.chmod(0o644)  # Chromium writes its key log for its user alone; this one is a test fixture
         recorded = json.loads(manifest.read_text(encoding="utf-8"))
     manifest_file.write_text(json.dumps(recorded, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"{capture.name}: {capture.stat().st_size} bytes; {len(recorded['c2s'])} client messages")
