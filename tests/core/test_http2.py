@@ -297,3 +297,27 @@ def test_mutated_sessions_never_raise() -> None:
             cut = list(steps)
             cut[index] = (direction, data[:position])
             run(cut[: index + 1])
+
+
+def test_a_websocket_after_the_first_closed_is_decoded_too() -> None:
+    """One at a time: the second extended CONNECT comes after both END_STREAMs of the first."""
+    steps = websocket_session()[:6]
+    steps += [("c2s", frame(DATA, END_STREAM, 1, b"")), ("s2c", frame(DATA, END_STREAM, 1, b"")),
+              ("c2s", frame(HEADERS, END_HEADERS, 3, CONNECT)), ("s2c", frame(HEADERS, END_HEADERS, 3, ACCEPTED)),
+              ("c2s", frame(DATA, 0, 3, MASKED_HELLO))]
+    events = run(steps)
+    assert len([e for e in events if isinstance(e, HandshakeRequest)]) == 2
+    assert [e.text for e in events if isinstance(e, Message)] == ["Hello", "Hello", "Hello"]
+    assert [type(e) for e in events].count(ConnectionOpened) == 1
+    assert [type(e) for e in events].count(ConnectionClosed) == 1
+    assert "h2.websocket-limit" not in checks(events)
+
+
+def test_a_websocket_while_the_first_is_open_is_reported() -> None:
+    steps = websocket_session()[:6]
+    steps += [("c2s", frame(HEADERS, END_HEADERS, 3, CONNECT)), ("s2c", frame(HEADERS, END_HEADERS, 3, ACCEPTED)),
+              ("c2s", frame(DATA, 0, 3, MASKED_HELLO))]
+    events = run(steps)
+    assert len([e for e in events if isinstance(e, HandshakeRequest)]) == 1
+    assert [e.text for e in events if isinstance(e, Message)] == ["Hello", "Hello"]
+    assert checks(events).count("h2.websocket-limit") == 2  # the request, and its answer

@@ -15,9 +15,10 @@ DATA payloads, per direction, as the WebSocket byte stream (RFC 8441 5: "as if i
 HTTP/2 itself says (the settings, which stream, END_STREAM, RST_STREAM, GOAWAY) comes as ``h2.connection`` notices.
 
 The conversation is the TCP stream: its ``ConnectionOpened`` is given when the first WebSocket starts (or when a
-problem needs to be shown before one), unless the caller already gave one (a TLS stream). One WebSocket per HTTP/2
-connection is decoded, the first; further extended CONNECTs on the same connection are reported, not decoded (a
-known limit: the events of one conversation carry one stream number).
+problem needs to be shown before one), unless the caller already gave one (a TLS stream). One WebSocket at a time is
+decoded: an extended CONNECT while the decoded one's stream is still open is reported, not decoded (a known limit:
+the events of one conversation carry one stream number); one after it closed is decoded next, in the same
+conversation, with its own handshake events.
 
 Hostile input is expected. Bounded: each frame (the receiver's SETTINGS_MAX_FRAME_SIZE, at most ``max_frame``),
 each header block and its decoded list (``max_header_bytes``), the dynamic table (what the receiver advertised in
@@ -198,6 +199,8 @@ class Http2Connection:
         self.sides["c2s"].preface_left = len(PREFACE)
         self.websocket: Connection | None = None
         self.websocket_stream = 0  # the HTTP/2 stream identifier the decoded WebSocket runs on
+        self.websocket_ended: set[Direction] = set()  # the directions that sent END_STREAM on it
+        self.websocket_finished = False  # its stream is closed (both END_STREAMs, RST_STREAM) or it was refused
         self.pending: dict[int, _Pending] = {}
         self.others_reported = 0  # extended CONNECTs not decoded, reported
         self._ended = False
@@ -333,6 +336,8 @@ class Http2Connection:
                              f"RST_STREAM on stream {frame.stream_id} ({error_name(code)}): the stream, and the "
                              f"WebSocket on it, ends at once (RFC 9113 6.4; RFC 8441 5).")
                 self.pending.pop(frame.stream_id, None)
+                if self._is_websocket(frame.stream_id):
+                    self.websocket_finished = True
         elif kind == FrameType.GOAWAY:
             last, code = int.from_bytes(frame.payload[:4], "big") & 0x7FFF_FFFF, int.from_bytes(frame.payload[4:8],
                                                                                                    "big")
@@ -369,6 +374,9 @@ class Http2Connection:
             self._end_stream(side, frame.stream_id, time, packet, out)
 
     def _end_stream(self, side: _Side, stream_id: int, time: float, packet: int | None, out: list[Event]) -> None:
+        self.websocket_ended.add(side.direction)
+        if len(self.websocket_ended) == 2:  # RFC 9113 5.1: closed
+            self.websocket_finished = True
         self._notice(side, "h2.connection", time, packet, out,
                      f"END_STREAM on stream {stream_id}: this side will send no more (RFC 9113 5.1); RFC 8441 5 "
                      f"makes it the WebSocket's TCP FIN.")
@@ -477,7 +485,7 @@ class Http2Connection:
                                                    f"(:protocol {headers.get(':protocol')})",
                               headers=headers, method="CONNECT", target=headers.get(":path") or "", version="HTTP/2")
         findings = self._judge_request(headers)
-        decode = self.websocket is None and headers.get(":protocol") == "websocket"
+        decode = (self.websocket is None or self.websocket_finished) and headers.get(":protocol") == "websocket"
         if len(self.pending) >= MAX_PENDING_STREAMS:
             self._report_other(side, stream_id, f"More than {MAX_PENDING_STREAMS} extended CONNECTs await an "
                                                 f"answer; the one on stream {stream_id} is not followed", time,
@@ -490,8 +498,16 @@ class Http2Connection:
                                                 f"{headers.get(':path')})", time, packet, out)
             return
         self._announce(time, packet, out, stream_id)
+        if self.websocket is not None:
+            # The one before has ended: what it left unfinished is said, and the next goes on in the same conversation
+            # (the conversation is the TCP stream; its ConnectionClosed comes when that ends).
+            out += [event for event in self.websocket.end(time=time, packet=packet,
+                                                          reason=f"HTTP/2 stream {self.websocket_stream} closed")
+                    if not isinstance(event, ConnectionClosed)]
         self.websocket = Connection(self.stream, limits=self.limits, budget=self.budget)
         self.websocket_stream = stream_id
+        self.websocket_ended = set()
+        self.websocket_finished = False
         self._notice(side, "h2.connection", time, packet, out,
                      f"WebSocket over HTTP/2 (RFC 8441) on stream {stream_id}: the extended CONNECT below opens it; "
                      f"the stream's DATA frames carry its bytes.")
@@ -536,6 +552,7 @@ class Http2Connection:
                                                 f":status {status_text}", time, packet, out)
             return
         assert self.websocket is not None
+        self.websocket_finished = not accepted
         response = HttpResponse(raw=raw, start_line=f"HTTP/2 {status_text}", headers=headers, version="HTTP/2",
                                 status=status, reason="")
         findings = self._judge_response(pending.request.headers, headers) if accepted else []
@@ -567,7 +584,7 @@ class Http2Connection:
             return
         self.others_reported += 1
         self._notice(side, "h2.websocket-limit", time, packet, out,
-                     f"{what}; only the first WebSocket of an HTTP/2 connection is decoded (stream "
+                     f"{what}; one WebSocket at a time is decoded per HTTP/2 connection (stream "
                      f"{self.websocket_stream or 'none yet'}).")
 
     def _announce(self, time: float, packet: int | None, out: list[Event], stream_id: int | None = None) -> None:
