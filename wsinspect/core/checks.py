@@ -185,8 +185,8 @@ CHECKS: dict[str, Check] = _table(
           "header blocks of that direction after it (they may refer to its dynamic table entries).",
           Severity.WARNING),
     Check("h2.websocket-limit", "RFC 8441 5",
-          "Only the first WebSocket of an HTTP/2 connection is decoded (a limit of wsinspect: one conversation per "
-          "TCP stream); further extended CONNECTs on the same connection are reported, not decoded.",
+          "One WebSocket at a time is decoded per HTTP/2 connection (a limit of wsinspect: one conversation per "
+          "TCP stream); an extended CONNECT while it is still open is reported, not decoded.",
           Severity.INFO),
     # --- What the capture itself lacks (not a protocol violation; reported so nothing is mis-decoded) ---
     Check("capture.gap", "RFC 6455 5.2",
