@@ -428,7 +428,7 @@ class CaptureTrace:
         if head and PREFACE.startswith(head[: len(PREFACE)]):  # HTTP/2 with prior knowledge (RFC 9113 3.3)
             if len(head) >= len(PREFACE):
                 yield from self._start_h2(flow)
-            elif final:
+            elif final or flow.held_bytes >= _SNIFF_BYTES:  # the rest of the preface never came
                 self._skip(flow)
             return
         if head and looks_like_http_request(head):
