@@ -23,8 +23,10 @@ from typing import Any
 import pytest
 
 from wsinspect.capture.keylog import KeyLog
+from wsinspect.capture.reassembly import FlowClosed, FlowData, FlowItem, FlowOpened
 from wsinspect.core.events import (
     Close,
+    ConnectionClosed,
     ConnectionOpened,
     Event,
     FrameEvent,
@@ -221,3 +223,65 @@ def test_tshark_agrees_on_settings_and_goaway(events: list[Event], tshark_packet
     said = [n.message for n in notices if n.message.startswith("GOAWAY")]
     assert len(said) == len(goaway_last)
     assert all(f"last stream {last}" in m for last, m in zip(goaway_last, said, strict=True))
+
+
+# -- how the trace tells an HTTP/2 connection, fed flow items directly -------------------------------------------
+
+CLIENT, SERVER = ("10.0.0.1", 50000), ("10.0.0.2", 8080)
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 3.4
+
+
+def h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    """RFC 9113 4.1: length (24 bits), type, flags, stream identifier."""
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def header_block(*fields: tuple[str, str]) -> bytes:
+    """RFC 7541 6.2.2: literal header fields without indexing, new names, no Huffman."""
+    return b"".join(b"\x00" + bytes([len(n)]) + n.encode() + bytes([len(v)]) + v.encode() for n, v in fields)
+
+
+CLIENT_START = PREFACE + h2_frame(0x4, 0, 0, b"") + h2_frame(0x1, 0x4, 1, header_block(
+    (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":path", "/"),
+    (":authority", "10.0.0.2:8080"), ("sec-websocket-version", "13")))
+ENABLE_CONNECT_PROTOCOL = b"\x00\x08\x00\x00\x00\x01"  # RFC 8441 3: setting 0x8 = 1
+SERVER_START = h2_frame(0x4, 0, 0, ENABLE_CONNECT_PROTOCOL) + h2_frame(0x1, 0x4, 1, header_block((":status", "200")))
+
+
+def trace_of(items: list[FlowItem]) -> tuple[list[Event], CaptureTrace]:
+    trace = CaptureTrace(CAPTURES / "h2-websocket.pcapng")  # the file is not read here
+    out: list[Event] = []
+    for item in items:
+        out += trace._flow_item(item)
+    return out, trace
+
+
+def flow_data(direction: str, payload: bytes, packet: int) -> FlowData:
+    return FlowData(flow=0, time=packet / 10, packet=packet, direction=direction, data=payload)  # type: ignore[arg-type]
+
+
+OPENED = FlowOpened(flow=0, time=0.0, packet=1, client=CLIENT, server=SERVER, client_reason="SYN", mid_stream=False)
+
+
+def test_a_preface_split_across_segments() -> None:
+    got, _ = trace_of([OPENED, flow_data("c2s", CLIENT_START[:5], 2), flow_data("c2s", CLIENT_START[5:], 3),
+                       flow_data("s2c", SERVER_START, 4), FlowClosed(flow=0, time=1.0, packet=5, reason="FIN")])
+    assert [type(e) for e in got if not isinstance(e, Notice)] == [ConnectionOpened, HandshakeRequest,
+                                                                   HandshakeResponse, ConnectionClosed]
+    assert [e.packet for e in got if isinstance(e, (HandshakeRequest, HandshakeResponse))] == [3, 4]
+
+
+def test_a_preface_from_the_side_taken_for_the_server_flips_it() -> None:
+    got, _ = trace_of([OPENED, flow_data("s2c", CLIENT_START, 2), flow_data("c2s", SERVER_START, 3)])
+    request = next(e for e in got if isinstance(e, HandshakeRequest))
+    opened = next(e for e in got if isinstance(e, ConnectionOpened))
+    assert request.direction == "c2s" and opened.client == SERVER
+
+
+def test_http2_without_a_websocket_and_a_preface_that_never_completes_are_skipped() -> None:
+    get = PREFACE + h2_frame(0x1, 0x5, 1, header_block((":method", "GET"), (":path", "/")))
+    got, _ = trace_of([OPENED, flow_data("c2s", get, 2), flow_data("s2c", h2_frame(0x4, 0, 0, b""), 3),
+                       FlowClosed(flow=0, time=1.0, packet=4, reason="FIN")])
+    assert got == []
+    got, trace = trace_of([OPENED, flow_data("c2s", PREFACE[:7], 2), flow_data("s2c", b"x" * 70_000, 3)])
+    assert got == [] and trace.stats.skipped_streams == 1
