@@ -17,6 +17,7 @@ from wsinspect.core.events import (
     ConnectionOpened,
     Event,
     FrameEvent,
+    Gap,
     HandshakeRequest,
     HandshakeResponse,
     Message,
@@ -321,3 +322,12 @@ def test_a_websocket_while_the_first_is_open_is_reported() -> None:
     assert len([e for e in events if isinstance(e, HandshakeRequest)]) == 1
     assert [e.text for e in events if isinstance(e, Message)] == ["Hello", "Hello"]
     assert checks(events).count("h2.websocket-limit") == 2  # the request, and its answer
+
+
+def test_an_oversized_data_frame_on_the_websocket_is_a_gap_in_it() -> None:
+    steps = websocket_session()
+    steps.insert(4, ("c2s", frame(DATA, 0, 1, b"z" * 20000)))
+    events = run(steps)
+    gaps = [(e.direction, e.missing) for e in events if isinstance(e, Gap)]
+    assert gaps == [("c2s", 20000)]
+    assert [e.text for e in events if isinstance(e, Message)] == ["Hello", "Hello"]

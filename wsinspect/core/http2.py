@@ -295,6 +295,10 @@ class Http2Connection:
                              f"A frame of type 0x{frame_type:02x} with {length} bytes of payload is larger than "
                              f"SETTINGS_MAX_FRAME_SIZE allows ({self._max_frame(side)}; RFC 9113 4.2: "
                              f"FRAME_SIZE_ERROR); it is skipped.", violation=True)
+                stream_id = int.from_bytes(buffer[start + 5 : start + 9], "big") & 0x7FFF_FFFF
+                if frame_type == FrameType.DATA and self._is_websocket(stream_id) and self.websocket is not None:
+                    # The WebSocket loses those bytes (its padding too, unknown: the length is an upper bound).
+                    out += self.websocket.gap(side.direction, length, time=time, packet=packet)
                 available = len(buffer) - start - _FRAME_HEADER
                 skipped = min(available, length)
                 side.skip = length - skipped
