@@ -4,10 +4,16 @@ limits, read's trace options (also sniff's), and the console and palette every v
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import io
 
-from wsinspect.views.palette import THEME_NAMES
+from rich.console import Console
+
+from wsinspect.views.export import EXPORT_WIDTH
+from wsinspect.views.output import Handout, Output
+from wsinspect.views.palette import THEME_NAMES, Palette, resolve_theme
 from wsinspect.views.safe import visible
+
+HANDOUT_MAX_LINES = 5000  # about 80 printed pages: past it, a handout is not what anyone wants
 
 
 def size(text: str) -> int:
@@ -125,9 +131,7 @@ def add_trace_options(parser: argparse.ArgumentParser) -> None:
     add_colour(parser)
 
 
-def make_console(args: argparse.Namespace, *, stderr: bool = False) -> Any:
-    from rich.console import Console
-
+def make_console(args: argparse.Namespace, *, stderr: bool = False) -> Console:
     force = {"always": True, "never": False}.get(args.color)
     # no_color=None lets rich honour NO_COLOR (https://no-color.org); --color always overrides it, never forbids it.
     no_color = {"always": False, "never": True}.get(args.color)
@@ -135,10 +139,20 @@ def make_console(args: argparse.Namespace, *, stderr: bool = False) -> Any:
                    markup=False)
 
 
-def make_palette(args: argparse.Namespace, console: Any) -> Any:
-    from wsinspect.views.palette import Palette, resolve_theme
-
+def make_palette(args: argparse.Namespace, console: Console) -> Palette:
     theme = resolve_theme(args.theme)
     if args.color == "always" and args.theme == "auto" and theme == "mono":
         theme = "dark"  # --color always asks for colour even where NO_COLOR is set
     return Palette(console, theme)
+
+
+def make_output(args: argparse.Namespace, console: Console, *, live: bool = False) -> tuple[Output, Handout | None]:
+    """Where the views write. With ``--export``: lines painted at the handout's fixed width in the theme's colours,
+    and the terminal gets the same lines (without the colours if it has none), so the file is what was shown."""
+    if not getattr(args, "export", None):
+        return Output(console, make_palette(args, console), live=live), None
+    handout = Handout(HANDOUT_MAX_LINES)
+    painter = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=EXPORT_WIDTH)
+    output = Output(console, make_palette(args, painter), live=live, width=EXPORT_WIDTH, handout=handout,
+                    strip=console.color_system is None)
+    return output, handout

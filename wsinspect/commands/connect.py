@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import re
 import sys
 import time
@@ -33,7 +32,7 @@ from wsinspect.core.checks import Severity
 from wsinspect.core.connection import Limits
 from wsinspect.core.events import Close, ConnectionClosed, Event, HandshakeResponse, Violation
 from wsinspect.core.handshake import Finding
-from wsinspect.views.export import EXPORT_WIDTH, ExportError, save_painted
+from wsinspect.views.export import ExportError, save_painted
 from wsinspect.views.output import Handout, Output
 from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
@@ -51,7 +50,6 @@ Line = list[Piece]
 
 EXIT_NO_CONNECTION = 3
 EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by SIGINT
-HANDOUT_MAX_LINES = 5000  # as for `read --export`: beyond it, a handout is not what anyone wants
 HARD_QUEUE_FACTOR = 4  # a server that makes us answer but reads nothing is dropped at this many times --max-queue
 
 CONNECT_EXAMPLES = f"""\
@@ -297,7 +295,7 @@ _STATUS_HINTS = {
 # -- the command -----------------------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
-    from wsinspect.commands.arguments import make_console
+    from wsinspect.commands.arguments import make_console, make_output
 
     errors = make_console(args, stderr=True)
     if (args.filter or "").strip() == "help":
@@ -323,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
 
         files.json, files.json_name = JsonLinesView(json_file), visible(args.json)
     files.recorder, files.record_name = recorder, visible(args.record or "")
-    output, handout = _make_output(args)
+    output, handout = make_output(args, make_console(args), live=True)
     to_terminal = args.json != "-"
     view = _view(args, output, shown) if to_terminal else None
     summary = Summary()
@@ -412,20 +410,6 @@ def _plan(args: argparse.Namespace, target: Target) -> Plan:
     return Plan(options, sends=tuple(args.send) if args.send is not None else None, wait=args.wait,
                 open_timeout=args.open_timeout, close_timeout=args.close_timeout, max_queue=args.max_queue,
                 drop_at=HARD_QUEUE_FACTOR * args.max_queue, insecure=args.insecure)
-
-
-def _make_output(args: argparse.Namespace) -> tuple[Output, Handout | None]:
-    """Where the views write. With --export, as in `read --export`: lines painted at the handout's fixed width in
-    the theme's colours, and the terminal gets the same lines, so the file is what was shown."""
-    from wsinspect.commands.arguments import make_console, make_palette
-
-    console = make_console(args)
-    if not args.export:
-        return Output(console, make_palette(args, console), live=True), None
-    handout = Handout(HANDOUT_MAX_LINES)
-    recording = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=EXPORT_WIDTH)
-    return Output(console, make_palette(args, recording), live=True, width=EXPORT_WIDTH, handout=handout,
-                  strip=console.color_system is None), handout
 
 
 def _say(console: Console, text: str, style: str) -> None:

@@ -19,7 +19,6 @@ capture.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import shlex
@@ -29,13 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 from wsinspect.commands import EXIT_OK, Line, add_output_options, command_parser, error
 from wsinspect.core.connection import Connection
 from wsinspect.core.events import DIRECTIONS, ConnectionOpened, Direction, Event
-from wsinspect.views.export import EXPORT_WIDTH, ExportError, save_painted
-from wsinspect.views.output import Handout, Output
+from wsinspect.views.export import ExportError, save_painted
 from wsinspect.views.safe import visible
 
 if TYPE_CHECKING:
@@ -68,7 +64,6 @@ SERVER_ADDRESS = ("127.0.0.1", 80)
 ORIGIN = "http://127.0.0.1"  # as a browser sends it for a page from the same host (RFC 6455 4.1, 10.2)
 SEEDED_START = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: a seeded run's recording has the same timestamps too
 PACKET_SECONDS = 0.001  # the made-up clock's step per packet; each step starts a whole second later
-HANDOUT_MAX_LINES = 5000  # as for read; the whole demo with --detail is a few hundred lines
 
 TEXT = "Hello, class!"
 BINARY = bytes(range(130))  # over 125 bytes: the 7-bit length field says 126 and a 16-bit length follows
@@ -324,7 +319,7 @@ class _Pacer:
 
 def run_demo(args: argparse.Namespace) -> int:
     from wsinspect.capture.writer import SessionRecorder
-    from wsinspect.commands.arguments import make_console, make_palette
+    from wsinspect.commands.arguments import make_console, make_output
     from wsinspect.views.flow import FlowView
     from wsinspect.views.packetlist import PacketList
     from wsinspect.views.summary import Summary
@@ -341,16 +336,7 @@ def run_demo(args: argparse.Namespace) -> int:
     except OSError as failure:
         return error(args, f"--record {visible(args.record)}: {visible(failure.strerror or str(failure))}")
 
-    handout: Handout | None = None
-    if args.export:
-        # As in read: the handout is painted in the theme's colours at a fixed width, and the terminal gets the
-        # same lines (without colours if it has none).
-        handout = Handout(HANDOUT_MAX_LINES)
-        recording = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=EXPORT_WIDTH)
-        output = Output(console, make_palette(args, recording), width=EXPORT_WIDTH, handout=handout,
-                        strip=console.color_system is None)
-    else:
-        output = Output(console, make_palette(args, console))
+    output, handout = make_output(args, console)
     view: View = FlowView(output) if args.flow else PacketList(
         output, detail=args.detail, compact=args.compact, explain=args.explain)
     summary = Summary()

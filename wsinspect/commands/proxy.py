@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import os
 import signal
 import sys
@@ -27,7 +26,7 @@ from rich.text import Text
 from wsinspect.client.target import Target, UsageError, parse_url
 from wsinspect.commands import EXIT_OK, EXIT_USAGE, add_output_options, command_parser, error
 from wsinspect.core.events import Event
-from wsinspect.views.export import EXPORT_WIDTH, ExportError, save_painted
+from wsinspect.views.export import ExportError, save_painted
 from wsinspect.views.output import Handout, Output
 from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
@@ -38,7 +37,6 @@ if TYPE_CHECKING:  # the relay (asyncio, the decoder) is imported when proxying,
     from wsinspect.proxy.relay import ProxyOptions, ProxyServer
 
 EXIT_FAILED = 1
-HANDOUT_MAX_LINES = 5000  # as for `read --export` and `connect --export`
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DESCRIPTORS_PER_CONNECTION = 2  # the client's socket and the upstream's
 DESCRIPTOR_MARGIN = 64  # the listening socket, stdio, --json, --record, the event loop's own
@@ -188,7 +186,7 @@ def _options(args: argparse.Namespace) -> ProxyOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wsinspect.commands.arguments import make_console, make_palette
+    from wsinspect.commands.arguments import make_console, make_output
 
     if (args.filter or "").strip() == "help":
         from wsinspect.filters import describe_fields
@@ -224,15 +222,7 @@ def run(args: argparse.Namespace) -> int:
     files.recorder, files.record_name = recorder, visible(args.record or "")
 
     console = make_console(args)
-    handout: Handout | None = None
-    if args.export:
-        # As connect does: painted at the handout's width in the theme's colours; the terminal gets the same lines.
-        handout = Handout(HANDOUT_MAX_LINES)
-        painter = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=EXPORT_WIDTH)
-        output = Output(console, make_palette(args, painter), live=True, width=EXPORT_WIDTH, handout=handout,
-                        strip=console.color_system is None)
-    else:
-        output = Output(console, make_palette(args, console), live=True)
+    output, handout = make_output(args, console, live=True)
     logging = args.json != "-" and not args.quiet
     summary = Summary()
     sinks: list[EventSink] = [summary, _view(args, output, shown)] if logging else []

@@ -7,7 +7,6 @@ what open conversations need. Exit statuses are listed in ``wsinspect read --hel
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,10 +18,10 @@ from wsinspect.commands import command_parser
 from wsinspect.core.connection import Limits
 from wsinspect.core.events import Event
 from wsinspect.trace import CaptureTrace
-from wsinspect.views.export import EXPORT_WIDTH, ExportError, check_writable, save_painted
+from wsinspect.views.export import ExportError, check_writable, save_painted
 from wsinspect.views.flow import FlowView
 from wsinspect.views.jsonlines import JsonLinesView
-from wsinspect.views.output import Handout, Output
+from wsinspect.views.output import Handout
 from wsinspect.views.packetlist import PacketList
 from wsinspect.views.safe import visible
 from wsinspect.views.summary import Summary
@@ -61,7 +60,6 @@ exit status:
 
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024  # smaller files finish before a bar is worth drawing
 EXIT_OK, EXIT_NOTHING_FOUND, EXIT_USAGE, EXIT_DAMAGED = 0, 1, 2, 3
-HANDOUT_MAX_LINES = 5000  # about 80 printed pages: past it, a handout is not what anyone wants
 
 
 def add_parser(commands: Any) -> None:
@@ -96,7 +94,7 @@ def _error(console: Console, text: str, style: str = "bold red") -> None:
 
 def run_read(args: argparse.Namespace, live: LiveCapture | None = None) -> int:
     """``read``; with ``live`` (``wsinspect sniff``), the same views and ending over a sniffer's packets."""
-    from wsinspect.commands.arguments import make_console, make_palette
+    from wsinspect.commands.arguments import make_console, make_output
 
     console = make_console(args)
     errors = make_console(args, stderr=True)
@@ -132,21 +130,13 @@ def run_read(args: argparse.Namespace, live: LiveCapture | None = None) -> int:
         _error(errors, f"wsinspect: {name}: {visible(str(error))}")
         return EXIT_USAGE
 
-    handout: Handout | None = None
     if args.export:
         try:
             check_writable(args.export)
         except ExportError as error:
             _error(errors, f"wsinspect: --export {visible(args.export)}: {visible(str(error))}")
             return EXIT_USAGE
-        # The handout is painted in the theme's colours at a fixed width; the terminal gets the same lines (without
-        # the colours if it has none), so the file is what was shown.
-        handout = Handout(HANDOUT_MAX_LINES)
-        recording = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=EXPORT_WIDTH)
-        output = Output(console, make_palette(args, recording), width=EXPORT_WIDTH, handout=handout,
-                        strip=console.color_system is None)
-    else:
-        output = Output(console, make_palette(args, console))
+    output, handout = make_output(args, console)
     if live is not None:
         # The loop below writes in batches, which suits a file; live, what the packets so far showed is written
         # whenever the sniffer is about to wait for more.
