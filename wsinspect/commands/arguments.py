@@ -28,9 +28,17 @@ def size(text: str) -> int:
     return int(number) * units[unit]
 
 
+def stream_number(text: str) -> int:
+    """A tcp.stream index: 0 or more."""
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        raise argparse.ArgumentTypeError(f"not a stream number, 0 or more: {visible(text)!r}")
+    return int(text)
+
+
 def whole_number(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"not a non-negative whole number: {visible(text)!r}")
+    """1 or more."""
+    if not text.isascii() or not text.isdigit() or len(text) > 12 or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"not a whole number, 1 or more: {visible(text)!r}")
     return int(text)
 
 
@@ -47,6 +55,17 @@ def seconds(text: str) -> float:
         value = -1.0
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"not a positive number of seconds: {visible(text)!r}")
+    return value
+
+
+def seconds_or_off(text: str) -> float:
+    """Seconds, 0 meaning off (or: do not wait)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds, 0 or more: {visible(text)!r}")
     return value
 
 
@@ -103,7 +122,7 @@ def add_trace_options(parser: argparse.ArgumentParser) -> None:
                              "is still decoded; '-Y help' lists the fields")
     parser.add_argument("-c", "--count", type=count, metavar="N",
                         help="stop after the first N packets of the capture, as tshark -c does")
-    parser.add_argument("--stream", type=whole_number, action="append", metavar="N",
+    parser.add_argument("--stream", type=stream_number, action="append", metavar="N",
                         help="only conversation N (Wireshark's tcp.stream index); repeatable")
     parser.add_argument("--port", type=port, action="append", metavar="N", default=[],
                         help="treat TCP port N as a WebSocket server even without a handshake in the capture "

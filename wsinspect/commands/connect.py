@@ -121,16 +121,6 @@ def origin_argument(text: str) -> str:
     return text
 
 
-def _wait_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"not a number of seconds, 0 or more: '{visible(text)}'")
-    return value
-
-
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from wsinspect.commands import arguments
 
@@ -158,7 +148,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     script.add_argument("--send", action="append", metavar="TEXT",
                         help="send TEXT as a text message (repeatable); stdin is not read, and after --wait "
                              "seconds the connection is closed")
-    script.add_argument("--wait", type=_wait_seconds, default=1.0, metavar="SECONDS",
+    script.add_argument("--wait", type=arguments.seconds_or_off, default=1.0, metavar="SECONDS",
                         help="after the last --send (or the end of stdin), wait this long for answers before "
                              "closing (default: %(default)g)")
     timing = parser.add_argument_group("timeouts and limits")

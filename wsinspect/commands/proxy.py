@@ -81,7 +81,7 @@ def listen_address(text: str) -> tuple[str, int]:
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from wsinspect.commands import arguments
-    from wsinspect.server.options import DEFAULT_READ_CHUNK, DEFAULT_TURN_FRAMES, seconds_or_off, whole_number
+    from wsinspect.server.options import DEFAULT_READ_CHUNK, DEFAULT_TURN_FRAMES
 
     parser = command_parser(
         commands, "proxy", help="relay WebSocket clients to a server, showing every handshake header and frame",
@@ -114,7 +114,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                   "slows its sender, nothing is dropped.")
     limits.add_argument("--max-queue", type=arguments.size, default=arguments.size("1M"), metavar="SIZE",
                         help="bytes waiting to be written to one side of one connection (default: 1M)")
-    limits.add_argument("--max-connections", type=whole_number, default=1024, metavar="N",
+    limits.add_argument("--max-connections", type=arguments.whole_number, default=1024, metavar="N",
                         help="client connections at once; beyond it: 503 (default: %(default)s)")
     limits.add_argument("--handshake-timeout", type=arguments.seconds, default=10.0, metavar="SECONDS",
                         help="time for a client to send its whole opening request, and before that (with "
@@ -122,7 +122,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     limits.add_argument("--open-timeout", type=arguments.seconds, default=10.0, metavar="SECONDS",
                         help="time to reach the upstream: name lookup, TCP and TLS; then 502 (default: "
                              "%(default)g)")
-    limits.add_argument("--idle-timeout", type=seconds_or_off, default=300.0, metavar="SECONDS",
+    limits.add_argument("--idle-timeout", type=arguments.seconds_or_off, default=300.0, metavar="SECONDS",
                         help="close a connection nothing crossed in either direction for SECONDS (default: "
                              "%(default)g; 0: never)")
     limits.add_argument("--close-timeout", type=arguments.seconds, default=3.0, metavar="SECONDS",
@@ -133,7 +133,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="bytes of one connection decoded before the others get a turn; reading from a side "
                              f"waits until what it sent is decoded (default: {DEFAULT_READ_CHUNK}; 1/16 of it on a "
                              "compressed connection)")
-    limits.add_argument("--turn-frames", type=whole_number, default=DEFAULT_TURN_FRAMES, metavar="N",
+    limits.add_argument("--turn-frames", type=arguments.whole_number, default=DEFAULT_TURN_FRAMES, metavar="N",
                         help="about how many frames of one connection are decoded per turn: its chunks shrink when "
                              "they hold more (default: %(default)s)")
     arguments.add_limits(limits, frame_default="64M", message_default="64M")

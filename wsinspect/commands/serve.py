@@ -7,7 +7,15 @@ import argparse
 from typing import Any
 
 from wsinspect.commands import command_parser
-from wsinspect.commands.arguments import add_colour, add_limits, listen_port, seconds, size
+from wsinspect.commands.arguments import (
+    add_colour,
+    add_limits,
+    listen_port,
+    seconds,
+    seconds_or_off,
+    size,
+    whole_number,
+)
 
 SERVE_EXAMPLES = """\
 examples:
@@ -57,7 +65,7 @@ def add_parser(commands: Any) -> None:
                        help="accept only this Origin (403 otherwise); repeatable")
     serve.add_argument("--fragment", type=size, default=0, metavar="SIZE",
                        help="split what the server sends into frames of at most SIZE bytes (teaching)")
-    serve.add_argument("--ping-interval", type=serve_options.seconds_or_off, default=0.0, metavar="SECONDS",
+    serve.add_argument("--ping-interval", type=seconds_or_off, default=0.0, metavar="SECONDS",
                        help="send a ping every SECONDS (default: 0, off)")
     serve.add_argument("--misbehave", action=serve_options.MisbehaveAction, default=None, metavar="KIND",
                        help="break one rule on purpose, for a class to watch clients react (below, or "
@@ -69,10 +77,10 @@ def add_parser(commands: Any) -> None:
     # The frame bound only bounds memory; the message bound is the rule. A compressed 1 MiB message of
     # incompressible bytes is a little over 1 MiB on the wire, so frames get room above the message limit.
     add_limits(limits, frame_default="2M", message_default="1M")
-    limits.add_argument("--max-headers", type=serve_options.whole_number,
+    limits.add_argument("--max-headers", type=whole_number,
                         default=serve_options.DEFAULT_MAX_HEADERS, metavar="N",
                         help="header lines in a request; beyond it: 431 (default: %(default)s)")
-    limits.add_argument("--max-fragments", type=serve_options.whole_number,
+    limits.add_argument("--max-fragments", type=whole_number,
                         default=serve_options.DEFAULT_MAX_FRAGMENTS, metavar="N",
                         help="frames in one message; beyond it: 1009 (default: %(default)s)")
     limits.add_argument("--max-queue", type=size, default=size(serve_options.DEFAULT_MAX_QUEUE), metavar="SIZE",
@@ -83,14 +91,14 @@ def add_parser(commands: Any) -> None:
                         metavar="SIZE",
                         help="bytes of one connection decoded before the others get a turn (default: "
                              f"{serve_options.DEFAULT_READ_CHUNK}; 1/16 of it on a compressed connection)")
-    limits.add_argument("--turn-frames", type=serve_options.whole_number,
+    limits.add_argument("--turn-frames", type=whole_number,
                         default=serve_options.DEFAULT_TURN_FRAMES, metavar="N",
                         help="about how many frames of one connection are decoded per turn: its chunks shrink "
                              "when they hold more (default: %(default)s)")
     limits.add_argument("--handshake-timeout", type=seconds, default=10.0, metavar="SECONDS",
                         help="drop a client that has not finished its handshake after SECONDS "
                              "(default: %(default)g)")
-    limits.add_argument("--idle-timeout", type=serve_options.seconds_or_off,
+    limits.add_argument("--idle-timeout", type=seconds_or_off,
                         default=serve_options.DEFAULT_IDLE_TIMEOUT, metavar="SECONDS",
                         help="close a connection the client sent nothing on for SECONDS with 1001; halfway, "
                              "without --ping-interval, it is pinged once, and an answer counts (default: "
@@ -101,7 +109,7 @@ def add_parser(commands: Any) -> None:
     limits.add_argument("--shutdown-grace", type=seconds, default=2.0, metavar="SECONDS",
                         help="at Ctrl-C, how long connections get to finish their closing handshake (default: "
                              "%(default)g)")
-    limits.add_argument("--max-connections", type=serve_options.whole_number, default=1024, metavar="N",
+    limits.add_argument("--max-connections", type=whole_number, default=1024, metavar="N",
                         help="refuse connections beyond N at once with 503 (default: %(default)s)")
     serve_view = serve.add_mutually_exclusive_group()
     serve_view.add_argument("--detail", action="store_true", help="log each frame as a field tree and hex dump")

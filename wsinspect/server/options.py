@@ -26,24 +26,6 @@ DEFAULT_TURN_FRAMES = 256
 IP_COMMAND_TIMEOUT = 2.0  # seconds `ip -j addr` may take before the stdlib's answer is used instead
 
 
-def seconds_or_off(text: str) -> float:
-    """Seconds, 0 meaning off."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"not a number of seconds, 0 or more: {visible(text)!r}")
-    return value
-
-
-def whole_number(text: str) -> int:
-    """1 or more."""
-    if not text.isascii() or not text.isdigit() or len(text) > 12 or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"not a whole number, 1 or more: {visible(text)!r}")
-    return int(text)
-
-
 class MisbehaveAction(argparse.Action):
     """--misbehave KIND; ``--misbehave help`` lists the kinds with what each breaks, and exits as --help does."""
 
