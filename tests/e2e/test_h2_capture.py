@@ -141,6 +141,18 @@ def test_read_command_exit_status_and_json(case: Case) -> None:
     assert kinds == ["handshake_request", "handshake_response"]
 
 
+def test_the_views_name_rfc_8441_and_the_200_it_answers_with(case: Case) -> None:
+    """An extended CONNECT is judged by RFC 8441 (no key, no accept), and it is upgraded by a 200, not a 101."""
+    def shown(*view: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "wsinspect", "read", str(case.capture), *case.read_args(),
+                               "--color", "never", *view], capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "✓ handshake follows RFC 8441 section 4" in shown() and "RFC 6455 section 4" not in shown()
+    assert "✓ 200 upgraded" in shown("--compact") and "✓ 101 upgraded" not in shown("--compact")
+
+
 # -- tshark's HTTP/2 dissector as the second opinion ---------------------------------------------------------
 
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")

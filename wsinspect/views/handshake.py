@@ -113,5 +113,7 @@ def handshake_lines(request: HandshakeRequest | None, response: HandshakeRespons
     if findings:
         lines += findings_lines(findings, explainer)
     elif request is not None and response is not None and response.upgraded:
-        lines.append([("ok", "  ✓ handshake follows RFC 6455 section 4")])
+        # An extended CONNECT over HTTP/2 follows RFC 8441's rules instead (no key, no accept, :status 200).
+        rules = "RFC 8441 section 4" if request.request.method == "CONNECT" else "RFC 6455 section 4"
+        lines.append([("ok", f"  ✓ handshake follows {rules}")])
     return lines

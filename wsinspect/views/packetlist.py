@@ -345,9 +345,11 @@ class PacketList:
             return [("error", f"✗ refused: {status.status} {visible(status.reason)}"),
                     ("muted", "" if compact else " (no WebSocket frames follow)")]
         if blocking(response.findings):  # a 101 that breaks a MUST: a conforming client does not go on
-            return [("error", "✗ 101 invalid" if compact else
-                     "✗ answered 101, but not validly: a conforming client fails the connection here (RFC 6455 4.1)")]
-        line: Line = [("ok", "✓ 101 upgraded" if compact else "✓ upgraded")]
+            status = response.response.status
+            return [("error", f"✗ {status} invalid" if compact else
+                     f"✗ answered {status}, but not validly: a conforming client fails the connection here")]
+        status = response.response.status  # 101, or 200 for an extended CONNECT over HTTP/2 (RFC 8441 5)
+        line: Line = [("ok", f"✓ {status} upgraded" if compact else "✓ upgraded")]
         if response.subprotocol:
             line += [("muted", "; subprotocol "), ("accent", visible(response.subprotocol))]
         for extension in response.extensions:
