@@ -264,7 +264,7 @@ def test_flipped_bytes_never_crash(tmp_path: Path) -> None:
         assert count <= 64
 
 
-# -- where scapy's raw readers fall short (scapy 2.8.0), and what CaptureFile makes of it ------------------------------
+# -- where scapy 2.8.0's raw readers fall short; CaptureFile must not (issue 9: measured, not adopted) -------------
 
 
 @pytest.mark.parametrize("kind", ["pcap", "pcapng"])
@@ -285,15 +285,16 @@ def test_each_pcapng_section_describes_its_own_interfaces(tmp_path: Path) -> Non
 
 
 def test_a_cut_record_is_reported_not_given_short(tmp_path: Path) -> None:
-    # scapy's pcap reader gives the last record of a cut file as if whole, shorter; here it is not given.
+    # scapy's pcap reader gives the last record of a cut file as if whole, shorter, and says nothing.
     packets, capture = read_all(write(tmp_path, pcap_bytes(RECORDS, 1)[:-10]))
     assert [packet.data for packet in packets] == FRAMES[:4]
     assert capture.problem == f"file ends inside record 5 ({len(FRAMES[4]) - 10} of {len(FRAMES[4])} bytes present)"
 
 
 def test_tls_key_logs_are_kept_and_scapys_global_keys_left_alone(tmp_path: Path) -> None:
+    # With its TLS layer loaded, scapy's pcapng reader installs a DSB's key log as its own global keys.
     from scapy.config import conf
-    from scapy.layers.tls.session import TLSSession  # noqa: F401 - loads scapy's TLS layer, which reads DSBs itself
+    from scapy.layers.tls.session import TLSSession  # noqa: F401 - loads that layer
 
     key_log = b"CLIENT_RANDOM " + b"11" * 32 + b" " + b"22" * 48 + b"\n"
     secrets = _pcapng_block("<", 10, struct.pack("<II", 0x544C534B, len(key_log)) + key_log)
@@ -306,10 +307,11 @@ def test_tls_key_logs_are_kept_and_scapys_global_keys_left_alone(tmp_path: Path)
     assert conf.tls_nss_keys is before
 
 
-def test_damage_is_reported_once_not_logged_by_scapy(tmp_path: Path) -> None:
+def test_damage_is_reported_once_not_logged(tmp_path: Path) -> None:
+    # scapy's readers log damage as warnings on scapy.runtime (printed to stderr) and then stop as at the end.
     content = bytearray(pcapng_bytes(RECORDS, [(1, None)]))
     second = 28 + 20 + 32 + len(FRAMES[0]) + (-len(FRAMES[0]) % 4)
-    struct.pack_into("<I", content, second + 4, 8)  # shorter than a block header: scapy logs a warning
+    struct.pack_into("<I", content, second + 4, 8)  # shorter than a block header
     logged: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = logged.append  # type: ignore[method-assign]
@@ -319,5 +321,5 @@ def test_damage_is_reported_once_not_logged_by_scapy(tmp_path: Path) -> None:
         packets, capture = read_all(write(tmp_path, bytes(content)))
     finally:
         scapy_runtime.removeHandler(handler)
-    assert len(packets) == 1 and capture.problem == "damaged block after record 1"
+    assert len(packets) == 1 and capture.problem == "damaged block (length 8) after record 1"
     assert logged == []

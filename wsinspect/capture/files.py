@@ -1,31 +1,19 @@
-"""Streaming pcap / pcapng reader: capture file in, numbered raw link-layer records out.
-
-scapy's raw readers (``RawPcapReader``, ``RawPcapNgReader``, scapy 2.8.0) read the files: they recognise the format
-and the byte order, parse the pcap file header, and for pcapng iterate over the blocks, parse each section header,
-interface description (link type, snap length, ``if_tsresol``) and block options, and dispatch every other block to
-its handler in ``blocktypes``. The classes below are those readers with the handlers that make up for what scapy
-lacks, each said beside its code; packet records go through our own lean handlers (scapy's build a 9-field
-namedtuple of metadata per packet, about 5 µs more per record, which was 14 % of ``read --json`` on the benchmark).
-"""
+"""Streaming pcap / pcapng reader: capture file in, numbered raw link-layer records out."""
 
 from __future__ import annotations
 
-import io
-import logging
 import os
 import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any, Protocol, TypeVar, cast
-
-from scapy.error import Scapy_Exception, log_runtime
-from scapy.utils import RawPcapNgReader, RawPcapReader
+from typing import IO, Protocol
 
 from wsinspect.capture.fastbuild import frozen_builder
 
 __all__ = ["CaptureError", "CaptureFile", "RawPacket"]
+
 
 
 class CaptureError(Exception):
@@ -48,27 +36,36 @@ _new_raw_packet = frozen_builder(RawPacket)
 # Real records are at most a few hundred KiB (64 KiB IP packets, up to ~512 KiB with BIG TCP GSO).
 # Anything claiming more is a corrupt length field, and reading it would allocate that much.
 MAX_RECORD_BYTES = 16 * 1024 * 1024
-# A pcapng block: a packet record and its headers and options.
-_MAX_BLOCK_BYTES = MAX_RECORD_BYTES + 64
 _CHUNK_BYTES = 1024 * 1024
-_BUFFER_BYTES = 256 * 1024
 
-_PCAP_MAGICS = frozenset({b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"})
-# Kuznetzov's "modified pcap": 8 more bytes of record header (ifindex, protocol, packet type); as stored -> the
-# standard microsecond magic of the same byte order.
-_MODIFIED_PCAP_MAGICS = {b"\x34\xcd\xb2\xa1": b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xcd\x34": b"\xa1\xb2\xc3\xd4"}
-_PCAPNG_SECTION_HEADER = b"\x0a\x0d\x0d\x0a"
-_PCAPNG_BYTE_ORDERS = frozenset({b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"})
+_PCAP_MAGICS: dict[bytes, tuple[str, float, int]] = {
+    # magic as stored -> (struct byte order, timestamp fraction units per second, record header size)
+    b"\xd4\xc3\xb2\xa1": ("<", 1e6, 16),
+    b"\xa1\xb2\xc3\xd4": (">", 1e6, 16),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e9, 16),
+    b"\xa1\xb2\x3c\x4d": (">", 1e9, 16),
+    # Kuznetzov's "modified pcap": 8 more bytes of record header (ifindex, protocol, packet type).
+    b"\x34\xcd\xb2\xa1": ("<", 1e6, 24),
+    b"\xa1\xb2\xcd\x34": (">", 1e6, 24),
+}
+_PCAPNG_SECTION_HEADER = 0x0A0D0D0A
+_PCAPNG_BYTE_ORDER = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+_BLOCK_INTERFACE = 1
+_BLOCK_OBSOLETE_PACKET = 2
+_BLOCK_SIMPLE_PACKET = 3
+_BLOCK_ENHANCED_PACKET = 6
 # Blocks that are no packet but that Wireshark still shows as frames (and so counts in frame.number):
 # systemd journal entries and custom blocks (copyable or not).
 _NUMBERED_NON_PACKET_BLOCKS = frozenset({0x00000009, 0x00000BAD, 0x40000BAD})
 # Interfaces described in one pcapng section. Real captures have a handful; each description is 20 bytes of file
 # and ~100 bytes of memory, so a damaged or hostile file could otherwise make the list grow with its size.
 MAX_INTERFACES = 65536
+_OPTION_TSRESOL = 9
 _OPTION_TSOFFSET = 14
 # A Decryption Secrets Block (pcapng draft, 4.7) of secrets type 'TLSK' carries an NSS key log: the keys of the
 # TLS sessions in the capture (``editcap --inject-secrets tls,FILE`` writes one). Their text is kept for the trace,
 # up to a bound, since each block may be as large as MAX_RECORD_BYTES.
+_BLOCK_DECRYPTION_SECRETS = 0x0000000A
 _SECRETS_TLS_KEY_LOG = 0x544C534B
 MAX_TLS_KEY_LOG_BYTES = 64 * 1024 * 1024
 
@@ -77,32 +74,26 @@ class _Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
 
-class _GunzipStream(io.RawIOBase):
-    """A gzip file's decompressed bytes, as a raw stream for io.BufferedReader.
+class _GunzipStream:
+    """Reads a gzip file decompressed, chunk by chunk.
 
-    scapy 2.8.0 opens a gzip-compressed capture with gzip.GzipFile, which raises at a cut or damaged stream and so
-    loses the bytes of that read that did decompress (the last whole records). Here a cut or damaged stream just
-    ends, `problem` says why, and no read returns more than asked, whatever the ratio.
+    Unlike gzip.GzipFile, a cut or damaged stream just reads shorter (keeping every byte that did
+    decompress) and `problem` says why; and no read returns more than asked, whatever the ratio.
     """
 
     def __init__(self, raw: IO[bytes]) -> None:
-        super().__init__()
         self._raw = raw
         self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._input = b""  # compressed bytes not yet given to the decompressor
         self._ended = False
-        self.compressed_position = 0  # compressed bytes read so far: close enough for progress
         self.problem: str | None = None
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        size = len(buffer)
-        while not self._ended:
+    def read(self, size: int, /) -> bytes:
+        parts = []
+        have = 0
+        while have < size and not self._ended:
             if not self._input:
                 self._input = self._raw.read(_CHUNK_BYTES)
-                self.compressed_position += len(self._input)
                 if not self._input:
                     if not self._decompressor.eof:
                         self.problem = "the compressed data ends early"
@@ -114,7 +105,7 @@ class _GunzipStream(io.RawIOBase):
                     continue
                 self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)  # next concatenated member
             try:
-                piece = self._decompressor.decompress(self._input, size)
+                piece = self._decompressor.decompress(self._input, size - have)
             except zlib.error as error:
                 self.problem = f"the compressed data is damaged ({error})"
                 self._ended = True
@@ -123,253 +114,17 @@ class _GunzipStream(io.RawIOBase):
                 self._input = self._decompressor.unused_data
             else:
                 self._input = self._decompressor.unconsumed_tail
-            if piece:
-                buffer[: len(piece)] = piece
-                return len(piece)
-        return 0
-
-
-class _TooLong(OSError):
-    """A read the file's own length fields asked for, refused: the length is damaged."""
-
-
-class _CountedStream:
-    """What scapy's readers read through: counts the bytes, notes where the data ran out, and bounds reads.
-
-    scapy 2.8.0's RawPcapNgReader reads every block whole at the length the block claims (a damaged 4 GiB length
-    allocates 4 GiB), and stops at a cut the same way as at the end of the file (EOFError, a logged warning). Here a
-    read longer than any real block is refused (an OSError, which scapy turns into the end of the records), long
-    reads are made a chunk at a time (a lying length then costs no more memory than the bytes really there), and
-    the first short read is remembered, so the reader can tell a clean end from a cut.
-    """
-
-    def __init__(self, source: _Readable) -> None:
-        self._read = source.read
-        self.position = 0  # bytes read so far
-        self.refused_length: int | None = None  # a read refused as longer than any real block
-        self.read_error: str | None = None
-        self.short_read_at: int | None = None  # where the first read that came back short started
-        self.short_read_length = 0  # and how many bytes it got
-
-    def read(self, size: int = -1, /) -> bytes:
-        if not 0 <= size <= _CHUNK_BYTES:
-            if not 0 <= size <= _MAX_BLOCK_BYTES:
-                self.refused_length = size
-                raise _TooLong(f"a length of {size} bytes")
-            return self._read_chunks(size)
-        try:
-            data = self._read(size)
-        except OSError as error:
-            self.read_error = f"read error: {error.strerror or error}"
-            raise
-        self.position += len(data)
-        if len(data) < size and self.short_read_at is None:
-            self.short_read_at = self.position - len(data)
-            self.short_read_length = len(data)
-        return data
-
-    def _read_chunks(self, size: int) -> bytes:
-        parts = []
-        while size > 0:
-            asked = min(size, _CHUNK_BYTES)
-            part = self.read(asked)
-            parts.append(part)
-            size -= len(part)
-            if len(part) < asked:
-                break
+            parts.append(piece)
+            have += len(piece)
         return b"".join(parts)
 
-    def ended_cleanly_at(self, boundary: int) -> bool:
-        """The data ran out exactly at `boundary` (the end of the last whole record or block), not inside one."""
-        return self.short_read_at == boundary and self.short_read_length == 0
 
-
-class _Records:
-    """What both readers share: the record count, why the records stopped early, the stream they read."""
-
-    stream: _CountedStream
-    number: int  # records given so far, and Wireshark's frame numbers for the pcapng blocks it counts
-    record_end: int  # stream position after the last whole record or block
-    problem: str | None
-
-
-class _PcapRecords(RawPcapReader, _Records):
-    """scapy's pcap reader: it parses the file header (byte order, µs or ns timestamps, link type, snap length)."""
-
-    def __init__(self, filename: str, fdesc: _CountedStream, magic: bytes) -> None:
-        self.stream = fdesc
-        self.number = 0
-        self.problem = None
-        self.record_header_size = 16
-        # scapy 2.8.0 knows only the four standard magics ("Not a supported capture file" for these); the modified
-        # format's header is the standard one, its records 8 bytes longer.
-        if magic in _MODIFIED_PCAP_MAGICS:
-            magic = _MODIFIED_PCAP_MAGICS[magic]
-            self.record_header_size = 24
-        super().__init__(filename, cast("IO[bytes]", fdesc), magic)
-        self.record_end = fdesc.position
-        # scapy keeps the whole link type field; its upper bits say whether frames end in a check sequence.
-        self.linktype_number: int = self.linktype & 0xFFFF
-        self.units_per_second = 1e9 if self.nano else 1e6
-        self.unpack_record_header = struct.Struct(self.endian + "IIII").unpack_from
-
-    def _read_packet(self, size: int = 0) -> RawPacket:  # type: ignore[override]  # scapy's iteration passes it on
-        # scapy 2.8.0's _read_packet reads at most MTU * 4 = 262,140 bytes of a record, keeps MTU = 65,535 of them
-        # (unless asked for more) and skips the rest, and gives a record the file cuts short as if it were whole.
-        # Records are read here instead, whole up to MAX_RECORD_BYTES, and a cut or lie stops the reading with why.
-        read = self.stream.read
-        header = read(self.record_header_size)
-        if len(header) < self.record_header_size:
-            if header:
-                self.problem = f"file ends inside the header of record {self.number + 1}"
-            raise EOFError
-        seconds, fraction, captured, wire_length = self.unpack_record_header(header)
-        if captured > MAX_RECORD_BYTES:
-            self.problem = f"record {self.number + 1} claims {captured} bytes; the file is damaged there"
-            raise EOFError
-        data = read(captured)
-        if len(data) < captured:
-            self.problem = f"file ends inside record {self.number + 1} ({len(data)} of {captured} bytes present)"
-            raise EOFError
-        self.number += 1
-        self.record_end = self.stream.position
-        return _new_raw_packet(
-            self.number, seconds + fraction / self.units_per_second, self.linktype_number, data, wire_length
-        )
-
-
-class _PcapNgRecords(RawPcapNgReader, _Records):
-    """scapy's pcapng reader, its block handlers for packets, secrets and counted blocks replaced by ours.
-
-    Each handler returns a RawPacket (scapy's return (bytes, metadata)); scapy's block loop passes it on as is.
-    """
-
-    def __init__(self, filename: str, fdesc: _CountedStream, magic: bytes) -> None:
-        self.stream = fdesc
-        self.number = 0
-        self.problem = None
-        self.record_end = 0
-        self.tls_key_logs: list[bytes] = []  # CaptureFile gives its own list
-        self.tls_key_log_bytes = 0
-        self.last_time = 0.0
-        # Per interface of this section: (link type, timestamp units per second, if_tsoffset seconds).
-        self.clocks: list[tuple[int, float, int]] = []
-        super().__init__(filename, cast("IO[bytes]", fdesc), magic)  # reads the first section header
-        # Wireshark shows these blocks as frames; scapy 2.8.0 skips them, uncounted.
-        for block_type in _NUMBERED_NON_PACKET_BLOCKS:
-            self.blocktypes[block_type] = self._count_frame_block
-
-    def _read_block(self, size: int = 0) -> RawPacket | None:  # type: ignore[override]
-        record: RawPacket | None = super()._read_block(size)  # type: ignore[assignment]  # our handlers' RawPacket
-        self.record_end = self.stream.position  # after a whole block: where a clean end can be
-        return record
-
-    def _read_block_shb(self) -> None:
-        super()._read_block_shb()
-        self.record_end = self.stream.position
-        # Interface numbers count from 0 again in each section; scapy 2.8.0 keeps the previous sections' list, so
-        # a second section's interface 0 would get the first section's link type.
-        self.interfaces.clear()
-        self.clocks = []
-        self.unpack_packet_header = struct.Struct(self.endian + "IIIII").unpack_from
-
-    def _read_block_idb(self, block: bytes, size: int) -> None:
-        if len(self.interfaces) >= MAX_INTERFACES:
-            self.problem = f"more than {MAX_INTERFACES} interfaces described in one section: damaged there"
-            raise EOFError
-        super()._read_block_idb(block, size)  # appends (link type, snap length, options with tsresol)
-        linktype, _snaplen, options = self.interfaces[-1]
-        # scapy 2.8.0 ignores if_tsoffset, the seconds to add to every timestamp of the interface.
-        offset = self._read_options(block[8:]).get(_OPTION_TSOFFSET)
-        offset_seconds = struct.unpack(self.endian + "q", offset[:8])[0] if isinstance(offset, bytes) and \
-            len(offset) >= 8 else 0
-        self.clocks.append((linktype, float(options["tsresol"]), offset_seconds))
-
-    def _read_block_epb(self, block: bytes, size: int) -> RawPacket:  # type: ignore[override]
-        # The hot path: one unpack, no options parsed (scapy's parses them and builds its metadata per packet).
-        interface_id, high, low, captured, wire_length = self.unpack_packet_header(block)
-        if captured > len(block) - 20:
-            self.problem = f"record {self.number + 1} claims more bytes than its block holds"
-            raise EOFError
-        if interface_id >= len(self.clocks):
-            # scapy 2.8.0 skips such a packet with a warning and reads on; the file is damaged there.
-            self.problem = f"record {self.number + 1} names undescribed interface {interface_id}"
-            raise EOFError
-        linktype, units_per_second, offset_seconds = self.clocks[interface_id]
-        self.last_time = ((high << 32) | low) / units_per_second + offset_seconds
-        self.number += 1
-        return _new_raw_packet(
-            self.number, self.last_time, linktype, block[20 : 20 + captured], wire_length
-        )
-
-    def _read_block_pkt(self, block: bytes, size: int) -> RawPacket:  # type: ignore[override]
-        # The obsolete packet block: a 16-bit interface number and a drops count where the EPB has a 32-bit one.
-        interface_id = struct.unpack_from(self.endian + "H", block)[0]
-        return self._read_block_epb(struct.pack(self.endian + "I", interface_id) + block[4:], size)
-
-    def _read_block_spb(self, block: bytes, size: int) -> RawPacket:  # type: ignore[override]
-        # scapy 2.8.0 cuts a simple packet to the interface's snap length even when that is 0, which pcapng says
-        # means no limit, so it gives empty packets.
-        if not self.interfaces:
-            self.problem = f"record {self.number + 1} comes before any interface description"
-            raise EOFError
-        linktype, snaplen, _options = self.interfaces[0]
-        wire_length = struct.unpack_from(self.endian + "I", block)[0]
-        captured = min(wire_length, len(block) - 4)
-        if snaplen:
-            captured = min(captured, snaplen)
-        self.number += 1
-        # Simple packet blocks carry no timestamp: repeat the previous one so times stay ordered.
-        return _new_raw_packet(
-            self.number, self.last_time, linktype, block[4 : 4 + captured], wire_length
-        )
-
-    def _read_block_dsb(self, block: bytes, size: int) -> None:
-        # scapy 2.8.0 does not hand the secrets to the caller: with its TLS layer loaded it installs a key log in its
-        # global conf.tls_nss_keys (for its own dissection), otherwise it logs a warning and drops it.
-        if len(block) < 8:
-            return
-        secrets_type, secrets_length = struct.unpack_from(self.endian + "II", block)
-        if secrets_type == _SECRETS_TLS_KEY_LOG and secrets_length <= len(block) - 8 and \
-                self.tls_key_log_bytes + secrets_length <= MAX_TLS_KEY_LOG_BYTES:
-            self.tls_key_log_bytes += secrets_length
-            self.tls_key_logs.append(block[8 : 8 + secrets_length])
-
-    def _count_frame_block(self, block: bytes, size: int) -> None:
-        self.number += 1  # keep frame numbers equal to Wireshark's; there is no packet to yield
-
-
-_Reader = TypeVar("_Reader", _PcapRecords, _PcapNgRecords)
-
-
-def _scapy_reader(cls: type[_Reader], stream: _CountedStream) -> _Reader:
-    # scapy's reader metaclass takes the open file, reads the magic from it and calls __init__(name, file, magic).
-    return cls(stream)  # type: ignore[call-arg, arg-type]
-
-
-class _QuietReaders(logging.Filter):
-    """Drops the warnings scapy's capture readers log (in scapy.runtime, which prints them) about a damaged file
-    while a CaptureFile reads: it reports the damage itself, in one line (`problem`), not over the views."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.readings = 0  # CaptureFile iterations under way (a filter is installed once, however many)
-
-    def __enter__(self) -> None:
-        self.readings += 1
-        if self.readings == 1:
-            log_runtime.addFilter(self)
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.readings -= 1
-        if not self.readings:
-            log_runtime.removeFilter(self)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(("Pcap: ", "PcapNg: "))
-
-
-_quiet_readers = _QuietReaders()
+@dataclass(frozen=True, slots=True)
+class _Interface:
+    linktype: int
+    snaplen: int
+    units_per_second: float
+    offset_seconds: int
 
 
 class CaptureFile:
@@ -391,11 +146,12 @@ class CaptureFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         try:
-            self._raw: io.FileIO = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+            self._raw: IO[bytes] = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         except OSError as error:
             raise CaptureError(f"cannot open {self.path}: {error.strerror or error}") from None
+        self._stream: _Readable = self._raw
+        self._gunzip: _GunzipStream | None = None
         self._iterated = False
-        self._buffered: io.BufferedReader | None = None
         try:
             self.size = os.fstat(self._raw.fileno()).st_size
             self._start()
@@ -407,55 +163,39 @@ class CaptureFile:
         self.position = 0
         self.truncated = False
         self.problem = None
+        self.compressed = False
         self.tls_key_logs = []
-        self._raw.seek(0)
-        self._gunzip: _GunzipStream | None = None
-        head = self._read_head(self._raw)
-        self.compressed = head[:2] == b"\x1f\x8b"
-        if self.compressed:
+        self._tls_key_log_bytes = 0
+        self._stream = self._raw
+        self._gunzip = None
+        head = self._read_head()
+        if head[:2] == b"\x1f\x8b":
+            self.compressed = True
             self._raw.seek(0)
-            self._gunzip = _GunzipStream(self._raw)
-            head = self._read_head(io.BufferedReader(self._gunzip))
+            self._stream = self._gunzip = _GunzipStream(self._raw)
+            head = self._read_head()
             if not head and self._gunzip.problem:
                 raise CaptureError("gzip-compressed file that does not decompress")
         if not head:
             raise CaptureError("empty file" if not self.compressed else "empty gzip-compressed file")
         magic = head[:4]
-        if magic in _PCAP_MAGICS or magic in _MODIFIED_PCAP_MAGICS:
+        if magic in _PCAP_MAGICS:
             self.format = "pcap"
             if len(head) < 24:
                 raise CaptureError(f"pcap file too short for its 24-byte header ({len(head)} bytes)")
-        elif magic == _PCAPNG_SECTION_HEADER:
+            self._head = head
+        elif len(head) >= 4 and struct.unpack_from("<I", head)[0] == _PCAPNG_SECTION_HEADER:
             self.format = "pcapng"
-            if len(head) < 28 or head[8:12] not in _PCAPNG_BYTE_ORDERS:
+            if len(head) < 28 or head[8:12] not in _PCAPNG_BYTE_ORDER:
                 raise CaptureError("pcapng file with a damaged section header")
+            self._head = head
         else:
             shown = " ".join(f"{byte:02x}" for byte in head[:4])
             raise CaptureError(f"not a pcap or pcapng file (starts with {shown})")
-        # From the start again, for scapy, which reads the magic itself.
-        self._raw.seek(0)
-        if self._gunzip is not None:
-            self._gunzip = _GunzipStream(self._raw)
-        if self._buffered is not None:
-            self._buffered.detach()  # else, once collected, it would close the file this reading goes on with
-        self._buffered = io.BufferedReader(self._gunzip or self._raw, _BUFFER_BYTES)
-        self._stream = _CountedStream(self._buffered)
-        try:
-            if self.format == "pcap":
-                self._records: _Records = _scapy_reader(_PcapRecords, self._stream)
-            else:
-                self._records = ng_records = _scapy_reader(_PcapNgRecords, self._stream)
-                ng_records.tls_key_logs = self.tls_key_logs
-        except Scapy_Exception:
-            # scapy refused the header: for pcapng, a first section header whose version, length or options it
-            # cannot read (the checks above leave nothing for it to refuse in a pcap header).
-            what = "section header" if self.format == "pcapng" else "header"
-            raise CaptureError(f"{self.format} file with a damaged {what}") from None
 
-    @staticmethod
-    def _read_head(stream: IO[bytes] | io.BufferedReader) -> bytes:
+    def _read_head(self) -> bytes:
         try:
-            return stream.read(28) or b""
+            return self._stream.read(_CHUNK_BYTES) or b""
         except OSError as error:
             raise CaptureError(f"cannot read: {error.strerror or error}") from None
 
@@ -478,46 +218,259 @@ class CaptureFile:
         if self._raw.closed:
             raise CaptureError(f"{self.path} is closed")
         if self._iterated:
+            self._raw.seek(0)
             self._start()
         self._iterated = True
-        return self._iter_records(self._records)
+        if self.format == "pcap":
+            return self._iter_pcap()
+        return self._iter_pcapng()
 
-    def _iter_records(self, records: _Records) -> Iterator[RawPacket]:
-        stream = self._stream
-        gunzip = self._gunzip
-        with _quiet_readers:
-            try:
-                # scapy's iteration (its __next__ turns the EOFError that ends the records into StopIteration).
-                for packet in cast(Iterator[RawPacket], records):
-                    self.position = stream.position if gunzip is None else gunzip.compressed_position
-                    yield packet
-                problem = self._why_stopped(records)
-            except (Scapy_Exception, struct.error):
-                # scapy raises these (not EOFError) for a later section header whose options run past it, and a
-                # block too short for the fields its handler unpacks.
-                problem = f"damaged block after record {records.number}"
-            except OSError as error:  # through the pcap records, which are read here, not by scapy
-                problem = stream.read_error or f"read error: {error}"
-        self.position = stream.position if gunzip is None else gunzip.compressed_position
-        if problem is None and gunzip is not None:
-            problem = gunzip.problem
-        if problem is not None:
-            self.truncated = True
-            self.problem = problem
+    # -- reading helpers shared by both formats ------------------------------------------------------
 
-    def _why_stopped(self, records: _Records) -> str | None:
-        """Why the records ended: None at a clean end of the file, else one line."""
-        stream = self._stream
-        if records.problem is not None:
-            return records.problem
-        if stream.read_error is not None:
-            return stream.read_error
-        if stream.refused_length is not None:
-            return f"block after record {records.number} claims {stream.refused_length} bytes: damaged there"
-        if stream.ended_cleanly_at(records.record_end):
-            return None
-        if stream.short_read_at is not None:
-            return f"file ends inside the block after record {records.number}"
-        # scapy stopped before the end without a cut: a block length it found wrong (below 12, or not repeated at
-        # the block's end), a section header it could not read, or a block too short for its fields.
-        return f"damaged block after record {records.number}"
+    def _stop(self, problem: str) -> None:
+        self.truncated = True
+        self.problem = problem
+
+    def _finish_reading(self, consumed: int) -> None:
+        self.position = self._raw.tell() if self.compressed else consumed
+        if self._gunzip is not None and self._gunzip.problem and not self.truncated:
+            self._stop(self._gunzip.problem)
+
+    def _read_more(self, wanted: int) -> bytes:
+        """Read up to `wanted` bytes, short only at the end of the file; damage reads as the end."""
+        parts = []
+        try:
+            while wanted > 0:
+                # At most a chunk per read: a lying length field then costs no more memory than
+                # the bytes that are really there.
+                part = self._stream.read(_CHUNK_BYTES)
+                if not part:
+                    break
+                parts.append(part)
+                wanted -= len(part)
+            if self.compressed:
+                self.position = self._raw.tell()  # compressed bytes read so far: close enough for progress
+        except OSError as error:
+            self._stop(f"read error: {error.strerror or error}")
+        return b"".join(parts)
+
+    # -- pcap ----------------------------------------------------------------------------------------
+
+    def _iter_pcap(self) -> Iterator[RawPacket]:
+        buffer = self._head
+        order, units_per_second, header_size = _PCAP_MAGICS[buffer[:4]]
+        linktype = struct.unpack_from(order + "I", buffer, 20)[0] & 0xFFFF  # upper bits: FCS info
+        unpack_record_header = struct.Struct(order + "IIII").unpack_from
+        new_packet = _new_raw_packet
+        compressed = self.compressed
+        buffer_start = 0  # file offset of buffer[0] (uncompressed offset when compressed)
+        offset = 24
+        number = 0
+        while True:
+            if len(buffer) - offset < header_size:
+                buffer_start += offset
+                buffer = buffer[offset:] + self._read_more(_CHUNK_BYTES)
+                offset = 0
+                if len(buffer) < header_size:
+                    if buffer and not self.truncated:
+                        self._stop(f"file ends inside the header of record {number + 1}")
+                    break
+            seconds, fraction, captured, wire_length = unpack_record_header(buffer, offset)
+            start = offset + header_size
+            end = start + captured
+            if end > len(buffer):
+                if captured > MAX_RECORD_BYTES:
+                    self._stop(f"record {number + 1} claims {captured} bytes; the file is damaged there")
+                    break
+                buffer_start += offset
+                buffer = buffer[offset:] + self._read_more(end - len(buffer))
+                offset, start, end = 0, header_size, header_size + captured
+                if end > len(buffer):
+                    if not self.truncated:
+                        self._stop(
+                            f"file ends inside record {number + 1} "
+                            f"({len(buffer) - header_size} of {captured} bytes present)"
+                        )
+                    break
+            number += 1
+            offset = end
+            if not compressed:
+                self.position = buffer_start + end
+            yield new_packet(number, seconds + fraction / units_per_second, linktype, buffer[start:end], wire_length)
+        self._finish_reading(buffer_start + len(buffer))
+
+    # -- pcapng --------------------------------------------------------------------------------------
+
+    def _iter_pcapng(self) -> Iterator[RawPacket]:
+        buffer = self._head
+        compressed = self.compressed
+        buffer_start = 0
+        offset = 0
+        number = 0
+        order = "<"
+        unpack_block_header = struct.Struct("<II").unpack_from
+        unpack_enhanced = struct.Struct("<IIIII").unpack_from
+        # An enhanced packet block's header and packet header in one unpack, for the fast path below.
+        unpack_packet_block = struct.Struct("<7I").unpack_from
+        interfaces: list[_Interface] = []
+        last_time = 0.0
+        new_packet = _new_raw_packet
+        while True:
+            if offset + 28 <= len(buffer):
+                # Fast path: an enhanced packet block that is whole in the buffer and sound. Anything else (other
+                # blocks, damage, a block running past the buffer) goes the general way below, which decides the same.
+                block_type, block_length, interface_id, high, low, captured, wire_length = unpack_packet_block(
+                    buffer, offset
+                )
+                end = offset + block_length
+                if (
+                    block_type == _BLOCK_ENHANCED_PACKET
+                    and end <= len(buffer)
+                    and block_length >= 32
+                    and not block_length % 4
+                    and captured <= block_length - 32
+                    and interface_id < len(interfaces)
+                ):
+                    interface = interfaces[interface_id]
+                    last_time = ((high << 32) | low) / interface.units_per_second + interface.offset_seconds
+                    number += 1
+                    data_start = offset + 28
+                    offset = end
+                    if not compressed:
+                        self.position = buffer_start + end
+                    yield new_packet(
+                        number, last_time, interface.linktype, buffer[data_start : data_start + captured], wire_length
+                    )
+                    continue
+            if len(buffer) - offset < 12:
+                buffer_start += offset
+                buffer = buffer[offset:] + self._read_more(_CHUNK_BYTES)
+                offset = 0
+                if len(buffer) < 12:
+                    if buffer and not self.truncated:
+                        self._stop(f"file ends inside a block header after record {number}")
+                    break
+            block_type, block_length = unpack_block_header(buffer, offset)
+            if block_type == _PCAPNG_SECTION_HEADER:
+                # A section header sets the byte order of everything up to the next one, its own
+                # length field included (the block type reads the same either way round).
+                section_order = _PCAPNG_BYTE_ORDER.get(buffer[offset + 8 : offset + 12])
+                if section_order is None:
+                    self._stop(f"damaged section header after record {number}")
+                    break
+                order = section_order
+                unpack_block_header = struct.Struct(order + "II").unpack_from
+                unpack_enhanced = struct.Struct(order + "IIIII").unpack_from
+                unpack_packet_block = struct.Struct(order + "7I").unpack_from
+                interfaces = []
+                block_length = unpack_block_header(buffer, offset)[1]
+            if block_length < 12 or block_length % 4:
+                self._stop(f"damaged block (length {block_length}) after record {number}")
+                break
+            end = offset + block_length
+            if end > len(buffer):
+                if block_length > MAX_RECORD_BYTES + 64:
+                    self._stop(f"block after record {number} claims {block_length} bytes: damaged there")
+                    break
+                buffer_start += offset
+                buffer = buffer[offset:] + self._read_more(end - len(buffer))
+                offset, end = 0, block_length
+                if end > len(buffer):
+                    if not self.truncated:
+                        self._stop(
+                            f"file ends inside the block after record {number} "
+                            f"({len(buffer)} of {block_length} bytes present)"
+                        )
+                    break
+            block_start = offset
+            offset = end
+            if block_type in (_BLOCK_ENHANCED_PACKET, _BLOCK_OBSOLETE_PACKET):
+                if block_length < 32:
+                    self._stop(f"damaged packet block after record {number}")
+                    break
+                if block_type == _BLOCK_ENHANCED_PACKET:
+                    interface_id, high, low, captured, wire_length = unpack_enhanced(buffer, block_start + 8)
+                else:
+                    interface_id = struct.unpack_from(order + "H", buffer, block_start + 8)[0]
+                    high, low, captured, wire_length = unpack_enhanced(buffer, block_start + 12)[:4]
+                data_start = block_start + 28
+                if captured > block_length - 32:
+                    self._stop(f"record {number + 1} claims more bytes than its block holds")
+                    break
+                if interface_id >= len(interfaces):
+                    self._stop(f"record {number + 1} names undescribed interface {interface_id}")
+                    break
+                interface = interfaces[interface_id]
+                last_time = ((high << 32) | low) / interface.units_per_second + interface.offset_seconds
+                number += 1
+                if not compressed:
+                    self.position = buffer_start + end
+                yield new_packet(
+                    number,
+                    last_time,
+                    interface.linktype,
+                    buffer[data_start : data_start + captured],
+                    wire_length,
+                )
+            elif block_type == _BLOCK_SIMPLE_PACKET:
+                if not interfaces:
+                    self._stop(f"record {number + 1} comes before any interface description")
+                    break
+                interface = interfaces[0]
+                wire_length = unpack_block_header(buffer, block_start + 4)[1]
+                captured = min(wire_length, block_length - 16)
+                if interface.snaplen:
+                    captured = min(captured, interface.snaplen)
+                number += 1
+                if not compressed:
+                    self.position = buffer_start + end
+                # Simple packet blocks carry no timestamp: repeat the previous one so times stay ordered.
+                yield new_packet(
+                    number,
+                    last_time,
+                    interface.linktype,
+                    buffer[block_start + 12 : block_start + 12 + captured],
+                    wire_length,
+                )
+            elif block_type == _BLOCK_INTERFACE:
+                if block_length < 20:
+                    self._stop(f"damaged interface description after record {number}")
+                    break
+                if len(interfaces) >= MAX_INTERFACES:
+                    self._stop(f"more than {MAX_INTERFACES} interfaces described in one section: damaged there")
+                    break
+                interfaces.append(_parse_interface(buffer, block_start, block_length, order))
+            elif block_type in _NUMBERED_NON_PACKET_BLOCKS:
+                number += 1  # keep frame numbers equal to Wireshark's; there is no packet to yield
+            elif block_type == _BLOCK_DECRYPTION_SECRETS and block_length >= 20:
+                secrets_type, secrets_length = struct.unpack_from(order + "II", buffer, block_start + 8)
+                if secrets_type == _SECRETS_TLS_KEY_LOG and secrets_length <= block_length - 20 and \
+                        self._tls_key_log_bytes + secrets_length <= MAX_TLS_KEY_LOG_BYTES:
+                    self._tls_key_log_bytes += secrets_length
+                    self.tls_key_logs.append(buffer[block_start + 16 : block_start + 16 + secrets_length])
+        self._finish_reading(buffer_start + len(buffer))
+
+    # (other block types -- name resolution, statistics, custom -- are skipped)
+
+
+def _parse_interface(buffer: bytes, block_start: int, block_length: int, order: str) -> _Interface:
+    linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", buffer, block_start + 8)
+    units_per_second = 1e6
+    offset_seconds = 0
+    option = block_start + 16
+    options_end = block_start + block_length - 4
+    while option + 4 <= options_end:
+        code, length = struct.unpack_from(order + "HH", buffer, option)
+        value_start = option + 4
+        if code == 0 or value_start + length > options_end:
+            break
+        if code == _OPTION_TSRESOL and length >= 1:
+            resolution = buffer[value_start]
+            exponent = resolution & 0x7F
+            # High bit set: a power of two; else a power of ten. Beyond 2^-64 / 10^-19 is nonsense.
+            power_of_two = resolution & 0x80
+            units_per_second = float(2 ** min(exponent, 64) if power_of_two else 10 ** min(exponent, 19))
+        elif code == _OPTION_TSOFFSET and length >= 8:
+            offset_seconds = struct.unpack_from(order + "q", buffer, value_start)[0]
+        option = value_start + (length + 3) // 4 * 4
+    return _Interface(linktype, snaplen, units_per_second, offset_seconds)
