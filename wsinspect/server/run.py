@@ -2,8 +2,10 @@
 
 Each connection is an ``asyncio.Protocol`` whose ``data_received`` hands bytes to its ``ServerEndpoint`` and writes
 back what the endpoint wants sent; events go to the sinks (live log, JSON lines, summary) and raw bytes to the
-recorder, so the log, the JSON and the capture all describe the same bytes. No task per connection: timers
-(handshake deadline, close deadline, idle check, pings, push) are ``call_later`` handles.
+recorder, so the log, the JSON and the capture all describe the same bytes. What to answer is the application's
+(echo, chat, push: ``server.apps``), which the transport calls with each whole message and on its timer. No task
+per connection: timers (handshake deadline, close deadline, idle check, pings, the application's ticks) are
+``call_later`` handles.
 
 Theory of operation: memory and fairness. What a peer can make the server hold is bounded per connection:
 
@@ -11,10 +13,11 @@ Theory of operation: memory and fairness. What a peer can make the server hold i
   ``--turn-frames`` frames, and 1/16 of it on a compressed connection, where a byte can inflate to a thousand);
   after each chunk the connection gives the event loop back, so one peer's flood of tiny frames delays the others
   by one chunk, not by its whole read.
-- Output waiting for a peer is bounded by ``--max-queue``, checked as it is queued. Echo stops reading from a
-  client whose queue is over the bound until it drains to a quarter of it: the client paces itself and loses
-  nothing. Chat and push cannot pace the other members, so a member over the bound is dropped with close 1008
-  and a log line; the others are never held back by it.
+- Output waiting for a peer is bounded by ``--max-queue``, checked as it is queued. What happens to a peer over
+  the bound is the application's choice (``server.apps``, ``paces_sender``): echo stops reading from a client whose
+  queue is over the bound until it drains to a quarter of it, so the client paces itself and loses nothing; chat
+  and push cannot pace the other members, so a member over the bound is dropped with close 1008 and a log line,
+  and the others are never held back by it.
 - A message's frames (``--max-fragments``), a request's header lines (``--max-headers``), and silence
   (``--idle-timeout``) are bounded too.
 """
@@ -43,6 +46,7 @@ from wsinspect.core.connection import Limits
 from wsinspect.core.endpoint import State
 from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Event, FrameEvent, Message
 from wsinspect.server import misbehave, responses
+from wsinspect.server.apps import Application, Member, application
 from wsinspect.server.endpoint import ServerConfig, ServerEndpoint
 from wsinspect.server.options import reachable_addresses
 from wsinspect.server.tls import listening_context
@@ -56,7 +60,7 @@ from wsinspect.views.summary import Summary
 LISTEN_BACKLOG = 2048  # a classroom (or a benchmark) connecting at once should not see refused connections
 MIN_CHUNK = 256  # the smallest chunk decoded at once: a chunk of tiny frames still makes progress per turn
 COMPRESSED_CHUNK_SHARE = 16  # a compressed connection decodes 1/16 of --read-chunk at once (see the docstring)
-SLOW_MEMBER_CLOSE = 1008  # policy violation: chat and push drop a member whose queue stays over --max-queue
+SLOW_MEMBER_CLOSE = 1008  # policy violation: a member that cannot pace itself (chat, push) and is over --max-queue
 IDLE_CLOSE = 1001  # going away: the server leaves a connection nobody used for --idle-timeout
 
 
@@ -186,7 +190,10 @@ class WebSocketServer:
         self._on_listening = on_listening
         self._warn = warn
         self._stopping = False
-        self.push_counter = itertools.count(1)
+        self.app: Application = application(options.mode, interval=options.interval, room=self)
+        # Connections an application sent to while another's bytes were decoded: written once that one's events
+        # are logged (flush_sent), so the log shows the cause before its effects.
+        self._unflushed: dict[ServerConnection, None] = {}
 
     def number(self, websocket: bool) -> int:
         return next(self._websocket_numbers if websocket else self._other_numbers)
@@ -228,12 +235,19 @@ class WebSocketServer:
         if self._server is not None:
             await self._server.wait_closed()
 
-    def broadcast(self, sender: int, message: Message) -> None:
-        text = message.text if message.text is not None else f"<{len(message.data)} bytes of binary>"
-        line = f"#{sender}: {text}"
-        for connection in list(self.connections.values()):
-            if connection.endpoint is not None and connection.endpoint.is_websocket:
-                connection.send(line)
+    def members(self) -> list[Member]:
+        return [connection for connection in self.connections.values()
+                if connection.endpoint is not None and connection.endpoint.is_websocket]
+
+    def sent(self, connection: ServerConnection) -> None:
+        self._unflushed[connection] = None
+
+    def flush_sent(self, now: float) -> None:
+        """Write what the application queued, connection by connection, in the order it sent."""
+        while self._unflushed:
+            connection = next(iter(self._unflushed))
+            del self._unflushed[connection]
+            connection.flush(now)
 
 
 class ServerConnection(asyncio.Protocol):
@@ -249,9 +263,9 @@ class ServerConnection(asyncio.Protocol):
         self._input_at = 0
         self._input_scheduled = False
         self._reading_paused = False
-        self._queue_full = False  # echo: the client's queue went over --max-queue; reading waits until it drains
+        # The client's queue went over --max-queue and the application paces it: reading waits until it drains.
+        self._queue_full = False
         self._chunk = server.options.read_chunk
-        self._chat_messages: list[Message] = []  # chat: broadcast after the sender's events are logged
         # Bytes received before the connection had its number; None once the recording has started.
         self._unrecorded: list[tuple[bytes, float]] | None = []
         self._opened_at = 0.0
@@ -261,6 +275,12 @@ class ServerConnection(asyncio.Protocol):
     @property
     def stream(self) -> int | None:
         return self.endpoint.stream if self.endpoint is not None else None
+
+    @property
+    def number(self) -> int:
+        """The stream number of a connection the application is told about (it is numbered by then)."""
+        assert self.stream is not None
+        return self.stream
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------------
 
@@ -322,12 +342,12 @@ class ServerConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # The transport's buffer passed --max-queue (the high-water mark set in connection_made).
-        if self.server.options.mode == "echo":
+        if self.server.app.paces_sender:
             self._queue_full = True
             self._update_reading()
 
     def resume_writing(self) -> None:
-        # Drained to a quarter of --max-queue: an echo client may send again.
+        # Drained to a quarter of --max-queue: a paced client may send again.
         if self._queue_full:
             self._queue_full = False
             self._update_reading()
@@ -355,6 +375,7 @@ class ServerConnection(asyncio.Protocol):
             events = endpoint.receive(chunk, time=now)
         except Exception as error:  # a bug in decoding one peer's bytes must not stop the server
             self._internal_error(error)
+            self.server.flush_sent(now)  # what the application sent others before the failure
             return
         self._record_numbered(now)
         self.server.emit(events)
@@ -362,10 +383,7 @@ class ServerConnection(asyncio.Protocol):
         if was_handshaking and endpoint.state is State.OPEN:
             self._cancel("handshake")
             self._opened()
-        messages, self._chat_messages = self._chat_messages, []
-        for message in messages:  # chat: after the sender's frames were logged, so the log reads in causal order
-            assert endpoint.stream is not None
-            self.server.broadcast(endpoint.stream, message)
+        self.server.flush_sent(now)  # what the application answered, after what caused it
         self._flush(now)
         if endpoint.wants_transport_closed:
             self._finish(self._ending())
@@ -383,7 +401,7 @@ class ServerConnection(asyncio.Protocol):
             asyncio.get_running_loop().call_soon(self._decode_input)
 
     def _update_reading(self) -> None:
-        """Read while nothing is waiting to be decoded and the echo queue is under its bound."""
+        """Read while nothing is waiting to be decoded and a paced client's queue is under its bound."""
         transport = self.transport
         if transport is None or self._closed or transport.is_closing():
             return
@@ -427,29 +445,25 @@ class ServerConnection(asyncio.Protocol):
             self._flush(time.time())
         self._finish("internal error (see the warning above)")
 
-    # -- application ---------------------------------------------------------------------------------------------
+    # -- the application and the timers -------------------------------------------------------------------------
 
     def _on_message(self, message: Message, now: float) -> None:
-        endpoint = self.endpoint
-        assert endpoint is not None
-        mode = self.server.options.mode
-        if mode == "echo":
-            endpoint.send_message(message.data, time=now, opcode=message.opcode)
-        elif mode == "chat":
-            self._chat_messages.append(message)
+        self.server.app.message_received(self, message, now)
 
     def _opened(self) -> None:
         options = self.server.options
-        if options.mode == "push" and options.interval > 0:
-            self._later("push", options.interval, self._push)
+        if self.server.app.tick_interval > 0:
+            self._later("tick", self.server.app.tick_interval, self._tick)
         if options.ping_interval > 0:
             self._later("ping", options.ping_interval, self._ping)
         if options.idle_timeout > 0:
             self._later("idle", options.idle_timeout / 2, self._check_idle)
 
-    def _push(self) -> None:
-        self.send(f"push {next(self.server.push_counter)} at {time.strftime('%H:%M:%S')}")
-        self._later("push", self.server.options.interval, self._push)
+    def _tick(self) -> None:
+        now = time.time()
+        self.server.app.tick(self, now)
+        self.server.flush_sent(now)
+        self._later("tick", self.server.app.tick_interval, self._tick)
 
     def _ping(self) -> None:
         if self.endpoint is not None:
@@ -479,13 +493,17 @@ class ServerConnection(asyncio.Protocol):
             self._flush(now)
         self._later("idle", (half if silent < half else options.idle_timeout) - silent, self._check_idle)
 
-    def send(self, data: str | bytes) -> None:
-        """A message the application sends unasked (chat, push): dropped members are never queued to."""
+    def send(self, data: str | bytes, *, time: float, opcode: int | None = None) -> None:
+        """An application's message (``Member``): queued now, written by ``WebSocketServer.flush_sent``. Dropped
+        members are never queued to."""
         if self.endpoint is None or self._closed:
             return
-        now = time.time()
-        self.endpoint.send_message(data, time=now)
-        self._flush(now)
+        self.endpoint.send_message(data, time=time, opcode=opcode)
+        self.server.sent(self)
+
+    def flush(self, now: float) -> None:
+        if self.endpoint is not None and not self._closed:
+            self._flush(now)
 
     def close(self, code: int, reason: str) -> None:
         if self.endpoint is None or self._closed:
@@ -515,7 +533,7 @@ class ServerConnection(asyncio.Protocol):
         self.server.emit(endpoint.events())
         if endpoint.state is State.CLOSING and "close" not in self._timers:
             self._await_close_frame()
-        if transport is not None and self.server.options.mode != "echo" and endpoint.state is State.OPEN \
+        if transport is not None and not self.server.app.paces_sender and endpoint.state is State.OPEN \
                 and transport.get_write_buffer_size() > self.server.options.max_queue:
             self._drop_slow_member(transport.get_write_buffer_size())
 
@@ -525,7 +543,8 @@ class ServerConnection(asyncio.Protocol):
                                          "s (--close-timeout)", abort=True))
 
     def _drop_slow_member(self, queued: int) -> None:
-        """Chat and push: a member that does not read cannot pace the others; it is closed, not waited for."""
+        """A member the application does not pace (chat, push) cannot hold the others back: it is closed, not
+        waited for."""
         assert self.endpoint is not None
         limit = self.server.options.max_queue
         self.server.warn(f"#{self.endpoint.stream} dropped: {queued:,} bytes waiting to be sent to it, over "
