@@ -19,7 +19,6 @@ from wsinspect.client.lines import CLOSE_NORMAL, LINE_HELP, LineError, SendText,
 from wsinspect.client.session import (
     ClientSession,
     ConnectFailed,
-    Files,
     StdinLine,
     StdinReader,
     open_connection,
@@ -27,6 +26,7 @@ from wsinspect.client.session import (
 from wsinspect.client.target import Target, describe_tls
 from wsinspect.core.endpoint import ClientOptions
 from wsinspect.core.events import Event
+from wsinspect.outputs import Outputs
 from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
 
@@ -60,7 +60,7 @@ class Sinks:
     """Where the conversation reports: events, a line for the view (the TLS session), a message for stderr."""
 
     emit: Callable[[list[Event]], None]
-    files: Files
+    files: Outputs
     show: Callable[[list[Piece]], None]
     say: Callable[[str, str], None]  # (text, rich style)
 

@@ -1,7 +1,6 @@
 """The edges of ``wsinspect connect``: ``open_connection`` (name lookup, TCP, TLS, with one-line reasons when they
 fail), ``ClientSession``, an ``asyncio.Protocol`` that only moves bytes between the socket and a ``ClientEndpoint``
-(core.endpoint) and keeps the clocks the sans-I/O endpoint cannot, ``StdinReader`` for the lines to send, and
-``Files`` for ``--json`` and ``--record``.
+(core.endpoint) and keeps the clocks the sans-I/O endpoint cannot, and ``StdinReader`` for the lines to send.
 
 After our close frame the session waits ``close_timeout`` for the server's. After the closing handshake it waits as
 long again for the server to close TCP first, as RFC 6455 7.1.1 asks of a client ("it SHOULD wait for a TCP Close
@@ -31,8 +30,8 @@ from wsinspect.core.events import Event
 from wsinspect.trace import looks_like_tls
 from wsinspect.views.safe import visible
 
-if TYPE_CHECKING:  # scapy's writers are imported with --record only
-    from wsinspect.capture.writer import SessionRecorder
+if TYPE_CHECKING:
+    from wsinspect.outputs import Outputs
 
 STREAM = 0  # the one connection's number in the views, the JSON lines and the recording
 MAX_LINE = 1 << 20  # bytes of one stdin line: a longer one is refused, not held
@@ -113,42 +112,6 @@ class EventSink(Protocol):
     def close(self) -> None: ...
 
 
-class Files:
-    """``--json`` and ``--record``: a write that fails is said once on stderr; the file is left incomplete and the
-    conversation goes on (the exit status says so)."""
-
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self.say = say
-        self.json: EventSink | None = None
-        self.json_name = ""
-        self.recorder: SessionRecorder | None = None
-        self.record_name = ""
-        self.incomplete: list[str] = []
-
-    def _failed(self, what: str, failure: OSError) -> None:
-        self.incomplete.append(what)
-        self.say(f"wsinspect: writing {what} failed ({visible(failure.strerror or str(failure))}); it is "
-                 "incomplete from here on")
-
-    def event(self, event: Event) -> None:
-        if self.json is None:
-            return
-        try:
-            self.json.handle(event)
-        except OSError as failure:
-            self.json = None
-            self._failed(f"--json {self.json_name}", failure)
-
-    def record(self, call: Callable[[SessionRecorder], None]) -> None:
-        if self.recorder is None:
-            return
-        try:
-            call(self.recorder)
-        except OSError as failure:
-            self.recorder = None
-            self._failed(f"--record {self.record_name}", failure)
-
-
 def _discard(events: list[Event]) -> None:
     """Where events go once nobody reads them."""
 
@@ -156,7 +119,7 @@ def _discard(events: list[Event]) -> None:
 class ClientSession(asyncio.Protocol):
     """Moves bytes between the socket and the ``ClientEndpoint``, and keeps the clocks. See the module docstring."""
 
-    def __init__(self, options: ClientOptions, *, emit: Callable[[list[Event]], None], files: Files,
+    def __init__(self, options: ClientOptions, *, emit: Callable[[list[Event]], None], files: Outputs,
                  close_timeout: float, max_queue: int, drop_at: int) -> None:
         loop = asyncio.get_running_loop()
         self.options = options
@@ -192,7 +155,7 @@ class ClientSession(asyncio.Protocol):
         client = transport.get_extra_info("sockname")[:2]
         server = transport.get_extra_info("peername")[:2]
         self.endpoint = ClientEndpoint(self.options, client=client, server=server, time=now, stream=STREAM)
-        self.files.record(lambda recorder: recorder.open(STREAM, client, server, now))
+        self.files.recording.open(STREAM, client, server, now)
         self._flush(now)
 
     def data_received(self, data: bytes) -> None:
@@ -205,7 +168,7 @@ class ClientSession(asyncio.Protocol):
             if looks_like_tls(data) and self.transport is not None and \
                     self.transport.get_extra_info("ssl_object") is None:
                 self.notes.append("the server answered with TLS: it expects wss://, not ws://")
-        self.files.record(lambda recorder: recorder.data(STREAM, "s2c", data, now))
+        self.files.recording.data(STREAM, "s2c", data, now)
         self._emit(endpoint.receive(data, time=now))
         self._flush(now)
 
@@ -224,7 +187,7 @@ class ClientSession(asyncio.Protocol):
         try:
             if self.endpoint is not None:
                 self._emit(self.endpoint.transport_closed(time=now, reason=reason))
-            self.files.record(lambda recorder: recorder.close(STREAM, now))
+            self.files.recording.close(STREAM, now)
         finally:  # whatever the outputs did, the conversation must learn that the connection is gone
             self.writable.set()  # nobody waits for a socket that is gone
             for future in (self.answered, self.finished):
@@ -285,7 +248,7 @@ class ClientSession(asyncio.Protocol):
         out = endpoint.data_to_send()
         if out and not transport.is_closing():
             transport.write(out)
-            self.files.record(lambda recorder: recorder.data(STREAM, "c2s", out, now))
+            self.files.recording.data(STREAM, "c2s", out, now)
             queued = transport.get_write_buffer_size()
             if queued > self.drop_at:
                 # Only answers we owe (pongs, a close) get here past the pause: the server makes us answer and

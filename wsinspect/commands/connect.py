@@ -16,12 +16,11 @@ Three parts, each ignorant of the others' insides:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import re
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -32,6 +31,7 @@ from wsinspect.core.checks import Severity
 from wsinspect.core.connection import Limits
 from wsinspect.core.events import Close, ConnectionClosed, Event, HandshakeResponse, Violation
 from wsinspect.core.handshake import Finding
+from wsinspect.outputs import Outputs
 from wsinspect.views.export import ExportError, save_painted
 from wsinspect.views.output import Handout, Output
 from wsinspect.views.palette import Piece
@@ -41,7 +41,6 @@ from wsinspect.views.summary import Summary
 if TYPE_CHECKING:  # the network edge and scapy's writers are imported when used, not when the CLI builds its parsers
     import ssl
 
-    from wsinspect.capture.writer import SessionRecorder
     from wsinspect.client.run import Outcome, Plan
     from wsinspect.client.session import EventSink
     from wsinspect.views.packetlist import EventFilter
@@ -297,20 +296,14 @@ def run(args: argparse.Namespace) -> int:
         args.connect_parser.error("the following arguments are required: URL")
     try:
         target, context, shown = _check_arguments(args)
-        json_file, recorder = _open_files(args)
+        # Before connecting: a file that cannot be written is a usage error now, not a lost conversation later.
+        files = Outputs(json=args.json, record=args.record, command="connect",
+                        say=lambda line: _say(errors, line, "bold red"))
     except UsageError as failure:
         return error(args, str(failure))
     if not target.secure and (args.cafile or args.insecure):
         _say(errors, "wsinspect: warning: --cafile and --insecure apply to wss:// only; ignored", "yellow")
 
-    from wsinspect.client.session import Files
-
-    files = Files(lambda line: _say(errors, line, "bold red"))
-    if json_file is not None:
-        from wsinspect.views.jsonlines import JsonLinesView
-
-        files.json, files.json_name = JsonLinesView(json_file), visible(args.json)
-    files.recorder, files.record_name = recorder, visible(args.record or "")
     output, handout = make_output(args, make_console(args), live=True)
     to_terminal = args.json != "-"
     view = _view(args, output, shown) if to_terminal else None
@@ -340,10 +333,7 @@ def run(args: argparse.Namespace) -> int:
         outcome = converse(target, context, _plan(args, target), Sinks(
             emit=emit, files=files, show=output.line, say=lambda text, style: _say(errors, text, style)))
     finally:
-        if json_file is not None and json_file is not sys.stdout:
-            with contextlib.suppress(OSError):  # a failed write was reported when it happened
-                json_file.close()
-        files.record(lambda recording_file: recording_file.finish(time.time()))
+        files.finish(time.time())
         for sink in sinks:
             sink.close()
     if outcome.output_gone:
@@ -358,10 +348,7 @@ def run(args: argparse.Namespace) -> int:
     if handout is not None:
         saved = _save_handout(args, errors, handout, output.palette.theme, target.url)
         status = saved if saved != EXIT_OK else status
-    if files.incomplete:
-        _say(errors, f"wsinspect: incomplete: {', '.join(files.incomplete)} (a write failed)", "bold red")
-        return EXIT_USAGE
-    return status
+    return files.exit_status(status, when_incomplete=EXIT_USAGE)
 
 
 def _check_arguments(args: argparse.Namespace) -> tuple[Target, ssl.SSLContext | None, EventFilter | None]:
@@ -404,28 +391,6 @@ def _plan(args: argparse.Namespace, target: Target) -> Plan:
 
 def _say(console: Console, text: str, style: str) -> None:
     console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
-
-
-def _open_files(args: argparse.Namespace) -> tuple[TextIO | None, SessionRecorder | None]:
-    """``--json`` and ``--record`` are opened before connecting: a file that cannot be written is a usage error now,
-    not a lost conversation later."""
-    from wsinspect.capture.writer import SessionRecorder
-
-    json_file: TextIO | None = None
-    try:
-        if args.json == "-":
-            json_file = sys.stdout
-        elif args.json:
-            # Line-buffered, so `tail -f` on the file follows the conversation live.
-            json_file = open(args.json, "w", encoding="ascii", buffering=1)  # noqa: SIM115 - closed by run()
-        recorder = SessionRecorder(args.record) if args.record else None
-    except OSError as failure:
-        which, name = ("--record", args.record) if json_file is not None or not args.json else ("--json", args.json)
-        if json_file is not None and json_file is not sys.stdout:
-            json_file.close()
-        raise UsageError(f"cannot write {which} {visible(str(name))}: {visible(failure.strerror or str(failure))}") \
-            from None
-    return json_file, recorder
 
 
 def _view(args: argparse.Namespace, output: Output, shown: EventFilter | None) -> EventSink:

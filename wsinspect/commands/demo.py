@@ -5,9 +5,10 @@ permessage-deflate): what one endpoint sends is handed to the other, no socket. 
 bytes that cross between them are what a capture of the conversation would hold, so they are shown as ``wsinspect
 read`` shows a capture: they go into one passive ``Connection`` (the decoder ``read`` uses), whose events go to the
 view ``read`` would use. The endpoints decode their own traffic too, but only to do their duties; the demo shows
-the wire's view, the one a student would get from Wireshark. The same bytes go to the recorder ``serve`` uses,
-packet by packet, even without ``--record`` (to the null device then): its packet count numbers the rows, so the
-No. column is the frame number Wireshark shows for the recording.
+the wire's view, the one a student would get from Wireshark. The same bytes go to ``--record`` (``wsinspect.outputs``,
+as for ``serve``), and to a recorder that writes them to the null device, packet by packet: its packet count numbers
+the rows, so the No. column is the frame number Wireshark shows for the recording, and the rows are numbered
+alike without one (or after a write to it failed).
 
 Every step announces itself (a title and two lines on what to look at, each with its RFC section) before its
 frames. The clock is made up: step N starts N - 1 seconds after the first and each packet takes a millisecond, so
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from wsinspect.commands import EXIT_OK, Line, add_output_options, command_parser, error
+from wsinspect.commands import EXIT_OK, EXIT_USAGE, Line, add_output_options, command_parser, error
 from wsinspect.core.connection import Connection
 from wsinspect.core.events import DIRECTIONS, ConnectionOpened, Direction, Event
 from wsinspect.views.export import ExportError, save_painted
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     # writer above all, the endpoints, the views) is imported when it runs, so no other command pays for it.
     from wsinspect.capture.writer import SessionRecorder
     from wsinspect.commands.read import View
+    from wsinspect.outputs import Recording
 
 DEMO_EXAMPLES = """\
 examples:
@@ -100,12 +102,13 @@ class Wire:
     its conversation's passive ``Connection`` (whose events go to ``sinks``), and is handed to the other endpoint;
     until neither has more to say. Then, if the server's endpoint wants it, the server closes TCP."""
 
-    def __init__(self, *, random_bytes: Callable[[int], bytes], start: float, recorder: SessionRecorder,
-                 sinks: list[View]) -> None:
+    def __init__(self, *, random_bytes: Callable[[int], bytes], start: float, numbering: SessionRecorder,
+                 recording: Recording, sinks: list[View]) -> None:
         self.random_bytes = random_bytes
         self.start = start
         self.clock = start
-        self.recorder = recorder
+        self.numbering = numbering  # writes to the null device; its packet count is the recording's
+        self.recording = recording
         self.sinks = sinks
         self._conversation: Conversation | None = None
 
@@ -128,8 +131,9 @@ class Wire:
         stream = self._conversation.stream + 1 if self._conversation is not None else 0
         talk = self._conversation = Conversation(stream, compression=compression, time=self.clock,
                                                  random_bytes=self.random_bytes)
-        self.recorder.open(stream, talk.client_address, SERVER_ADDRESS, self.clock)
-        self._emit([ConnectionOpened(stream=stream, direction="c2s", time=self.clock, packet=self.recorder.packets,
+        self.numbering.open(stream, talk.client_address, SERVER_ADDRESS, self.clock)
+        self.recording.open(stream, talk.client_address, SERVER_ADDRESS, self.clock)
+        self._emit([ConnectionOpened(stream=stream, direction="c2s", time=self.clock, packet=self.numbering.packets,
                                      client=talk.client_address, server=SERVER_ADDRESS, how="SYN")])
         self.exchange()
 
@@ -149,16 +153,18 @@ class Wire:
         if talk.server.wants_transport_closed:
             # The server closes the TCP connection first (RFC 6455 7.1.1).
             self.clock += PACKET_SECONDS
-            server_fin = self.recorder.packets + 1  # the first of the packets that close the recording's TCP
-            self.recorder.close(talk.stream, self.clock)
+            server_fin = self.numbering.packets + 1  # the first of the packets that close the recording's TCP
+            self.numbering.close(talk.stream, self.clock)
+            self.recording.close(talk.stream, self.clock)
             self._emit(talk.decoder.end(time=self.clock, packet=server_fin,
                                         reason="the server closed the TCP connection"))
 
     def _cross(self, talk: Conversation, direction: Direction, data: bytes) -> None:
         self.clock += PACKET_SECONDS
-        self.recorder.data(talk.stream, direction, data, self.clock)
-        # The recorder's count is the number of the packet that completed these bytes, as read numbers events.
-        self._emit(talk.decoder.receive(direction, data, time=self.clock, packet=self.recorder.packets))
+        self.numbering.data(talk.stream, direction, data, self.clock)
+        self.recording.data(talk.stream, direction, data, self.clock)
+        # The count is the number of the packet that completed these bytes, as read numbers events.
+        self._emit(talk.decoder.receive(direction, data, time=self.clock, packet=self.numbering.packets))
 
 
 # -- the script ----------------------------------------------------------------------------------------------
@@ -319,7 +325,9 @@ class _Pacer:
 
 def run_demo(args: argparse.Namespace) -> int:
     from wsinspect.capture.writer import SessionRecorder
+    from wsinspect.client.target import UsageError
     from wsinspect.commands.arguments import make_console, make_output
+    from wsinspect.outputs import Outputs
     from wsinspect.views.flow import FlowView
     from wsinspect.views.packetlist import PacketList
     from wsinspect.views.summary import Summary
@@ -331,16 +339,20 @@ def run_demo(args: argparse.Namespace) -> int:
         start = SEEDED_START
     else:
         random_bytes, start = os.urandom, time.time()
+    errors = make_console(args, stderr=True)
     try:
-        recorder = SessionRecorder(args.record if args.record else os.devnull)
-    except OSError as failure:
-        return error(args, f"--record {visible(args.record)}: {visible(failure.strerror or str(failure))}")
+        outputs = Outputs(json=None, record=args.record, command="demo",
+                          say=lambda line: errors.print(line, style="bold red", markup=False, highlight=False,
+                                                        soft_wrap=True))
+    except UsageError as failure:
+        return error(args, str(failure))
 
     output, handout = make_output(args, console)
     view: View = FlowView(output) if args.flow else PacketList(
         output, detail=args.detail, compact=args.compact, explain=args.explain)
     summary = Summary()
-    wire = Wire(random_bytes=random_bytes, start=start, recorder=recorder, sinks=[summary, view])
+    wire = Wire(random_bytes=random_bytes, start=start, numbering=SessionRecorder(os.devnull),
+                recording=outputs.recording, sinks=[summary, view])
     pacer = _Pacer(args.step)
     try:
         for index, step in enumerate(STEPS):
@@ -352,7 +364,8 @@ def run_demo(args: argparse.Namespace) -> int:
             step.play(wire)
     finally:
         # Also after Ctrl-C: the recording then holds the steps shown so far.
-        recorder.finish(wire.clock)
+        wire.numbering.finish(wire.clock)
+        outputs.finish(wire.clock)
     view.close()
     output.line([])
     output.lines(summary.lines())
@@ -365,4 +378,4 @@ def run_demo(args: argparse.Namespace) -> int:
             save_painted(handout.lines, args.export, theme=output.palette.theme, title="wsinspect demo")
         except ExportError as failure:
             return error(args, f"--export {visible(args.export)}: {visible(str(failure))}")
-    return EXIT_OK
+    return outputs.exit_status(EXIT_OK, when_incomplete=EXIT_USAGE)

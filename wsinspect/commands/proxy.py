@@ -4,8 +4,8 @@ unchanged, and show both directions the way ``serve`` shows its own connections.
 The relay is ``wsinspect.proxy.relay`` (the network edge: one upstream connection per client, bounded queues,
 timeouts, and a copy of every byte through the same ``Connection`` decoder that reads captures). This module is the
 command: its options, and the outputs ``serve`` uses, fed the decoder's events: the live log (``PacketList`` live, or
-``FlowView``), ``--json`` (``JsonLinesView``), ``--record`` (``SessionRecorder``, the client↔proxy conversation)
-and the closing summary.
+``FlowView``), ``--json`` and ``--record`` (``wsinspect.outputs``; the recording holds the client↔proxy
+conversation) and the closing summary.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from rich.text import Text
 from wsinspect.client.target import Target, UsageError, parse_url
 from wsinspect.commands import EXIT_OK, EXIT_USAGE, add_output_options, command_parser, error
 from wsinspect.core.events import Event
+from wsinspect.outputs import Outputs
 from wsinspect.views.export import ExportError, save_painted
 from wsinspect.views.output import Handout, Output
 from wsinspect.views.palette import Piece
@@ -206,20 +207,13 @@ def run(args: argparse.Namespace) -> int:
         except FilterError as failure:
             return error(args, f"-Y: {visible(str(failure))}")
 
-    from wsinspect.client.session import Files
-    from wsinspect.commands.connect import _open_files
-
     errors = make_console(args, stderr=True)
-    files = Files(lambda line: _say(errors, line, "bold red"))
     try:
-        json_file, recorder = _open_files(args)
+        # Before listening: a file that cannot be written is a usage error now, not a lost session later.
+        files = Outputs(json=args.json, record=args.record, command="proxy",
+                        say=lambda line: _say(errors, line, "bold red"))
     except UsageError as failure:
         return error(args, str(failure))
-    if json_file is not None:
-        from wsinspect.views.jsonlines import JsonLinesView
-
-        files.json, files.json_name = JsonLinesView(json_file), visible(args.json)
-    files.recorder, files.record_name = recorder, visible(args.record or "")
 
     console = make_console(args)
     output, handout = make_output(args, console, live=True)
@@ -251,21 +245,14 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for sink in sinks:
             sink.close()
-        if json_file is not None and json_file is not sys.stdout:
-            with contextlib.suppress(OSError):  # a failed write was reported when it happened
-                json_file.close()
-        files.record(lambda recording: recording.finish(time.time()))
+        files.finish(time.time())
     if logging and status == EXIT_OK:  # not after a failure to listen: nothing was relayed
         output.lines(summary.lines())
     output.flush()
     if handout is not None:
         saved = _save_handout(args, errors, handout, output.palette.theme)
         status = saved if saved != EXIT_OK else status
-    if files.incomplete:
-        _say(errors, f"wsinspect proxy: incomplete: {', '.join(files.incomplete)} (a write failed; exit status 1)",
-             "bold red")
-        return EXIT_FAILED
-    return status
+    return files.exit_status(status, when_incomplete=EXIT_FAILED)
 
 
 async def _serve(proxy: ProxyServer, options: ProxyOptions, console: Console, errors: Console) -> int:

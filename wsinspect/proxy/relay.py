@@ -50,11 +50,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from wsinspect.client.session import ConnectFailed, Files, open_connection
+from wsinspect.client.session import ConnectFailed, open_connection
 from wsinspect.client.target import Target, describe_tls
 from wsinspect.core.connection import DEFAULT_MEMORY_BUDGET, Connection, Limits, MemoryBudget
 from wsinspect.core.events import ConnectionOpened, Direction, Event, FrameEvent
 from wsinspect.core.handshake import find_header_end
+from wsinspect.outputs import Outputs
 from wsinspect.server import responses
 from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
@@ -107,7 +108,7 @@ class Reports:
     """Where the relay reports: decoded events, the recording, lines for the operator."""
 
     emit: Callable[[list[Event]], None]
-    files: Files  # --record is written here; --json is emit's business
+    files: Outputs  # --record is written here; --json is emit's business
     show: Callable[[list[Piece]], None]  # a line for the live log (an upstream's TLS session)
     warn: Callable[[str], None]  # a line for the operator even under --quiet; already escaped
 
@@ -318,7 +319,7 @@ class ProxiedConnection(asyncio.Protocol):
             self._number()
         stream = self.stream
         assert stream is not None
-        reports.files.record(lambda recorder: recorder.data(stream, direction, data, now))
+        reports.files.recording.data(stream, direction, data, now)
         if self.decoder is None:
             return
         self._undecoded.append((direction, data, now))
@@ -376,7 +377,7 @@ class ProxiedConnection(asyncio.Protocol):
         stream = self.stream = self.proxy.number()
         self.decoder = Connection(stream, limits=self.proxy.options.limits, budget=self.proxy.budget)
         client, local, opened_at = self._client_address, self._local_address, self._opened_at
-        self.proxy.reports.files.record(lambda recorder: recorder.open(stream, client, local, opened_at))
+        self.proxy.reports.files.recording.open(stream, client, local, opened_at)
         self.proxy.reports.emit([ConnectionOpened(stream=stream, direction="c2s", time=opened_at, client=client,
                                                   server=local, how="it connected to the proxy")])
 
@@ -424,7 +425,7 @@ class ProxiedConnection(asyncio.Protocol):
             self.proxy.reports.emit(self.decoder.end(time=now, reason=reason))
         stream = self.stream
         if stream is not None:
-            self.proxy.reports.files.record(lambda recorder: recorder.close(stream, now))
+            self.proxy.reports.files.recording.close(stream, now)
 
     def _handshake_timed_out(self) -> None:
         self.end(f"no complete request within {self.proxy.options.handshake_timeout:g} s (--handshake-timeout)",

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib.resources
 import itertools
 import signal
@@ -35,23 +34,22 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.text import Text
 
-from wsinspect.capture.writer import SessionRecorder
 from wsinspect.client.target import UsageError
 from wsinspect.core.connection import Limits
 from wsinspect.core.endpoint import State
 from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Event, FrameEvent, Message
+from wsinspect.outputs import JsonSink, Outputs, Recording
 from wsinspect.server import misbehave, responses
 from wsinspect.server.apps import Application, Member, application
 from wsinspect.server.endpoint import ServerConfig, ServerEndpoint
 from wsinspect.server.options import reachable_addresses
 from wsinspect.server.tls import listening_context
 from wsinspect.views.flow import FlowView
-from wsinspect.views.jsonlines import JsonLinesView
 from wsinspect.views.output import Output
 from wsinspect.views.packetlist import PacketList
 from wsinspect.views.safe import visible
@@ -94,87 +92,11 @@ def demo_page(mode: str, misbehaviour: misbehave.Misbehaviour | None = None) -> 
         b"__WSINSPECT_MISBEHAVE__", misbehave.page_notice(misbehaviour))
 
 
-class Problems:
-    """Failures of the server's own outputs (the JSON file, the recording): each said once on stderr, and
-    remembered so the exit status can say which record is incomplete."""
-
-    def __init__(self, stderr: TextIO) -> None:
-        self.stderr = stderr
-        self.incomplete: list[str] = []  # "--json FILE", "--record FILE"
-
-    def failed(self, what: str, error: OSError, consequence: str) -> None:
-        if what not in self.incomplete:
-            self.incomplete.append(what)
-            print(f"wsinspect serve: writing {what} failed ({error.strerror or error}); {consequence}",
-                  file=self.stderr, flush=True)
-
-
-class GuardedSink:
-    """A sink writing to a file (--json): a failed write is reported once and the sink stops; serving goes on."""
-
-    def __init__(self, sink: EventSink, what: str, problems: Problems) -> None:
-        self.sink = sink
-        self.what = what
-        self.problems = problems
-        self.failed = False
-
-    def handle(self, event: Event) -> None:
-        if self.failed:
-            return
-        try:
-            self.sink.handle(event)
-        except OSError as error:
-            self._failed(error)
-
-    def _failed(self, error: OSError) -> None:
-        self.failed = True
-        self.problems.failed(self.what, error, "it is incomplete from here on, serving goes on")
-
-    def close(self) -> None:
-        try:
-            self.sink.close()
-        except OSError as error:
-            if not self.failed:
-                self._failed(error)
-
-
-class GuardedRecorder:
-    """The session recorder (--record) behind the same guard: one report, then no more recording."""
-
-    def __init__(self, recorder: SessionRecorder, what: str, problems: Problems) -> None:
-        self.recorder: SessionRecorder | None = recorder
-        self.what = what
-        self.problems = problems
-
-    def _call(self, method: Callable[..., None], *args: Any) -> None:
-        try:
-            method(*args)
-        except OSError as error:
-            self.recorder = None
-            self.problems.failed(self.what, error, "the recording is incomplete from here on, serving goes on")
-
-    def open(self, stream: int, client: tuple[str, int], server: tuple[str, int], now: float) -> None:
-        if self.recorder is not None:
-            self._call(self.recorder.open, stream, client, server, now)
-
-    def data(self, stream: int, direction: str, data: bytes, now: float) -> None:
-        if self.recorder is not None:
-            self._call(self.recorder.data, stream, direction, data, now)
-
-    def close(self, stream: int, now: float) -> None:
-        if self.recorder is not None:
-            self._call(self.recorder.close, stream, now)
-
-    def finish(self, now: float) -> None:
-        if self.recorder is not None:
-            self._call(self.recorder.finish, now)
-
-
 class WebSocketServer:
     """Owns the listening socket, the live connections, and where their events and bytes go."""
 
     def __init__(self, options: ServeOptions, config: ServerConfig, sinks: list[EventSink],
-                 recorder: GuardedRecorder | None = None, on_listening: Callable[[str, int], None] | None = None,
+                 recorder: Recording | None = None, on_listening: Callable[[str, int], None] | None = None,
                  warn: Callable[[str], None] | None = None) -> None:
         self.options = options
         self.config = config
@@ -604,30 +526,10 @@ class ServerConnection(asyncio.Protocol):
 # -- the command ----------------------------------------------------------------------------------------------
 
 
-def _open_outputs(args: argparse.Namespace, problems: Problems) -> tuple[TextIO | None, GuardedRecorder | None]:
-    """Open --json and --record before listening: a file that cannot be written is an error now, not later."""
-    json_file = recorder = None
-    try:
-        if args.json:
-            # Line-buffered, so `tail -f` on the file follows the session live.
-            json_file = open(args.json, "w", encoding="ascii", buffering=1)  # noqa: SIM115 - closed by run_serve
-        if args.record:
-            recorder = GuardedRecorder(SessionRecorder(args.record), f"--record {visible(args.record)}", problems)
-    except OSError as error:
-        which = "--json" if json_file is None and args.json else "--record"
-        name = args.json if which == "--json" else args.record
-        if json_file is not None:
-            json_file.close()
-        raise SystemExit(f"wsinspect serve: cannot write {which} {visible(str(name))}: "
-                         f"{error.strerror or error}") from None
-    return json_file, recorder
-
-
 def run_serve(args: argparse.Namespace) -> int:
     from wsinspect.commands.arguments import make_console, make_palette
 
     console: Console = make_console(args)
-    problems = Problems(sys.stderr)
     if args.interval is not None and args.mode != "push":
         print(f"wsinspect serve: warning: --interval applies to --mode push only; ignored in {args.mode} mode",
               file=sys.stderr)
@@ -637,9 +539,11 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"wsinspect serve: {failure}", file=sys.stderr)
         return 2
     try:
-        json_file, recorder = _open_outputs(args, problems)
-    except SystemExit as error:
-        print(error.code, file=sys.stderr)
+        # Before listening: a file that cannot be written is an error now, not a lost session later.
+        outputs = Outputs(json=args.json, record=args.record, command="serve",
+                          say=lambda line: print(line, file=sys.stderr, flush=True))
+    except UsageError as failure:
+        print(f"wsinspect serve: {failure}", file=sys.stderr)
         return 2
     output = Output(console, make_palette(args, console), live=True)
     limits = Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message)
@@ -664,8 +568,8 @@ def run_serve(args: argparse.Namespace) -> int:
                            PacketList(output, detail=args.detail, max_bytes=args.max_bytes, live=True,
                                       compact=args.compact, explain=args.explain))
         sinks += [summary, view]
-    if json_file is not None:
-        sinks.append(GuardedSink(JsonLinesView(json_file), f"--json {visible(args.json)}", problems))
+    if args.json:
+        sinks.append(JsonSink(outputs))
 
     def warn(line: str) -> None:
         output.flush()  # after the log lines before it
@@ -688,7 +592,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 console.print(Text(f"  http{secure}://{shown_address}:{port}/"))
         console.print(Text("Ctrl-C closes every connection with 1001 and stops.", style="dim"))
 
-    server = WebSocketServer(options, config, sinks, recorder, on_listening=listening, warn=warn)
+    server = WebSocketServer(options, config, sinks, outputs.recording if args.record else None,
+                             on_listening=listening, warn=warn)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -713,17 +618,8 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         for sink in sinks:
             sink.close()
-        if json_file is not None:
-            # Already reported by its sink: a failed write stays in the buffer and fails again here.
-            with contextlib.suppress(OSError):
-                json_file.close()
-        if recorder is not None:
-            recorder.finish(time.time())
+        outputs.finish(time.time())
     if not args.quiet:
         output.lines(summary.lines())
         output.flush()
-    if problems.incomplete:
-        print(f"wsinspect serve: the record is incomplete: {', '.join(problems.incomplete)} (a write failed; "
-              "exit status 1)", file=sys.stderr)
-        return 1
-    return status
+    return outputs.exit_status(status, when_incomplete=1)
