@@ -161,7 +161,7 @@ class WebSocketServer:
         return [connection for connection in self.connections.values()
                 if connection.endpoint is not None and connection.endpoint.is_websocket]
 
-    def sent(self, connection: ServerConnection) -> None:
+    def queued_for(self, connection: ServerConnection) -> None:
         self._unflushed[connection] = None
 
     def flush_sent(self, now: float) -> None:
@@ -421,7 +421,7 @@ class ServerConnection(asyncio.Protocol):
         if self.endpoint is None or self._closed:
             return
         self.endpoint.send_message(data, time=time, opcode=opcode)
-        self.server.sent(self)
+        self.server.queued_for(self)
 
     def flush(self, now: float) -> None:
         if self.endpoint is not None and not self._closed:
