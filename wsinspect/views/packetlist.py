@@ -340,15 +340,13 @@ class PacketList:
         return line
 
     def _outcome(self, response: HandshakeResponse, *, compact: bool = False) -> Line:
+        status = response.response.status  # 101, or 200 for an extended CONNECT over HTTP/2 (RFC 8441 5)
         if not response.upgraded:
-            status = response.response
-            return [("error", f"✗ refused: {status.status} {visible(status.reason)}"),
+            return [("error", f"✗ refused: {status} {visible(response.response.reason)}"),
                     ("muted", "" if compact else " (no WebSocket frames follow)")]
-        if blocking(response.findings):  # a 101 that breaks a MUST: a conforming client does not go on
-            status = response.response.status
+        if blocking(response.findings):  # an upgrade that breaks a MUST: a conforming client does not go on
             return [("error", f"✗ {status} invalid" if compact else
                      f"✗ answered {status}, but not validly: a conforming client fails the connection here")]
-        status = response.response.status  # 101, or 200 for an extended CONNECT over HTTP/2 (RFC 8441 5)
         line: Line = [("ok", f"✓ {status} upgraded" if compact else "✓ upgraded")]
         if response.subprotocol:
             line += [("muted", "; subprotocol "), ("accent", visible(response.subprotocol))]
