@@ -529,7 +529,8 @@ class ServerConnection(asyncio.Protocol):
 def run_serve(args: argparse.Namespace) -> int:
     from wsinspect.commands.arguments import make_console, make_palette
 
-    console: Console = make_console(args)
+    # With --json - the JSON lines own stdout, so the live log and the banner go to stderr (as connect and proxy do).
+    console: Console = make_console(args, stderr=args.json == "-")
     if args.interval is not None and args.mode != "push":
         print(f"wsinspect serve: warning: --interval applies to --mode push only; ignored in {args.mode} mode",
               file=sys.stderr)
