@@ -263,6 +263,17 @@ def test_duration_ends_a_quiet_capture_with_status_1(sniff: Any) -> None:
 
 
 @needs_capture
+def test_ctrl_c_right_after_capturing_on_is_a_clean_stop(sniff: Any) -> None:
+    # From 'Capturing on' on, Ctrl-C ends the capture (exit 1 here: nothing was seen), never a KeyboardInterrupt
+    # (130) from the moment before the packets are first read.
+    child = sniff(["-i", "lo", "--port", str(free_port())])
+    child.interrupt()
+    code, _, err = child.finish()
+    assert code == 1, err
+    assert "no WebSocket conversation found in 0 packets" in err
+
+
+@needs_capture
 def test_any_interface_decodes_the_same_messages_and_y_chooses_what_is_shown(sniff: Any) -> None:
     port = free_port()
     child = sniff(["-i", "any", "--port", str(port), "--json", "-Y", "message"])

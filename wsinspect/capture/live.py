@@ -248,7 +248,7 @@ class LiveCapture:
         self._stop_requested = True
 
     def __iter__(self) -> Iterator[RawPacket]:
-        self._catch_signals()
+        self.catch_signals()
         try:
             yield from self._packets()
         finally:
@@ -324,9 +324,12 @@ class LiveCapture:
                 self._recorder.close()
             self._recorder = None
 
-    def _catch_signals(self) -> None:
+    def catch_signals(self) -> None:
         """The first SIGINT or SIGTERM ends the capture cleanly (the trace then closes what is open and the summary
-        is printed); a second SIGINT interrupts at once, in case what follows is stuck."""
+        is printed); a second SIGINT interrupts at once, in case what follows is stuck. Called by the command before
+        it says it is capturing (a Ctrl-C from then on is a clean stop), and again, to no effect, by iterating."""
+        if self._previous_handlers:
+            return
 
         def stop(number: int, frame: FrameType | None) -> None:
             self.stop()

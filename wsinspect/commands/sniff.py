@@ -93,6 +93,7 @@ def run_sniff(args: argparse.Namespace) -> int:
                            record=args.record)
     except LiveCaptureError as failure:
         return error(args, f"sniff: {visible(str(failure))}")
+    live.catch_signals()  # before 'Capturing on': a Ctrl-C right after it must stop cleanly, not interrupt
     notes = make_console(args, stderr=True)
     stops = [f"after {args.count} packet{'s' if args.count > 1 else ''}"] if args.count else []
     stops += [f"after {args.duration:g} s"] if args.duration else []
