@@ -18,19 +18,16 @@ from wsinspect.commands import command_parser
 from wsinspect.core.connection import Limits
 from wsinspect.core.events import Event
 from wsinspect.trace import CaptureTrace
-from wsinspect.views.export import ExportError, check_writable, save_painted
-from wsinspect.views.flow import FlowView
-from wsinspect.views.jsonlines import JsonLinesView
 from wsinspect.views.output import Handout
 from wsinspect.views.packetlist import PacketList
 from wsinspect.views.safe import visible
 from wsinspect.views.summary import Summary
-from wsinspect.views.transcript import Transcript
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
     from wsinspect.capture.live import LiveCapture
+    from wsinspect.views.jsonlines import JsonLinesView
 
 READ_EXAMPLES = """\
 examples:
@@ -131,6 +128,8 @@ def run_read(args: argparse.Namespace, live: LiveCapture | None = None) -> int:
         return EXIT_USAGE
 
     if args.export:
+        from wsinspect.views.export import ExportError, check_writable
+
         try:
             check_writable(args.export)
         except ExportError as error:
@@ -143,12 +142,19 @@ def run_read(args: argparse.Namespace, live: LiveCapture | None = None) -> int:
         live.before_waiting = output.flush
     view: View
     packet_list: PacketList | None = None
+    # Only the chosen view's module is imported: starting fast is what puts the first line on the screen at once.
     if args.json:
+        from wsinspect.views.jsonlines import JsonLinesView
+
         json_view = JsonLinesView(sys.stdout)
         view = json_view if shown is None else _FilteredJson(json_view, shown)
     elif args.follow:
+        from wsinspect.views.transcript import Transcript
+
         view = Transcript(output, shown=shown)
     elif args.flow:
+        from wsinspect.views.flow import FlowView
+
         view = FlowView(output, shown=shown)
     else:
         view = packet_list = PacketList(output, detail=args.detail, max_bytes=args.max_bytes, shown=shown,
@@ -239,6 +245,8 @@ def _save_handout(args: argparse.Namespace, errors: Console, handout: Handout, t
                        "handout; nothing was saved. Narrow it: --stream N (one conversation), -Y FILTER (some "
                        "frames) or -c N (the first packets), or --compact")
         return EXIT_USAGE
+    from wsinspect.views.export import ExportError, save_painted
+
     try:
         save_painted(handout.lines, args.export, theme=theme, title=f"wsinspect {args.command} {name}")
     except ExportError as error:
