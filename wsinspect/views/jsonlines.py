@@ -7,6 +7,7 @@ against ``tshark -T json``; values are native JSON types (tshark prints them as 
 from __future__ import annotations
 
 import json
+from binascii import hexlify
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -121,8 +122,9 @@ def to_json(event: Event) -> dict[str, Any]:
 
 # -- the hot path -------------------------------------------------------------------------------------------------
 # Frames and messages are nearly every line of a large capture. Their values are numbers, booleans, hex and (for
-# text) one string, so they are written straight into the line; ``to_json`` stays the reference, and a test checks
-# that both give the same bytes for every event of the shipped captures.
+# text) one string, so they are written straight into the line, as bytes: the payload's hex (most of the output) is
+# made as bytes by binascii and joined once, never copied through a str and encoded again. ``to_json`` stays the
+# reference, and a test checks that both give the same bytes for every event of the shipped captures.
 
 _JSON_STRING = json.encoder.encode_basestring_ascii  # the C escaper json.dumps(ensure_ascii=True) uses
 _OPCODE_NAMES = {code: json.dumps(opcode_name(code)) for code in range(16)}
@@ -143,52 +145,66 @@ def _common(kind: str, event: Event) -> str:
             f'"packet":{_literal(event.packet)}')
 
 
-def frame_line(event: FrameEvent, payload_hex: str | None = None, end: str = "") -> str:
+def frame_line(event: FrameEvent, payload_hex: bytes | None = None) -> bytes:
+    """The frame's JSON line as written, newline included (``payload_hex``: its payload's hex, if made already)."""
     f = event.frame
-    if payload_hex is None:
-        payload_hex = f.payload.hex()
     key = f'"{f.masking_key.hex(":")}"' if f.masking_key else "null"
     missing = f',"payload_missing":{f.missing}' if f.missing else ""
-    return (f'{_common("frame", event)},"websocket.fin":{_literal(f.fin)},"websocket.rsv":{f.rsv},'
+    head = (f'{_common("frame", event)},"websocket.fin":{_literal(f.fin)},"websocket.rsv":{f.rsv},'
             f'"websocket.opcode":{f.opcode},"websocket.mask":{_literal(f.masked)},'
             f'"websocket.payload_length":{f.payload_length},"websocket.masking_key":{key},'
             f'"opcode_name":{_OPCODE_NAMES[f.opcode]},"length_bits":{f.length_bits},"offset":{f.offset},'
-            f'"header_length":{len(f.header)},"payload":"{payload_hex}"{missing}}}{end}')
+            f'"header_length":{len(f.header)},"payload":"')
+    return b"".join((head.encode(), hexlify(f.payload) if payload_hex is None else payload_hex,
+                     f'"{missing}}}\n'.encode()))
 
 
-def message_line(event: Message, data_hex: str | None = None, end: str = "") -> str:
-    if data_hex is None:
-        data_hex = event.data.hex()
-    text = "null" if event.text is None else _JSON_STRING(event.text)
-    return (f'{_common("message", event)},"opcode":{event.opcode},"opcode_name":{_OPCODE_NAMES[event.opcode]},'
+def message_line(event: Message, data_hex: bytes | None = None) -> bytes:
+    """The message's JSON line as written, newline included (``data_hex``: its data's hex, if made already)."""
+    text = "null" if event.text is None else _JSON_STRING(event.text)  # ASCII: every other character escaped
+    head = (f'{_common("message", event)},"opcode":{event.opcode},"opcode_name":{_OPCODE_NAMES[event.opcode]},'
             f'"length":{len(event.data)},"frames":{event.frames},"compressed":{_literal(event.compressed)},'
             f'"wire_length":{event.wire_length},"complete":{_literal(event.complete)},'
-            f'"first_packet":{_literal(event.first_packet)},"data":"{data_hex}","text":{text}}}{end}')
+            f'"first_packet":{_literal(event.first_packet)},"data":"')
+    return b"".join((head.encode(), hexlify(event.data) if data_hex is None else data_hex,
+                     f'","text":{text}}}\n'.encode()))
 
 
 class JsonLinesView:
-    """Writes one line per event. ``ensure_ascii`` keeps the output 7-bit: no raw control bytes reach a terminal."""
+    """Writes one line per event. ``ensure_ascii`` keeps the output 7-bit: no raw control bytes reach a terminal.
+
+    Lines are bytes, written to the text stream's binary buffer beneath it (a stream without one, such as a
+    StringIO, gets them decoded). A line-buffered stream (a terminal, or ``--json FILE`` followed live with
+    ``tail -f``) is flushed after every line, as its text layer would have been.
+    """
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        out.flush()  # anything written as text before: ahead of the first line written beneath it
+        binary = getattr(out, "buffer", None)
+        self._write: Callable[[bytes], object] = (
+            binary.write if binary is not None else lambda line: out.write(line.decode("ascii")))
+        self._flush: Callable[[], object] | None = binary.flush if binary is not None and out.line_buffering \
+            else None
         self._last_payload: bytes | None = None
-        self._last_hex = ""
+        self._last_hex = b""
         self._dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
     def handle(self, event: Event) -> None:
         kind = type(event)
         if kind is FrameEvent:
             payload = event.frame.payload  # type: ignore[attr-defined]
-            self._last_payload, self._last_hex = payload, payload.hex()
-            line = frame_line(event, self._last_hex, "\n")  # type: ignore[arg-type]
+            self._last_payload, self._last_hex = payload, hexlify(payload)
+            line = frame_line(event, self._last_hex)  # type: ignore[arg-type]
         elif kind is Message:
             # A message carried whole by one uncompressed frame is that frame's payload object: hex it once.
             data = event.data  # type: ignore[attr-defined]
-            same = self._last_hex if data is self._last_payload else None
-            line = message_line(event, same, "\n")  # type: ignore[arg-type]
+            line = message_line(event, self._last_hex if data is self._last_payload else None)  # type: ignore[arg-type]
         else:
-            line = self._dumps(to_json(event)) + "\n"
-        self.out.write(line)  # the newline is part of the line: big lines are not copied once more to add it
+            line = (self._dumps(to_json(event)) + "\n").encode()
+        self._write(line)
+        if self._flush is not None:
+            self._flush()
 
     def close(self) -> None:
         self.out.flush()
