@@ -61,7 +61,6 @@ from wsinspect.core.frames import (
     ParseItem,
     Resynced,
     Truncated,
-    minimal_length_bits,
     parse_close_payload,
 )
 from wsinspect.core.handshake import (
@@ -114,11 +113,13 @@ class MemoryBudget:
         self.peak = 0
 
     def available(self) -> int:
-        return max(self.limit - self.held, 0)
+        left = self.limit - self.held
+        return left if left > 0 else 0
 
     def take(self, size: int) -> None:
-        self.held += size
-        self.peak = max(self.peak, self.held)
+        held = self.held = self.held + size
+        if held > self.peak:
+            self.peak = held
 
     def give_back(self, size: int) -> None:
         self.held -= size
@@ -136,6 +137,26 @@ class Limits:
 
 # RFC 6455 7.4.1 and 7.4.2, plus 1012-1014 registered with IANA since (section 11.7's registry).
 _VALID_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
+
+
+def _usual_first_bytes(*, deflate_agreed: bool) -> bytes:
+    """For each value of a frame's first byte: 1 if a data frame breaks none of the rules of ``_check_frame`` with
+    it, 2 if a control frame does (provided it carries at most 125 bytes), 0 if the rules must be gone through."""
+    kinds = bytearray(256)
+    for first in range(256):
+        opcode, reserved_bits = first & 0x0F, first & 0x70
+        if not (reserved_bits == 0 or (reserved_bits == 0x40 and deflate_agreed and opcode in (1, 2))):
+            continue
+        if opcode <= 2:
+            kinds[first] = 1
+        elif opcode in (8, 9, 10) and first & 0x80:
+            kinds[first] = 2
+    return bytes(kinds)
+
+
+# Which table a direction uses depends only on whether RSV1 may mean "compressed" there (an inflater is set).
+_USUAL_FIRST_BYTES = _usual_first_bytes(deflate_agreed=False)
+_USUAL_FIRST_BYTES_DEFLATE = _usual_first_bytes(deflate_agreed=True)
 
 
 def close_code_is_valid(code: int) -> bool:
@@ -173,6 +194,7 @@ class _Side:
         "received",
         "sender_is_client",
         "sent_close",
+        "usual_first_bytes",
     )
 
     def __init__(self, direction: Direction, limits: Limits, *, in_sync: bool) -> None:
@@ -183,6 +205,7 @@ class _Side:
         self.message: _MessageInProgress | None = None
         self.charged = 0  # bytes of the parser's unfinished frame counted in the memory budget
         self.inflater: MessageInflater | None = None  # set when RSV1 means "compressed" in this direction
+        self.usual_first_bytes = _USUAL_FIRST_BYTES  # follows ``inflater``: see _usual_first_bytes
         if not in_sync:
             self.assume_deflate()
         self.sent_close = False
@@ -200,11 +223,13 @@ class _Side:
         self.parser.rsv1_allowed = True
         self.inflater = MessageInflater(no_context_takeover=params.no_context_takeover(self.sender_is_client),
                                         window_bits=params.max_window_bits(self.sender_is_client))
+        self.usual_first_bytes = _USUAL_FIRST_BYTES_DEFLATE
 
     def assume_deflate(self) -> None:
         """The handshake was not seen: take RSV1 to mean permessage-deflate, with the earlier window unknown."""
         self.parser.rsv1_allowed = True
         self.inflater = MessageInflater(no_context_takeover=False, context_known=False)
+        self.usual_first_bytes = _USUAL_FIRST_BYTES_DEFLATE
 
 
 class Connection:
@@ -238,8 +263,12 @@ class Connection:
     def receive(self, direction: Direction, data: bytes, *, time: float, packet: int | None = None) -> list[Event]:
         out: list[Event] = []
         if data:
-            self.sides[direction].received += len(data)
-            self._route(direction, bytes(data), time, packet, out)
+            side = self.sides[direction]
+            side.received += len(data)
+            if self.phase is Phase.OPEN:
+                self._frames(side, bytes(data), time, packet, out)
+            else:
+                self._route(direction, bytes(data), time, packet, out)
         return out
 
     def gap(self, direction: Direction, missing: int, *, time: float, packet: int | None = None) -> list[Event]:
@@ -400,10 +429,16 @@ class Connection:
     def _collect_head(self, side: _Side, data: bytes, time: float, packet: int | None,
                       out: list[Event]) -> tuple[bytes, bytes] | None:
         """Add bytes to a header block; (head, rest) once the blank line is in, within the size limit."""
+        limit = self.limits.max_header_bytes
+        if not side.head:
+            # A whole header block in one piece (the usual handshake): cut it from ``data``, no copy into the buffer.
+            end = find_header_end(data)
+            if 0 <= end <= limit:
+                side.parser.offset = end  # frames follow the header block in the byte stream
+                return data[:end], data[end:]
         start = max(len(side.head) - 3, 0)
         side.head += data
         end = find_header_end(side.head, start)
-        limit = self.limits.max_header_bytes
         if end > limit or (end < 0 and len(side.head) > limit):
             out.append(Violation(stream=self.stream, direction=side.direction, time=time, packet=packet,
                                  check=CHECKS["http.header-too-large"],
@@ -500,7 +535,10 @@ class Connection:
         parser = side.parser
         if parser.in_sync:
             for item in parser.feed(data):
-                self._parse_item(side, item, time, packet, out)
+                if type(item) is Frame:
+                    self._frame(side, item, time, packet, out)
+                else:
+                    self._parse_item(side, item, time, packet, out)
             if self.budget is not None and (parser.buffered or side.charged):
                 self._charge_frame(side, time, packet, out)
             return
@@ -525,8 +563,9 @@ class Connection:
         budget = self.budget
         assert budget is not None
         held = side.parser.buffered
-        budget.take(held - side.charged)
-        side.charged = held
+        if held != side.charged:
+            budget.take(held - side.charged)
+            side.charged = held
         if budget.held <= budget.limit or held < LET_GO_FROM:
             return
         items = side.parser.let_go()
@@ -545,9 +584,7 @@ class Connection:
     def _parse_item(self, side: _Side, item: ParseItem, time: float, packet: int | None,
                     out: list[Event]) -> None:
         if isinstance(item, Frame):
-            out.append(_new_frame_event(self.stream, side.direction, time, packet, item))
-            self._check_frame(side, item, time, packet, out)
-            self._interpret(side, item, time, packet, out)
+            self._frame(side, item, time, packet, out)
         elif isinstance(item, Resynced):
             out.append(self._notice(side, "capture.resync", time, packet,
                                     f"Skipped {item.skipped} bytes to reach a frame boundary at stream offset "
@@ -570,16 +607,29 @@ class Connection:
         return Notice(stream=self.stream, direction=side.direction, time=time, packet=packet,
                       check=CHECKS[check_id], message=message, offset=offset)
 
+    def _frame(self, side: _Side, frame: Frame, time: float, packet: int | None, out: list[Event]) -> None:
+        """A frame's event, then what follows from it: its violations, and the message or close it completes."""
+        out.append(_new_frame_event(self.stream, side.direction, time, packet, frame))
+        length = frame.payload_length
+        kind = side.usual_first_bytes[frame.header[0]]
+        if not (kind and frame.masked == side.sender_is_client and (kind == 1 or length <= MAX_CONTROL_PAYLOAD)
+                and length <= self.limits.max_frame
+                and frame.length_bits == (7 if length <= 125 else 16 if length <= 0xFFFF else 64)):
+            self._check_frame(side, frame, time, packet, out)  # not the usual frame: go through the rules
+        opcode = frame.opcode
+        if (opcode == 1 or opcode == 2) and frame.fin and side.message is None and not side.sent_close \
+                and not frame.missing and length <= self.limits.max_message:
+            # The common cases, without the machinery for fragments: one frame carrying a whole message.
+            if not frame.rsv1:
+                self._whole_message(side, frame, time, packet, out)
+                return
+            if side.inflater is not None:
+                self._whole_compressed_message(side, frame, time, packet, out)
+                return
+        self._interpret(side, frame, time, packet, out)
+
     def _check_frame(self, side: _Side, frame: Frame, time: float, packet: int | None, out: list[Event]) -> None:
         """The rules of RFC 6455 5.1-5.5 that one frame can break on its own."""
-        opcode = frame.opcode
-        reserved_bits = frame.header[0] & 0x70
-        if (reserved_bits == 0 or (reserved_bits == 0x40 and side.inflater is not None and opcode in (1, 2))) \
-                and frame.masked == side.sender_is_client \
-                and (opcode <= 2 or (opcode in (8, 9, 10) and frame.fin and frame.payload_length <= 125)) \
-                and frame.payload_length <= self.limits.max_frame \
-                and minimal_length_bits(frame.payload_length) == frame.length_bits:
-            return  # the usual frame, which breaks none of the rules below
 
         def report(check_id: str, message: str) -> None:
             out.append(self._violation(side, check_id, frame, time, packet, message))
@@ -615,15 +665,11 @@ class Connection:
         if opcode == Opcode.CLOSE:
             self._close(side, frame, time, packet, out)
             return
-        if opcode in (Opcode.PING, Opcode.PONG) or not is_known_opcode(opcode):
+        if opcode > Opcode.BINARY:  # a ping, a pong, or a reserved opcode: nothing to reassemble
             return
         if side.sent_close:
             out.append(self._violation(side, "close.data-after-close", frame, time, packet,
                                        f"A {opcode_name(opcode).lower()} frame after this side's close frame."))
-        if frame.fin and opcode != Opcode.CONTINUATION and side.message is None and not frame.rsv1 \
-                and frame.complete and frame.payload_length <= self.limits.max_message:
-            self._whole_message(side, frame, time, packet, out)
-            return
         if opcode == Opcode.CONTINUATION:
             if side.message is None:
                 if side.lost_message_start:
@@ -661,7 +707,8 @@ class Connection:
             self._finish_message(side, message, time, packet, out)
 
     def _whole_message(self, side: _Side, frame: Frame, time: float, packet: int | None, out: list[Event]) -> None:
-        """The common case, without the machinery for fragments: one uncompressed frame carrying a whole message."""
+        """One uncompressed frame carrying a whole message, as ``_interpret`` would take it, without its fragment
+        machinery: its payload is the message, shared, not copied."""
         side.lost_message_start = False
         text = None
         if frame.opcode == Opcode.TEXT:
@@ -672,6 +719,39 @@ class Connection:
                                            f"Invalid UTF-8 at byte {error.start} of the message: {error.reason}."))
         out.append(_new_message(self.stream, side.direction, time, packet, frame.opcode, frame.payload, text, 1,
                                 frame.payload_length, False, True, packet))
+
+    def _whole_compressed_message(self, side: _Side, frame: Frame, time: float, packet: int | None,
+                                  out: list[Event]) -> None:
+        """One compressed frame carrying a whole message, as ``_interpret``, ``_add_payload`` and
+        ``_finish_message`` would take it, without a ``_MessageInProgress``: the same events, violations and
+        budget accounting (the inflated bytes are held only while the message is built, so they count towards
+        the budget's peak and are given back at once)."""
+        side.lost_message_start = False
+        inflater = side.inflater
+        assert inflater is not None
+        inflater.start()
+        room = self.limits.max_message
+        budget = self.budget
+        budget_room = budget.available() if budget is not None else room
+        try:
+            data = inflater.inflate(frame.payload, min(room, budget_room), final=True)
+        except (deflate.TooBig, deflate.InflateError) as error:
+            message = _MessageInProgress(frame.opcode, True, packet, frames=1, wire_length=frame.payload_length)
+            self._inflate_failed(side, message, frame, error, budget_room < room, time, packet, out)
+            self._finish_message(side, message, time, packet, out)
+            return
+        if budget is not None:
+            budget.take(len(data))
+            budget.give_back(len(data))
+        text = None
+        if frame.opcode == 1:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                out.append(self._violation(side, "message.invalid-utf8", frame, time, packet,
+                                           f"Invalid UTF-8 at byte {error.start} of the message: {error.reason}."))
+        out.append(_new_message(self.stream, side.direction, time, packet, frame.opcode, data, text, 1,
+                                frame.payload_length, True, True, packet))
 
     def _add_payload(self, side: _Side, message: _MessageInProgress, frame: Frame, time: float, packet: int | None,
                      out: list[Event]) -> None:
@@ -686,27 +766,8 @@ class Connection:
             assert inflater is not None
             try:
                 data = inflater.inflate(data, min(room, budget_room), final=frame.fin)
-            except deflate.TooBig:
-                if budget_room < room:
-                    self._over_budget(side, message, frame, time, packet, out)
-                else:
-                    out.append(self._violation(side, "message.too-big", frame, time, packet,
-                                               f"The message inflates to more than {self.limits.max_message} "
-                                               "bytes."))
-                message.complete = False
-                return
-            except deflate.ContextMissing:
-                out.append(self._notice(side, "message.inflate-context-lost", time, packet,
-                                        "This compressed message cannot be inflated: it refers back into earlier "
-                                        "messages of this direction that the capture does not hold (context "
-                                        "takeover). Its frames are shown; later messages are inflated again as "
-                                        "soon as they refer only to what was seen.", frame.offset))
-                message.complete = False
-                return
-            except deflate.InflateError as error:
-                out.append(self._violation(side, "message.inflate-failed", frame, time, packet,
-                                           f"The compressed data does not inflate: {error}."))
-                message.complete = False
+            except (deflate.TooBig, deflate.InflateError) as error:
+                self._inflate_failed(side, message, frame, error, budget_room < room, time, packet, out)
                 return
         elif len(data) > room:
             out.append(self._violation(side, "message.too-big", frame, time, packet,
@@ -729,6 +790,27 @@ class Connection:
                 out.append(self._violation(side, "message.invalid-utf8", frame, time, packet,
                                            f"Invalid UTF-8 at byte {message.size - len(data) + error.start} of "
                                            f"the message: {error.reason}."))
+
+    def _inflate_failed(self, side: _Side, message: _MessageInProgress, frame: Frame,
+                        error: deflate.TooBig | deflate.InflateError, budget_was_tighter: bool, time: float,
+                        packet: int | None, out: list[Event]) -> None:
+        """Report why a compressed fragment did not inflate; the message is cut short there."""
+        if isinstance(error, deflate.TooBig):
+            if budget_was_tighter:
+                self._over_budget(side, message, frame, time, packet, out)
+            else:
+                out.append(self._violation(side, "message.too-big", frame, time, packet,
+                                           f"The message inflates to more than {self.limits.max_message} bytes."))
+        elif isinstance(error, deflate.ContextMissing):
+            out.append(self._notice(side, "message.inflate-context-lost", time, packet,
+                                    "This compressed message cannot be inflated: it refers back into earlier "
+                                    "messages of this direction that the capture does not hold (context "
+                                    "takeover). Its frames are shown; later messages are inflated again as soon as "
+                                    "they refer only to what was seen.", frame.offset))
+        else:
+            out.append(self._violation(side, "message.inflate-failed", frame, time, packet,
+                                       f"The compressed data does not inflate: {error}."))
+        message.complete = False
 
     def _over_budget(self, side: _Side, message: _MessageInProgress, frame: Frame, time: float,
                      packet: int | None, out: list[Event]) -> None:
@@ -754,10 +836,9 @@ class Connection:
         text = None
         if message.utf8 is not None and message.text_valid and message.complete:
             text = data.decode("utf-8")  # already validated piece by piece
-        out.append(Message(stream=self.stream, direction=side.direction, time=time, packet=packet,
-                           opcode=message.opcode, data=data, text=text, frames=message.frames,
-                           wire_length=message.wire_length, compressed=message.compressed,
-                           complete=message.complete, first_packet=message.first_packet))
+        out.append(_new_message(self.stream, side.direction, time, packet, message.opcode, data, text,
+                                message.frames, message.wire_length, message.compressed, message.complete,
+                                message.first_packet))
 
     def _close(self, side: _Side, frame: Frame, time: float, packet: int | None, out: list[Event]) -> None:
         body = parse_close_payload(frame.payload)

@@ -222,7 +222,7 @@ class FrameParser:
     """Incremental parser for one direction. See the module docstring."""
 
     # One per direction of every open connection: no per-instance dict.
-    __slots__ = ("_buffer", "_discarded", "_in_sync", "_offset", "_scan_from", "_skip", "expect_masked",
+    __slots__ = ("_buffer", "_discarded", "_in_sync", "_offset", "_scan_from", "_skip", "_wanted", "expect_masked",
                  "max_payload", "rsv1_allowed")
 
     def __init__(
@@ -243,6 +243,10 @@ class FrameParser:
         self._in_sync = in_sync
         self._scan_from = 0  # while out of sync: first buffer index not yet ruled out
         self._discarded = 0  # bytes thrown away since sync was lost (not counting never-captured ones)
+        # Size of the frame at the start of _buffer while in sync and its header is in; 0 otherwise (an empty or
+        # out-of-sync buffer, an unfinished header). Lets feed() append the next piece of a large frame without
+        # reading its header again.
+        self._wanted = 0
 
     @property
     def offset(self) -> int:
@@ -264,6 +268,11 @@ class FrameParser:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[ParseItem]:
+        buffer = self._buffer
+        if len(buffer) + len(data) < self._wanted:
+            # Another piece of the frame being collected, which it does not complete: nothing to parse yet.
+            buffer += data
+            return []
         items: list[ParseItem] = []
         if self._skip:
             used = min(self._skip, len(data))
@@ -272,7 +281,7 @@ class FrameParser:
             data = data[used:]
             if not data:
                 return items
-        if self._in_sync and not self._buffer:
+        if self._in_sync and not buffer:
             # The common case: frames straight from the chunk, only an unfinished tail is copied into the buffer.
             pos = self._parse_frames(data, 0, items)
             if self._skip:
@@ -280,9 +289,9 @@ class FrameParser:
             else:
                 self._offset += pos
                 if pos < len(data):
-                    self._buffer += memoryview(data)[pos:]
+                    buffer += memoryview(data)[pos:]
             return items
-        self._buffer += data
+        buffer += data
         self._parse(items)
         return items
 
@@ -306,6 +315,7 @@ class FrameParser:
                     items.append(self._make_frame(0, header_length, payload_length, len(self._buffer) - header_length))
                     self._offset += len(self._buffer) + missing
                     self._buffer.clear()
+                    self._wanted = 0
                     self._skip = remaining - missing
                     return items
             items.append(Truncated(self._offset, len(self._buffer)))
@@ -313,6 +323,7 @@ class FrameParser:
             self._discarded += len(self._buffer)
         self._offset += len(self._buffer) + missing
         self._buffer.clear()
+        self._wanted = 0
         self._in_sync = False
         self._scan_from = 0
         return items
@@ -330,6 +341,7 @@ class FrameParser:
         frame = self._make_frame(0, header_length, payload_length, kept)
         self._offset += len(self._buffer)
         self._buffer.clear()
+        self._wanted = 0
         self._skip = payload_length - kept
         return [frame]
 
@@ -359,6 +371,7 @@ class FrameParser:
                 items.append(Truncated(self._offset, len(self._buffer)))
         self._offset += len(self._buffer)
         self._buffer.clear()
+        self._wanted = 0
         return items
 
     # -- internals ---------------------------------------------------------------------------------------------
@@ -409,29 +422,64 @@ class FrameParser:
         )
 
     def _parse_frames(self, buf: bytes | bytearray, pos: int, items: list[ParseItem]) -> int:
-        """Parse whole frames from ``buf[pos:]`` while in sync; return where the first unfinished one starts."""
+        """Parse whole frames from ``buf[pos:]`` while in sync; return where the first unfinished one starts.
+
+        The header reading and frame building of ``_read_header`` and ``_make_frame`` are written out here (this
+        loop runs once per frame of every capture); a frame over ``max_payload`` still goes through them."""
         end = len(buf)
         max_payload = self.max_payload
-        read_header = self._read_header
-        make_frame = self._make_frame
+        offset = self._offset
+        self._wanted = 0
         while end - pos >= 2:
-            header = read_header(pos, buf)
-            if header is None:
+            first = buf[pos]
+            second = buf[pos + 1]
+            length = second & 0x7F
+            header_length = 6 if second & 0x80 else 2
+            if length < 126:
+                bits = 7
+            elif length == 126:
+                header_length += 2
+                if end - pos < header_length:
+                    break
+                length = buf[pos + 2] << 8 | buf[pos + 3]
+                bits = 16
+            else:
+                header_length += 8
+                if end - pos < header_length:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                bits = 64
+            if end - pos < header_length:
                 break
-            header_length, payload_length, _ = header
-            if payload_length > max_payload:
+            if length > max_payload:
                 # Keep the header, drop the payload as it streams past: bounded memory, still in sync.
-                items.append(make_frame(pos, header_length, payload_length, 0, buf))
+                items.append(self._make_frame(pos, header_length, length, 0, buf))
                 available = end - pos - header_length
-                if available >= payload_length:
-                    pos += header_length + payload_length
+                if available >= length:
+                    pos += header_length + length
                     continue
-                self._skip = payload_length - available
+                self._skip = length - available
                 return end
-            frame_end = pos + header_length + payload_length
+            start = pos + header_length
+            frame_end = start + length
             if frame_end > end:
+                self._wanted = frame_end - pos
                 break
-            items.append(make_frame(pos, header_length, payload_length, payload_length, buf))
+            header = bytes(buf[pos:start])
+            key: bytes | None = None
+            if second & 0x80:
+                key = masking_key = header[-4:]
+                if length < _LANES_FROM:  # apply_mask's small case, inline
+                    repeated = masking_key * (length // 4 + 1)
+                    payload = (int.from_bytes(buf[start:frame_end], "little")
+                               ^ int.from_bytes(repeated[:length], "little")).to_bytes(length, "little")
+                else:
+                    payload = apply_mask(memoryview(buf)[start:frame_end], masking_key)
+            else:
+                payload = bytes(buf[start:frame_end])
+            items.append(_new_frame(bool(first & 0x80), bool(first & 0x40), bool(first & 0x20), bool(first & 0x10),
+                                    first & 0x0F, key is not None, length, bits, key, header, payload,
+                                    offset + pos, 0))
             pos = frame_end
         return pos
 

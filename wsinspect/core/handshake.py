@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -58,7 +59,8 @@ class Headers:
         by_name: dict[str, tuple[str, ...]] = {}
         for key, value in self.items:
             lowered = key.lower()
-            by_name[lowered] = (*by_name.get(lowered, ()), value)
+            earlier = by_name.get(lowered)
+            by_name[lowered] = (value,) if earlier is None else (*earlier, value)
         object.__setattr__(self, "_by_name", by_name)
 
     def get_all(self, name: str) -> list[str]:
@@ -70,7 +72,8 @@ class Headers:
 
     def tokens(self, name: str) -> list[str]:
         """A comma-separated list header, across repeated lines (RFC 7230 3.2.2), lower-cased, empties dropped."""
-        return [token.strip().lower() for value in self.get_all(name) for token in value.split(",") if token.strip()]
+        return [stripped.lower() for value in self._by_name.get(name.lower(), ()) for token in value.split(",")
+                if (stripped := token.strip())]
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._by_name
@@ -121,17 +124,22 @@ def find_header_end(buffer: bytes | bytearray, start: int = 0) -> int:
     """Index just past the blank line ending a header block, or -1. Accepts bare LF line ends (lenient)."""
     crlf = buffer.find(b"\r\n\r\n", start)
     lf = buffer.find(b"\n\n", start)
-    candidates = [i + 4 for i in (crlf,) if i >= 0] + [i + 2 for i in (lf,) if i >= 0]
-    return min(candidates) if candidates else -1
+    if crlf < 0:
+        return lf + 2 if lf >= 0 else -1
+    return crlf + 4 if lf < 0 or crlf + 4 <= lf + 2 else lf + 2
 
 
 def _split_head(raw: bytes) -> tuple[str, list[tuple[str, str]], list[Finding]]:
     text = raw.decode("latin-1")
     syntax: list[Finding] = []
-    lines = text.split("\n")
-    if any(not line.endswith("\r") for line in lines[:-2]):
-        syntax.append(finding("http.bare-lf", "At least one header line ends with LF instead of CRLF."))
-    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    if text.endswith("\n") and text.count("\n") == text.count("\r\n"):
+        # Every line ends with CRLF (the usual head): splitting there gives the same lines as the general way below.
+        lines = text.split("\r\n")
+    else:
+        lines = text.split("\n")
+        if any(not line.endswith("\r") for line in lines[:-2]):
+            syntax.append(finding("http.bare-lf", "At least one header line ends with LF instead of CRLF."))
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     while lines and lines[-1] == "":
         lines.pop()
     start_line = lines[0] if lines else ""
@@ -202,18 +210,35 @@ def parse_extensions(values: Iterable[str]) -> list[Extension]:
     """Parse Sec-WebSocket-Extensions values: ``name; key=value; flag, other``. Lenient about quoting."""
     extensions: list[Extension] = []
     for value in values:
-        for item in value.split(","):
-            name, *raw_params = (part.strip() for part in item.split(";"))
-            if not name:
-                continue
-            params: list[tuple[str, str | None]] = []
-            for param in raw_params:
-                if not param:
-                    continue
-                key, equals, param_value = param.partition("=")
-                params.append((key.strip().lower(), param_value.strip().strip('"') if equals else None))
-            extensions.append(Extension(name.lower(), tuple(params)))
+        extensions += _parse_extension_value_memo(value) if len(value) <= _MEMO_VALUES_UP_TO else \
+            _parse_extension_value(value)
     return extensions
+
+
+# A capture of many conversations repeats the same few offers and answers, each parsed up to four times per
+# handshake (the request's offers judged against the answer, and read again to agree on permessage-deflate): short
+# values are parsed once. Only short ones, so what the cache can hold stays small whatever the wire sends.
+_MEMO_VALUES_UP_TO = 256
+
+
+def _parse_extension_value(value: str) -> tuple[Extension, ...]:
+    """The extensions one Sec-WebSocket-Extensions line lists."""
+    extensions: list[Extension] = []
+    for item in value.split(","):
+        name, *raw_params = (part.strip() for part in item.split(";"))
+        if not name:
+            continue
+        params: list[tuple[str, str | None]] = []
+        for param in raw_params:
+            if not param:
+                continue
+            key, equals, param_value = param.partition("=")
+            params.append((key.strip().lower(), param_value.strip().strip('"') if equals else None))
+        extensions.append(Extension(name.lower(), tuple(params)))
+    return tuple(extensions)
+
+
+_parse_extension_value_memo = functools.lru_cache(maxsize=64)(_parse_extension_value)
 
 
 # -- Validation ------------------------------------------------------------------------------------------------
@@ -247,11 +272,12 @@ def validate_request(request: HttpRequest, *, allowed_origins: Iterable[str] | N
             "is missing." if upgrade is None else f"does not contain 'websocket' (it says {upgrade!r})."),
             "websocket", upgrade))
     connection = headers.get("Connection")
-    if connection is None or "upgrade" not in headers.tokens("Connection"):
+    connection_upgrade = "upgrade" in headers.tokens("Connection")
+    if connection is None or not connection_upgrade:
         findings.append(finding("request.connection", "The Connection header field " + (
             "is missing." if connection is None else f"does not include the token 'Upgrade' (it says "
                                                       f"{connection!r})."), "Upgrade", connection))
-    if upgrade is None and "upgrade" not in headers.tokens("Connection"):
+    if upgrade is None and not connection_upgrade:
         websocket_headers = [name if name.isascii() and name.isprintable() else repr(name)
                              for name, _ in headers if name.lower().startswith("sec-websocket-")]
         findings.append(finding("request.upgrade-stripped", (
