@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol
 
-from wsinspect.capture.files import CaptureFile, RawPacket
+from wsinspect.capture.files import CaptureFile, RawPacket, Record, new_raw_packet
 from wsinspect.capture.keylog import KeyLog, SessionSecrets
-from wsinspect.capture.packets import decode_tcp
+from wsinspect.capture.packets import ETHERNET_IPV4_TCP, LINKTYPE_ETHERNET, decode_tcp, ipv4_text
 from wsinspect.capture.reassembly import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_OPEN_FLOWS,
@@ -174,6 +174,13 @@ class PacketSource(Protocol):
                  traceback: TracebackType | None) -> None: ...
 
 
+def _records_of(source: PacketSource) -> Iterator[Record]:
+    """The packets of a source other than a capture file (a live sniffer), as the records a CaptureFile reads."""
+    for packet in source:
+        data = packet.data
+        yield packet.number, packet.time, packet.linktype, data, 0, len(data), packet.wire_length
+
+
 class CaptureTrace:
     """Iterate over a capture's WebSocket events. ``position``/``size`` tell progress while iterating."""
 
@@ -206,15 +213,58 @@ class CaptureTrace:
     def __iter__(self) -> Iterator[Event]:
         reassembler = TcpReassembler(server_ports=self.server_ports, max_open_flows=self.max_open_flows,
                                      idle_timeout=self.idle_timeout)
+        feed_in_order = reassembler.feed_in_order
+        feed_into = reassembler.feed_into
+        unpack_common_shape = ETHERNET_IPV4_TCP.unpack_from
+        common_shape_size = ETHERNET_IPV4_TCP.size
+        address_text = ipv4_text
         stats = self.stats
         items: list[FlowItem] = []
         flows = self._flows
         with self.capture as capture:
-            for raw in capture:
-                segment = decode_tcp(raw)
+            records = capture.records() if isinstance(capture, CaptureFile) else _records_of(capture)
+            for number, time, linktype, buffer, start, end, wire_length in records:
+                if linktype == LINKTYPE_ETHERNET and end - start >= common_shape_size:
+                    # The fast path, for nearly every packet of a WebSocket conversation: Ethernet, IPv4 without
+                    # options, TCP, whole, taken by the reassembler's in-order case (feed_in_order), its payload
+                    # handed on with no RawPacket, TcpSegment or FlowData made. Any other packet (another shape, an
+                    # address not yet met, a SYN/FIN/RST, data out of order...) goes the general way below, from
+                    # scratch: nothing has been changed for it, and the general way decides the same.
+                    (ethertype, version_and_length, total_length, fragment, protocol, src_number, dst_number,
+                     sport, dport, seq, ack, data_offset, flags) = unpack_common_shape(buffer, start)
+                    payload_start = start + 34 + (data_offset >> 4) * 4  # 14 (Ethernet) + 20 (IPv4) + TCP header
+                    ip_end = start + 14 + total_length
+                    if (
+                        ethertype == 0x0800
+                        and version_and_length == 0x45
+                        and protocol == 6
+                        and not fragment & 0x3FFF
+                        and data_offset >= 0x50
+                        and payload_start <= ip_end <= end
+                    ):
+                        src = address_text.get(src_number)
+                        dst = address_text.get(dst_number)
+                        if src is not None and dst is not None:
+                            payload = buffer[payload_start:ip_end]
+                            sender = feed_in_order((src, sport, dst, dport), number, time, seq, ack, flags, payload)
+                            if sender is not None:
+                                if payload:
+                                    flow = flows.get(sender.flow)
+                                    if flow is not None:
+                                        connection = flow.connection
+                                        if connection is not None:
+                                            direction = sender.direction if not flow.flip else other(sender.direction)
+                                            yield from connection.receive(direction, payload, time=time, packet=number)
+                                        elif not flow.skipped:
+                                            yield from self._flow_item(FlowData(
+                                                flow=sender.flow, time=time, packet=number, direction=sender.direction,
+                                                data=payload))
+                                stats.packets = number
+                                continue
+                segment = decode_tcp(new_raw_packet(number, time, linktype, buffer[start:end], wire_length))
                 if segment is None:
                     continue
-                reassembler.feed_into(segment, items)
+                feed_into(segment, items)
                 if items:
                     for item in items:
                         if type(item) is FlowData:  # the hot path: bytes for a conversation already decoding
@@ -226,7 +276,7 @@ class CaptureTrace:
                                 continue
                         yield from self._flow_item(item)
                     items.clear()
-                stats.packets = raw.number
+                stats.packets = number
             for item in reassembler.finish():
                 yield from self._flow_item(item)
             stats.truncated = capture.truncated

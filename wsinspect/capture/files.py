@@ -23,7 +23,7 @@ from typing import IO, Protocol
 
 from wsinspect.capture.fastbuild import frozen_builder
 
-__all__ = ["CaptureError", "CaptureFile", "RawPacket"]
+__all__ = ["CaptureError", "CaptureFile", "RawPacket", "Record"]
 
 
 class CaptureError(Exception):
@@ -41,7 +41,11 @@ class RawPacket:
     wire_length: int  # length on the wire; larger than len(data) when the record was cut at capture time
 
 
-_new_raw_packet = frozen_builder(RawPacket)
+new_raw_packet = frozen_builder(RawPacket)  # RawPacket(...) with positional fields, faster (see fastbuild)
+
+# A record as the readers find it: (number, time, linktype, buffer, start, end, wire_length), the RawPacket fields
+# with the captured bytes given as buffer[start:end] (buffer is the reader's, not to be kept).
+Record = tuple[int, float, int, bytes, int, int, int]
 
 # Real records are at most a few hundred KiB (64 KiB IP packets, up to ~512 KiB with BIG TCP GSO).
 # Anything claiming more is a corrupt length field, and reading it would allocate that much.
@@ -225,6 +229,17 @@ class CaptureFile:
 
     def __iter__(self) -> Iterator[RawPacket]:
         """Read the records from the start of the file (each iteration starts over)."""
+        new_packet = new_raw_packet
+        return (
+            new_packet(number, time, linktype, buffer[start:end], wire_length)
+            for number, time, linktype, buffer, start, end, wire_length in self.records()
+        )
+
+    def records(self) -> Iterator[Record]:
+        """Like iterating, but each record as a ``Record`` tuple: no RawPacket, and no copy of its bytes.
+
+        For the trace's per-packet fast path, which slices only the payload it hands on out of ``buffer``.
+        """
         if self._raw.closed:
             raise CaptureError(f"{self.path} is closed")
         if self._iterated:
@@ -266,12 +281,11 @@ class CaptureFile:
 
     # -- pcap ----------------------------------------------------------------------------------------
 
-    def _iter_pcap(self) -> Iterator[RawPacket]:
+    def _iter_pcap(self) -> Iterator[Record]:
         buffer = self._head
         order, units_per_second, header_size = _PCAP_MAGICS[buffer[:4]]
         linktype = struct.unpack_from(order + "I", buffer, 20)[0] & 0xFFFF  # upper bits: FCS info
         unpack_record_header = struct.Struct(order + "IIII").unpack_from
-        new_packet = _new_raw_packet
         compressed = self.compressed
         buffer_start = 0  # file offset of buffer[0] (uncompressed offset when compressed)
         offset = 24
@@ -306,12 +320,12 @@ class CaptureFile:
             offset = end
             if not compressed:
                 self.position = buffer_start + end
-            yield new_packet(number, seconds + fraction / units_per_second, linktype, buffer[start:end], wire_length)
+            yield number, seconds + fraction / units_per_second, linktype, buffer, start, end, wire_length
         self._finish_reading(buffer_start + len(buffer))
 
     # -- pcapng --------------------------------------------------------------------------------------
 
-    def _iter_pcapng(self) -> Iterator[RawPacket]:
+    def _iter_pcapng(self) -> Iterator[Record]:
         buffer = self._head
         compressed = self.compressed
         buffer_start = 0
@@ -324,7 +338,6 @@ class CaptureFile:
         unpack_packet_block = struct.Struct("<7I").unpack_from
         interfaces: list[_Interface] = []
         last_time = 0.0
-        new_packet = _new_raw_packet
         while True:
             if offset + 28 <= len(buffer):
                 # Fast path: an enhanced packet block that is whole in the buffer and sound. Anything else (other
@@ -348,9 +361,7 @@ class CaptureFile:
                     offset = end
                     if not compressed:
                         self.position = buffer_start + end
-                    yield new_packet(
-                        number, last_time, interface.linktype, buffer[data_start : data_start + captured], wire_length
-                    )
+                    yield number, last_time, interface.linktype, buffer, data_start, data_start + captured, wire_length
                     continue
             if len(buffer) - offset < 12:
                 buffer_start += offset
@@ -415,13 +426,7 @@ class CaptureFile:
                 number += 1
                 if not compressed:
                     self.position = buffer_start + end
-                yield new_packet(
-                    number,
-                    last_time,
-                    interface.linktype,
-                    buffer[data_start : data_start + captured],
-                    wire_length,
-                )
+                yield number, last_time, interface.linktype, buffer, data_start, data_start + captured, wire_length
             elif block_type == _BLOCK_SIMPLE_PACKET:
                 if not interfaces:
                     self._stop(f"record {number + 1} comes before any interface description")
@@ -435,13 +440,8 @@ class CaptureFile:
                 if not compressed:
                     self.position = buffer_start + end
                 # Simple packet blocks carry no timestamp: repeat the previous one so times stay ordered.
-                yield new_packet(
-                    number,
-                    last_time,
-                    interface.linktype,
-                    buffer[block_start + 12 : block_start + 12 + captured],
-                    wire_length,
-                )
+                data_start = block_start + 12
+                yield number, last_time, interface.linktype, buffer, data_start, data_start + captured, wire_length
             elif block_type == _BLOCK_INTERFACE:
                 if block_length < 20:
                     self._stop(f"damaged interface description after record {number}")

@@ -440,7 +440,9 @@ class TcpReassembler:
         self._closed: OrderedDict[_Endpoints, int | None] = OrderedDict()
         self._next_flow = 0
         self._next_idle_check = float("-inf")
-        self._last_segment: TcpSegment | None = None
+        # The last segment fed (its time and frame number): the end of the capture closes the flows still open there.
+        self._last_time = 0.0
+        self._last_number: int | None = None  # None: nothing fed yet
 
     @property
     def open_flows(self) -> int:
@@ -458,7 +460,8 @@ class TcpReassembler:
 
     def feed_into(self, segment: TcpSegment, out: list[FlowItem]) -> None:
         """Like feed(), appending to `out` (saves a list per packet on the hot path)."""
-        self._last_segment = segment
+        self._last_time = segment.time
+        self._last_number = segment.number
         side = self._sides.get((segment.src, segment.sport, segment.dst, segment.dport))
         flags = segment.flags
         if side is None or flags & (TCP_SYN | TCP_FIN | TCP_RST) or segment.icmp_error:
@@ -511,11 +514,55 @@ class TcpReassembler:
                     self.max_out_of_order_bytes,
                 )
 
+    def feed_in_order(
+        self, endpoints: _Endpoints, number: int, time: float, seq: int, ack: int, flags: int, payload: bytes
+    ) -> _HalfStream | None:
+        """feed_into's commonest case without a TcpSegment: a segment of an established flow, whole (nothing cut at
+        capture time), neither SYN, FIN nor RST, acknowledging nothing unseen, its payload (if any) the next bytes of
+        its direction with nothing held out of order.
+
+        Returns None, having changed nothing, for any other segment: the caller then feeds it to feed_into, which
+        decides the same for this case. Else the sender's half-stream; a non-empty `payload` was then delivered as
+        its next bytes, and the caller hands it on as the FlowData feed_into would have made.
+        """
+        side = self._sides.get(endpoints)
+        if side is None or flags & (TCP_SYN | TCP_FIN | TCP_RST) or time >= side.flow.check_at:
+            return None
+        sender = side.sender
+        receiver = side.receiver
+        if sender.first_seq is None or receiver.first_seq is None:
+            return None
+        acknowledged_all = False
+        if flags & TCP_ACK:
+            base = receiver.seq_base
+            if base is not None:
+                ahead = (ack - base - receiver.expected) & _SEQ_MASK
+                if ahead:
+                    if ahead < _MAX_WINDOW:
+                        return None  # the peer acknowledges bytes not seen (yet)
+                else:
+                    acknowledged_all = True
+        if payload:
+            base = sender.seq_base
+            if base is None or (seq - base - sender.expected) & _SEQ_MASK or sender.pending or \
+                    sender.fin_offset is not None:
+                return None
+            sender.expected += len(payload)
+            sender.recent = payload
+            sender.recent_number = number
+        if acknowledged_all and receiver.recent is not None:
+            receiver.recent = None
+            receiver.recent_number = 0
+        self._last_time = time
+        self._last_number = number
+        return sender
+
     def finish(self) -> list[FlowItem]:
         """End of capture: deliver what is held (holes become gaps) and close every open flow."""
         out: list[FlowItem] = []
-        last = self._last_segment
-        if last is not None:
+        if self._last_number is not None:
+            # Closing reads only the time and frame number of the segment it is given: those of the last one fed.
+            last = TcpSegment(self._last_number, self._last_time, "", "", 0, 0, 0, 0, 0, b"")
             for flow in sorted(self._open.values(), key=lambda flow: flow.number):
                 self._close(flow, "end of capture", last, out)
         self._open.clear()
