@@ -76,9 +76,14 @@ from wsinspect.core.handshake import (
     validate_response,
 )
 
-# Made once per frame and per message: positional, without the frozen __init__'s cost (see core.construct).
+# Made once per frame, per message, per close and per conversation: positional (every field, in the order
+# core.events declares them), without the frozen __init__'s cost (see core.construct).
 _new_frame_event = fast_constructor(FrameEvent)
 _new_message = fast_constructor(Message)
+_new_close = fast_constructor(Close)
+_new_connection_closed = fast_constructor(ConnectionClosed)
+_new_handshake_request = fast_constructor(HandshakeRequest)
+_new_handshake_response = fast_constructor(HandshakeResponse)
 
 
 class Phase(enum.Enum):
@@ -302,8 +307,7 @@ class Connection:
                                             f"{opcode_name(side.message.opcode).lower()} message "
                                             f"({side.message.frames} frames, no final fragment)."))
                     self._drop_message(side)
-        out.append(ConnectionClosed(stream=self.stream, direction="c2s", time=time, packet=packet, reason=reason,
-                                    clean=self.closed_cleanly))
+        out.append(_new_connection_closed(self.stream, "c2s", time, packet, reason, self.closed_cleanly))
         return out
 
     def receive_request(self, request: HttpRequest, findings: Sequence[Finding], *, time: float,
@@ -460,8 +464,8 @@ class Connection:
             return
         head, rest = complete
         self._request = parse_request(head)
-        out.append(HandshakeRequest(stream=self.stream, direction="c2s", time=time, packet=packet,
-                                    request=self._request, findings=tuple(validate_request(self._request))))
+        out.append(_new_handshake_request(self.stream, "c2s", time, packet, self._request,
+                                          tuple(validate_request(self._request))))
         self.phase = Phase.RESPONSE
         if rest:
             side.held.append((rest, time, packet))
@@ -523,11 +527,9 @@ class Connection:
         else:
             self.phase = Phase.REFUSED
         self._request = None
-        out.append(HandshakeResponse(
-            stream=self.stream, direction="s2c", time=time, packet=packet, response=response,
-            findings=tuple(findings), upgraded=upgraded,
-            subprotocol=response.headers.get("Sec-WebSocket-Protocol"), extensions=extensions,
-            deflate=deflate_params))
+        out.append(_new_handshake_response(self.stream, "s2c", time, packet, response, tuple(findings), upgraded,
+                                           response.headers.get("Sec-WebSocket-Protocol"), extensions,
+                                           deflate_params))
 
     # -- frames and messages ------------------------------------------------------------------------------------
 
@@ -856,6 +858,5 @@ class Connection:
         if side.direction not in self.close_codes:
             self.close_codes[side.direction] = code
         side.sent_close = True
-        out.append(Close(stream=self.stream, direction=side.direction, time=time, packet=packet, code=code,
-                         reason=reason, initiator=initiator))
+        out.append(_new_close(self.stream, side.direction, time, packet, code, reason, initiator))
 

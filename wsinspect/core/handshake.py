@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from wsinspect.core.checks import CHECKS, Check, Severity
+from wsinspect.core.construct import fast_constructor
 
 # RFC 6455 section 1.3: the one place this GUID lives.
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -108,6 +109,12 @@ class HttpResponse(HttpMessage):
     reason: str = ""
 
 
+# Made once per handshake: positional (raw, start_line, headers, syntax, body, then the subclass's fields), without
+# the frozen __init__'s cost (see core.construct).
+_new_request = fast_constructor(HttpRequest)
+_new_response = fast_constructor(HttpResponse)
+
+
 def ascii_number(text: str, max_digits: int) -> int | None:
     """The value of a decimal number written in ASCII digits, or None.
 
@@ -170,8 +177,7 @@ def parse_request(raw: bytes) -> HttpRequest:
         method, target, version = parts[0], " ".join(parts[1:-1]), parts[-1]
     else:
         method, target, version = (*parts, "", "")[:3]
-    return HttpRequest(raw=raw, start_line=start_line, headers=Headers(tuple(headers)), syntax=tuple(syntax),
-                       method=method, target=target, version=version)
+    return _new_request(raw, start_line, Headers(tuple(headers)), tuple(syntax), b"", method, target, version)
 
 
 def parse_response(raw: bytes, body: bytes = b"") -> HttpResponse:
@@ -183,8 +189,7 @@ def parse_response(raw: bytes, body: bytes = b"") -> HttpResponse:
     if not version.startswith("HTTP/") or not status:
         syntax.insert(0, finding("http.malformed", "The status line is not 'HTTP/x.y NNN reason'.",
                                   "HTTP/1.1 101 Switching Protocols", start_line))
-    return HttpResponse(raw=raw, start_line=start_line, headers=Headers(tuple(headers)), syntax=tuple(syntax),
-                        body=body, version=version, status=status, reason=reason)
+    return _new_response(raw, start_line, Headers(tuple(headers)), tuple(syntax), body, version, status, reason)
 
 
 def looks_like_http_request(data: bytes) -> bool:
