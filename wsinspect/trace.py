@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from types import TracebackType
 from typing import Protocol
 
@@ -174,11 +175,12 @@ class PacketSource(Protocol):
                  traceback: TracebackType | None) -> None: ...
 
 
-def _records_of(source: PacketSource) -> Iterator[Record]:
-    """The packets of a source other than a capture file (a live sniffer), as the records a CaptureFile reads."""
+def _record_batches_of(source: PacketSource) -> Iterator[list[Record]]:
+    """The packets of a source other than a capture file (a live sniffer) as CaptureFile.record_batches gives its
+    records, one per batch (each as soon as it comes)."""
     for packet in source:
         data = packet.data
-        yield packet.number, packet.time, packet.linktype, data, 0, len(data), packet.wire_length
+        yield [(packet.number, packet.time, packet.linktype, data, 0, len(data), packet.wire_length)]
 
 
 class CaptureTrace:
@@ -222,8 +224,8 @@ class CaptureTrace:
         items: list[FlowItem] = []
         flows = self._flows
         with self.capture as capture:
-            records = capture.records() if isinstance(capture, CaptureFile) else _records_of(capture)
-            for number, time, linktype, buffer, start, end, wire_length in records:
+            batches = capture.record_batches() if isinstance(capture, CaptureFile) else _record_batches_of(capture)
+            for number, time, linktype, buffer, start, end, wire_length in chain.from_iterable(batches):
                 if linktype == LINKTYPE_ETHERNET and end - start >= common_shape_size:
                     # The fast path, for nearly every packet of a WebSocket conversation: Ethernet, IPv4 without
                     # options, TCP, whole, taken by the reassembler's in-order case (feed_in_order), its payload

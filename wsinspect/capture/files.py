@@ -150,7 +150,7 @@ class CaptureFile:
 
     format: str  # "pcap" or "pcapng"
     size: int  # file size in bytes
-    position: int  # bytes consumed so far, for progress reporting
+    position: int  # bytes consumed so far (updated per batch of records), for progress reporting
     truncated: bool  # iteration stopped early: the file ends inside a record, or a record is corrupt
     problem: str | None  # one line saying why iteration stopped early
     compressed: bool  # gzip-compressed capture (size and position then count compressed bytes)
@@ -232,13 +232,17 @@ class CaptureFile:
         new_packet = new_raw_packet
         return (
             new_packet(number, time, linktype, buffer[start:end], wire_length)
-            for number, time, linktype, buffer, start, end, wire_length in self.records()
+            for batch in self.record_batches()
+            for number, time, linktype, buffer, start, end, wire_length in batch
         )
 
-    def records(self) -> Iterator[Record]:
-        """Like iterating, but each record as a ``Record`` tuple: no RawPacket, and no copy of its bytes.
+    def record_batches(self) -> Iterator[list[Record]]:
+        """Like iterating, but the records as ``Record`` tuples (no RawPacket, no copy of their bytes), in lists.
 
-        For the trace's per-packet fast path, which slices only the payload it hands on out of ``buffer``.
+        For the trace's per-packet fast path, which slices only the payload it hands on out of ``buffer``: a list per
+        run of packet blocks spares a generator switch per record. A batch ends before any block that is not a packet
+        is handled, so what such a block tells (a key log in ``tls_key_logs``, ``truncated``) comes after the records
+        before it, as when iterating. ``position`` is updated per batch, not per record.
         """
         if self._raw.closed:
             raise CaptureError(f"{self.path} is closed")
@@ -281,7 +285,7 @@ class CaptureFile:
 
     # -- pcap ----------------------------------------------------------------------------------------
 
-    def _iter_pcap(self) -> Iterator[Record]:
+    def _iter_pcap(self) -> Iterator[list[Record]]:
         buffer = self._head
         order, units_per_second, header_size = _PCAP_MAGICS[buffer[:4]]
         linktype = struct.unpack_from(order + "I", buffer, 20)[0] & 0xFFFF  # upper bits: FCS info
@@ -290,8 +294,14 @@ class CaptureFile:
         buffer_start = 0  # file offset of buffer[0] (uncompressed offset when compressed)
         offset = 24
         number = 0
+        batch: list[Record] = []
         while True:
             if len(buffer) - offset < header_size:
+                if batch:
+                    if not compressed:
+                        self.position = buffer_start + offset
+                    yield batch
+                    batch = []
                 buffer_start += offset
                 buffer = buffer[offset:] + self._read_more(_CHUNK_BYTES)
                 offset = 0
@@ -306,6 +316,11 @@ class CaptureFile:
                 if captured > MAX_RECORD_BYTES:
                     self._stop(f"record {number + 1} claims {captured} bytes; the file is damaged there")
                     break
+                if batch:
+                    if not compressed:
+                        self.position = buffer_start + offset
+                    yield batch
+                    batch = []
                 buffer_start += offset
                 buffer = buffer[offset:] + self._read_more(end - len(buffer))
                 offset, start, end = 0, header_size, header_size + captured
@@ -318,14 +333,14 @@ class CaptureFile:
                     break
             number += 1
             offset = end
-            if not compressed:
-                self.position = buffer_start + end
-            yield number, seconds + fraction / units_per_second, linktype, buffer, start, end, wire_length
+            batch.append((number, seconds + fraction / units_per_second, linktype, buffer, start, end, wire_length))
+        if batch:
+            yield batch
         self._finish_reading(buffer_start + len(buffer))
 
     # -- pcapng --------------------------------------------------------------------------------------
 
-    def _iter_pcapng(self) -> Iterator[Record]:
+    def _iter_pcapng(self) -> Iterator[list[Record]]:
         buffer = self._head
         compressed = self.compressed
         buffer_start = 0
@@ -338,6 +353,7 @@ class CaptureFile:
         unpack_packet_block = struct.Struct("<7I").unpack_from
         interfaces: list[_Interface] = []
         last_time = 0.0
+        batch: list[Record] = []
         while True:
             if offset + 28 <= len(buffer):
                 # Fast path: an enhanced packet block that is whole in the buffer and sound. Anything else (other
@@ -359,10 +375,16 @@ class CaptureFile:
                     number += 1
                     data_start = offset + 28
                     offset = end
-                    if not compressed:
-                        self.position = buffer_start + end
-                    yield number, last_time, interface.linktype, buffer, data_start, data_start + captured, wire_length
+                    batch.append(
+                        (number, last_time, interface.linktype, buffer, data_start, data_start + captured, wire_length)
+                    )
                     continue
+            # Any other block: the records before it go out first.
+            if batch:
+                if not compressed:
+                    self.position = buffer_start + offset
+                yield batch
+                batch = []
             if len(buffer) - offset < 12:
                 buffer_start += offset
                 buffer = buffer[offset:] + self._read_more(_CHUNK_BYTES)
@@ -424,9 +446,8 @@ class CaptureFile:
                 interface = interfaces[interface_id]
                 last_time = ((high << 32) | low) / interface.units_per_second + interface.offset_seconds
                 number += 1
-                if not compressed:
-                    self.position = buffer_start + end
-                yield number, last_time, interface.linktype, buffer, data_start, data_start + captured, wire_length
+                batch.append((number, last_time, interface.linktype, buffer, data_start, data_start + captured,
+                              wire_length))
             elif block_type == _BLOCK_SIMPLE_PACKET:
                 if not interfaces:
                     self._stop(f"record {number + 1} comes before any interface description")
@@ -437,11 +458,10 @@ class CaptureFile:
                 if interface.snaplen:
                     captured = min(captured, interface.snaplen)
                 number += 1
-                if not compressed:
-                    self.position = buffer_start + end
                 # Simple packet blocks carry no timestamp: repeat the previous one so times stay ordered.
                 data_start = block_start + 12
-                yield number, last_time, interface.linktype, buffer, data_start, data_start + captured, wire_length
+                batch.append((number, last_time, interface.linktype, buffer, data_start, data_start + captured,
+                              wire_length))
             elif block_type == _BLOCK_INTERFACE:
                 if block_length < 20:
                     self._stop(f"damaged interface description after record {number}")
@@ -458,6 +478,8 @@ class CaptureFile:
                         self._tls_key_log_bytes + secrets_length <= MAX_TLS_KEY_LOG_BYTES:
                     self._tls_key_log_bytes += secrets_length
                     self.tls_key_logs.append(buffer[block_start + 16 : block_start + 16 + secrets_length])
+        if batch:
+            yield batch
         self._finish_reading(buffer_start + len(buffer))
 
     # (other block types -- name resolution, statistics, custom -- are skipped)
