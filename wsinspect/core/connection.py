@@ -541,8 +541,11 @@ class Connection:
                     self._frame(side, item, time, packet, out)
                 else:
                     self._parse_item(side, item, time, packet, out)
-            if self.budget is not None and (parser.buffered or side.charged):
-                self._charge_frame(side, time, packet, out)
+            if self.budget is not None:
+                held = parser.buffered
+                # Only a change to count, or a frame large enough to let go, needs the budget's attention.
+                if held != side.charged or held >= LET_GO_FROM:
+                    self._charge_frame(side, time, packet, out)
             return
         # While hunting for a boundary the parser holds bytes back until the next header confirms a frame; remember
         # which packet delivered which bytes so each frame is still attributed to the packet that completed it.

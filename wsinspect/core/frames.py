@@ -181,14 +181,17 @@ class ClosePayload:
     reason_is_utf8: bool
 
 
+_new_close_payload = fast_constructor(ClosePayload)  # once per close frame
+
+
 def parse_close_payload(payload: bytes) -> ClosePayload:
     if len(payload) < 2:
-        return ClosePayload(None, "", len(payload) == 1, True)
+        return _new_close_payload(None, "", len(payload) == 1, True)
     code = int.from_bytes(payload[:2], "big")
     try:
-        return ClosePayload(code, payload[2:].decode("utf-8"), False, True)
+        return _new_close_payload(code, payload[2:].decode("utf-8"), False, True)
     except UnicodeDecodeError:
-        return ClosePayload(code, payload[2:].decode("utf-8", "replace"), False, False)
+        return _new_close_payload(code, payload[2:].decode("utf-8", "replace"), False, False)
 
 
 @dataclass(frozen=True, slots=True)
