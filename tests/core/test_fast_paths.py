@@ -216,3 +216,21 @@ def test_extension_lines_short_and_long_parse_alike() -> None:
     assert parse_extensions([long]) == [first, second] * 20
     assert parse_extensions([short, short]) == [first, second, first, second]
     assert first.params == (("client_max_window_bits", "10"),) and second.params == (("a", None), ("b", "c"))
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_whole_message_after_close_as_before_it(compressed: bool) -> None:
+    """A whole message after the sender's close frame is reported, then taken as any whole message (the general
+    path): a plain one is not held, so a budget smaller than it does not cut it."""
+    budget = MemoryBudget(limit=10)
+    conn = Connection(1, budget=budget)
+    conn.receive("c2s", request_bytes(extensions=OFFER), time=0.0)
+    conn.receive("s2c", response_bytes(extensions=OFFER), time=0.0)
+    conn.receive("c2s", cframe(0x8, b"\x03\xe8"), time=1.0)
+    data = b"after close " * 10
+    frame = cframe(TEXT, deflated(data), rsv1=True) if compressed else cframe(TEXT, data)
+    events = conn.receive("c2s", frame, time=2.0)
+    expected = [("Violation", "close.data-after-close")] + ([("Notice", "capture.memory-budget")] if compressed else [])
+    assert verdicts(events) == expected
+    assert message_facts(events) == [(b"", None, True, False) if compressed else (data, data.decode(), False, True)]
+    assert budget.held == 0

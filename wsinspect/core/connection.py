@@ -675,6 +675,10 @@ class Connection:
         if side.sent_close:
             out.append(self._violation(side, "close.data-after-close", frame, time, packet,
                                        f"A {opcode_name(opcode).lower()} frame after this side's close frame."))
+        if frame.fin and opcode != Opcode.CONTINUATION and side.message is None and not frame.rsv1 \
+                and frame.complete and frame.payload_length <= self.limits.max_message:
+            self._whole_message(side, frame, time, packet, out)
+            return
         if opcode == Opcode.CONTINUATION:
             if side.message is None:
                 if side.lost_message_start:
