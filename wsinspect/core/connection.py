@@ -634,8 +634,7 @@ class Connection:
         self._interpret(side, frame, time, packet, out)
 
     def _check_frame(self, side: _Side, frame: Frame, time: float, packet: int | None, out: list[Event]) -> None:
-        """The rules of RFC 6455 5.1-5.5 that one frame can break on its own."""
-
+        """The rules of RFC 6455 5.1-5.5 that one frame can break on its own (``_frame`` lets the usual one by)."""
         def report(check_id: str, message: str) -> None:
             out.append(self._violation(side, check_id, frame, time, packet, message))
 
