@@ -479,7 +479,8 @@ class FrameParser:
                 else:
                     payload = apply_mask(memoryview(buf)[start:frame_end], masking_key)
             else:
-                payload = bytes(buf[start:frame_end])
+                # One copy: a bytes slice as it is, a bytearray's through a view (slicing it would copy twice).
+                payload = bytes(buf[start:frame_end] if type(buf) is bytes else memoryview(buf)[start:frame_end])
             items.append(_new_frame(bool(first & 0x80), bool(first & 0x40), bool(first & 0x20), bool(first & 0x10),
                                     first & 0x0F, key is not None, length, bits, key, header, payload,
                                     offset + pos, 0))
