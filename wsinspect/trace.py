@@ -30,7 +30,7 @@ from typing import Protocol
 
 from wsinspect.capture.files import CaptureFile, RawPacket, Record, new_raw_packet
 from wsinspect.capture.keylog import KeyLog, SessionSecrets
-from wsinspect.capture.packets import ETHERNET_IPV4_TCP, LINKTYPE_ETHERNET, decode_tcp, ipv4_text
+from wsinspect.capture.packets import ETHERNET_IPV4_TCP_ENDPOINTS, LINKTYPE_ETHERNET, decode_tcp
 from wsinspect.capture.reassembly import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_OPEN_FLOWS,
@@ -217,9 +217,8 @@ class CaptureTrace:
                                      idle_timeout=self.idle_timeout)
         feed_in_order = reassembler.feed_in_order
         feed_into = reassembler.feed_into
-        unpack_common_shape = ETHERNET_IPV4_TCP.unpack_from
-        common_shape_size = ETHERNET_IPV4_TCP.size
-        address_text = ipv4_text
+        unpack_common_shape = ETHERNET_IPV4_TCP_ENDPOINTS.unpack_from
+        common_shape_size = ETHERNET_IPV4_TCP_ENDPOINTS.size
         stats = self.stats
         items: list[FlowItem] = []
         flows = self._flows
@@ -229,11 +228,11 @@ class CaptureTrace:
                 if linktype == LINKTYPE_ETHERNET and end - start >= common_shape_size:
                     # The fast path, for nearly every packet of a WebSocket conversation: Ethernet, IPv4 without
                     # options, TCP, whole, taken by the reassembler's in-order case (feed_in_order), its payload
-                    # handed on with no RawPacket, TcpSegment or FlowData made. Any other packet (another shape, an
-                    # address not yet met, a SYN/FIN/RST, data out of order...) goes the general way below, from
+                    # handed on with no RawPacket, TcpSegment or FlowData made. Any other packet (another shape, a
+                    # connection not yet open, a SYN/FIN/RST, data out of order...) goes the general way below, from
                     # scratch: nothing has been changed for it, and the general way decides the same.
-                    (ethertype, version_and_length, total_length, fragment, protocol, src_number, dst_number,
-                     sport, dport, seq, ack, data_offset, flags) = unpack_common_shape(buffer, start)
+                    (ethertype, version_and_length, total_length, fragment, protocol, endpoints, seq, ack,
+                     data_offset, flags) = unpack_common_shape(buffer, start)
                     payload_start = start + 34 + (data_offset >> 4) * 4  # 14 (Ethernet) + 20 (IPv4) + TCP header
                     ip_end = start + 14 + total_length
                     if (
@@ -244,25 +243,22 @@ class CaptureTrace:
                         and data_offset >= 0x50
                         and payload_start <= ip_end <= end
                     ):
-                        src = address_text.get(src_number)
-                        dst = address_text.get(dst_number)
-                        if src is not None and dst is not None:
-                            payload = buffer[payload_start:ip_end]
-                            sender = feed_in_order((src, sport, dst, dport), number, time, seq, ack, flags, payload)
-                            if sender is not None:
-                                if payload:
-                                    flow = flows.get(sender.flow)
-                                    if flow is not None:
-                                        connection = flow.connection
-                                        if connection is not None:
-                                            direction = sender.direction if not flow.flip else other(sender.direction)
-                                            yield from connection.receive(direction, payload, time=time, packet=number)
-                                        elif not flow.skipped:
-                                            yield from self._flow_item(FlowData(
-                                                flow=sender.flow, time=time, packet=number, direction=sender.direction,
-                                                data=payload))
-                                stats.packets = number
-                                continue
+                        payload = buffer[payload_start:ip_end]
+                        sender = feed_in_order(endpoints, number, time, seq, ack, flags, payload)
+                        if sender is not None:
+                            if payload:
+                                flow = flows.get(sender.flow)
+                                if flow is not None:
+                                    connection = flow.connection
+                                    if connection is not None:
+                                        direction = sender.direction if not flow.flip else other(sender.direction)
+                                        yield from connection.receive(direction, payload, time=time, packet=number)
+                                    elif not flow.skipped:
+                                        yield from self._flow_item(FlowData(
+                                            flow=sender.flow, time=time, packet=number, direction=sender.direction,
+                                            data=payload))
+                            stats.packets = number
+                            continue
                 segment = decode_tcp(new_raw_packet(number, time, linktype, buffer[start:end], wire_length))
                 if segment is None:
                     continue

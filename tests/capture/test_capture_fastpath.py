@@ -111,9 +111,15 @@ def _conversation(rng: random.Random, packets: int) -> list[TcpSegment]:
         add(SERVER, TCP_ACK, b"late")
     elif ending < 0.55:
         add(rng.choice([CLIENT, SERVER]), TCP_RST | TCP_ACK)
+        add(CLIENT, TCP_ACK, b"after the reset")
     elif ending < 0.7:
         add(CLIENT, TCP_ACK | TCP_FIN, b"bye")
     return segments
+
+
+def _header_key(src: str, sport: int, dst: str, dport: int) -> bytes:
+    """The endpoints as the IPv4 and TCP headers hold them (what the trace hands feed_in_order)."""
+    return socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
 
 
 def _feed_general(segments: list[TcpSegment], max_out_of_order_bytes: int) -> list[FlowItem]:
@@ -131,7 +137,7 @@ def _feed_fast_first(segments: list[TcpSegment], max_out_of_order_bytes: int) ->
     taken = 0
     for segment in segments:
         if not segment.missing:
-            sender = reassembler.feed_in_order((segment.src, segment.sport, segment.dst, segment.dport),
+            sender = reassembler.feed_in_order(_header_key(segment.src, segment.sport, segment.dst, segment.dport),
                                                segment.number, segment.time, segment.seq, segment.ack,
                                                segment.flags, segment.payload)
             if sender is not None:
@@ -170,7 +176,7 @@ def test_feed_in_order_leaves_the_rest_untouched() -> None:
     out: list[FlowItem] = []
     reassembler.feed_into(_segment(1, 1.0, CLIENT, SERVER, 100, 0, TCP_SYN, b""), out)
     reassembler.feed_into(_segment(2, 1.0, SERVER, CLIENT, 500, 101, TCP_SYN | TCP_ACK, b""), out)
-    endpoints = (CLIENT[0], CLIENT[1], SERVER[0], SERVER[1])
+    endpoints = _header_key(CLIENT[0], CLIENT[1], SERVER[0], SERVER[1])
     assert reassembler.feed_in_order(endpoints, 3, 1.1, 101, 501, TCP_ACK, b"x") is not None
     for number, (seq, ack, flags, payload, time) in enumerate([
         (105, 501, TCP_ACK, b"hole", 1.2),  # out of order
@@ -179,7 +185,38 @@ def test_feed_in_order_leaves_the_rest_untouched() -> None:
         (102, 501, TCP_ACK, b"y", 5.0),  # past the activity check
     ], start=4):
         assert reassembler.feed_in_order(endpoints, number, time, seq, ack, flags, payload) is None
-    assert reassembler.feed_in_order(("10.9.9.9", 1, *SERVER), 9, 1.2, 1, 1, TCP_ACK, b"z") is None  # no such flow
+    assert reassembler.feed_in_order(_header_key("10.9.9.9", 1, *SERVER), 9, 1.2, 1, 1, TCP_ACK, b"z") is None
+
+
+def test_feed_in_order_forgets_a_flow_let_go() -> None:
+    """With room for one flow, a second one lets the first go; the first one's next segment starts a new flow."""
+    other = ("10.0.0.3", 40001)
+    segments = [
+        _segment(1, 1.0, CLIENT, SERVER, 100, 0, TCP_SYN, b""),
+        _segment(2, 1.0, SERVER, CLIENT, 500, 101, TCP_SYN | TCP_ACK, b""),
+        _segment(3, 1.0, CLIENT, SERVER, 101, 501, TCP_ACK, b"one"),
+        _segment(4, 1.1, other, SERVER, 700, 0, TCP_SYN, b""),
+        _segment(5, 1.1, CLIENT, SERVER, 104, 501, TCP_ACK, b"two"),
+        _segment(6, 1.2, SERVER, CLIENT, 501, 107, TCP_ACK, b"three"),
+    ]
+
+    def feed(fast_first: bool) -> list[FlowItem]:
+        reassembler = TcpReassembler(max_open_flows=1)
+        out: list[FlowItem] = []
+        for segment in segments:
+            if fast_first:
+                sender = reassembler.feed_in_order(
+                    _header_key(segment.src, segment.sport, segment.dst, segment.dport), segment.number,
+                    segment.time, segment.seq, segment.ack, segment.flags, segment.payload)
+                if sender is not None:
+                    out.append(FlowData(sender.flow, segment.time, segment.number, sender.direction, segment.payload))
+                    continue
+            reassembler.feed_into(segment, out)
+        return out + reassembler.finish()
+
+    general = feed(fast_first=False)
+    assert [item.flow for item in general if isinstance(item, FlowData)] == [0, 2, 2]  # a new flow after the let-go
+    assert feed(fast_first=True) == general
 
 
 def _ethernet_ipv4_tcp(sender: tuple[str, int], receiver: tuple[str, int], seq: int, ack: int, flags: int,

@@ -85,23 +85,25 @@ _unpack_ipv6 = _IPV6_HEADER.unpack_from
 _unpack_tcp = _TCP_HEADER.unpack_from
 # The shape of nearly every packet in a capture: Ethernet, IPv4 without options (IHL 5), TCP. One unpack from the
 # start of the record gives the EtherType, the IPv4 fields above and the TCP fields above.
-# (Also used by the trace's per-packet fast path, which takes this shape straight from the reader's buffer.)
-ETHERNET_IPV4_TCP = struct.Struct("!12xH" "BxH2xHxB2xII" "HHIIBB")
-_unpack_ethernet_ipv4_tcp = ETHERNET_IPV4_TCP.unpack_from
-_ETHERNET_IPV4_TCP_SIZE = ETHERNET_IPV4_TCP.size
+_ETHERNET_IPV4_TCP = struct.Struct("!12xH" "BxH2xHxB2xII" "HHIIBB")
+_unpack_ethernet_ipv4_tcp = _ETHERNET_IPV4_TCP.unpack_from
+_ETHERNET_IPV4_TCP_SIZE = _ETHERNET_IPV4_TCP.size
+# The same shape for the trace's per-packet fast path, which takes it straight from the reader's buffer: the
+# addresses and ports as the 12 bytes that hold them (TcpReassembler.feed_in_order's header_key), not as numbers.
+ETHERNET_IPV4_TCP_ENDPOINTS = struct.Struct("!12xH" "BxH2xHxB2x12s" "IIBB")
 
 # Address to text is ~150 ns per call; a capture has few distinct addresses, so remember them.
 _ADDRESS_CACHE_LIMIT = 65536
-ipv4_text: dict[int, str] = {}  # (read by the trace's fast path, which leaves a miss to decode_tcp)
+_ipv4_text: dict[int, str] = {}
 _ipv6_text: dict[bytes, str] = {}
 
 
 def _ipv4_address(address: int) -> str:
-    text = ipv4_text.get(address)
+    text = _ipv4_text.get(address)
     if text is None:
-        if len(ipv4_text) >= _ADDRESS_CACHE_LIMIT:
-            ipv4_text.clear()
-        text = ipv4_text[address] = socket.inet_ntop(socket.AF_INET, address.to_bytes(4, "big"))
+        if len(_ipv4_text) >= _ADDRESS_CACHE_LIMIT:
+            _ipv4_text.clear()
+        text = _ipv4_text[address] = socket.inet_ntop(socket.AF_INET, address.to_bytes(4, "big"))
     return text
 
 
@@ -137,8 +139,8 @@ def decode_tcp(packet: RawPacket) -> TcpSegment | None:
             return _new_segment(
                 packet.number,
                 packet.time,
-                ipv4_text.get(src_number) or _ipv4_address(src_number),
-                ipv4_text.get(dst_number) or _ipv4_address(dst_number),
+                _ipv4_text.get(src_number) or _ipv4_address(src_number),
+                _ipv4_text.get(dst_number) or _ipv4_address(dst_number),
                 sport,
                 dport,
                 seq,
@@ -207,8 +209,8 @@ def _decode_ip(
         transport = offset + header_length
         if protocol != _PROTO_TCP:
             return None if quoted else _decode_carried(packet, data, transport, protocol, depth)
-        src = ipv4_text.get(src_number) or _ipv4_address(src_number)
-        dst = ipv4_text.get(dst_number) or _ipv4_address(dst_number)
+        src = _ipv4_text.get(src_number) or _ipv4_address(src_number)
+        dst = _ipv4_text.get(dst_number) or _ipv4_address(dst_number)
     else:
         payload_length, protocol, src_bytes, dst_bytes = _unpack_ipv6(data, offset)
         transport = offset + 40

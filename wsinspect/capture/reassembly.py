@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import heapq
 import os
+import socket
+import struct
 from collections import OrderedDict
 from collections.abc import Collection, Generator
 from dataclasses import dataclass
@@ -129,6 +131,8 @@ _new_gap = frozen_builder(FlowGap)
 _new_opened = frozen_builder(FlowOpened)
 _new_closed = frozen_builder(FlowClosed)
 
+_SYN_FIN_RST = TCP_SYN | TCP_FIN | TCP_RST
+_PORTS = struct.Struct("!HH")
 _SEQ_MASK = 0xFFFFFFFF
 _SEQ_HALF = 1 << 31
 # The largest window TCP can advertise (65535 << 14). A segment or ACK further ahead than this is
@@ -406,6 +410,19 @@ def _reversed(endpoints: _Endpoints) -> _Endpoints:
     return dst, dport, src, sport
 
 
+def _header_key(endpoints: _Endpoints) -> bytes | None:
+    """The endpoints as an IPv4 header (without options) and the TCP header after it hold them: bytes 12 to 19 of the
+    IPv4 header (source and destination address) and 0 to 3 of the TCP header (ports). None for IPv6 endpoints."""
+    src, sport, dst, dport = endpoints
+    if ":" in src or ":" in dst:
+        return None
+    return socket.inet_aton(src) + socket.inet_aton(dst) + _PORTS.pack(sport, dport)
+
+
+def _reversed_header_key(header_key: bytes) -> bytes:
+    return header_key[4:8] + header_key[0:4] + header_key[10:12] + header_key[8:10]
+
+
 class TcpReassembler:
     """Feed it every TcpSegment of a capture in file order; it returns the flow items they produce.
 
@@ -433,6 +450,9 @@ class TcpReassembler:
         self.flows_let_go = 0
         self._budget = _HeldBudget(max_held_bytes)
         self._sides: dict[_Endpoints, _Side] = {}
+        # The same sides of the IPv4 flows, by the bytes that name the endpoints in their packets (_header_key), for
+        # feed_in_order: the packet's own bytes are the key, with no address made text.
+        self._sides_by_header: dict[bytes, _Side] = {}
         # Open flows, least recently active first (refreshed once per _ACTIVITY_QUANTUM).
         self._open: OrderedDict[int, _Flow] = OrderedDict()
         # Recently closed connections, both orientations, to the sender's Wireshark base_seq: their
@@ -515,18 +535,19 @@ class TcpReassembler:
                 )
 
     def feed_in_order(
-        self, endpoints: _Endpoints, number: int, time: float, seq: int, ack: int, flags: int, payload: bytes
+        self, header_key: bytes, number: int, time: float, seq: int, ack: int, flags: int, payload: bytes
     ) -> _HalfStream | None:
-        """feed_into's commonest case without a TcpSegment: a segment of an established flow, whole (nothing cut at
-        capture time), neither SYN, FIN nor RST, acknowledging nothing unseen, its payload (if any) the next bytes of
-        its direction with nothing held out of order.
+        """feed_into's commonest case without a TcpSegment: a segment of an established IPv4 flow, whole (nothing cut
+        at capture time), neither SYN, FIN nor RST, acknowledging nothing unseen, its payload (if any) the next bytes
+        of its direction with nothing held out of order. ``header_key`` names its endpoints as its IPv4 and TCP
+        headers do: source and destination address, source and destination port (12 bytes, see _header_key).
 
         Returns None, having changed nothing, for any other segment: the caller then feeds it to feed_into, which
         decides the same for this case. Else the sender's half-stream; a non-empty `payload` was then delivered as
         its next bytes, and the caller hands it on as the FlowData feed_into would have made.
         """
-        side = self._sides.get(endpoints)
-        if side is None or flags & (TCP_SYN | TCP_FIN | TCP_RST) or time >= side.flow.check_at:
+        side = self._sides_by_header.get(header_key)
+        if side is None or flags & _SYN_FIN_RST or time >= side.flow.check_at:
             return None
         sender = side.sender
         receiver = side.receiver
@@ -567,6 +588,7 @@ class TcpReassembler:
                 self._close(flow, "end of capture", last, out)
         self._open.clear()
         self._sides.clear()
+        self._sides_by_header.clear()
         self._closed.clear()
         return out
 
@@ -740,6 +762,10 @@ class TcpReassembler:
         server_side = _Side(flow, flow.to_client, flow.to_server)
         self._sides[to_server_key] = client_side
         self._sides[server + client] = server_side
+        header_key = _header_key(to_server_key)
+        if header_key is not None:
+            self._sides_by_header[header_key] = client_side
+            self._sides_by_header[_reversed_header_key(header_key)] = server_side
         self._open[number] = flow
         if len(self._open) == 1:
             self._next_idle_check = segment.time + self.idle_timeout
@@ -763,6 +789,10 @@ class TcpReassembler:
         to_client_key = _reversed(to_server_key)
         self._sides.pop(to_server_key, None)
         self._sides.pop(to_client_key, None)
+        header_key = _header_key(to_server_key)
+        if header_key is not None:
+            self._sides_by_header.pop(header_key, None)
+            self._sides_by_header.pop(_reversed_header_key(header_key), None)
         del self._open[flow.number]
         if not remember:
             return  # let go while still open: its later packets start a new flow
