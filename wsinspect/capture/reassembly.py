@@ -25,11 +25,11 @@ Real capture shapes, and what is done about each:
   "let go:"; what was held is delivered (holes become gaps). Later packets of that connection start a new flow
   (mid-stream, with a new number: from there on the numbers differ from Wireshark's tcp.stream).
 
-Memory budget: about 1.1 KB per open flow (``tests/capture/measure_memory.py``), plus the last piece delivered per
+Memory budget: about 1.3 KB per open flow (``tests/capture/measure_memory.py``), plus the last piece delivered per
 direction until the peer acknowledges it (a reference to a segment's payload, to compare retransmissions with), plus
 bytes held out of order: at most ``max_out_of_order_bytes`` per direction and ``max_held_bytes`` across all flows
 (past either, the oldest hole of the direction being fed is given up as a gap). With the defaults (10,000 open
-flows, 64 MiB held): about 11 MB of flows, plus what is in flight, plus at most 64 MiB behind holes.
+flows, 64 MiB held): about 13 MB of flows, plus what is in flight, plus at most 64 MiB behind holes.
 """
 
 from __future__ import annotations
