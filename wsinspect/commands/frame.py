@@ -72,6 +72,7 @@ class HexError(ValueError):
 _HINT = "write bytes as 81 05 48, 8105 48, 81:05:48, 0x81 0x05 or \\x81\\x05"
 _DUMP_OFFSET = re.compile(r"^([0-9a-fA-F]{4,8}):?$")
 _HEX_TOKEN = re.compile(r"^[0-9a-fA-F]+$")
+_DUMP_CELL = re.compile(r"(\s+)(\S+)")  # what follows a dump line's offset: (the gap before it, a cell)
 
 
 def _dump_bytes(lines: list[str]) -> bytes | None:
@@ -89,8 +90,10 @@ def _dump_bytes(lines: list[str]) -> bytes | None:
             return None
         previous = offset
         row = []
-        for token in tokens[1:17]:
-            if len(token) != 2 or not _HEX_TOKEN.match(token):
+        # The bytes are one or two spaces apart (hexdump -C adds one after the eighth); the text column comes after
+        # a wider gap, which also keeps a short last row's text ("AA") from being read as bytes.
+        for gap, token in _DUMP_CELL.findall(line[len(line) - len(line.lstrip()) + len(tokens[0]):])[:16]:
+            if (row and len(gap) > 2) or len(token) != 2 or not _HEX_TOKEN.match(token):
                 break
             row.append(int(token, 16))
         data += bytes(row)
