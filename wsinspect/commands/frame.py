@@ -89,7 +89,7 @@ def _dump_bytes(lines: list[str]) -> bytes | None:
         if (previous < 0 and offset != 0) or offset <= previous or offset != len(data):
             return None
         previous = offset
-        row = []
+        row: list[int] = []
         # The bytes are one or two spaces apart (hexdump -C adds one after the eighth); the text column comes after
         # a wider gap, which also keeps a short last row's text ("AA") from being read as bytes.
         for gap, token in _DUMP_CELL.findall(line[len(line) - len(line.lstrip()) + len(tokens[0]):])[:16]:
