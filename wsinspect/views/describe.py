@@ -7,6 +7,8 @@ through ``safe.visible`` before it becomes a piece, so a piece is always safe to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rich.cells import cell_len
 
 from wsinspect.core.events import Close, FrameEvent, Message
@@ -17,6 +19,10 @@ from wsinspect.views.safe import hex_preview, preview
 
 PREVIEW_CHARS = 60
 _OPCODE_NAMES = {int(opcode): name for opcode, name in OPCODE_NAMES.items()}  # a plain dict: no enum per row
+# Plain ints and sets as well: cheaper than looking enum members up, and these run once per row.
+_CONTINUATION, _TEXT, _CLOSE = int(Opcode.CONTINUATION), int(Opcode.TEXT), int(Opcode.CLOSE)
+_DATA = frozenset({int(Opcode.TEXT), int(Opcode.BINARY)})
+_PING_PONG = frozenset({int(Opcode.PING), int(Opcode.PONG)})
 
 SEVERITY_ROLE = {"error": "error", "warning": "warning", "info": "info"}
 
@@ -54,10 +60,50 @@ _CHARACTER_WIDTHS = _CharacterWidths()
 _width_of_char = _CHARACTER_WIDTHS.__getitem__
 
 
+# Excerpts end with an ellipsis, one cell wide: a text whose other characters are printable ASCII takes one cell
+# per character, and is cut by slicing.
+_ELLIPSIS = "…" if cell_len("…") == 1 else "\x00"
+
+
+def _one_cell_each(text: str) -> bool:
+    """Is ``width_of(text) == len(text)`` with every prefix cut the same way (ASCII is measured by ``len``)?"""
+    if text.isascii():
+        return True
+    rest = text.replace(_ELLIPSIS, "")
+    return rest.isascii() and rest.isprintable()
+
+
+_KEPT_WIDTHS: dict[str, int] = {}  # non-ASCII texts measured: most repeat (rules, marks, arrows, titles)
+_KEPT_WIDTHS_MAX = 4096  # then it starts again
+_KEPT_WIDTH_CHARS = 256  # longer texts are measured each time
+
+
 def width_of(text: str) -> int:
     """Terminal cells a (safe, printable) text takes: wide characters take two, combining marks none. (Per
     character: an emoji sequence joined by U+200D counts as its parts, so a row may be cut a little early.)"""
-    return len(text) if text.isascii() else sum(map(_width_of_char, text))
+    return len(text) if text.isascii() else _measured(text)
+
+
+def _measured(text: str) -> int:
+    """Cells, character by character (an ASCII control takes none)."""
+    cells = _KEPT_WIDTHS.get(text)
+    if cells is None:
+        cells = sum(map(_width_of_char, text))
+        if len(text) <= _KEPT_WIDTH_CHARS:
+            if len(_KEPT_WIDTHS) >= _KEPT_WIDTHS_MAX:
+                _KEPT_WIDTHS.clear()
+            _KEPT_WIDTHS[text] = cells
+    return cells
+
+
+def width_of_pieces(texts: list[str]) -> int:
+    """``width_of("".join(texts))``, measured text by text, so that only the texts that are not printable ASCII
+    are measured character by character (and those that repeat, once)."""
+    joined = "".join(texts)
+    if joined.isascii():
+        return len(joined)
+    # Printable ASCII takes one cell a character; everything else (ASCII controls too: none) is looked up.
+    return sum([len(text) if text.isascii() and text.isprintable() else _measured(text) for text in texts])
 
 
 def fit(pieces: list[Piece], width: int) -> list[Piece]:
@@ -77,6 +123,33 @@ def fit(pieces: list[Piece], width: int) -> list[Piece]:
         kept = text[:room] if ascii_text else text[: _cells_to_chars(text, room)]
         return [*pieces[:index], (role, kept + "…")] if width > used else pieces[:index]
     return pieces
+
+
+def fit_painted(pieces: list[Piece], width: int, codes: Mapping[str, tuple[str, str]]) -> str:
+    """``paint(fit(pieces, width))`` in one pass, for rows: each piece is measured once (by ``len`` where it is
+    ASCII), and painted with ``codes`` (``Palette.role_codes``) as it is kept. The cut is ``fit``'s."""
+    joined = "".join([text for _, text in pieces])
+    # fit measures the whole line first, where an ASCII control takes no cell, and then piece by piece, where one
+    # in an ASCII piece takes one: printable text (always, from the views) measures the same both ways.
+    if not joined.isprintable() and len(joined) <= width and (joined.isascii() or width_of(joined) <= width):
+        return "".join([codes[role][0] + text + codes[role][1] for role, text in pieces if text])
+    out = []
+    used = 0
+    for role, text in pieces:
+        one_cell_each = _one_cell_each(text)
+        cells = len(text) if one_cell_each else width_of(text)
+        if used + cells > width:
+            if width > used:
+                room = max(width - used - 1, 0)
+                start, end = codes[role]
+                kept = text[:room] if one_cell_each else text[: _cells_to_chars(text, room)]
+                out.append(start + kept + "…" + end)
+            break
+        used += cells
+        if text:
+            start, end = codes[role]
+            out.append(start + text + end)
+    return "".join(out)
 
 
 def wrap(pieces: list[Piece], width: int, indent: str = "  ") -> list[list[Piece]]:
@@ -102,6 +175,10 @@ def wrap(pieces: list[Piece], width: int, indent: str = "  ") -> list[list[Piece
                 cut = space
             elif used > len(indent) and 0 <= (first_word if first_word > 0 else len(text)) <= width - len(indent):
                 cut = 0  # the word would fit on a line of its own: move it there rather than break it
+            elif cut <= 0 and lines and used == len(indent):
+                # Nothing fits beside the indent (an indent as wide as the line, a wide character in its last
+                # cell): one character goes there anyway, or the same line would be started for ever.
+                cut = 1
             if cut > 0:
                 line.append((role, text[:cut].rstrip(" ")))
             text = text[cut:].lstrip(" ")
@@ -155,8 +232,7 @@ def close_description(code: int | None, reason: str, *, with_name: bool = True) 
     return pieces
 
 
-def frame_flags(event: FrameEvent) -> list[Piece]:
-    frame = event.frame
+def frame_flags(frame: Frame) -> list[Piece]:
     pieces: list[Piece] = []
     if frame.fin:
         pieces.append(("flag", " [FIN]"))
@@ -171,13 +247,62 @@ def frame_flags(event: FrameEvent) -> list[Piece]:
     return pieces
 
 
+def frame_head(frame: Frame) -> list[Piece]:
+    """The Info column's start: the opcode's name and the flags (``Text [FIN] [MASKED]``), ASCII. It depends on
+    the opcode, FIN, RSV1-3 and MASK alone, so a view may paint it once for each of their combinations."""
+    return [("opcode", _OPCODE_NAMES.get(frame.opcode) or opcode_name(frame.opcode)), *frame_flags(frame)]
+
+
 def is_compressed(frame: Frame, continues: tuple[int, bool] | None, deflate: bool) -> bool:
     """Does a data frame's payload hold compressed bytes? RSV1 means "compressed" only on a connection that agreed
     on permessage-deflate (RFC 7692 6; elsewhere it breaks RFC 6455 5.2, and the payload is shown as it is); a
     continuation is compressed when its message's first frame was (RFC 7692 6.1)."""
-    if frame.opcode == Opcode.CONTINUATION:
+    opcode = frame.opcode
+    if opcode == _CONTINUATION:
         return continues is not None and continues[1]
-    return frame.rsv1 and deflate and frame.opcode in (Opcode.TEXT, Opcode.BINARY)
+    return frame.rsv1 and deflate and opcode in _DATA
+
+
+def frame_body(frame: Frame, continues: tuple[int, bool] | None, deflate: bool) -> list[Piece]:
+    """The Info column after the head, for any frame but a close (see ``close_body``): the payload's size if it
+    is compressed, else an excerpt; a note if some of it is missing."""
+    payload = frame.payload
+    body: list[Piece]
+    if is_compressed(frame, continues, deflate):
+        body = [("muted", f" compressed {size(len(payload))}")]
+    elif payload:
+        opcode = frame.opcode
+        if opcode == _TEXT:
+            is_text = True
+        elif opcode in _PING_PONG:
+            is_text = _is_utf8(payload)  # ping bodies are arbitrary (RFC 6455 5.5.2) but often words
+        else:
+            is_text = opcode == _CONTINUATION and continues is not None and continues[0] == _TEXT
+        body = [("plain", " "), payload_preview(payload, text=is_text)]
+    else:
+        body = []
+    if frame.missing:
+        body.append(missing_note(frame))
+    return body
+
+
+def close_body(frame: Frame, head_cells: int, width: int) -> tuple[list[Piece], bool]:
+    """A close frame's Info after the opcode: its code, the code's name and its reason; and whether the flags stay.
+    With a ``width`` (cells for all of it, ``head_cells`` of them taken by the opcode and flags), what matters most
+    survives a narrow column: the code's name goes first, then the flags."""
+    close = parse_close_payload(frame.payload)
+    body = [("plain", " "), *close_description(close.code, close.reason)]
+    flags_kept = True
+    if width and head_cells + _cells(body) > width:
+        body = [("plain", " "), *close_description(close.code, close.reason, with_name=False)]
+        flags_kept = head_cells + _cells(body) <= width
+    if frame.missing:
+        body.append(missing_note(frame))
+    return body, flags_kept
+
+
+def missing_note(frame: Frame) -> Piece:
+    return ("warning", f" [{size(frame.missing)} of payload not captured or over the limit]")
 
 
 def frame_info(event: FrameEvent, *, continues: tuple[int, bool] | None = None, width: int = 0,
@@ -190,28 +315,12 @@ def frame_info(event: FrameEvent, *, continues: tuple[int, bool] | None = None, 
     code's name and then the flags first; other frames are cut at the end.
     """
     frame = event.frame
-    head: list[Piece] = [("opcode", _OPCODE_NAMES.get(frame.opcode) or opcode_name(frame.opcode))]
-    flags = frame_flags(event)
-    payload = frame.payload
-    body: list[Piece] = []
-    if frame.opcode == Opcode.CLOSE:
-        close = parse_close_payload(payload)
-        body = [("plain", " "), *close_description(close.code, close.reason)]
-        if width and _cells(head + flags + body) > width:
-            body = [("plain", " "), *close_description(close.code, close.reason, with_name=False)]
-            if _cells(head + flags + body) > width:
-                flags = []
-    elif is_compressed(frame, continues, deflate):
-        body = [("muted", f" compressed {size(len(payload))}")]
-    elif payload:
-        is_text = frame.opcode == Opcode.TEXT or (frame.opcode == Opcode.CONTINUATION and continues is not None
-                                                  and continues[0] == Opcode.TEXT)
-        if frame.opcode in (Opcode.PING, Opcode.PONG):
-            is_text = _is_utf8(payload)  # ping bodies are arbitrary (RFC 6455 5.5.2) but often words
-        body = [("plain", " "), payload_preview(payload, text=is_text)]
-    if frame.missing:
-        body.append(("warning", f" [{size(frame.missing)} of payload not captured or over the limit]"))
-    pieces = head + flags + body
+    if frame.opcode != _CLOSE:
+        pieces = frame_head(frame) + frame_body(frame, continues, deflate)
+        return fit(pieces, width) if width else pieces
+    head = frame_head(frame)
+    body, flags_kept = close_body(frame, _cells(head), width)
+    pieces = (head if flags_kept else head[:1]) + body
     return fit(pieces, width) if width else pieces
 
 
@@ -221,14 +330,23 @@ def _cells(pieces: list[Piece]) -> int:
 
 def message_info(message: Message) -> list[Piece]:
     """``text message (3 frames, 17 B, 11 B compressed) "hello"``."""
-    kind = opcode_name(message.opcode).lower()
+    return [message_kind(message.opcode), *message_details(message)]
+
+
+def message_kind(opcode: int) -> Piece:
+    """``text message``: ``message_info``'s first piece, which depends on the opcode alone."""
+    return ("strong", f"{opcode_name(opcode).lower()} message")
+
+
+def message_details(message: Message) -> list[Piece]:
+    """``message_info`` after its kind: `` (3 frames, 17 B, 11 B compressed) "hello"``."""
     details = []
     if message.frames > 1:
         details.append(f"{message.frames} frames")
     details.append(size(len(message.data)))
     if message.compressed:
         details.append(f"{size(message.wire_length)} compressed")
-    pieces: list[Piece] = [("strong", f"{kind} message"), ("muted", " (" + ", ".join(details) + ") "),
+    pieces: list[Piece] = [("muted", " (" + ", ".join(details) + ") "),
                            payload_preview(message.data, text=message.opcode == Opcode.TEXT)]
     if not message.complete:
         pieces.append(("warning.strong", " [incomplete]"))

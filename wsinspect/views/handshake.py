@@ -3,7 +3,8 @@ words. Each function returns lines of styled pieces (see ``palette``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from wsinspect.core.checks import Severity
 from wsinspect.core.events import HandshakeRequest, HandshakeResponse
@@ -14,6 +15,8 @@ from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
 
 Line = list[Piece]
+T = TypeVar("T")
+HeaderRow = Callable[[str, str, str, int, int], list[T]]  # (role, name, value, name width, value width) -> lines
 
 MARK = {Severity.ERROR: "✗", Severity.WARNING: "!", Severity.INFO: "i"}
 _NAME_COLUMN_MAX = 28  # longer header names push their value right rather than widening every row
@@ -49,22 +52,29 @@ def _folded(value: str, width: int) -> list[str]:
     return [value[i : i + width] for i in range(0, len(value), width)]
 
 
-def _message_lines(title: str, message: HttpMessage, role: str, name_width: int, value_width: int,
-                   explainer: Explainer | None, upgraded: bool | None = None) -> list[Line]:
+def header_row_lines(role: str, name: str, value: str, name_width: int, value_width: int) -> list[Line]:
+    """One header of the table: its name and value, the value folded if it is long. Depends on its arguments alone
+    (``PaintedHandshakes`` keeps each one's paint)."""
+    first, *rest = _folded(visible(value), value_width)
     pad = " " * (name_width + 2)
-    lines: list[Line] = [[(role + ".strong", f" {title:<{name_width}} "), ("strong", visible(message.start_line))]]
+    return [[(role, f" {visible(name):<{name_width}} "), ("plain", first)], *[[("plain", pad + part)] for part in rest]]
+
+
+def _message_lines(title: str, message: HttpMessage, role: str, name_width: int, value_width: int,
+                   explainer: Explainer | None, upgraded: bool | None,
+                   line: Callable[[Line], list[T]], header_row: HeaderRow[T]) -> list[T]:
+    pad = " " * (name_width + 2)
+    lines: list[T] = []
+    lines += line([(role + ".strong", f" {title:<{name_width}} "), ("strong", visible(message.start_line))])
     if explainer is not None and upgraded is not None:
         note = explainer.status(upgraded, pad)
         if note:
-            lines.append(note)
+            lines += line(note)
     for name, value in message.headers:
-        shown_name = visible(name)
-        first, *rest = _folded(visible(value), value_width)
-        lines.append([(role, f" {shown_name:<{name_width}} "), ("plain", first)])
-        lines += [[("plain", pad + part)] for part in rest]
+        lines += header_row(role, name, value, name_width, value_width)
         note = explainer.header(name, pad) if explainer is not None else None
         if note:
-            lines.append(note)
+            lines += line(note)
     return lines
 
 
@@ -90,30 +100,90 @@ def handshake_lines(request: HandshakeRequest | None, response: HandshakeRespons
                     width: int = 120, explainer: Explainer | None = None, show_body: bool = True) -> list[Line]:
     """The request and the response header by header (wire order, duplicates kept), then the accept key
     computation where one was due, then the findings (or a tick when there are none)."""
-    names = [visible(name) for message in (request.request if request else None,
-                                           response.response if response else None)
+    return _table(request, response, width, explainer, show_body, _as_is, _as_is, header_row_lines)
+
+
+def _as_is(line: Line) -> list[Line]:
+    return [line]
+
+
+class PaintedHandshakes:
+    """``handshake_lines`` painted, for a view that shows many conversations: the lines of a header seen before
+    (most headers of most conversations: often only the key and the accept differ) are painted once per run.
+
+    ``paint`` is the view's painter, which folds a line wider than the terminal (``Output.painted_lines``). It and
+    ``width`` are fixed for the run, so a row's paint depends on the header and the name column's width alone. What
+    is kept is bounded: short headers only, and at most ``_ROWS_KEPT`` of them (then it starts again).
+    """
+
+    def __init__(self, paint: Callable[[Line], list[str]], width: int) -> None:
+        self._paint = paint
+        self._width = width
+        self._rows: dict[tuple[str, str, str, int], list[str]] = {}
+        self._kept: dict[tuple[Piece, ...], list[str]] = {}  # lines that depend on the name column's width alone
+
+    def lines(self, request: HandshakeRequest | None, response: HandshakeResponse | None, *,
+              explainer: Explainer | None = None, show_body: bool = True) -> list[str]:
+        return _table(request, response, self._width, explainer, show_body, self._paint, self._kept_line,
+                      self._header_row)
+
+    def _header_row(self, role: str, name: str, value: str, name_width: int, value_width: int) -> list[str]:
+        key = (role, name, value, name_width)
+        painted = self._rows.get(key)
+        if painted is None:
+            painted = [text for line in header_row_lines(role, name, value, name_width, value_width)
+                       for text in self._paint(line)]
+            if len(name) + len(value) <= _ROW_KEPT_CHARS and name.lower() not in _UNIQUE_PER_CONNECTION:
+                if len(self._rows) >= _ROWS_KEPT:
+                    self._rows.clear()
+                self._rows[key] = painted
+        return painted
+
+    def _kept_line(self, line: Line) -> list[str]:
+        key = tuple(line)
+        painted = self._kept.get(key)
+        if painted is None:
+            painted = self._kept[key] = self._paint(line)
+        return painted
+
+
+_ROWS_KEPT = 1024
+_ROW_KEPT_CHARS = 256
+_UNIQUE_PER_CONNECTION = {"sec-websocket-key", "sec-websocket-accept"}  # not kept: they would only crowd the rest out
+
+
+def _table(request: HandshakeRequest | None, response: HandshakeResponse | None, width: int,
+           explainer: Explainer | None, show_body: bool, line: Callable[[Line], list[T]],
+           kept_line: Callable[[Line], list[T]], header_row: HeaderRow[T]) -> list[T]:
+    """``handshake_lines``' layout, each line made by ``line`` (``kept_line`` for the few that depend on the name
+    column's width alone) and each header's by ``header_row``: as pieces, or painted."""
+    names = [name for message in (request.request if request else None, response.response if response else None)
              if message is not None for name, _ in message.headers]
-    name_width = min(max([len("response"), *(width_of(name) for name in names)]), _NAME_COLUMN_MAX)
+    widest = max(map(width_of, map(visible, names)), default=0)
+    name_width = min(max(len("response"), widest), _NAME_COLUMN_MAX)
     value_width = max(width - name_width - 3, 20)
-    lines: list[Line] = [[("strong", f" {'Header':<{name_width}} Value")],
-                         [("muted", " " + "─" * min(width - 2, name_width + 40))]]
+    lines: list[T] = []
+    lines += kept_line([("strong", f" {'Header':<{name_width}} Value")])
+    lines += kept_line([("muted", " " + "─" * min(width - 2, name_width + 40))])
     if request is not None:
-        lines += _message_lines("request", request.request, "c2s", name_width, value_width, explainer)
+        lines += _message_lines("request", request.request, "c2s", name_width, value_width, explainer, None,
+                                line, header_row)
     if response is not None:
         lines += _message_lines("response", response.response, "s2c", name_width, value_width, explainer,
-                                response.upgraded)
+                                response.upgraded, line, header_row)
         if response.response.body and show_body:
             body = response.response.body[: _BODY_SHOWN * 4].decode("utf-8", "surrogateescape")[:_BODY_SHOWN]
-            lines.append([("muted", f" {'body':<{name_width}} "), ("muted", visible(body))])
+            lines += line([("muted", f" {'body':<{name_width}} "), ("muted", visible(body))])
     if request is not None and (response is None or response.response.status == 101):
         walkthrough = accept_walkthrough(request, response)  # only where an accept key was due
         if walkthrough:
-            lines.append(walkthrough)
+            lines += line(walkthrough)
     findings = [*(request.findings if request else ()), *(response.findings if response else ())]
     if findings:
-        lines += findings_lines(findings, explainer)
+        for finding_line in findings_lines(findings, explainer):
+            lines += line(finding_line)
     elif request is not None and response is not None and response.upgraded:
         # An extended CONNECT over HTTP/2 follows RFC 8441's rules instead (no key, no accept, :status 200).
         rules = "RFC 8441 section 4" if request.request.method == "CONNECT" else "RFC 6455 section 4"
-        lines.append([("ok", f"  ✓ handshake follows {rules}")])
+        lines += kept_line([("ok", f"  ✓ handshake follows {rules}")])
     return lines

@@ -14,7 +14,7 @@ from typing import IO
 
 from rich.console import Console
 
-from wsinspect.views.describe import width_of, wrap
+from wsinspect.views.describe import width_of_pieces, wrap
 from wsinspect.views.palette import Palette, Piece
 
 BATCH_LINES = 512
@@ -55,20 +55,35 @@ class Output:
 
     def line(self, pieces: list[Piece]) -> None:
         """One line; folded at spaces if it is wider than the terminal (rows are cut to fit before they get here)."""
-        joined = "".join([text for _, text in pieces])  # measured whole: one call, and ASCII needs no lookups
-        if (len(joined) if joined.isascii() else width_of(joined)) > self.width:
-            first = pieces[0][1] if pieces else ""
-            indent = " " * max(len(first) - len(first.lstrip(" ")), 2)  # continue under the line's own indent
-            for folded in wrap(pieces, self.width, indent):
-                self._lines.append(self.palette.paint(folded))
+        if width_of_pieces([text for _, text in pieces]) > self.width:
+            self._lines += self._folded(pieces)
         else:
             self._lines.append(self.palette.paint(pieces))
         if len(self._lines) >= BATCH_LINES:
             self.flush()
 
+    def painted_lines(self, pieces: list[Piece]) -> list[str]:
+        """What ``line`` would write, for a view that keeps painted lines to write again."""
+        if width_of_pieces([text for _, text in pieces]) > self.width:
+            return self._folded(pieces)
+        return [self.palette.paint(pieces)]
+
+    def _folded(self, pieces: list[Piece]) -> list[str]:
+        first = pieces[0][1] if pieces else ""
+        indent = " " * max(len(first) - len(first.lstrip(" ")), 2)  # continue under the line's own indent
+        if len(indent) >= self.width:
+            indent = "  "  # a narrow terminal: under the line's own indent, nothing would fit
+        return [self.palette.paint(folded) for folded in wrap(pieces, self.width, indent)]
+
     def row(self, pieces: list[Piece]) -> None:
         """A packet-list row, already cut to the width (``describe.fit``): painted as it is."""
         self._lines.append(self.palette.paint(pieces))
+        if len(self._lines) >= BATCH_LINES:
+            self.flush()
+
+    def painted_row(self, line: str) -> None:
+        """A row painted and cut to the width by the view itself."""
+        self._lines.append(line)
         if len(self._lines) >= BATCH_LINES:
             self.flush()
 

@@ -17,6 +17,7 @@ Columns are fixed per run, from the terminal width, so the header always sits ov
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,11 +39,17 @@ from wsinspect.core.fields import Opcode
 from wsinspect.core.handshake import blocking
 from wsinspect.views.describe import (
     SEVERITY_ROLE,
+    close_body,
     endpoint,
     fit,
+    fit_painted,
+    frame_body,
+    frame_head,
     frame_info,
     is_compressed,
+    message_details,
     message_info,
+    message_kind,
     width_of,
 )
 from wsinspect.views.detail import (
@@ -54,7 +61,7 @@ from wsinspect.views.detail import (
     legend_lines,
 )
 from wsinspect.views.explain import Explainer
-from wsinspect.views.handshake import handshake_lines
+from wsinspect.views.handshake import PaintedHandshakes
 from wsinspect.views.output import Output
 from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
@@ -66,6 +73,8 @@ WIDE = 100  # from here on, full addresses fit beside a useful Info column
 NARROW = 60  # below this, only the frame number and direction stay beside Info
 _ADDRESS = 15  # "127.0.0.1:47010"; the column widens for longer addresses, up to what leaves Info _MIN_INFO cells
 _MIN_INFO = 40
+_DATA = frozenset({int(Opcode.TEXT), int(Opcode.BINARY)})  # plain ints: cheaper per row than enum members
+_CLOSE = int(Opcode.CLOSE)
 
 
 def _count(number: int, noun: str) -> str:
@@ -90,7 +99,8 @@ class _Conversation:
     handshake_shown: bool = False
     refused: bool = False
     plain_http: bool = False  # live: a request that never asked for an upgrade (the demo page, a favicon)
-    endpoints: dict[str, str] = field(default_factory=dict)  # direction -> the Source/Destination cell
+    # direction -> the Source/Destination cell, as text and painted
+    endpoints: dict[str, tuple[str, str]] = field(default_factory=dict)
     # direction -> (opcode, compressed) of the fragmented message in progress, to describe its continuations
     open_message: dict[str, tuple[int, bool]] = field(default_factory=dict)
     # permessage-deflate was agreed, or may have been (no handshake seen): RSV1 then means "compressed"
@@ -130,13 +140,24 @@ class PacketList:
         self._open: dict[int, _Conversation] = {}
         self._legend_shown = False
         self._header_shown = False  # --compact prints the column header once
+        self._painted_header: tuple[int, list[str]] = (0, [])  # (address width, the header row painted)
         self._bit_lines: dict[tuple[int, int], list[str]] = {}  # --detail: painted lines per first two header bytes
+        # Rows are painted as they are laid out, from each role's escape sequences rendered once.
+        self._handshakes = PaintedHandshakes(output.painted_lines, self.width)
+        self._codes = self.palette.role_codes
+        self._muted = self._codes["muted"]
+        self._last_packet: int | None = None  # the last frame row's packet and time, and its number column
+        self._last_time = math.nan  # equal to no time: the first row formats its own
+        self._last_number = ("", 0)
+        self._heads: dict[tuple[int, bool, bool, bool, bool, bool], tuple[str, int]] = {}  # painted, cells
+        self._message_leads: dict[int, tuple[str, int]] = {}  # opcode -> "  ↳ text message", painted, cells
         self._last_stream: int | None = None  # the conversation the last printed block belongs to
         self.frames_shown = 0
 
     # ---- columns ------------------------------------------------------------------------------------------------
 
     def header_row(self) -> Line:
+        """The column header (it depends on the layout and the address column's width)."""
         if self.live:
             first = f"{'#':<5} {'Time':<12} "
             middle = {"wide": f"{'Direction':<15} {'Length':>7} ", "medium": f"{'Dir':<3} {'Length':>6} ",
@@ -151,22 +172,23 @@ class PacketList:
                       "medium": f"{'Stream':<6} {'Dir':<3} {'Length':>6} ", "narrow": f"{'Dir':<3} "}[self.layout]
         return [("strong", first + middle + "Info")]
 
-    def _endpoint_cell(self, conv: _Conversation, direction: str) -> str:
+    def _endpoint_cell(self, conv: _Conversation, direction: str) -> tuple[str, str]:
+        """The Source/Destination (or stream and direction) cell: its text and the text painted."""
         cell = conv.endpoints.get(direction)
         if cell is None:
             arrow = "c→s" if direction == "c2s" else "s→c"
             if self.live:
                 wide = "client → server" if direction == "c2s" else "server → client"
-                cell = {"wide": f"{wide:<15} ", "medium": f"{arrow} ", "narrow": f"{arrow} "}[self.layout]
+                text = {"wide": f"{wide:<15} ", "medium": f"{arrow} ", "narrow": f"{arrow} "}[self.layout]
             elif self.layout == "wide":
                 source, target = (conv.client, conv.server) if direction == "c2s" else (conv.server, conv.client)
                 width = self.address_width
-                cell = f"{_cut_left(source, width):>{width}} → {_cut_left(target, width):<{width}} "
+                text = f"{_cut_left(source, width):>{width}} → {_cut_left(target, width):<{width}} "
             elif self.layout == "medium":
-                cell = f"{_cut_left(str(conv.stream), 6):<6} {arrow} "
+                text = f"{_cut_left(str(conv.stream), 6):<6} {arrow} "
             else:
-                cell = f"{arrow} "
-            conv.endpoints[direction] = cell
+                text = f"{arrow} "
+            cell = conv.endpoints[direction] = (text, self.palette.wrap(direction, text))
         return cell
 
     def _widen_addresses(self, conv: _Conversation) -> None:
@@ -180,27 +202,58 @@ class PacketList:
                 other.endpoints.clear()
                 other.columns_shown = False  # its next row comes under a header with the new widths
 
-    def _prefix(self, event: Event, conv: _Conversation) -> Line:
-        direction = event.direction
+    def _prefix(self, event: FrameEvent, conv: _Conversation) -> tuple[str, int]:
+        """A frame row's columns before Info, painted, and the cells they take. All of it is ASCII but for the
+        direction arrows, each one cell wide, so ``len`` measures it."""
+        cell, painted_cell = self._endpoint_cell(conv, event.direction)
+        muted_start, muted_end = self._muted
+        layout = self.layout
         if self.live:
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.time)) + f".{int(event.time * 1000) % 1000:03d}"
-            first: Line = [(self.palette.stream_role(event.stream), f"#{event.stream:<4} ")]
-            if self.layout != "narrow":
-                first.append(("muted", stamp + " "))
+            number = f"#{event.stream:<4} "
+            first = self.palette.wrap(self.palette.stream_role(event.stream), number)
+            if layout == "narrow":
+                return first + painted_cell, len(number) + len(cell)
+            stamp = time.strftime("%H:%M:%S", time.localtime(event.time)) + f".{int(event.time * 1000) % 1000:03d} "
+            first += muted_start + stamp + muted_end
+            first_cells = len(number) + len(stamp)
         else:
-            origin = self.time_origin if self.time_origin is not None else event.time
-            packet = event.packet if event.packet is not None else ""
-            if self.layout == "narrow":
-                first = [("muted", f"{packet:>6} ")]
-            else:
-                first = [("muted", f"{packet:>7} {event.time - origin:10.6f} ")]
-        first.append((direction, self._endpoint_cell(conv, direction)))
-        return first
+            # Frames of one packet share its number and time: formatted once (a float's formatting is dear).
+            if event.packet != self._last_packet or event.time != self._last_time:
+                self._last_packet, self._last_time = event.packet, event.time
+                packet = event.packet if event.packet is not None else ""
+                if layout == "narrow":
+                    number = f"{packet:>6} "
+                else:
+                    origin = self.time_origin if self.time_origin is not None else event.time
+                    # f"{packet:>7} {time:10.6f} ", in half the time: % skips parsing a format spec per value.
+                    number = "%7s %10.6f " % (packet, event.time - origin)  # noqa: UP031
+                self._last_number = (muted_start + number + muted_end, len(number))
+            first, first_cells = self._last_number
+            if layout == "narrow":
+                return first + painted_cell, first_cells + len(cell)
+        length = ("%7d " if layout == "wide" else "%6d ") % event.frame.size
+        return (first + painted_cell + muted_start + length + muted_end,
+                first_cells + len(cell) + len(length))
 
-    def _length_cell(self, size: int) -> Line:
-        if self.layout == "narrow":
-            return []
-        return [("muted", f"{size:>7} " if self.layout == "wide" else f"{size:>6} ")]
+    def _info(self, event: FrameEvent, continues: tuple[int, bool] | None, room: int, deflate: bool) -> str:
+        """The Info column cut to ``room`` cells, painted. The opcode and flags are painted once per kind of frame.
+        A head that does not fit, or a close frame's body that does not fit whole, goes to ``frame_info``, which
+        cuts them part by part."""
+        frame = event.frame
+        key = (frame.opcode, frame.fin, frame.rsv1, frame.rsv2, frame.rsv3, frame.masked)  # what frame_head reads
+        head = self._heads.get(key)
+        if head is None:
+            pieces = frame_head(frame)
+            head = self._heads[key] = (self.palette.paint(pieces), sum([len(text) for _, text in pieces]))
+        painted_head, head_cells = head
+        if head_cells <= room:
+            if frame.opcode != _CLOSE:
+                return painted_head + fit_painted(frame_body(frame, continues, deflate), room - head_cells,
+                                                  self._codes)
+            body, flags_kept = close_body(frame, head_cells, room)
+            if flags_kept:
+                return painted_head + fit_painted(body, room - head_cells, self._codes)
+        return self.palette.paint(frame_info(event, continues=continues, width=room, deflate=deflate))
 
     def _note_indent(self, event: Event) -> Line:
         """Lines under a frame; live, they name their connection, since connections interleave."""
@@ -291,7 +344,11 @@ class PacketList:
             conv.columns_shown = True
             if not self.live and not (self.compact and self._header_shown):
                 self._header_shown = True
-                self.out.line(self.header_row())
+                width, painted = self._painted_header
+                if width != self.address_width:  # painted once per address width (once per conversation, else)
+                    painted = self.out.painted_lines(self.header_row())
+                    self._painted_header = (self.address_width, painted)
+                self.out.painted(painted)
 
     def _handshake(self, response: HandshakeResponse, conv: _Conversation, show: bool) -> None:
         request = conv.request
@@ -317,8 +374,8 @@ class PacketList:
         elif self._last_stream != conv.stream:  # conversations overlap: say whose handshake this is
             self.out.line(self._rule(conv, f" Stream {conv.stream} handshake "))
         self._last_stream = conv.stream
-        self.out.lines(handshake_lines(request, response, width=self.width, explainer=self.explainer,
-                                       show_body=self.refusal_bodies))
+        self.out.painted(self._handshakes.lines(request, response, explainer=self.explainer,
+                                                show_body=self.refusal_bodies))
         self.out.line(self._outcome(response))
 
     def _handshake_line(self, request: HandshakeRequest | None, response: HandshakeResponse,
@@ -359,7 +416,7 @@ class PacketList:
         conv.frames += 1
         opcode = frame.opcode
         open_message = conv.open_message
-        if opcode == Opcode.TEXT or opcode == Opcode.BINARY:
+        if opcode in _DATA:
             open_message[event.direction] = (opcode, is_compressed(frame, None, conv.deflate))
         if show:
             self.frames_shown += 1
@@ -368,18 +425,17 @@ class PacketList:
             if conv.request is not None and not conv.handshake_shown and self.shown is None and not self.compact:
                 # Frames with no answer to the request (the server's side is not in the capture): the request first.
                 conv.handshake_shown = True
-                self.out.lines(handshake_lines(conv.request, None, width=self.width, explainer=self.explainer))
+                self.out.painted(self._handshakes.lines(conv.request, None, explainer=self.explainer))
             if self.detail and not self._legend_shown:
                 self._legend_shown = True
                 self.out.lines(legend_lines())
             if not conv.columns_shown:
                 self._columns(conv)
-            prefix = self._prefix(event, conv) + self._length_cell(frame.size)
-            # The prefix is ASCII; measured per row, since a frame number past 9,999,999 or a time past 9,999 s
-            # takes one more cell than the header planned for.
-            room = self.width - 1 - sum([len(text) for _, text in prefix])
+            # The prefix is measured per row, since a frame number past 9,999,999 or a time past 9,999 s takes one
+            # more cell than the header planned for.
+            prefix, prefix_cells = self._prefix(event, conv)
             continues = open_message.get(event.direction)
-            self.out.row(prefix + frame_info(event, continues=continues, width=room, deflate=conv.deflate))
+            self.out.painted_row(prefix + self._info(event, continues, self.width - 1 - prefix_cells, conv.deflate))
             self._last_stream = conv.stream
             if self.explainer is not None:
                 self.out.lines(self.explainer.frame(event, continues is not None and continues[1] and
@@ -409,8 +465,20 @@ class PacketList:
         if self.compact and self.shown is None:
             return  # one line per frame: the frames' rows carry the message
         self._ensure_title(conv)
-        # One line, like a row: the preview is cut to the width rather than folded.
-        self.out.row(fit([*self._note_indent(event), ("muted", "↳ "), *message_info(event)], self.width - 1))
+        # One line, like a row: the preview is cut to the width rather than folded. What comes before the details
+        # (indent, arrow, kind) is painted once per opcode, except live, where it names the connection.
+        lead = None if self.live else self._message_leads.get(event.opcode)
+        if lead is None:
+            pieces = [*self._note_indent(event), ("muted", "↳ "), message_kind(event.opcode)]
+            lead = (self.palette.paint(pieces), width_of("".join([text for _, text in pieces])))
+            if not self.live:
+                self._message_leads[event.opcode] = lead
+        painted_lead, lead_cells = lead
+        width = self.width - 1
+        if lead_cells <= width:
+            self.out.painted_row(painted_lead + fit_painted(message_details(event), width - lead_cells, self._codes))
+        else:
+            self.out.row(fit([*self._note_indent(event), ("muted", "↳ "), *message_info(event)], width))
 
     def _note(self, event: Violation | Notice, conv: _Conversation) -> None:
         check = event.check
@@ -446,7 +514,7 @@ class PacketList:
             # The server never answered (or its answer was not captured): show what the client asked.
             self._ensure_title(conv)
             conv.handshake_shown = True
-            self.out.lines(handshake_lines(conv.request, None, width=self.width))
+            self.out.painted(self._handshakes.lines(conv.request, None))
         if not conv.titled:
             return  # nothing of it was shown (a filter): say nothing of its end either
         duration = event.time - (conv.first_time if conv.first_time is not None else event.time)

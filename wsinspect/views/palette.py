@@ -149,6 +149,8 @@ class Palette:
             styles[f"stream.{index}.title"] = f"bold reverse {colour}".strip()
         self._codes: dict[str, tuple[str, str]] = {role: self._render(console, style)
                                                    for role, style in styles.items()}
+        # For code that paints as it lays a row out (``describe.fit_painted``): role -> (start, end).
+        self.role_codes: Mapping[str, tuple[str, str]] = self._codes
 
     def _render(self, console: Console, style: str) -> tuple[str, str]:
         if not style or not self.styled:
@@ -156,7 +158,9 @@ class Palette:
         with console.capture() as captured:
             console.print(Text("\x00", style=style), end="", soft_wrap=True)
         before, _, after = captured.get().partition("\x00")
-        return before, after
+        # A style that starts nothing ends nothing: then ``start + text + end`` is the text, which lets painters
+        # concatenate without asking whether a role has a style.
+        return (before, after) if before else ("", "")
 
     def stream_role(self, stream: int) -> str:
         return f"stream.{stream % self.stream_roles}"
@@ -168,7 +172,7 @@ class Palette:
             if not text:
                 continue
             start, end = codes[role]
-            out.append(start + text + end if start else text)
+            out.append(start + text + end)
         return "".join(out)
 
     def codes(self, role: str) -> tuple[str, str]:
@@ -177,4 +181,4 @@ class Palette:
 
     def wrap(self, role: str, text: str) -> str:
         start, end = self._codes[role]
-        return start + text + end if start and text else text
+        return start + text + end if text else text
