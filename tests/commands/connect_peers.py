@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime
 import hashlib
-import ipaddress
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +35,10 @@ NODE_PEER = Path(__file__).resolve().parent / "node_ws"
 RUN_TIMEOUT = 30  # seconds any one wsinspect run may take before the test fails
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3, the GUID every accept key is derived with
 
+# wss:// uses the server tests' certificates (tests/server is not a package), re-exported for test_connect.
+sys.path.insert(0, str(ROOT / "tests" / "server"))
+from tls_support import Certificates as Certificates  # noqa: E402
+from tls_support import make_certificates as make_certificates  # noqa: E402
 
 # -- running wsinspect connect -----------------------------------------------------------------------------------------
 
@@ -209,80 +210,6 @@ def read_until_closed(connection: socket.socket, limit: float = 10.0) -> bytes:
             break
         data += chunk
     return bytes(data)
-
-
-# -- certificates for wss:// ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Certificates:
-    ca: Path
-    chain: Path
-    key: Path
-
-
-def make_certificates(directory: Path) -> Certificates:
-    """A test CA and a server certificate for localhost and 127.0.0.1 signed by it: with the ``cryptography`` package
-    if it is installed, else the openssl command, else the test is skipped."""
-    try:
-        return _certificates_with_cryptography(directory)
-    except ImportError:
-        pass
-    if shutil.which("openssl") is None:
-        pytest.skip("neither the cryptography package nor the openssl command is here to make a test certificate")
-    return _certificates_with_openssl(directory)
-
-
-def _certificates_with_cryptography(directory: Path) -> Certificates:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wsinspect test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    server = (x509.CertificateBuilder()
-              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-              .issuer_name(ca_name).public_key(server_key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-              .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                          x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                             critical=False)
-              .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-              .sign(ca_key, hashes.SHA256()))
-    files = Certificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    files.chain.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-    return files
-
-
-def _certificates_with_openssl(directory: Path) -> Certificates:
-    files = Certificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    ca_key, extensions, request = directory / "ca.key", directory / "server.ext", directory / "server.csr"
-    extensions.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
-
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-            "-subj", "/CN=wsinspect test CA", "-keyout", str(ca_key), "-out", str(files.ca))
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", str(files.key), "-out", str(request))
-    openssl("x509", "-req", "-in", str(request), "-CA", str(files.ca), "-CAkey", str(ca_key), "-CAcreateserial",
-            "-days", "1", "-extfile", str(extensions), "-out", str(files.chain))
-    return files
 
 
 # -- other peers and probes ---------------------------------------------------------------------------------------

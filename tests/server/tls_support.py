@@ -1,11 +1,14 @@
-"""A test CA and a server certificate signed by it, made at test time with the ``cryptography`` package, for the
-TLS tests of ``serve`` and ``proxy`` (the certificate names localhost and 127.0.0.1)."""
+"""A test CA and a server certificate signed by it, made at test time with the ``cryptography`` package (or the
+openssl command), for the TLS tests of ``serve``, ``proxy`` and ``connect`` (the certificate names localhost and
+127.0.0.1)."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import shutil
 import ssl
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +32,17 @@ class Certificates:
 
 
 def make_certificates(directory: Path) -> Certificates:
-    pytest.importorskip("cryptography")
+    """With the ``cryptography`` package if it is installed, else the openssl command, else the test is skipped."""
+    try:
+        return _certificates_with_cryptography(directory)
+    except ImportError:
+        pass
+    if shutil.which("openssl") is None:
+        pytest.skip("neither the cryptography package nor the openssl command is here to make a test certificate")
+    return _certificates_with_openssl(directory)
+
+
+def _certificates_with_cryptography(directory: Path) -> Certificates:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -62,4 +75,21 @@ def make_certificates(directory: Path) -> Certificates:
     files.chain.write_bytes(server.public_bytes(serialization.Encoding.PEM))
     files.key.write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                    serialization.NoEncryption()))
+    return files
+
+
+def _certificates_with_openssl(directory: Path) -> Certificates:
+    files = Certificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    ca_key, extensions, request = directory / "ca.key", directory / "server.ext", directory / "server.csr"
+    extensions.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+            "-subj", "/CN=wsinspect test CA", "-keyout", str(ca_key), "-out", str(files.ca))
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost",
+            "-keyout", str(files.key), "-out", str(request))
+    openssl("x509", "-req", "-in", str(request), "-CA", str(files.ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", "1", "-extfile", str(extensions), "-out", str(files.chain))
     return files
