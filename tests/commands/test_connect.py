@@ -199,6 +199,18 @@ def test_headers_origin_and_subprotocol_reach_the_server(tmp_path: Path,
     assert "subprotocol chat.v2" in run.out
 
 
+def test_a_host_header_replaces_the_urls_authority(tmp_path: Path,
+                                                    websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    # A server behind name-based virtual hosting, reached by its address: the request names the virtual host.
+    server = websockets_peer()
+    run = connect(server.url("/"), "-H", "host: chat.example", "--send", "hi", "--wait", "1", tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    seen = server.requests[0]
+    assert seen.headers.get_all("Host") == ["chat.example"]  # one Host field: the URL's is not sent beside it
+    sent = run.of("handshake_request")[0]["headers"]
+    assert [value for name, value in sent if name.lower() == "host"] == ["chat.example"]
+
+
 # -- a refused handshake ---------------------------------------------------------------------------------------------
 
 def test_refused_handshake_shows_status_headers_body_and_exits_1(
@@ -475,6 +487,7 @@ def test_parse_url_errors(url: str, says: str) -> None:
     ["ws://127.0.0.1:1/", "-H", "no colon"],
     ["ws://127.0.0.1:1/", "-H", "Sec-WebSocket-Key: x"],
     ["ws://127.0.0.1:1/", "-H", "X-A: b\x1bc"],
+    ["ws://127.0.0.1:1/", "-H", "Host: a.example", "-H", "host: b.example"],  # RFC 9112 3.2: one Host field
     ["ws://127.0.0.1:1/", "--subprotocol", "has space"],
     ["ws://127.0.0.1:1/", "--subprotocol", "chat", "--subprotocol", "chat"],  # RFC 6455 4.1 item 10: unique
     ["ws://127.0.0.1:1/", "-Y", "websocket.opcode =="],

@@ -58,6 +58,7 @@ examples:
                                                    send two messages, wait 2 s for answers, close, exit
   wsinspect connect ws://[::1]:8765/chat -H 'Authorization: Bearer T' --origin http://localhost --subprotocol chat
   wsinspect connect wss://localhost:8443/ --cafile ca.pem        trust a test CA (or --insecure: no check)
+  wsinspect connect ws://10.0.0.7/ -H 'Host: chat.example'       a virtual host reached by its address
   wsinspect connect ws://127.0.0.1:8765/ --no-compression --detail   every frame as a field tree and hex dump
   wsinspect connect ws://127.0.0.1:8765/ --send hi --json session.jsonl --record session.pcapng
   printf 'hello\\n/ping are you there\\n/fragment 3 in three parts\\n/close 1000 bye\\n' | wsinspect connect URL
@@ -76,7 +77,9 @@ exit status:
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # Header fields the opening handshake itself sets, and the flag (or the URL) that sets each.
-_SET_BY_CONNECT = {"host": "the URL", "upgrade": "wsinspect connect", "connection": "wsinspect connect",
+# Host is not among them: -H 'Host: name' replaces the URL's authority in the Host field (as curl's -H does), for a
+# server behind name-based virtual hosting reached by its address; TLS still checks the URL's host.
+_SET_BY_CONNECT = {"upgrade": "wsinspect connect", "connection": "wsinspect connect",
                    "sec-websocket-key": "wsinspect connect (a fresh random key)",
                    "sec-websocket-version": "wsinspect connect (13)", "origin": "--origin",
                    "sec-websocket-protocol": "--subprotocol", "sec-websocket-extensions": "--no-compression"}
@@ -133,7 +136,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(run=run, connect_parser=parser)
     request = parser.add_argument_group("the opening handshake")
     request.add_argument("-H", "--header", type=header_argument, action="append", default=[], metavar="'NAME: VALUE'",
-                         help="an extra request header field (repeatable), e.g. -H 'Cookie: session=1'")
+                         help="an extra request header field (repeatable), e.g. -H 'Cookie: session=1'; "
+                              "-H 'Host: NAME' sends NAME as Host instead of the URL's host and port")
     request.add_argument("--origin", type=origin_argument, help="send this Origin header field, as a browser does")
     request.add_argument("--subprotocol", type=subprotocol_argument, action="append", default=[], metavar="NAME",
                          help="offer this subprotocol (repeatable, in order of preference)")
@@ -365,6 +369,9 @@ def _check_arguments(args: argparse.Namespace) -> tuple[Target, ssl.SSLContext |
     if repeated:
         raise UsageError(f"--subprotocol {visible(repeated[0])} is given twice: RFC 6455 4.1 (item 10) asks for "
                          "unique names")
+    if sum(name.lower() == "host" for name, _ in args.header) > 1:
+        raise UsageError("-H 'Host: ...' is given twice: a server answers a request with two Host header fields "
+                         "with 400 (RFC 9112 3.2)")
     shown = None
     if args.filter is not None:
         from wsinspect.filters import FilterError, compile_filter
@@ -381,9 +388,11 @@ def _plan(args: argparse.Namespace, target: Target) -> Plan:
     from wsinspect.core.endpoint import ClientOptions
 
     limits = Limits(max_header_bytes=args.max_header, max_frame=args.max_frame, max_message=args.max_message)
-    options = ClientOptions(host=target.authority, path=target.resource, origin=args.origin,
+    hosts = [value for name, value in args.header if name.lower() == "host"]
+    extra_headers = tuple((name, value) for name, value in args.header if name.lower() != "host")
+    options = ClientOptions(host=hosts[0] if hosts else target.authority, path=target.resource, origin=args.origin,
                             subprotocols=tuple(args.subprotocol), compression=not args.no_compression,
-                            extra_headers=tuple(args.header), limits=limits)
+                            extra_headers=extra_headers, limits=limits)
     return Plan(options, sends=tuple(args.send) if args.send is not None else None, wait=args.wait,
                 open_timeout=args.open_timeout, close_timeout=args.close_timeout, max_queue=args.max_queue,
                 drop_at=HARD_QUEUE_FACTOR * args.max_queue, insecure=args.insecure)
