@@ -30,7 +30,13 @@ from typing import Protocol
 
 from wsinspect.capture.files import CaptureFile, RawPacket, Record, new_raw_packet
 from wsinspect.capture.keylog import KeyLog, SessionSecrets
-from wsinspect.capture.packets import ETHERNET_IPV4_TCP_ENDPOINTS, LINKTYPE_ETHERNET, decode_tcp
+from wsinspect.capture.packets import (
+    ETHERNET_IPV4_TCP_ENDPOINTS,
+    LINKTYPE_ETHERNET,
+    TcpSegment,
+    decode_tcp,
+    ethernet_ipv4_segment,
+)
 from wsinspect.capture.reassembly import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_OPEN_FLOWS,
@@ -259,7 +265,13 @@ class CaptureTrace:
                                             data=payload))
                             stats.packets = number
                             continue
-                segment = decode_tcp(new_raw_packet(number, time, linktype, buffer[start:end], wire_length))
+                        # A SYN, a FIN, a flow not open... the general way, with the segment decode_tcp would give.
+                        segment: TcpSegment | None = ethernet_ipv4_segment(
+                            number, time, endpoints, seq, ack, flags | (data_offset & 1) << 8, payload)
+                    else:
+                        segment = decode_tcp(new_raw_packet(number, time, linktype, buffer[start:end], wire_length))
+                else:
+                    segment = decode_tcp(new_raw_packet(number, time, linktype, buffer[start:end], wire_length))
                 if segment is None:
                     continue
                 feed_into(segment, items)

@@ -18,6 +18,7 @@ __all__ = [
     "TCP_URG",
     "TcpSegment",
     "decode_tcp",
+    "ethernet_ipv4_segment",
 ]
 
 TCP_FIN = 0x01
@@ -91,6 +92,10 @@ _ETHERNET_IPV4_TCP_SIZE = _ETHERNET_IPV4_TCP.size
 # The same shape for the trace's per-packet fast path, which takes it straight from the reader's buffer: the
 # addresses and ports as the 12 bytes that hold them (TcpReassembler.feed_in_order's header_key), not as numbers.
 ETHERNET_IPV4_TCP_ENDPOINTS = struct.Struct("!12xH" "BxH2xHxB2x12s" "IIBB")
+
+# The 12 bytes of ETHERNET_IPV4_TCP_ENDPOINTS that name the endpoints, as numbers.
+_ENDPOINT_NUMBERS = struct.Struct("!IIHH")
+_unpack_endpoint_numbers = _ENDPOINT_NUMBERS.unpack
 
 # Address to text is ~150 ns per call; a capture has few distinct addresses, so remember them.
 _ADDRESS_CACHE_LIMIT = 65536
@@ -183,6 +188,29 @@ def decode_tcp(packet: RawPacket) -> TcpSegment | None:
     except (IndexError, struct.error):
         # A record cut before the end of a header: nothing usable in it.
         return None
+
+
+def ethernet_ipv4_segment(number: int, time: float, endpoints: bytes, seq: int, ack: int, flags: int,
+                          payload: bytes) -> TcpSegment:
+    """What decode_tcp gives for a record its fast path takes whole (nothing cut: the IPv4 packet ends within the
+    record), from the fields ETHERNET_IPV4_TCP_ENDPOINTS unpacked from it: ``endpoints`` its 12 bytes naming the
+    addresses and ports, ``flags`` the TCP flags with NS (the data offset byte's low bit) as 0x100, ``payload`` the
+    TCP payload. For the trace, whose fast path has unpacked the record already: no RawPacket, no second unpack."""
+    src_number, dst_number, sport, dport = _unpack_endpoint_numbers(endpoints)
+    return _new_segment(
+        number,
+        time,
+        _ipv4_text.get(src_number) or _ipv4_address(src_number),
+        _ipv4_text.get(dst_number) or _ipv4_address(dst_number),
+        sport,
+        dport,
+        seq,
+        ack,
+        flags,
+        payload,
+        0,
+        False,
+    )
 
 
 def _decode_ip(

@@ -21,6 +21,9 @@ from wsinspect.core.construct import fast_constructor
 # RFC 6455 section 1.3: the one place this GUID lives.
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUPPORTED_VERSION = "13"
+# A capture of many conversations repeats the same few header lines and values: short ones are parsed once, in
+# bounded caches. Only short ones, so what the caches can hold stays small whatever the wire sends.
+_MEMO_VALUES_UP_TO = 256
 
 
 def accept_key(key: str) -> str:
@@ -57,12 +60,7 @@ class Headers:
     _by_name: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        by_name: dict[str, tuple[str, ...]] = {}
-        for key, value in self.items:
-            lowered = key.lower()
-            earlier = by_name.get(lowered)
-            by_name[lowered] = (value,) if earlier is None else (*earlier, value)
-        object.__setattr__(self, "_by_name", by_name)
+        object.__setattr__(self, "_by_name", _values_by_name(self.items))
 
     def get_all(self, name: str) -> list[str]:
         return list(self._by_name.get(name.lower(), ()))
@@ -73,8 +71,7 @@ class Headers:
 
     def tokens(self, name: str) -> list[str]:
         """A comma-separated list header, across repeated lines (RFC 7230 3.2.2), lower-cased, empties dropped."""
-        return [stripped.lower() for value in self._by_name.get(name.lower(), ()) for token in value.split(",")
-                if (stripped := token.strip())]
+        return _tokens(self._by_name.get(name.lower(), ()))
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._by_name
@@ -84,6 +81,49 @@ class Headers:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def _values_by_name(items: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+    by_name: dict[str, tuple[str, ...]] = {}
+    for key, value in items:
+        lowered = key.lower()
+        earlier = by_name.get(lowered)
+        by_name[lowered] = (value,) if earlier is None else (*earlier, value)
+    return by_name
+
+
+# Made once per handshake: (items, _by_name) positionally, by_name built with the items (see core.construct).
+_new_headers = fast_constructor(Headers)
+
+
+def _value_tokens(value: str) -> tuple[str, ...]:
+    """The tokens of one comma-separated header value, lower-cased, empties dropped."""
+    return tuple(stripped.lower() for token in value.split(",") if (stripped := token.strip()))
+
+
+# Handshakes repeat the same few list values (Upgrade: websocket, Connection: Upgrade): short ones are split once.
+_value_tokens_memo = functools.lru_cache(maxsize=64)(_value_tokens)
+
+
+def _tokens(values: Iterable[str]) -> list[str]:
+    """Headers.tokens over the values of one name."""
+    tokens: list[str] = []
+    for value in values:
+        tokens += _value_tokens_memo(value) if len(value) <= _MEMO_VALUES_UP_TO else _value_tokens(value)
+    return tokens
+
+
+def _has_token(values: Iterable[str], token: str) -> bool:
+    """``token in _tokens(values)``, for a lower-case ``token``."""
+    for value in values:
+        if token in (_value_tokens_memo(value) if len(value) <= _MEMO_VALUES_UP_TO else _value_tokens(value)):
+            return True
+    return False
+
+
+def _joined(values: tuple[str, ...] | None) -> str | None:
+    """Headers.get over the values of one name."""
+    return ", ".join(values) if values else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +176,14 @@ def find_header_end(buffer: bytes | bytearray, start: int = 0) -> int:
     return crlf + 4 if lf < 0 or crlf + 4 <= lf + 2 else lf + 2
 
 
+# Header lines seen before, to their (name, value): the lines of a capture's handshakes are mostly the same few
+# (Host, Upgrade, Connection, Sec-WebSocket-Version...). Only lines that parse as a plain 'Name: value' are kept
+# (none starting with a space or tab, so never an obs-fold continuation, whose meaning depends on the line before);
+# emptied when full, so it stays small whatever the wire sends.
+_known_lines: dict[str, tuple[str, str]] = {}
+_KNOWN_LINES_LIMIT = 1024
+
+
 def _split_head(raw: bytes) -> tuple[str, list[tuple[str, str]], list[Finding]]:
     text = raw.decode("latin-1")
     syntax: list[Finding] = []
@@ -151,7 +199,12 @@ def _split_head(raw: bytes) -> tuple[str, list[tuple[str, str]], list[Finding]]:
         lines.pop()
     start_line = lines[0] if lines else ""
     headers: list[tuple[str, str]] = []
+    known_lines = _known_lines
     for line in lines[1:]:
+        header = known_lines.get(line)
+        if header is not None:
+            headers.append(header)
+            continue
         if line[:1] in (" ", "\t") and headers:
             # obs-fold (RFC 7230 3.2.4): a continuation of the previous value; deprecated but still seen.
             name, value = headers[-1]
@@ -162,12 +215,26 @@ def _split_head(raw: bytes) -> tuple[str, list[tuple[str, str]], list[Finding]]:
         if not colon or not name or name != name.strip():
             syntax.append(finding("http.malformed", f"Not a 'Name: value' header line: {line!r}."))
             continue
-        headers.append((name, value.strip(" \t")))
+        header = (name, value.strip(" \t"))
+        headers.append(header)
+        if len(line) <= _MEMO_VALUES_UP_TO:
+            if len(known_lines) >= _KNOWN_LINES_LIMIT:
+                known_lines.clear()
+            known_lines[line] = header
     return start_line, headers, syntax
+
+
+# The last request parsed, with its bytes: a capture's trace parses a stream's request to decide whether it is a
+# WebSocket, then hands the same bytes to its Connection, which parses them again. One entry, and immutable.
+_last_request: tuple[bytes, HttpRequest] | None = None
 
 
 def parse_request(raw: bytes) -> HttpRequest:
     """Parse a request header block (``raw`` up to and including the blank line). Never raises."""
+    global _last_request
+    last = _last_request
+    if last is not None and last[0] == raw and type(raw) is bytes:
+        return last[1]
     start_line, headers, syntax = _split_head(raw)
     parts = start_line.split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
@@ -177,7 +244,12 @@ def parse_request(raw: bytes) -> HttpRequest:
         method, target, version = parts[0], " ".join(parts[1:-1]), parts[-1]
     else:
         method, target, version = (*parts, "", "")[:3]
-    return _new_request(raw, start_line, Headers(tuple(headers)), tuple(syntax), b"", method, target, version)
+    items = tuple(headers)
+    request = _new_request(raw, start_line, _new_headers(items, _values_by_name(items)), tuple(syntax), b"", method,
+                           target, version)
+    if type(raw) is bytes:  # (a bytearray could change under the entry)
+        _last_request = (raw, request)
+    return request
 
 
 def parse_response(raw: bytes, body: bytes = b"") -> HttpResponse:
@@ -189,7 +261,9 @@ def parse_response(raw: bytes, body: bytes = b"") -> HttpResponse:
     if not version.startswith("HTTP/") or not status:
         syntax.insert(0, finding("http.malformed", "The status line is not 'HTTP/x.y NNN reason'.",
                                   "HTTP/1.1 101 Switching Protocols", start_line))
-    return _new_response(raw, start_line, Headers(tuple(headers)), tuple(syntax), body, version, status, reason)
+    items = tuple(headers)
+    return _new_response(raw, start_line, _new_headers(items, _values_by_name(items)), tuple(syntax), body, version,
+                         status, reason)
 
 
 def looks_like_http_request(data: bytes) -> bool:
@@ -222,8 +296,7 @@ def parse_extensions(values: Iterable[str]) -> list[Extension]:
 
 # A capture of many conversations repeats the same few offers and answers, each parsed up to four times per
 # handshake (the request's offers judged against the answer, and read again to agree on permessage-deflate): short
-# values are parsed once. Only short ones, so what the cache can hold stays small whatever the wire sends.
-_MEMO_VALUES_UP_TO = 256
+# values are parsed once (see _MEMO_VALUES_UP_TO).
 
 
 def _parse_extension_value(value: str) -> tuple[Extension, ...]:
@@ -263,21 +336,24 @@ def validate_request(request: HttpRequest, *, allowed_origins: Iterable[str] | N
     """Judge a client's opening handshake against RFC 6455 section 4.2.1 (and 4.1, 11.3.1)."""
     findings = list(request.syntax)
     headers = request.headers
+    by_name = headers._by_name  # (what Headers.get and friends read, by lower-cased name)
     if request.method != "GET":
         findings.append(finding("request.method", f"The method is {request.method!r}; it must be GET.",
                                  "GET", request.method))
-    if not _http_version_at_least_1_1(request.version):
+    if request.version != "HTTP/1.1" and not _http_version_at_least_1_1(request.version):
         findings.append(finding("request.version", f"The request is {request.version!r}; it must be HTTP/1.1 "
                                  "or higher.", "HTTP/1.1", request.version))
-    if not headers.get("Host"):
+    if not _joined(by_name.get("host")):
         findings.append(finding("request.host", "There is no Host header field.", "Host: <server authority>"))
-    upgrade = headers.get("Upgrade")
-    if upgrade is None or "websocket" not in headers.tokens("Upgrade"):
+    upgrade_values = by_name.get("upgrade", ())
+    upgrade = _joined(upgrade_values)
+    if upgrade is None or not _has_token(upgrade_values, "websocket"):
         findings.append(finding("request.upgrade", "The Upgrade header field " + (
             "is missing." if upgrade is None else f"does not contain 'websocket' (it says {upgrade!r})."),
             "websocket", upgrade))
-    connection = headers.get("Connection")
-    connection_upgrade = "upgrade" in headers.tokens("Connection")
+    connection_values = by_name.get("connection", ())
+    connection = _joined(connection_values)
+    connection_upgrade = _has_token(connection_values, "upgrade")
     if connection is None or not connection_upgrade:
         findings.append(finding("request.connection", "The Connection header field " + (
             "is missing." if connection is None else f"does not include the token 'Upgrade' (it says "
@@ -291,7 +367,7 @@ def validate_request(request: HttpRequest, *, allowed_origins: Iterable[str] | N
             "A plain HTTP request, with no Upgrade or Connection: Upgrade header field: a client that did not ask "
             "for a WebSocket, or a proxy that removed these hop-by-hop header fields."),
             "Upgrade: websocket and Connection: Upgrade", None))
-    keys = headers.get_all("Sec-WebSocket-Key")
+    keys = by_name.get("sec-websocket-key", ())
     if len(keys) > 1:
         findings.append(finding("request.key-repeated", f"Sec-WebSocket-Key appears {len(keys)} times.",
                                  "once", str(len(keys))))
@@ -303,16 +379,16 @@ def validate_request(request: HttpRequest, *, allowed_origins: Iterable[str] | N
         if key_problem:
             findings.append(finding("request.key", key_problem, "base64 of 16 bytes (24 characters ending '==')",
                                      keys[0]))
-    versions = headers.get_all("Sec-WebSocket-Version")
-    if versions != [SUPPORTED_VERSION]:
+    versions = by_name.get("sec-websocket-version", ())
+    if versions != (SUPPORTED_VERSION,):
         got = ", ".join(versions) if versions else None
         findings.append(finding("request.websocket-version", "Sec-WebSocket-Version " + (
             "is missing." if got is None else f"is {got!r}; this protocol is version 13."), SUPPORTED_VERSION, got))
-    protocols = [p.strip() for value in headers.get_all("Sec-WebSocket-Protocol") for p in value.split(",")]
+    protocols = [p.strip() for value in by_name.get("sec-websocket-protocol", ()) for p in value.split(",")]
     if protocols and (any(not p or not _is_token(p) for p in protocols) or len(set(protocols)) != len(protocols)):
         findings.append(finding("request.protocol-syntax", "Sec-WebSocket-Protocol is not a list of unique "
                                  "tokens.", "token, token", headers.get("Sec-WebSocket-Protocol")))
-    origin = headers.get("Origin")
+    origin = _joined(by_name.get("origin"))
     if allowed_origins is not None:
         allowed = list(allowed_origins)
         # The server compares the lowercased /origin/ (RFC 6455 4.2.2 item 4, and RFC 6454 serialisation).
@@ -346,6 +422,7 @@ def validate_response(response: HttpResponse, request: HttpRequest | None) -> li
     """Judge a server's opening handshake as the client must (RFC 6455 section 4.1), given the request."""
     findings = list(response.syntax)
     headers = response.headers
+    by_name = headers._by_name  # (what Headers.get and friends read, by lower-cased name)
     if response.status != 101:
         plain = request is not None and "websocket" not in request.headers.tokens("Upgrade")
         findings.append(finding("response.status", f"The server answered {response.status} {response.reason!r}"
@@ -360,14 +437,14 @@ def validate_response(response: HttpResponse, request: HttpRequest | None) -> li
                                     "refusal does not say which versions the server supports.",
                                     "Sec-WebSocket-Version: 13", None))
         return findings
-    if "websocket" not in headers.tokens("Upgrade"):
+    if not _has_token(by_name.get("upgrade", ()), "websocket"):
         findings.append(finding("response.upgrade", "The Upgrade header field is missing or not 'websocket'.",
                                  "websocket", headers.get("Upgrade")))
-    if "upgrade" not in headers.tokens("Connection"):
+    if not _has_token(by_name.get("connection", ()), "upgrade"):
         findings.append(finding("response.connection", "The Connection header field is missing or lacks the "
                                  "token 'Upgrade'.", "Upgrade", headers.get("Connection")))
-    got_accept = headers.get("Sec-WebSocket-Accept")
-    key = request.headers.get("Sec-WebSocket-Key") if request is not None else None
+    got_accept = _joined(by_name.get("sec-websocket-accept"))
+    key = _joined(request.headers._by_name.get("sec-websocket-key")) if request is not None else None
     if key is not None:
         expected = accept_key(key)
         if got_accept is None or got_accept.strip() != expected:
@@ -378,16 +455,17 @@ def validate_response(response: HttpResponse, request: HttpRequest | None) -> li
         findings.append(finding("response.accept", "Sec-WebSocket-Accept is missing.",
                                  "base64(SHA-1(key + GUID))"))
     if request is not None:
-        offered_extensions = {e.name for e in parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions"))}
-        for extension in parse_extensions(headers.get_all("Sec-WebSocket-Extensions")):
+        requested = request.headers._by_name
+        offered_extensions = {e.name for e in parse_extensions(requested.get("sec-websocket-extensions", ()))}
+        for extension in parse_extensions(by_name.get("sec-websocket-extensions", ())):
             if extension.name not in offered_extensions:
                 findings.append(finding("response.extension-not-offered",
                                          f"The server accepted extension {extension.name!r}, which the client "
                                          "did not offer.", ", ".join(sorted(offered_extensions)) or "none",
                                          extension.name))
-        offered_protocols = [p.strip() for v in request.headers.get_all("Sec-WebSocket-Protocol") for p in
-                             v.split(",") if p.strip()]
-        chosen = [p.strip() for v in headers.get_all("Sec-WebSocket-Protocol") for p in v.split(",")]
+        offered_protocols = [p.strip() for v in requested.get("sec-websocket-protocol", ()) for p in v.split(",")
+                             if p.strip()]
+        chosen = [p.strip() for v in by_name.get("sec-websocket-protocol", ()) for p in v.split(",")]
         if len(chosen) > 1 or (chosen and chosen[0] not in offered_protocols):
             findings.append(finding("response.protocol-not-offered", "The server's Sec-WebSocket-Protocol "
                                      f"{', '.join(chosen)!r} is not exactly one of those the client offered.",
