@@ -5,6 +5,8 @@ Not a test: it prints numbers side by side, and asserts no timings. Run from the
     python bench/serve_bench.py                                      # 64 B and 16 KiB, 100 x 100, + logging cost
     python bench/serve_bench.py --connections 1000 --messages 10 --no-logging   # 1,000 connections held at once
     python bench/serve_bench.py --size 64 --repeat 1 --no-logging    # a quick look
+    python bench/serve_bench.py --size 16384 --compression off --no-logging --profile none --code f4e1811
+                                              # this tree against f4e1811's wsinspect/ and websockets, interleaved
 
 The load client is asyncio with the plain ``websockets`` client library, in this process. It opens N connections
 (all of them, before any message is sent, so N are held open together), then every connection sends M messages
@@ -15,7 +17,11 @@ mismatched or failed; the server's CPU time over the message phase (from /proc),
 one core, and its peak RSS (VmHWM from /proc), and the client's CPU share (on 2 cores the client is a load too).
 
 Servers (subprocesses, stopped by PID with SIGINT):
-  wsinspect   wsinspect serve --mode echo --quiet --port P [--no-compression]
+  wsinspect   python -m wsinspect serve --mode echo --quiet --port P [--no-compression], with the working
+              directory at the root of the tree this bench is in, so that tree's wsinspect/ is what runs (not the
+              installed ``wsinspect`` command, which runs whatever checkout the editable install points to)
+  wsinspect COMMIT (each --code COMMIT): the same, from wsinspect/ as committed at COMMIT (git archive into
+              OUT/code-<sha>/), in the same interleaved runs: a before/after on one machine at one time
   websockets  python bench/websockets_echo.py --port P [--no-compression]  (websockets.asyncio.server.serve)
 each with permessage-deflate on (both servers' default; client compression="deflate") and off (server
 --no-compression, client compression=None).
@@ -61,6 +67,7 @@ import benchutil  # bench/benchutil.py, beside this file
 from websockets.asyncio.client import ClientConnection, connect
 
 HERE = Path(__file__).resolve().parent
+TREE = HERE.parent  # the tree whose wsinspect/ is measured: `python -m` with this as cwd imports it first
 HOST = "127.0.0.1"
 _ASCII = bytes(range(0x20, 0x7F))
 _TO_TEXT = bytes(_ASCII[i % len(_ASCII)] for i in range(256))  # bytes.translate table: any byte -> printable
@@ -215,6 +222,13 @@ def _self_cpu() -> float:
 # servers
 
 
+def served_package(tree: Path) -> str:
+    """Where a server started in ``tree`` imports wsinspect from (tree/wsinspect, unless the tree has none)."""
+    found = subprocess.run([sys.executable, "-c", "import wsinspect; print(wsinspect.__path__[0])"], cwd=tree,
+                           capture_output=True, text=True, check=False)
+    return found.stdout.strip() or f"? ({found.stderr.strip()[-200:]})"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -252,7 +266,7 @@ class PtyDrain:
 
 class Server:
     def __init__(self, kind: str, compression: bool, *, connections: int, log: str = "quiet",
-                 out_dir: Path, profile: str = "none", tag: str = "") -> None:
+                 out_dir: Path, profile: str = "none", tag: str = "", tree: Path = TREE) -> None:
         self.kind, self.log, self.port = kind, log, free_port()
         self.log_path: Path | None = None
         self.profile_path: Path | None = None
@@ -261,12 +275,11 @@ class Server:
         stdout: Any = subprocess.DEVNULL
         env = dict(os.environ)
         if kind == "wsinspect":
-            exe = shutil.which("wsinspect") or "wsinspect"
-            argv = [exe, "serve", "--mode", "echo", "--host", HOST, "--port", str(self.port),
-                    "--max-connections", str(max(1024, 2 * connections))]
+            argv = [sys.executable, "-m", "wsinspect", "serve", "--mode", "echo", "--host", HOST, "--port",
+                    str(self.port), "--max-connections", str(max(1024, 2 * connections))]
             if profile == "cprofile":
                 self.profile_path = out_dir / f"serve{tag}.cprofile"
-                argv = [sys.executable, "-m", "cProfile", "-o", str(self.profile_path), "-m", "wsinspect", *argv[1:]]
+                argv = [sys.executable, "-m", "cProfile", "-o", str(self.profile_path), *argv[1:]]
             if log == "quiet":
                 argv.append("--quiet")
             elif log == "json":
@@ -286,7 +299,7 @@ class Server:
             argv.append("--no-compression")
         self.argv = argv
         self.process = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE if log != "pty" else stdout,
-                                        env=env, start_new_session=True)
+                                        env=env, cwd=tree, start_new_session=True)
         if self.pty is not None:
             self.pty.child_started()
         elif stdout is not subprocess.DEVNULL:
@@ -379,6 +392,7 @@ class Spec:
     log: str = "quiet"  # wsinspect only: quiet, file, json, pty
     profile: str = "none"
     label: str = ""
+    tree: Path = TREE  # wsinspect only: where its wsinspect/ is (this tree, or a --code snapshot)
 
 
 def measure(specs: list[Spec], load: Load, args: argparse.Namespace, *, repeat: int | None = None,
@@ -389,7 +403,8 @@ def measure(specs: list[Spec], load: Load, args: argparse.Namespace, *, repeat: 
     With ``min_seconds`` (profiling), loads go on until the first server has been under load that long."""
     repeat = repeat or args.repeat
     servers = [Server(spec.kind, load.compression, connections=load.connections, log=spec.log,
-                      out_dir=args.out_dir, profile=spec.profile, tag=f"{tag}-{spec.log}-{load.size}")
+                      out_dir=args.out_dir, profile=spec.profile, tag=f"{tag}-{spec.log}-{load.size}",
+                      tree=spec.tree)
                for spec in specs]
     runs: list[list[Result]] = [[] for _ in specs]
     peaks = [0] * len(specs)
@@ -493,6 +508,8 @@ def main() -> int:
                         help="also profile wsinspect serve with this logging (repeatable)")
     parser.add_argument("--out", default=str(HERE / "out"), help="logs and profiles (default: bench/out)")
     parser.add_argument("--keep", action="store_true", help="keep the servers' log and JSON files")
+    parser.add_argument("--code", metavar="COMMIT", action="append", default=[],
+                        help="also run wsinspect/ as committed at COMMIT (repeatable), in the same interleaved runs")
     args = parser.parse_args()
     sizes = args.size or [64, 16384]
     args.out_dir = Path(args.out)
@@ -506,7 +523,10 @@ def main() -> int:
           f"{os.cpu_count()} cores; python {sys.version.split()[0]}; load average {os.getloadavg()[0]:.2f}; fd limit "
           f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}")
     fingerprint = benchutil.source_fingerprint()
-    print(f"wsinspect: {benchutil.code_state()}")
+    print(f"wsinspect: {benchutil.code_state()}; serve runs {served_package(TREE)}")
+    others = [benchutil.snapshot(commit, args.out_dir) for commit in args.code]
+    for sha, code in others:
+        print(f"wsinspect {sha}: serve runs {served_package(code)}")
     print(f"load: {args.connections} connections held open at once x {args.messages} messages each "
           f"(alternately text and binary, each echo awaited and checked), {args.repeat} run(s) per case, median shown")
     total = args.connections * args.messages
@@ -519,22 +539,27 @@ def main() -> int:
             load = Load(args.connections, args.messages, size, compression, args.timeout)
             print(f"\n### {fmt_size(size)}, compression {'on' if compression else 'off'}, "
                   f"{args.connections} x {args.messages}\n")
-            ws, ref = measure([Spec("wsinspect", label="wsinspect"), Spec("websockets", label="websockets")],
-                              load, args)
+            specs = [Spec("wsinspect", label="wsinspect"),
+                     *(Spec("wsinspect", label=f"wsinspect {sha}", tree=code) for sha, code in others),
+                     Spec("websockets", label="websockets")]
+            *mine, ref = measure(specs, load, args)
+            ws = mine[0]
             print(HEADER)
-            print(row(ws, total))
-            print(row(ref, total))
+            for result in (*mine, ref):
+                print(row(result, total))
+            for result in mine:
+                print(f"\nratio {result.label}/websockets: {_div(result.rate, ref.rate):.2f}x msgs/s; p50 "
+                      f"{_div(result.pct(0.5), ref.pct(0.5)):.2f}x, p99 {_div(result.pct(0.99), ref.pct(0.99)):.2f}x "
+                      f"(latency, lower is better); server CPU per message "
+                      f"{_div(result.server_cpu_s / max(1, result.echoed), ref.server_cpu_s / max(1, ref.echoed)):.2f}x"
+                      f"; connect {result.connect_s:.2f} s vs {ref.connect_s:.2f} s")
             ratio = _div(ws.rate, ref.rate)
-            print(f"\nratio wsinspect/websockets: {ratio:.2f}x msgs/s; p50 {_div(ws.pct(0.5), ref.pct(0.5)):.2f}x, "
-                  f"p99 {_div(ws.pct(0.99), ref.pct(0.99)):.2f}x (latency, lower is better); server CPU per "
-                  f"message {_div(ws.server_cpu_s / max(1, ws.echoed), ref.server_cpu_s / max(1, ref.echoed)):.2f}x; "
-                  f"connect {ws.connect_s:.2f} s vs {ref.connect_s:.2f} s")
             summary.append(f"| {fmt_size(size)} | {'on' if compression else 'off'} | {args.connections}x"
                            f"{args.messages} | {ws.rate:,.0f} | {ref.rate:,.0f} | {ratio:.2f} | "
                            f"{ws.pct(0.5):.2f} / {ws.pct(0.99):.2f} | {ref.pct(0.5):.2f} / {ref.pct(0.99):.2f} | "
                            f"{ws.server_peak_rss_kib / 1024:.0f} / {ref.server_peak_rss_kib / 1024:.0f} MiB | "
                            f"{problems(ws)} / {problems(ref)} |")
-            failures += (not ws.ok) + (not ref.ok)
+            failures += sum(not result.ok for result in (*mine, ref))
             if ratio < 1:
                 slower.append((size, compression))
 
