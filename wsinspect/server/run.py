@@ -287,7 +287,13 @@ class ServerConnection(asyncio.Protocol):
         chunk_size = self._chunk // COMPRESSED_CHUNK_SHARE if endpoint.compression else self._chunk
         chunk_size = max(chunk_size, MIN_CHUNK)
         start = self._input_at
-        chunk = self._input[start : start + chunk_size]  # the whole read, uncopied, when it fits in one chunk
+        end = start + chunk_size
+        if len(self._input) - end < MIN_CHUNK:
+            # A tail shorter than the smallest chunk goes with this one: alone it would cost a turn, a pause and a
+            # resume of reading, and a copy of the frame it ends (the 8 bytes past a 16 KiB chunk of a 16 KiB
+            # message's frame), for a few bytes that cannot hold the others back.
+            end = len(self._input)
+        chunk = self._input[start:end]  # the whole read, uncopied, when it fits in one chunk
         self._input_at = start + len(chunk)
         if self._input_at >= len(self._input):
             self._input, self._input_at = b"", 0
