@@ -14,17 +14,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.cells import cell_len
 from rich.console import Console
+from rich.text import Text
 
 from wsinspect.core.events import FrameEvent, HandshakeRequest, HandshakeResponse, Message
 from wsinspect.core.frames import Frame
-from wsinspect.core.handshake import parse_request, parse_response, validate_request, validate_response
+from wsinspect.core.handshake import accept_key, parse_request, parse_response, validate_request, validate_response
 from wsinspect.trace import CaptureTrace
+from wsinspect.views import handshake, packetlist
 from wsinspect.views.describe import (
     _cells_to_chars,
     _one_cell_each,
     fit,
     fit_painted,
+    fit_pair_painted,
+    frame_body,
+    frame_body_painted,
     frame_info,
+    message_details,
+    message_details_painted,
     message_info,
     width_of,
     width_of_pieces,
@@ -250,3 +257,115 @@ def test_a_table_folds_on_a_terminal_narrower_than_its_name_column() -> None:
     request, response = next(pair for pair in hostile_handshakes() if "v" * 300 in pair[1].response.raw.decode())
     lines = PaintedHandshakes(output.painted_lines, 20).lines(request, response)
     assert "v" * 10 in "".join(lines)
+
+
+# ---- rows cut without a list of pieces ------------------------------------------------------------------------
+
+ONE_CELL = "ab Z9\"\\…→─.,()"  # printable, one cell a character: what the pair painter is for
+one_cell_text = st.text(ONE_CELL, max_size=14)
+
+
+@settings(max_examples=600, deadline=None)
+@given(first=st.tuples(st.sampled_from(ROLES), one_cell_text), second=st.tuples(st.sampled_from(ROLES), one_cell_text),
+       width=st.integers(-2, 40), which=st.integers(0, len(PALETTES) - 1))
+def test_fit_pair_painted_is_fit_painted(first: tuple[str, str], second: tuple[str, str], width: int,
+                                         which: int) -> None:
+    codes = PALETTES[which].role_codes
+    assert fit_pair_painted(first, second, width, codes) == fit_painted([first, second], width, codes)
+
+
+HOSTILE_TEXTS = ["hello", "x" * 70, "h\u00e9llo \u6f22\u5b57 \U0001f600", "\x1b[2J\x1b]0;title\x07", "[bold red]x[/]",
+                 "a\u0301\u200b" * 30, "…" * 70, "\u202eevil", "back\\slash", "tab\there"]
+payload_bytes = st.one_of(st.binary(max_size=300), st.sampled_from(HOSTILE_TEXTS).map(str.encode),
+                          st.text(ALPHABET, max_size=90).map(lambda text: text.encode("utf-8", "surrogatepass")))
+
+
+@settings(max_examples=600, deadline=None)
+@given(opcode=st.sampled_from([0, 1, 2, 3, 9, 10]), payload=payload_bytes, rsv1=st.booleans(),
+       missing=st.sampled_from([0, 0, 0, 7, 5000]), deflate=st.booleans(),
+       continues=st.sampled_from([None, (1, True), (1, False), (2, False)]), width=st.integers(-2, 160),
+       which=st.integers(0, len(PALETTES) - 1))
+def test_frame_body_painted_is_frame_body_cut(opcode: int, payload: bytes, rsv1: bool, missing: int,
+                                              continues: tuple[int, bool] | None, deflate: bool, width: int,
+                                              which: int) -> None:
+    frame = frame_event(opcode, payload, rsv1=rsv1, missing=missing).frame
+    codes = PALETTES[which].role_codes
+    expected = fit_painted(frame_body(frame, continues, deflate), width, codes)
+    assert frame_body_painted(frame, continues, deflate, width, codes) == expected
+
+
+@settings(max_examples=600, deadline=None)
+@given(opcode=st.sampled_from([1, 2]), data=payload_bytes, frames=st.integers(1, 3), compressed=st.booleans(),
+       complete=st.booleans(), width=st.integers(-2, 160), which=st.integers(0, len(PALETTES) - 1))
+def test_message_details_painted_is_message_details_cut(opcode: int, data: bytes, frames: int, compressed: bool,
+                                                        complete: bool, width: int, which: int) -> None:
+    message = Message(stream=3, direction="s2c", time=2.0, packet=9, opcode=opcode, data=data, text=None,
+                      frames=frames, wire_length=len(data) // 2, compressed=compressed, complete=complete)
+    codes = PALETTES[which].role_codes
+    assert message_details_painted(message, width, codes) == fit_painted(message_details(message), width, codes)
+
+
+def test_close_infos_and_length_cells_kept_are_bounded() -> None:
+    view = PacketList(Output(Console(file=io.StringIO(), width=100), PALETTES[0]))
+    for number in range(3 * packetlist._CLOSE_INFOS_KEPT):
+        event = frame_event(8, b"\x03\xe8" + str(number).encode())
+        assert view._info(event, None, 60, True) == PALETTES[0].paint(frame_info(event, width=60))
+    assert 0 < len(view._close_infos) <= packetlist._CLOSE_INFOS_KEPT
+    conv = _conversation(view)
+    for size in range(0, 3 * packetlist._LENGTHS_KEPT, 7):
+        event = frame_event(2, bytes(size))
+        painted, cells = view._prefix(event, conv)
+        assert painted.endswith(PALETTES[0].wrap("muted", f"{event.frame.size:>7} "))
+        assert cells == len(Text.from_ansi(painted).plain)
+    assert 0 < len(view._lengths) <= packetlist._LENGTHS_KEPT
+
+
+# ---- the accept key's walkthrough, painted once per length of key ----------------------------------------------
+
+BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+def handshake_pair(key: str, answer: str = "right") -> tuple[HandshakeRequest, HandshakeResponse | None]:
+    """A request with ``key`` and its answer: the right accept, a wrong one, none, a refusal or no response."""
+    raw = (f"GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode("utf-8", "surrogateescape")
+    request = parse_request(raw)
+    request_event = HandshakeRequest(stream=1, direction="c2s", time=0.0, request=request,
+                                     findings=tuple(validate_request(request)))
+    if answer == "no response":
+        return request_event, None
+    right = accept_key(request.headers.get("Sec-WebSocket-Key") or "")
+    accept = {"wrong": "x" * len(right), "none": None}.get(answer, right)
+    accept_line = "" if accept is None else f"Sec-WebSocket-Accept: {accept}\r\n"
+    status = 400 if answer == "refused" else 101
+    raw_response = (f"HTTP/1.1 {status} Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"{accept_line}\r\n").encode("utf-8", "surrogateescape")
+    response = parse_response(raw_response)
+    return request_event, HandshakeResponse(stream=1, direction="s2c", time=0.1, response=response,
+                                            findings=tuple(validate_response(response, request)),
+                                            upgraded=status == 101)
+
+
+@settings(max_examples=300, deadline=None)
+@given(keys=st.lists(st.one_of(st.text(BASE64, max_size=90), st.sampled_from([*HOSTILE_TEXTS, "~~|", "a b"])),
+                     min_size=1, max_size=4),
+       answer=st.sampled_from(["right", "wrong", "none", "refused", "no response"]), width=st.integers(20, 160),
+       which=st.integers(0, 1))
+def test_painted_walkthrough_is_the_walkthrough_painted(keys: list[str], answer: str, width: int,
+                                                        which: int) -> None:
+    output = Output(Console(file=io.StringIO(), width=width), PALETTES[which], width=width)
+    painted = PaintedHandshakes(output.painted_lines, width)
+    for key in [*keys, *keys]:  # the second time, from the layout kept
+        request, response = handshake_pair(key, answer)
+        expected = [text for line in handshake_lines(request, response, width=width)
+                    for text in output.painted_lines(line)]
+        assert painted.lines(request, response) == expected
+
+
+def test_walkthrough_layouts_kept_are_bounded() -> None:
+    output = Output(Console(file=io.StringIO(), width=80), PALETTES[0], width=80)
+    painted = PaintedHandshakes(output.painted_lines, 80)
+    for length in range(1, 3 * handshake._WALKTHROUGHS_KEPT):
+        request, response = handshake_pair("A" * length)
+        painted.lines(request, response)
+    assert 0 < len(painted._walkthroughs) <= handshake._WALKTHROUGHS_KEPT

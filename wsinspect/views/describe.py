@@ -18,6 +18,7 @@ from wsinspect.views.palette import Piece
 from wsinspect.views.safe import hex_preview, preview
 
 PREVIEW_CHARS = 60
+_SPACE: Piece = ("plain", " ")  # between an Info column's head and its excerpt
 _OPCODE_NAMES = {int(opcode): name for opcode, name in OPCODE_NAMES.items()}  # a plain dict: no enum per row
 # Plain ints and sets as well: cheaper than looking enum members up, and these run once per row.
 _CONTINUATION, _TEXT, _CLOSE = int(Opcode.CONTINUATION), int(Opcode.TEXT), int(Opcode.CLOSE)
@@ -128,17 +129,18 @@ def fit(pieces: list[Piece], width: int) -> list[Piece]:
 def fit_painted(pieces: list[Piece], width: int, codes: Mapping[str, tuple[str, str]]) -> str:
     """``paint(fit(pieces, width))`` in one pass, for rows: each piece is measured once (by ``len`` where it is
     ASCII), and painted with ``codes`` (``Palette.role_codes``) as it is kept. The cut is ``fit``'s."""
-    joined = "".join([text for _, text in pieces])
-    # fit measures the whole line first, where an ASCII control takes no cell, and then piece by piece, where one
-    # in an ASCII piece takes one: printable text (always, from the views) measures the same both ways.
-    if not joined.isprintable() and len(joined) <= width and (joined.isascii() or width_of(joined) <= width):
-        return "".join([codes[role][0] + text + codes[role][1] for role, text in pieces if text])
     out = []
     used = 0
     for role, text in pieces:
-        one_cell_each = _one_cell_each(text)
+        one_cell_each = text.isascii() or _one_cell_each(text)
         cells = len(text) if one_cell_each else width_of(text)
         if used + cells > width:
+            # fit measures the whole line first, where an ASCII control takes no cell, and keeps all of it if that
+            # fits; piece by piece, one in an ASCII piece takes one. Printable lines (always, from the views)
+            # measure the same both ways, and a line that fits piece by piece fits whole: only here can they differ.
+            joined = "".join([text for _, text in pieces])
+            if not joined.isprintable() and len(joined) <= width and (joined.isascii() or width_of(joined) <= width):
+                return "".join([codes[role][0] + text + codes[role][1] for role, text in pieces if text])
             if width > used:
                 room = max(width - used - 1, 0)
                 start, end = codes[role]
@@ -150,6 +152,28 @@ def fit_painted(pieces: list[Piece], width: int, codes: Mapping[str, tuple[str, 
             start, end = codes[role]
             out.append(start + text + end)
     return "".join(out)
+
+
+def fit_pair_painted(first: Piece, second: Piece, width: int, codes: Mapping[str, tuple[str, str]]) -> str:
+    """``fit_painted([first, second], width, codes)`` for two printable pieces that take one cell a character
+    (``_one_cell_each``), as most rows end (the space and an excerpt, a message's sizes and its excerpt): measured
+    by ``len`` and cut by slicing, without the loop."""
+    role, text = first
+    cells = len(text)
+    if cells > width:
+        if width <= 0:
+            return ""
+        start, end = codes[role]
+        return start + text[: width - 1] + "…" + end
+    start, end = codes[role]
+    painted = start + text + end if text else ""
+    role, text = second
+    if not text:
+        return painted
+    start, end = codes[role]
+    if cells + len(text) <= width:
+        return painted + start + text + end
+    return painted + start + text[: width - cells - 1] + "…" + end if width > cells else painted
 
 
 def wrap(pieces: list[Piece], width: int, indent: str = "  ") -> list[list[Piece]]:
@@ -271,19 +295,42 @@ def frame_body(frame: Frame, continues: tuple[int, bool] | None, deflate: bool) 
     if is_compressed(frame, continues, deflate):
         body = [("muted", f" compressed {size(len(payload))}")]
     elif payload:
-        opcode = frame.opcode
-        if opcode == _TEXT:
-            is_text = True
-        elif opcode in _PING_PONG:
-            is_text = _is_utf8(payload)  # ping bodies are arbitrary (RFC 6455 5.5.2) but often words
-        else:
-            is_text = opcode == _CONTINUATION and continues is not None and continues[0] == _TEXT
-        body = [("plain", " "), payload_preview(payload, text=is_text)]
+        body = [_SPACE, payload_preview(payload, text=_shown_as_text(frame, continues))]
     else:
         body = []
     if frame.missing:
         body.append(missing_note(frame))
     return body
+
+
+def _shown_as_text(frame: Frame, continues: tuple[int, bool] | None) -> bool:
+    """Is an uncompressed payload shown as text (else as hex)?"""
+    opcode = frame.opcode
+    if opcode == _TEXT:
+        return True
+    if opcode in _PING_PONG:
+        return _is_utf8(frame.payload)  # ping bodies are arbitrary (RFC 6455 5.5.2) but often words
+    return opcode == _CONTINUATION and continues is not None and continues[0] == _TEXT
+
+
+def frame_body_painted(frame: Frame, continues: tuple[int, bool] | None, deflate: bool, width: int,
+                       codes: Mapping[str, tuple[str, str]]) -> str:
+    """``fit_painted(frame_body(frame, continues, deflate), width, codes)``. The usual body, a whole payload's
+    excerpt (one cell a character) or compressed size, is cut here without a list of pieces; the rest by
+    ``fit_painted``."""
+    payload = frame.payload
+    if frame.missing or not payload:
+        return fit_painted(frame_body(frame, continues, deflate), width, codes)
+    if is_compressed(frame, continues, deflate):
+        text = f" compressed {size(len(payload))}"  # ASCII
+        start, end = codes["muted"]
+        if len(text) <= width:
+            return start + text + end
+        return start + text[: width - 1] + "…" + end if width > 0 else ""
+    excerpt = payload_preview(payload, text=_shown_as_text(frame, continues))
+    if excerpt[1].isascii() or _one_cell_each(excerpt[1]):
+        return fit_pair_painted(_SPACE, excerpt, width, codes)
+    return fit_painted([_SPACE, excerpt], width, codes)
 
 
 def close_body(frame: Frame, head_cells: int, width: int) -> tuple[list[Piece], bool]:
@@ -340,17 +387,33 @@ def message_kind(opcode: int) -> Piece:
 
 def message_details(message: Message) -> list[Piece]:
     """``message_info`` after its kind: `` (3 frames, 17 B, 11 B compressed) "hello"``."""
+    pieces: list[Piece] = [("muted", _message_sizes(message)),
+                           payload_preview(message.data, text=message.opcode == Opcode.TEXT)]
+    if not message.complete:
+        pieces.append(("warning.strong", " [incomplete]"))
+    return pieces
+
+
+def _message_sizes(message: Message) -> str:
+    """`` (3 frames, 17 B, 11 B compressed) ``: printable ASCII."""
     details = []
     if message.frames > 1:
         details.append(f"{message.frames} frames")
     details.append(size(len(message.data)))
     if message.compressed:
         details.append(f"{size(message.wire_length)} compressed")
-    pieces: list[Piece] = [("muted", " (" + ", ".join(details) + ") "),
-                           payload_preview(message.data, text=message.opcode == Opcode.TEXT)]
+    return " (" + ", ".join(details) + ") "
+
+
+def message_details_painted(message: Message, width: int, codes: Mapping[str, tuple[str, str]]) -> str:
+    """``fit_painted(message_details(message), width, codes)``: a whole message whose excerpt takes one cell a
+    character is cut without a list of pieces."""
     if not message.complete:
-        pieces.append(("warning.strong", " [incomplete]"))
-    return pieces
+        return fit_painted(message_details(message), width, codes)
+    excerpt = payload_preview(message.data, text=message.opcode == Opcode.TEXT)
+    if excerpt[1].isascii() or _one_cell_each(excerpt[1]):
+        return fit_pair_painted(("muted", _message_sizes(message)), excerpt, width, codes)
+    return fit_painted([("muted", _message_sizes(message)), excerpt], width, codes)
 
 
 def close_info(close: Close) -> list[Piece]:

@@ -66,33 +66,56 @@ def _message_lines(title: str, message: HttpMessage, role: str, name_width: int,
     pad = " " * (name_width + 2)
     lines: list[T] = []
     lines += line([(role + ".strong", f" {title:<{name_width}} "), ("strong", visible(message.start_line))])
-    if explainer is not None and upgraded is not None:
+    if explainer is None:  # the usual table: one row per header, nothing between them
+        for name, value in message.headers.items:
+            lines += header_row(role, name, value, name_width, value_width)
+        return lines
+    if upgraded is not None:
         note = explainer.status(upgraded, pad)
         if note:
             lines += line(note)
-    for name, value in message.headers:
+    for name, value in message.headers.items:
         lines += header_row(role, name, value, name_width, value_width)
-        note = explainer.header(name, pad) if explainer is not None else None
+        note = explainer.header(name, pad)
         if note:
             lines += line(note)
     return lines
 
 
+_ACCEPT_LEAD: Line = [("muted", "Sec-WebSocket-Accept = base64(SHA-1(")]
+_ACCEPT_MIDDLE: Line = [("muted", " + "), ("accent", f'"{WEBSOCKET_GUID}"'), ("muted", ")) = ")]
+_ACCEPT_MATCHES: Piece = ("ok", "  ✓ the server's answer matches")
+
+
 def accept_walkthrough(request: HandshakeRequest, response: HandshakeResponse | None) -> Line:
     """How Sec-WebSocket-Accept is computed from Sec-WebSocket-Key (RFC 6455 4.2.2), and whether it matched."""
+    parts = _walkthrough_parts(request, response)
+    if parts is None:
+        return []
+    key, expected, verdict = parts
+    return _walkthrough_line(f'"{key}"', expected, verdict)
+
+
+def _walkthrough_parts(request: HandshakeRequest,
+                       response: HandshakeResponse | None) -> tuple[str, str, Piece | None] | None:
+    """What ``accept_walkthrough`` says: the key (made visible), the accept it calls for, and the verdict on the
+    server's answer (none where there was no 101 to judge); None where the request has no key."""
     key = request.request.headers.get("Sec-WebSocket-Key")
     if key is None:
-        return []
+        return None
     expected = accept_key(key)
-    line: Line = [("muted", "Sec-WebSocket-Accept = base64(SHA-1("), ("accent", f'"{visible(key.strip())}"'),
-                  ("muted", " + "), ("accent", f'"{WEBSOCKET_GUID}"'), ("muted", ")) = "), ("strong", expected)]
     if response is None or response.response.status != 101:
-        return line
+        return visible(key.strip()), expected, None
     got = response.response.headers.get("Sec-WebSocket-Accept")
     if got is not None and got.strip() == expected:
-        line.append(("ok", "  ✓ the server's answer matches"))
-    else:
-        line.append(("error", f"  ✗ the server sent {quoted(got)}"))
+        return visible(key.strip()), expected, _ACCEPT_MATCHES
+    return visible(key.strip()), expected, ("error", f"  ✗ the server sent {quoted(got)}")
+
+
+def _walkthrough_line(quoted_key: str, expected: str, verdict: Piece | None) -> Line:
+    line = [*_ACCEPT_LEAD, ("accent", quoted_key), *_ACCEPT_MIDDLE, ("strong", expected)]
+    if verdict is not None:
+        line.append(verdict)
     return line
 
 
@@ -100,16 +123,23 @@ def handshake_lines(request: HandshakeRequest | None, response: HandshakeRespons
                     width: int = 120, explainer: Explainer | None = None, show_body: bool = True) -> list[Line]:
     """The request and the response header by header (wire order, duplicates kept), then the accept key
     computation where one was due, then the findings (or a tick when there are none)."""
-    return _table(request, response, width, explainer, show_body, _as_is, _as_is, header_row_lines)
+    return _table(request, response, width, explainer, show_body, _as_is, _as_is, header_row_lines,
+                  _walkthrough_as_is)
 
 
 def _as_is(line: Line) -> list[Line]:
     return [line]
 
 
+def _walkthrough_as_is(request: HandshakeRequest, response: HandshakeResponse | None) -> list[Line]:
+    walkthrough = accept_walkthrough(request, response)
+    return [walkthrough] if walkthrough else []
+
+
 class PaintedHandshakes:
     """``handshake_lines`` painted, for a view that shows many conversations: the lines of a header seen before
-    (most headers of most conversations: often only the key and the accept differ) are painted once per run.
+    (most headers of most conversations: often only the key and the accept differ) are painted once per run, and
+    so is the layout of the accept key's walkthrough for each length of key.
 
     ``paint`` is the view's painter, which folds a line wider than the terminal (``Output.painted_lines``). It and
     ``width`` are fixed for the run, so a row's paint depends on the header and the name column's width alone. What
@@ -121,11 +151,13 @@ class PaintedHandshakes:
         self._width = width
         self._rows: dict[tuple[str, str, str, int], list[str]] = {}
         self._kept: dict[tuple[Piece, ...], list[str]] = {}  # lines that depend on the name column's width alone
+        # (key length, accept length, verdict) -> the walkthrough painted with placeholders for key and accept
+        self._walkthroughs: dict[tuple[int, int, Piece | None], list[str]] = {}
 
     def lines(self, request: HandshakeRequest | None, response: HandshakeResponse | None, *,
               explainer: Explainer | None = None, show_body: bool = True) -> list[str]:
         return _table(request, response, self._width, explainer, show_body, self._paint, self._kept_line,
-                      self._header_row)
+                      self._header_row, self._walkthrough)
 
     def _header_row(self, role: str, name: str, value: str, name_width: int, value_width: int) -> list[str]:
         key = (role, name, value, name_width)
@@ -146,20 +178,70 @@ class PaintedHandshakes:
             painted = self._kept[key] = self._paint(line)
         return painted
 
+    def _walkthrough(self, request: HandshakeRequest, response: HandshakeResponse | None) -> list[str]:
+        """The walkthrough painted. Every connection has its own key and accept, but where both are base64 (as
+        they should be) the line folds the same way for every key of the same length: folding reads a text's
+        length and where its spaces are, and base64 has none. So the line is painted once per length, with
+        placeholders outside base64 where the key and the accept go, and each connection's are put in their place
+        (in order: a placeholder run cut by the fold continues on the next line)."""
+        parts = _walkthrough_parts(request, response)
+        if parts is None:
+            return []
+        key, expected, verdict = parts
+        if (verdict is not None and verdict is not _ACCEPT_MATCHES) or not _is_base64(key) or not _is_base64(expected):
+            return self._paint(_walkthrough_line(f'"{key}"', expected, verdict))
+        shape = (len(key), len(expected), verdict)
+        template = self._walkthroughs.get(shape)
+        if template is None:
+            template = self._paint(_walkthrough_line(f'"{_KEY_MARK * len(key)}"', _ACCEPT_MARK * len(expected),
+                                                     verdict))
+            placed = "".join(template)
+            if placed.count(_KEY_MARK) != len(key) or placed.count(_ACCEPT_MARK) != len(expected):
+                return self._paint(_walkthrough_line(f'"{key}"', expected, verdict))  # a palette that used a mark
+            if len(self._walkthroughs) >= _WALKTHROUGHS_KEPT:
+                self._walkthroughs.clear()
+            self._walkthroughs[shape] = template
+        lines = []
+        key_at = expected_at = 0
+        for line in template:
+            count = line.count(_KEY_MARK)
+            if count:
+                line = line.replace(_KEY_MARK * count, key[key_at : key_at + count])
+                key_at += count
+            count = line.count(_ACCEPT_MARK)
+            if count:
+                line = line.replace(_ACCEPT_MARK * count, expected[expected_at : expected_at + count])
+                expected_at += count
+            lines.append(line)
+        return lines
+
 
 _ROWS_KEPT = 1024
 _ROW_KEPT_CHARS = 256
 _UNIQUE_PER_CONNECTION = {"sec-websocket-key", "sec-websocket-accept"}  # not kept: they would only crowd the rest out
+_WALKTHROUGHS_KEPT = 64
+_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_KEY_MARK, _ACCEPT_MARK = "~", "|"  # printable ASCII without spaces, as base64 is, but not in it
+
+
+def _is_base64(text: str) -> bool:
+    return not text.strip(_BASE64)
 
 
 def _table(request: HandshakeRequest | None, response: HandshakeResponse | None, width: int,
            explainer: Explainer | None, show_body: bool, line: Callable[[Line], list[T]],
-           kept_line: Callable[[Line], list[T]], header_row: HeaderRow[T]) -> list[T]:
+           kept_line: Callable[[Line], list[T]], header_row: HeaderRow[T],
+           walkthrough: Callable[[HandshakeRequest, HandshakeResponse | None], list[T]]) -> list[T]:
     """``handshake_lines``' layout, each line made by ``line`` (``kept_line`` for the few that depend on the name
-    column's width alone) and each header's by ``header_row``: as pieces, or painted."""
+    column's width alone), each header's by ``header_row`` and the accept key's walkthrough by ``walkthrough``: as
+    pieces, or painted."""
     names = [name for message in (request.request if request else None, response.response if response else None)
-             if message is not None for name, _ in message.headers]
-    widest = max(map(width_of, map(visible, names)), default=0)
+             if message is not None for name, _ in message.headers.items]
+    joined = "".join(names)
+    if joined.isascii() and joined.isprintable() and "\\" not in joined:  # names as they should be: shown as sent
+        widest = max(map(len, names), default=0)
+    else:
+        widest = max(map(width_of, map(visible, names)), default=0)
     name_width = min(max(len("response"), widest), _NAME_COLUMN_MAX)
     value_width = max(width - name_width - 3, 20)
     lines: list[T] = []
@@ -175,9 +257,7 @@ def _table(request: HandshakeRequest | None, response: HandshakeResponse | None,
             body = response.response.body[: _BODY_SHOWN * 4].decode("utf-8", "surrogateescape")[:_BODY_SHOWN]
             lines += line([("muted", f" {'body':<{name_width}} "), ("muted", visible(body))])
     if request is not None and (response is None or response.response.status == 101):
-        walkthrough = accept_walkthrough(request, response)  # only where an accept key was due
-        if walkthrough:
-            lines += line(walkthrough)
+        lines += walkthrough(request, response)  # only where an accept key was due
     findings = [*(request.findings if request else ()), *(response.findings if response else ())]
     if findings:
         for finding_line in findings_lines(findings, explainer):

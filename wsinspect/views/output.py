@@ -51,7 +51,7 @@ class Output:
         # Exporting paints in colour for the handout; a terminal without colour gets the same lines without it.
         self.strip = strip
         self._lines: list[str] = []
-        self._last_flush = 0.0
+        self._flush_due = 0.0  # monotonic time from which waiting lines are written: the first ones at once
 
     def line(self, pieces: list[Piece]) -> None:
         """One line; folded at spaces if it is wider than the terminal (rows are cut to fit before they get here)."""
@@ -106,7 +106,7 @@ class Output:
 
     def tick(self) -> None:
         """Called after each event: writes what is waiting if it has waited long enough (or at once, live)."""
-        if self._lines and (self.live or monotonic() - self._last_flush >= FLUSH_SECONDS):
+        if self._lines and (self.live or monotonic() >= self._flush_due):
             self.flush()
 
     def flush(self) -> None:
@@ -118,4 +118,4 @@ class Output:
             self.file.write(_SGR.sub("", text) if self.strip else text)
             self._lines.clear()
         self.file.flush()
-        self._last_flush = monotonic()
+        self._flush_due = monotonic() + FLUSH_SECONDS

@@ -36,6 +36,7 @@ from wsinspect.core.events import (
     Violation,
 )
 from wsinspect.core.fields import Opcode
+from wsinspect.core.frames import MAX_CONTROL_PAYLOAD
 from wsinspect.core.handshake import blocking
 from wsinspect.views.describe import (
     SEVERITY_ROLE,
@@ -43,11 +44,11 @@ from wsinspect.views.describe import (
     endpoint,
     fit,
     fit_painted,
-    frame_body,
+    frame_body_painted,
     frame_head,
     frame_info,
     is_compressed,
-    message_details,
+    message_details_painted,
     message_info,
     message_kind,
     width_of,
@@ -75,6 +76,8 @@ _ADDRESS = 15  # "127.0.0.1:47010"; the column widens for longer addresses, up t
 _MIN_INFO = 40
 _DATA = frozenset({int(Opcode.TEXT), int(Opcode.BINARY)})  # plain ints: cheaper per row than enum members
 _CLOSE = int(Opcode.CLOSE)
+_LENGTHS_KEPT = 4096  # painted Length cells kept (then it starts again)
+_CLOSE_INFOS_KEPT = 1024  # painted Info cells of close frames kept (then it starts again)
 
 
 def _count(number: int, noun: str) -> str:
@@ -150,6 +153,8 @@ class PacketList:
         self._last_time = math.nan  # equal to no time: the first row formats its own
         self._last_number = ("", 0)
         self._heads: dict[tuple[int, bool, bool, bool, bool, bool], tuple[str, int]] = {}  # painted, cells
+        self._lengths: dict[int, tuple[str, int]] = {}  # frame size -> its Length cell painted, and its cells
+        self._close_infos: dict[tuple[tuple[int, bool, bool, bool, bool, bool], bytes, int, int], str] = {}
         self._message_leads: dict[int, tuple[str, int]] = {}  # opcode -> "  ↳ text message", painted, cells
         self._last_stream: int | None = None  # the conversation the last printed block belongs to
         self.frames_shown = 0
@@ -205,7 +210,7 @@ class PacketList:
     def _prefix(self, event: FrameEvent, conv: _Conversation) -> tuple[str, int]:
         """A frame row's columns before Info, painted, and the cells they take. All of it is ASCII but for the
         direction arrows, each one cell wide, so ``len`` measures it."""
-        cell, painted_cell = self._endpoint_cell(conv, event.direction)
+        cell, painted_cell = conv.endpoints.get(event.direction) or self._endpoint_cell(conv, event.direction)
         muted_start, muted_end = self._muted
         layout = self.layout
         if self.live:
@@ -231,14 +236,19 @@ class PacketList:
             first, first_cells = self._last_number
             if layout == "narrow":
                 return first + painted_cell, first_cells + len(cell)
-        length = ("%7d " if layout == "wide" else "%6d ") % event.frame.size
-        return (first + painted_cell + muted_start + length + muted_end,
-                first_cells + len(cell) + len(length))
+        size = event.frame.size
+        length = self._lengths.get(size)
+        if length is None:  # frame sizes repeat: each one's cell formatted and painted once (bounded)
+            text = ("%7d " if layout == "wide" else "%6d ") % size
+            if len(self._lengths) >= _LENGTHS_KEPT:
+                self._lengths.clear()
+            length = self._lengths[size] = (muted_start + text + muted_end, len(text))
+        return first + painted_cell + length[0], first_cells + len(cell) + length[1]
 
     def _info(self, event: FrameEvent, continues: tuple[int, bool] | None, room: int, deflate: bool) -> str:
-        """The Info column cut to ``room`` cells, painted. The opcode and flags are painted once per kind of frame.
-        A head that does not fit, or a close frame's body that does not fit whole, goes to ``frame_info``, which
-        cuts them part by part."""
+        """The Info column cut to ``room`` cells, painted. The opcode and flags are painted once per kind of frame,
+        a close frame's Info once per kind, body and room (most conversations end alike). A head that does not fit,
+        or a close frame's body that does not fit whole, goes to ``frame_info``, which cuts them part by part."""
         frame = event.frame
         key = (frame.opcode, frame.fin, frame.rsv1, frame.rsv2, frame.rsv3, frame.masked)  # what frame_head reads
         head = self._heads.get(key)
@@ -246,14 +256,24 @@ class PacketList:
             pieces = frame_head(frame)
             head = self._heads[key] = (self.palette.paint(pieces), sum([len(text) for _, text in pieces]))
         painted_head, head_cells = head
-        if head_cells <= room:
-            if frame.opcode != _CLOSE:
-                return painted_head + fit_painted(frame_body(frame, continues, deflate), room - head_cells,
-                                                  self._codes)
-            body, flags_kept = close_body(frame, head_cells, room)
+        if frame.opcode != _CLOSE:
+            if head_cells <= room:
+                return painted_head + frame_body_painted(frame, continues, deflate, room - head_cells, self._codes)
+            return self.palette.paint(frame_info(event, continues=continues, width=room, deflate=deflate))
+        # A close frame's Info depends on its head, payload (at most 125 bytes, RFC 6455 5.5) and room alone.
+        close_key = (key, frame.payload, frame.missing, room)
+        info = self._close_infos.get(close_key)
+        if info is None:
+            body, flags_kept = close_body(frame, head_cells, room) if head_cells <= room else ([], False)
             if flags_kept:
-                return painted_head + fit_painted(body, room - head_cells, self._codes)
-        return self.palette.paint(frame_info(event, continues=continues, width=room, deflate=deflate))
+                info = painted_head + fit_painted(body, room - head_cells, self._codes)
+            else:
+                info = self.palette.paint(frame_info(event, continues=continues, width=room, deflate=deflate))
+            if len(frame.payload) <= MAX_CONTROL_PAYLOAD:
+                if len(self._close_infos) >= _CLOSE_INFOS_KEPT:
+                    self._close_infos.clear()
+                self._close_infos[close_key] = info
+        return info
 
     def _note_indent(self, event: Event) -> Line:
         """Lines under a frame; live, they name their connection, since connections interleave."""
@@ -269,46 +289,38 @@ class PacketList:
         conv = self._open.get(event.stream)
         if conv is None:
             conv = self._open[event.stream] = _Conversation(event.stream, first_time=event.time)
-        kind = type(event)
         shown = self.shown
-        if kind is FrameEvent:
-            assert isinstance(event, FrameEvent)
+        # Exact types; `type(event) is X` narrows the event for mypy without an isinstance call per event.
+        if type(event) is FrameEvent:
             self._frame(event, conv, shown is None or shown(event))
-        elif kind is Message:
-            assert isinstance(event, Message)
+        elif type(event) is Message:
             conv.messages += 1
             if shown is None or shown(event):
                 self._message(event, conv)
-        elif kind is ConnectionOpened:
-            assert isinstance(event, ConnectionOpened)
+        elif type(event) is ConnectionOpened:
             conv.client, conv.server = endpoint(event.client), endpoint(event.server)
             self._widen_addresses(conv)
             if shown is None or shown(event):
                 self._title(conv, event)
-        elif kind is HandshakeRequest:
-            assert isinstance(event, HandshakeRequest)
+        elif type(event) is HandshakeRequest:
             conv.request = event
             conv.plain_http = self.live and is_plain_http(event)
-        elif kind is HandshakeResponse:
-            assert isinstance(event, HandshakeResponse)
+        elif type(event) is HandshakeResponse:
             self._handshake(event, conv, shown is None or shown(event) or
                             (conv.request is not None and shown(conv.request)))
-        elif kind is ConnectionClosed:
-            assert isinstance(event, ConnectionClosed)
+        elif type(event) is ConnectionClosed:
             del self._open[event.stream]
             self._closed(event, conv)
-        elif kind is Violation or kind is Notice:
-            assert isinstance(event, Violation | Notice)
+        elif type(event) is Violation or type(event) is Notice:
             if shown is None or shown(event):
                 self._note(event, conv)
-        elif kind is Gap:
-            assert isinstance(event, Gap)
+        elif type(event) is Gap:
             if shown is None or shown(event):
                 self._ensure_title(conv)
                 self.out.line([*self._note_indent(event),
                                ("warning", f"⋯ {event.missing} bytes {event.direction} never captured "
                                            f"(stream offset {event.offset})")])
-        elif kind is Close:
+        elif type(event) is Close:
             pass  # the close frame's row already says its code and reason
         self.out.tick()
 
@@ -476,7 +488,7 @@ class PacketList:
         painted_lead, lead_cells = lead
         width = self.width - 1
         if lead_cells <= width:
-            self.out.painted_row(painted_lead + fit_painted(message_details(event), width - lead_cells, self._codes))
+            self.out.painted_row(painted_lead + message_details_painted(event, width - lead_cells, self._codes))
         else:
             self.out.row(fit([*self._note_indent(event), ("muted", "↳ "), *message_info(event)], width))
 
@@ -529,7 +541,7 @@ class PacketList:
         self.out.line([("muted", f"Stream {conv.stream} ended ({visible(event.reason)}) after {duration:.3f} s; "
                                  f"{ending}; {_count(conv.frames, 'frame')}, {_count(conv.messages, 'message')}")])
         if not self.compact:
-            self.out.line([])
+            self.out.painted_row("")  # a blank line between conversations
 
     def close(self) -> None:
         """End of input: conversations still open are left as they are (their rows are already out)."""
