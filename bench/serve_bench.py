@@ -524,7 +524,12 @@ def main() -> int:
           f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}")
     fingerprint = benchutil.source_fingerprint()
     print(f"wsinspect: {benchutil.code_state()}; serve runs {served_package(TREE)}")
-    others = [benchutil.snapshot(commit, args.out_dir) for commit in args.code]
+    try:
+        others = [benchutil.snapshot(commit, args.out_dir) for commit in args.code]
+    except subprocess.CalledProcessError as failure:
+        said = failure.stderr.decode(errors="replace") if isinstance(failure.stderr, bytes) else failure.stderr or ""
+        parser.error(f"--code needs a commit of the git checkout this bench is in ({TREE}): "
+                     f"{said.strip()[-300:] or failure}")
     for sha, code in others:
         print(f"wsinspect {sha}: serve runs {served_package(code)}")
     print(f"load: {args.connections} connections held open at once x {args.messages} messages each "
