@@ -28,6 +28,7 @@ from itertools import chain
 from types import TracebackType
 from typing import Protocol
 
+from wsinspect.capture.fastbuild import frozen_builder
 from wsinspect.capture.files import CaptureFile, RawPacket, Record, new_raw_packet
 from wsinspect.capture.keylog import KeyLog, SessionSecrets
 from wsinspect.capture.packets import (
@@ -51,11 +52,16 @@ from wsinspect.capture.reassembly import (
 from wsinspect.capture.tls import Plaintext, TlsDecryptor, client_random_of
 from wsinspect.core.checks import CHECKS
 from wsinspect.core.connection import DEFAULT_MEMORY_BUDGET, Connection, Limits, MemoryBudget
+from wsinspect.core.construct import fast_constructor
 from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Direction, Event, Notice, other
 from wsinspect.core.fields import is_known_opcode
 from wsinspect.core.handshake import find_header_end, looks_like_http_request, parse_request, parse_response
 from wsinspect.core.http2 import PREFACE, Http2Connection
 
+# The bytes of a stream not decided yet, as the reassembler would give them: positional (see capture.fastbuild).
+_new_flow_data = frozen_builder(FlowData)
+# Once per conversation: positional (every field, in the order core.events declares them; see core.construct).
+_new_connection_opened = fast_constructor(ConnectionOpened)
 _SNIFF_BYTES = 64 * 1024  # how much of a stream's start is held while deciding whether it is an upgrade request
 ONE_SIDED = "capture.one-sided"  # the reassembler's notice that one direction is not in the capture
 _MAX_TLS_RECORD = 2**14 + 2048  # RFC 8446 5.2: the largest TLSCiphertext fragment
@@ -260,9 +266,8 @@ class CaptureTrace:
                                         direction = sender.direction if not flow.flip else other(sender.direction)
                                         yield from connection.receive(direction, payload, time=time, packet=number)
                                     elif not flow.skipped:
-                                        yield from self._flow_item(FlowData(
-                                            flow=sender.flow, time=time, packet=number, direction=sender.direction,
-                                            data=payload))
+                                        yield from self._flow_item(_new_flow_data(
+                                            sender.flow, time, number, sender.direction, payload))
                             stats.packets = number
                             continue
                         # A SYN, a FIN, a flow not open... the general way, with the segment decode_tcp would give.
@@ -542,8 +547,10 @@ class CaptureTrace:
         connection = flow.connection = Connection(opened.flow, mid_stream=mid_stream, limits=self.limits,
                                                   budget=self.budget)
         yield self._opened(flow, mid_stream=mid_stream)
-        notices = list(flow.notices)
-        yield from self._release_notices(flow)
+        notices = flow.notices
+        if notices:
+            notices = list(notices)
+            yield from self._release_notices(flow)
         held, flow.held, flow.head, flow.held_bytes = flow.held, [], bytearray(), 0
         for direction, data, data_time, data_packet in held:
             yield from connection.receive(direction, data, time=data_time, packet=data_packet)
@@ -566,10 +573,11 @@ class CaptureTrace:
 
     def _opened(self, flow: _Flow, *, mid_stream: bool) -> ConnectionOpened:
         opened = flow.opened
-        client, server = (opened.server, opened.client) if flow.flip else (opened.client, opened.server)
-        how = "it sent the HTTP upgrade request" if flow.flip else opened.client_reason
-        return ConnectionOpened(stream=opened.flow, direction="c2s", time=opened.time, packet=opened.packet,
-                                client=client, server=server, how=how, mid_stream=mid_stream)
+        if flow.flip:
+            return _new_connection_opened(opened.flow, "c2s", opened.time, opened.packet, opened.server,
+                                          opened.client, "it sent the HTTP upgrade request", mid_stream)
+        return _new_connection_opened(opened.flow, "c2s", opened.time, opened.packet, opened.client, opened.server,
+                                      opened.client_reason, mid_stream)
 
     def _skip(self, flow: _Flow) -> None:
         hint = self._port_hint(flow)
