@@ -320,7 +320,7 @@ def test_close_infos_and_length_cells_kept_are_bounded() -> None:
     assert 0 < len(view._lengths) <= packetlist._LENGTHS_KEPT
 
 
-# ---- the accept key's walkthrough, painted once per length of key ----------------------------------------------
+# ---- the key's and the accept's rows and the walkthrough, laid out once per length of key ----------------------
 
 BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 
@@ -351,7 +351,7 @@ def handshake_pair(key: str, answer: str = "right") -> tuple[HandshakeRequest, H
                      min_size=1, max_size=4),
        answer=st.sampled_from(["right", "wrong", "none", "refused", "no response"]), width=st.integers(20, 160),
        which=st.integers(0, 1))
-def test_painted_walkthrough_is_the_walkthrough_painted(keys: list[str], answer: str, width: int,
+def test_painted_keys_accepts_and_walkthrough_are_handshake_lines_painted(keys: list[str], answer: str, width: int,
                                                         which: int) -> None:
     output = Output(Console(file=io.StringIO(), width=width), PALETTES[which], width=width)
     painted = PaintedHandshakes(output.painted_lines, width)
@@ -362,10 +362,10 @@ def test_painted_walkthrough_is_the_walkthrough_painted(keys: list[str], answer:
         assert painted.lines(request, response) == expected
 
 
-def test_walkthrough_layouts_kept_are_bounded() -> None:
+def test_layouts_of_keys_and_accepts_kept_are_bounded() -> None:
     output = Output(Console(file=io.StringIO(), width=80), PALETTES[0], width=80)
     painted = PaintedHandshakes(output.painted_lines, 80)
-    for length in range(1, 3 * handshake._WALKTHROUGHS_KEPT):
+    for length in range(1, 3 * handshake._TEMPLATES_KEPT):
         request, response = handshake_pair("A" * length)
         painted.lines(request, response)
-    assert 0 < len(painted._walkthroughs) <= handshake._WALKTHROUGHS_KEPT
+    assert 0 < len(painted._templates) <= handshake._TEMPLATES_KEPT

@@ -160,20 +160,17 @@ def fit_pair_painted(first: Piece, second: Piece, width: int, codes: Mapping[str
     by ``len`` and cut by slicing, without the loop."""
     role, text = first
     cells = len(text)
-    if cells > width:
-        if width <= 0:
-            return ""
-        start, end = codes[role]
-        return start + text[: width - 1] + "…" + end
     start, end = codes[role]
-    painted = start + text + end if text else ""
+    if cells > width:
+        return f"{start}{text[: width - 1]}…{end}" if width > 0 else ""
+    painted = f"{start}{text}{end}" if text else ""
     role, text = second
     if not text:
         return painted
     start, end = codes[role]
     if cells + len(text) <= width:
-        return painted + start + text + end
-    return painted + start + text[: width - cells - 1] + "…" + end if width > cells else painted
+        return f"{painted}{start}{text}{end}"
+    return f"{painted}{start}{text[: width - cells - 1]}…{end}" if width > cells else painted
 
 
 def wrap(pieces: list[Piece], width: int, indent: str = "  ") -> list[list[Piece]]:
@@ -325,8 +322,8 @@ def frame_body_painted(frame: Frame, continues: tuple[int, bool] | None, deflate
         text = f" compressed {size(len(payload))}"  # ASCII
         start, end = codes["muted"]
         if len(text) <= width:
-            return start + text + end
-        return start + text[: width - 1] + "…" + end if width > 0 else ""
+            return f"{start}{text}{end}"
+        return f"{start}{text[: width - 1]}…{end}" if width > 0 else ""
     excerpt = payload_preview(payload, text=_shown_as_text(frame, continues))
     if excerpt[1].isascii() or _one_cell_each(excerpt[1]):
         return fit_pair_painted(_SPACE, excerpt, width, codes)

@@ -16,7 +16,8 @@ from wsinspect.views.safe import visible
 
 Line = list[Piece]
 T = TypeVar("T")
-HeaderRow = Callable[[str, str, str, int, int], list[T]]  # (role, name, value, name width, value width) -> lines
+# (role, headers, name width, value width) -> the headers' rows, in order
+HeaderRows = Callable[[str, Iterable[tuple[str, str]], int, int], list[T]]
 
 MARK = {Severity.ERROR: "✗", Severity.WARNING: "!", Severity.INFO: "i"}
 _NAME_COLUMN_MAX = 28  # longer header names push their value right rather than widening every row
@@ -62,20 +63,18 @@ def header_row_lines(role: str, name: str, value: str, name_width: int, value_wi
 
 def _message_lines(title: str, message: HttpMessage, role: str, name_width: int, value_width: int,
                    explainer: Explainer | None, upgraded: bool | None,
-                   line: Callable[[Line], list[T]], header_row: HeaderRow[T]) -> list[T]:
+                   line: Callable[[Line], list[T]], header_rows: HeaderRows[T]) -> list[T]:
     pad = " " * (name_width + 2)
     lines: list[T] = []
     lines += line([(role + ".strong", f" {title:<{name_width}} "), ("strong", visible(message.start_line))])
     if explainer is None:  # the usual table: one row per header, nothing between them
-        for name, value in message.headers.items:
-            lines += header_row(role, name, value, name_width, value_width)
-        return lines
+        return lines + header_rows(role, message.headers.items, name_width, value_width)
     if upgraded is not None:
         note = explainer.status(upgraded, pad)
         if note:
             lines += line(note)
     for name, value in message.headers.items:
-        lines += header_row(role, name, value, name_width, value_width)
+        lines += header_rows(role, ((name, value),), name_width, value_width)
         note = explainer.header(name, pad)
         if note:
             lines += line(note)
@@ -123,12 +122,17 @@ def handshake_lines(request: HandshakeRequest | None, response: HandshakeRespons
                     width: int = 120, explainer: Explainer | None = None, show_body: bool = True) -> list[Line]:
     """The request and the response header by header (wire order, duplicates kept), then the accept key
     computation where one was due, then the findings (or a tick when there are none)."""
-    return _table(request, response, width, explainer, show_body, _as_is, _as_is, header_row_lines,
+    return _table(request, response, width, explainer, show_body, _as_is, _as_is, _header_rows_as_pieces,
                   _walkthrough_as_is)
 
 
 def _as_is(line: Line) -> list[Line]:
     return [line]
+
+
+def _header_rows_as_pieces(role: str, headers: Iterable[tuple[str, str]], name_width: int,
+                           value_width: int) -> list[Line]:
+    return [line for name, value in headers for line in header_row_lines(role, name, value, name_width, value_width)]
 
 
 def _walkthrough_as_is(request: HandshakeRequest, response: HandshakeResponse | None) -> list[Line]:
@@ -139,11 +143,12 @@ def _walkthrough_as_is(request: HandshakeRequest, response: HandshakeResponse | 
 class PaintedHandshakes:
     """``handshake_lines`` painted, for a view that shows many conversations: the lines of a header seen before
     (most headers of most conversations: often only the key and the accept differ) are painted once per run, and
-    so is the layout of the accept key's walkthrough for each length of key.
+    so is the layout of the key's and the accept's rows and of the accept key's walkthrough for each length of key.
 
     ``paint`` is the view's painter, which folds a line wider than the terminal (``Output.painted_lines``). It and
     ``width`` are fixed for the run, so a row's paint depends on the header and the name column's width alone. What
-    is kept is bounded: short headers only, and at most ``_ROWS_KEPT`` of them (then it starts again).
+    is kept is bounded: short headers only, and at most ``_ROWS_KEPT`` of them (then it starts again); at most
+    ``_TEMPLATES_KEPT`` layouts of keys and accepts.
     """
 
     def __init__(self, paint: Callable[[Line], list[str]], width: int) -> None:
@@ -151,25 +156,52 @@ class PaintedHandshakes:
         self._width = width
         self._rows: dict[tuple[str, str, str, int], list[str]] = {}
         self._kept: dict[tuple[Piece, ...], list[str]] = {}  # lines that depend on the name column's width alone
-        # (key length, accept length, verdict) -> the walkthrough painted with placeholders for key and accept
-        self._walkthroughs: dict[tuple[int, int, Piece | None], list[str]] = {}
+        # Lines painted with placeholders where each connection's key or accept goes, by the shape they depend on:
+        # (key length, accept length, verdict) for the walkthrough, (role, name, value length, name width) for rows.
+        self._templates: dict[tuple[object, ...], list[str]] = {}
 
     def lines(self, request: HandshakeRequest | None, response: HandshakeResponse | None, *,
               explainer: Explainer | None = None, show_body: bool = True) -> list[str]:
         return _table(request, response, self._width, explainer, show_body, self._paint, self._kept_line,
-                      self._header_row, self._walkthrough)
+                      self._header_rows, self._walkthrough)
+
+    def _header_rows(self, role: str, headers: Iterable[tuple[str, str]], name_width: int,
+                     value_width: int) -> list[str]:
+        rows = self._rows
+        lines: list[str] = []
+        for name, value in headers:
+            painted = rows.get((role, name, value, name_width))  # most headers: seen before, kept
+            lines += painted if painted is not None else self._header_row(role, name, value, name_width, value_width)
+        return lines
 
     def _header_row(self, role: str, name: str, value: str, name_width: int, value_width: int) -> list[str]:
-        key = (role, name, value, name_width)
-        painted = self._rows.get(key)
-        if painted is None:
-            painted = [text for line in header_row_lines(role, name, value, name_width, value_width)
-                       for text in self._paint(line)]
-            if len(name) + len(value) <= _ROW_KEPT_CHARS and name.lower() not in _UNIQUE_PER_CONNECTION:
-                if len(self._rows) >= _ROWS_KEPT:
-                    self._rows.clear()
-                self._rows[key] = painted
+        """A header's rows not kept yet: painted, and kept if short (the key's and the accept's by their layout)."""
+        if name.lower() in _UNIQUE_PER_CONNECTION:
+            return self._unique_row(role, name, value, name_width, value_width)
+        painted = self._painted_row(role, name, value, name_width, value_width)
+        if len(name) + len(value) <= _ROW_KEPT_CHARS:
+            if len(self._rows) >= _ROWS_KEPT:
+                self._rows.clear()
+            self._rows[role, name, value, name_width] = painted
         return painted
+
+    def _painted_row(self, role: str, name: str, value: str, name_width: int, value_width: int) -> list[str]:
+        return [text for line in header_row_lines(role, name, value, name_width, value_width)
+                for text in self._paint(line)]
+
+    def _unique_row(self, role: str, name: str, value: str, name_width: int, value_width: int) -> list[str]:
+        """The key's or the accept's row: a base64 value (as it should be) folds as any other of its length, so the
+        row is painted once per length with placeholders, and each connection's value put in their place."""
+        if not _is_base64(value):
+            return self._painted_row(role, name, value, name_width, value_width)
+        shape = (role, name, len(value), name_width)
+        template = self._templates.get(shape)
+        if template is None:
+            template = self._painted_row(role, name, _KEY_MARK * len(value), name_width, value_width)
+            if "".join(template).count(_KEY_MARK) != len(value):  # a mark in the name or the palette's codes
+                return self._painted_row(role, name, value, name_width, value_width)
+            self._keep_template(shape, template)
+        return _filled(template, _KEY_MARK, value)
 
     def _kept_line(self, line: Line) -> list[str]:
         key = tuple(line)
@@ -191,35 +223,41 @@ class PaintedHandshakes:
         if (verdict is not None and verdict is not _ACCEPT_MATCHES) or not _is_base64(key) or not _is_base64(expected):
             return self._paint(_walkthrough_line(f'"{key}"', expected, verdict))
         shape = (len(key), len(expected), verdict)
-        template = self._walkthroughs.get(shape)
+        template = self._templates.get(shape)
         if template is None:
             template = self._paint(_walkthrough_line(f'"{_KEY_MARK * len(key)}"', _ACCEPT_MARK * len(expected),
                                                      verdict))
             placed = "".join(template)
             if placed.count(_KEY_MARK) != len(key) or placed.count(_ACCEPT_MARK) != len(expected):
                 return self._paint(_walkthrough_line(f'"{key}"', expected, verdict))  # a palette that used a mark
-            if len(self._walkthroughs) >= _WALKTHROUGHS_KEPT:
-                self._walkthroughs.clear()
-            self._walkthroughs[shape] = template
-        lines = []
-        key_at = expected_at = 0
-        for line in template:
-            count = line.count(_KEY_MARK)
-            if count:
-                line = line.replace(_KEY_MARK * count, key[key_at : key_at + count])
-                key_at += count
-            count = line.count(_ACCEPT_MARK)
-            if count:
-                line = line.replace(_ACCEPT_MARK * count, expected[expected_at : expected_at + count])
-                expected_at += count
-            lines.append(line)
-        return lines
+            self._keep_template(shape, template)
+        # The key is base64: no accept mark comes in with it.
+        return _filled(_filled(template, _KEY_MARK, key), _ACCEPT_MARK, expected)
+
+    def _keep_template(self, shape: tuple[object, ...], template: list[str]) -> None:
+        if len(self._templates) >= _TEMPLATES_KEPT:
+            self._templates.clear()
+        self._templates[shape] = template
+
+
+def _filled(template: list[str], mark: str, text: str) -> list[str]:
+    """Painted lines with each run of ``mark`` replaced by the next characters of ``text``, in order: a text cut by
+    the fold goes on on the next line. (Within a line, a text's marks are one run.)"""
+    lines = []
+    used = 0
+    for line in template:
+        count = line.count(mark)
+        if count:
+            line = line.replace(mark * count, text[used : used + count])
+            used += count
+        lines.append(line)
+    return lines
 
 
 _ROWS_KEPT = 1024
 _ROW_KEPT_CHARS = 256
 _UNIQUE_PER_CONNECTION = {"sec-websocket-key", "sec-websocket-accept"}  # not kept: they would only crowd the rest out
-_WALKTHROUGHS_KEPT = 64
+_TEMPLATES_KEPT = 64
 _BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 _KEY_MARK, _ACCEPT_MARK = "~", "|"  # printable ASCII without spaces, as base64 is, but not in it
 
@@ -230,10 +268,10 @@ def _is_base64(text: str) -> bool:
 
 def _table(request: HandshakeRequest | None, response: HandshakeResponse | None, width: int,
            explainer: Explainer | None, show_body: bool, line: Callable[[Line], list[T]],
-           kept_line: Callable[[Line], list[T]], header_row: HeaderRow[T],
+           kept_line: Callable[[Line], list[T]], header_rows: HeaderRows[T],
            walkthrough: Callable[[HandshakeRequest, HandshakeResponse | None], list[T]]) -> list[T]:
     """``handshake_lines``' layout, each line made by ``line`` (``kept_line`` for the few that depend on the name
-    column's width alone), each header's by ``header_row`` and the accept key's walkthrough by ``walkthrough``: as
+    column's width alone), the headers' by ``header_rows`` and the accept key's walkthrough by ``walkthrough``: as
     pieces, or painted."""
     names = [name for message in (request.request if request else None, response.response if response else None)
              if message is not None for name, _ in message.headers.items]
@@ -249,10 +287,10 @@ def _table(request: HandshakeRequest | None, response: HandshakeResponse | None,
     lines += kept_line([("muted", " " + "─" * min(width - 2, name_width + 40))])
     if request is not None:
         lines += _message_lines("request", request.request, "c2s", name_width, value_width, explainer, None,
-                                line, header_row)
+                                line, header_rows)
     if response is not None:
         lines += _message_lines("response", response.response, "s2c", name_width, value_width, explainer,
-                                response.upgraded, line, header_row)
+                                response.upgraded, line, header_rows)
         if response.response.body and show_body:
             body = response.response.body[: _BODY_SHOWN * 4].decode("utf-8", "surrogateescape")[:_BODY_SHOWN]
             lines += line([("muted", f" {'body':<{name_width}} "), ("muted", visible(body))])

@@ -210,40 +210,53 @@ class PacketList:
     def _prefix(self, event: FrameEvent, conv: _Conversation) -> tuple[str, int]:
         """A frame row's columns before Info, painted, and the cells they take. All of it is ASCII but for the
         direction arrows, each one cell wide, so ``len`` measures it."""
-        cell, painted_cell = conv.endpoints.get(event.direction) or self._endpoint_cell(conv, event.direction)
-        muted_start, muted_end = self._muted
-        layout = self.layout
         if self.live:
-            number = f"#{event.stream:<4} "
-            first = self.palette.wrap(self.palette.stream_role(event.stream), number)
-            if layout == "narrow":
-                return first + painted_cell, len(number) + len(cell)
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.time)) + f".{int(event.time * 1000) % 1000:03d} "
-            first += muted_start + stamp + muted_end
-            first_cells = len(number) + len(stamp)
-        else:
-            # Frames of one packet share its number and time: formatted once (a float's formatting is dear).
-            if event.packet != self._last_packet or event.time != self._last_time:
-                self._last_packet, self._last_time = event.packet, event.time
-                packet = event.packet if event.packet is not None else ""
-                if layout == "narrow":
-                    number = f"{packet:>6} "
-                else:
-                    origin = self.time_origin if self.time_origin is not None else event.time
-                    # f"{packet:>7} {time:10.6f} ", in half the time: % skips parsing a format spec per value.
-                    number = "%7s %10.6f " % (packet, event.time - origin)  # noqa: UP031
-                self._last_number = (muted_start + number + muted_end, len(number))
-            first, first_cells = self._last_number
-            if layout == "narrow":
-                return first + painted_cell, first_cells + len(cell)
+            return self._live_prefix(event, conv)
+        cell, painted_cell = conv.endpoints.get(event.direction) or self._endpoint_cell(conv, event.direction)
+        # Frames of one packet share its number and time: formatted once (a float's formatting is dear).
+        if event.packet != self._last_packet or event.time != self._last_time:
+            self._last_packet, self._last_time = event.packet, event.time
+            self._last_number = self._number_cell(event)
+        first, first_cells = self._last_number
+        if self.layout == "narrow":
+            return first + painted_cell, first_cells + len(cell)
         size = event.frame.size
-        length = self._lengths.get(size)
-        if length is None:  # frame sizes repeat: each one's cell formatted and painted once (bounded)
-            text = ("%7d " if layout == "wide" else "%6d ") % size
-            if len(self._lengths) >= _LENGTHS_KEPT:
-                self._lengths.clear()
-            length = self._lengths[size] = (muted_start + text + muted_end, len(text))
-        return first + painted_cell + length[0], first_cells + len(cell) + length[1]
+        length = self._lengths.get(size) or self._length_cell(size)
+        return f"{first}{painted_cell}{length[0]}", first_cells + len(cell) + length[1]
+
+    def _number_cell(self, event: FrameEvent) -> tuple[str, int]:
+        """The No. and Time columns, painted, and their cells."""
+        packet = event.packet if event.packet is not None else ""
+        if self.layout == "narrow":
+            number = f"{packet:>6} "
+        else:
+            origin = self.time_origin if self.time_origin is not None else event.time
+            # f"{packet:>7} {time:10.6f} ", in half the time: % skips parsing a format spec per value.
+            number = "%7s %10.6f " % (packet, event.time - origin)  # noqa: UP031
+        muted_start, muted_end = self._muted
+        return muted_start + number + muted_end, len(number)
+
+    def _length_cell(self, size: int) -> tuple[str, int]:
+        """The Length column, painted, and its cells: frame sizes repeat, so each one's is kept (bounded)."""
+        text = ("%7d " if self.layout == "wide" else "%6d ") % size
+        if len(self._lengths) >= _LENGTHS_KEPT:
+            self._lengths.clear()
+        muted_start, muted_end = self._muted
+        length = self._lengths[size] = (muted_start + text + muted_end, len(text))
+        return length
+
+    def _live_prefix(self, event: FrameEvent, conv: _Conversation) -> tuple[str, int]:
+        """``serve``'s log: the connection and the wall-clock time instead of a frame number and a time offset."""
+        cell, painted_cell = conv.endpoints.get(event.direction) or self._endpoint_cell(conv, event.direction)
+        number = f"#{event.stream:<4} "
+        first = self.palette.wrap(self.palette.stream_role(event.stream), number)
+        if self.layout == "narrow":
+            return first + painted_cell, len(number) + len(cell)
+        muted_start, muted_end = self._muted
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.time)) + f".{int(event.time * 1000) % 1000:03d} "
+        first += muted_start + stamp + muted_end
+        length = self._lengths.get(event.frame.size) or self._length_cell(event.frame.size)
+        return f"{first}{painted_cell}{length[0]}", len(number) + len(stamp) + len(cell) + length[1]
 
     def _info(self, event: FrameEvent, continues: tuple[int, bool] | None, room: int, deflate: bool) -> str:
         """The Info column cut to ``room`` cells, painted. The opcode and flags are painted once per kind of frame,

@@ -38,7 +38,9 @@ def visible_bytes(data: bytes) -> str:
 
 def preview(text: str, limit: int) -> str:
     """A one-line, safe, bounded excerpt."""
-    shown = visible(text[: limit + 1])
+    shown = text[: limit + 1]
+    if not shown.isprintable() or "\\" in shown:  # visible()'s own test, here to spare a call on most excerpts
+        shown = visible(shown)
     return shown if len(text) <= limit and len(shown) <= limit * 4 else shown[:limit] + "…"
 
 
