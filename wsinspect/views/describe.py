@@ -64,6 +64,7 @@ _width_of_char = _CHARACTER_WIDTHS.__getitem__
 # Excerpts end with an ellipsis, one cell wide: a text whose other characters are printable ASCII takes one cell
 # per character, and is cut by slicing.
 _ELLIPSIS = "…" if cell_len("…") == 1 else "\x00"
+_ELLIPSIS_ONE_CELL = _ELLIPSIS == "…"
 
 
 def _one_cell_each(text: str) -> bool:
@@ -234,9 +235,16 @@ def _is_utf8(data: bytes) -> bool:
 
 def payload_preview(data: bytes, *, text: bool, limit: int = PREVIEW_CHARS) -> Piece:
     """A quoted excerpt of a text payload, or hex of a binary one; always safe to print."""
+    return _excerpt(data, text, limit)[0]
+
+
+def _excerpt(data: bytes, text: bool, limit: int = PREVIEW_CHARS) -> tuple[Piece, bool]:
+    """``payload_preview``, and whether it surely takes one cell a character (``_one_cell_each``): hex does, and so
+    does the excerpt of ASCII text (escapes are ASCII; the ellipsis of a cut is one cell). False means "measure it"."""
     if text:
-        return ("text", f'"{preview(data[: limit * 4 + 4].decode("utf-8", "surrogateescape"), limit)}"')
-    return ("binary", hex_preview(data, limit // 3))
+        decoded = data[: limit * 4 + 4].decode("utf-8", "surrogateescape")
+        return ("text", f'"{preview(decoded, limit)}"'), _ELLIPSIS_ONE_CELL and decoded.isascii()
+    return ("binary", hex_preview(data, limit // 3)), _ELLIPSIS_ONE_CELL
 
 
 def close_description(code: int | None, reason: str, *, with_name: bool = True) -> list[Piece]:
@@ -324,8 +332,8 @@ def frame_body_painted(frame: Frame, continues: tuple[int, bool] | None, deflate
         if len(text) <= width:
             return f"{start}{text}{end}"
         return f"{start}{text[: width - 1]}…{end}" if width > 0 else ""
-    excerpt = payload_preview(payload, text=_shown_as_text(frame, continues))
-    if excerpt[1].isascii() or _one_cell_each(excerpt[1]):
+    excerpt, one_cell_each = _excerpt(payload, _shown_as_text(frame, continues))
+    if one_cell_each or _one_cell_each(excerpt[1]):
         return fit_pair_painted(_SPACE, excerpt, width, codes)
     return fit_painted([_SPACE, excerpt], width, codes)
 
@@ -407,8 +415,8 @@ def message_details_painted(message: Message, width: int, codes: Mapping[str, tu
     character is cut without a list of pieces."""
     if not message.complete:
         return fit_painted(message_details(message), width, codes)
-    excerpt = payload_preview(message.data, text=message.opcode == Opcode.TEXT)
-    if excerpt[1].isascii() or _one_cell_each(excerpt[1]):
+    excerpt, one_cell_each = _excerpt(message.data, message.opcode == _TEXT)
+    if one_cell_each or _one_cell_each(excerpt[1]):
         return fit_pair_painted(("muted", _message_sizes(message)), excerpt, width, codes)
     return fit_painted([("muted", _message_sizes(message)), excerpt], width, codes)
 
