@@ -851,3 +851,110 @@ def test_chromium_through_the_proxy(tmp_path: Path, upstream: Callable[..., Upst
     assert [m["text"] for m in of(events, "message") if m["stream"] == upgrade["stream"]] == \
         ["hello from chromium through the proxy"] * 2
     assert not of(events, "violation")
+
+
+# -- decoding turns (in process: the relay's protocol objects with stand-in transports) -----------------------------
+
+
+class StandInTransport(asyncio.Transport):
+    """Takes what the relay writes; reading is only a flag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.reading = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 50000) if name in ("peername", "sockname") else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def decoding_turns(frames: bytes) -> tuple[int, list[Any]]:
+    """The turns of the event loop the relay takes to decode ``frames`` sent by a client of a connection that agreed
+    permessage-deflate, and the frame events; the request and response are relayed first."""
+    from wsinspect.client.target import parse_url
+    from wsinspect.core.events import FrameEvent
+    from wsinspect.core.handshake import accept_key
+    from wsinspect.outputs import Outputs
+    from wsinspect.proxy.relay import ProxiedConnection, ProxyOptions, ProxyServer, Reports
+
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    request = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: " + key.encode() + b"\r\nSec-WebSocket-Version: 13\r\n"
+               b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+    response = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n"
+                b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+    events: list[Any] = []
+
+    async def relay() -> int:
+        reports = Reports(emit=events.extend, files=Outputs(json=None, record=None, command="proxy",
+                                                            say=lambda line: None),
+                          show=lambda line: None, warn=lambda line: None)
+        server = ProxyServer(ProxyOptions(upstream=parse_url("ws://127.0.0.1:9/")), reports)
+        connection = ProxiedConnection(server)
+        client, upstream = StandInTransport(), StandInTransport()
+        connection.connection_made(client)
+        connection.data_received(request)
+        assert connection._connecting is not None
+        connection._connecting.cancel()  # the stand-in upstream is handed over instead
+        connection.upstream_made(upstream)
+        connection.upstream_received(response)
+        connection.data_received(frames)
+        turns = 0
+        while not client.reading:  # the client is read again once what it sent is decoded
+            await asyncio.sleep(0)
+            turns += 1
+        assert bytes(upstream.written).endswith(frames)  # relayed unchanged, as they came
+        connection.end("done")
+        return turns
+
+    turns = asyncio.run(relay())
+    return turns, [event for event in events if isinstance(event, FrameEvent)]
+
+
+def test_a_large_compressed_frame_is_decoded_in_one_turn_and_tiny_frames_still_a_chunk_per_turn() -> None:
+    """On a compressed connection a turn decodes 1/16 of --read-chunk (1 KiB), but bytes that only add to a frame
+    still being collected are not charged: a 16 KiB frame, inflated in the piece that completes it, was decoded in
+    16 turns (a pause, a resume and a copy of the rest each); it takes one. A read of tiny frames still takes
+    several turns, one chunk each."""
+    import random
+    import zlib
+
+    from wsinspect.core.frames import build_frame
+
+    deflater = zlib.compressobj(wbits=-15)
+    payload = random.Random(7692).randbytes(16 * 1024)
+    compressed = (deflater.compress(payload) + deflater.flush(zlib.Z_SYNC_FLUSH))[:-4]  # RFC 7692 7.2.1
+    assert len(compressed) > 16 * 1024
+    large = build_frame(2, compressed, rsv1=True, masking_key=b"\x01\x02\x03\x04")
+    turns, frames = decoding_turns(large)
+    assert turns == 0 and len(frames) == 1  # decoded as it arrived, in data_received's own turn
+
+    tiny = b"".join(build_frame(1, b"tiny frame %d" % i, masking_key=b"\x01\x02\x03\x04") for i in range(400))
+    turns, frames = decoding_turns(tiny)
+    assert len(tiny) > 4 * 1024 and len(frames) == 400
+    assert turns >= 4  # about 1 KiB of frames per turn

@@ -169,7 +169,7 @@ class ProxiedConnection(asyncio.Protocol):
         # Relayed, not decoded yet, in the order the bytes arrived from either side (so the log keeps cause before
         # effect: a ping before its pong), with their arrival time; at most one read per side, since a side is not
         # read while its bytes wait here (``_waiting`` counts them).
-        self._undecoded: deque[tuple[Direction, bytes, float]] = deque()
+        self._undecoded: deque[tuple[Direction, bytes | memoryview, float]] = deque()
         self._waiting: dict[Direction, int] = {"c2s": 0, "s2c": 0}
         self._turn_scheduled = False
         self._chunk = proxy.options.read_chunk
@@ -339,20 +339,27 @@ class ProxiedConnection(asyncio.Protocol):
                 direction, data, at = self._undecoded[0]
                 # A tail shorter than the smallest chunk goes with this piece (as in serve): alone it would cost a
                 # turn and a copy of the frame it ends, e.g. the 8 bytes past 16 KiB of a 16 KiB message's frame.
-                piece = data if everything or len(data) - room < MIN_CHUNK else data[:room]
-                if len(piece) < len(data):
-                    self._undecoded[0] = (direction, data[len(piece):], at)
-                else:
+                piece: bytes
+                if everything or len(data) - room < MIN_CHUNK:
+                    piece = bytes(data)  # no copy when it is bytes: only a rest left by an earlier piece is a view
                     self._undecoded.popleft()
+                else:  # the rest as a view: not copied again for every piece
+                    view = memoryview(data)
+                    piece = bytes(view[:room])
+                    self._undecoded[0] = (direction, view[room:], at)
                 self._waiting[direction] -= len(piece)
-                room -= len(piece)
                 try:
                     events = decoder.receive(direction, piece, time=at)
                 except Exception as error:  # a bug of ours in decoding must not break the relay
                     self._decoding_failed(error)
                     break
-                frames += sum(1 for event in events if type(event) is FrameEvent)
-                self.proxy.reports.emit(events)
+                if events:
+                    frames += sum(1 for event in events if type(event) is FrameEvent)
+                    self.proxy.reports.emit(events)
+                    room -= len(piece)
+                # else: the piece only went into a frame still being collected (a frame is checked and inflated in
+                # the piece that completes it): not charged to the turn, whose bound is on frames decoded. What
+                # waits is at most one read per side, so a large frame is collected in one turn, not one per chunk.
             self._adapt_chunk(frames)
         if self._undecoded and not self._turn_scheduled and self.phase is not Phase.ENDED:
             self._turn_scheduled = True
