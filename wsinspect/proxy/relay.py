@@ -31,7 +31,9 @@ unfinished messages of all connections together at most --max-memory (a shared `
 shows less, and relays everything all the same. Bytes are relayed as soon as they arrive, and decoded a chunk per
 turn of the event loop (--read-chunk, 1/16 of it on a compressed connection, fewer bytes where chunks held more than
 --turn-frames frames), as serve does: reading from a side waits until what it sent is decoded, so a flood of tiny
-frames on one connection delays the others by one chunk, and what waits to be decoded is one read at most.
+frames on one connection delays the others by one chunk, and what waits to be decoded is one read at most. Bytes
+that only add to a frame still being collected are not counted against the chunk (unlike serve): nothing is checked
+or inflated until the piece that completes the frame, so a frame larger than a chunk is collected in one turn.
 
 Endings: silence in both directions for --idle-timeout ends a connection. A FIN from either side ends the relay: the
 other side is closed once what is queued for it is written (RFC 6455 7.1.1: the server closes TCP first after the
