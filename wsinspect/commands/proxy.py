@@ -133,7 +133,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         metavar="SIZE",
                         help="bytes of one connection decoded before the others get a turn; reading from a side "
                              f"waits until what it sent is decoded (default: {DEFAULT_READ_CHUNK}; 1/16 of it on a "
-                             "compressed connection; a tail under 256 bytes goes with its chunk)")
+                             "compressed connection; a tail under 256 bytes goes with its chunk, and bytes that only "
+                             "add to an unfinished frame are not counted)")
     limits.add_argument("--turn-frames", type=arguments.whole_number, default=DEFAULT_TURN_FRAMES, metavar="N",
                         help="about how many frames of one connection are decoded per turn: its chunks shrink when "
                              "they hold more (default: %(default)s)")
