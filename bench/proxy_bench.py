@@ -51,7 +51,19 @@ from typing import Any
 
 import benchutil  # bench/benchutil.py, beside this file
 import serve_bench  # bench/serve_bench.py: the load client and process handling
-from serve_bench import HOST, TREE, Load, Result, _div, fmt_size, free_port, problems, run_load, served_package
+from serve_bench import (
+    HOST,
+    TREE,
+    Load,
+    Result,
+    _div,
+    code_snapshots,
+    fmt_size,
+    free_port,
+    problems,
+    run_load,
+    served_package,
+)
 from websockets.asyncio.client import connect
 
 HERE = Path(__file__).resolve().parent
@@ -245,14 +257,7 @@ def main() -> int:
           f"{os.getloadavg()[0]:.2f}")
     fingerprint = benchutil.source_fingerprint()
     print(f"wsinspect: {benchutil.code_state()}; proxy runs {served_package(TREE)}")
-    try:
-        others = [benchutil.snapshot(commit, args.out_dir) for commit in args.code]
-    except subprocess.CalledProcessError as failure:
-        said = failure.stderr.decode(errors="replace") if isinstance(failure.stderr, bytes) else failure.stderr or ""
-        parser.error(f"--code needs a commit of the git checkout this bench is in ({TREE}): "
-                     f"{said.strip()[-300:] or failure}")
-    for sha, code in others:
-        print(f"wsinspect {sha}: proxy runs {served_package(code)}")
+    others = code_snapshots(parser, args.code, args.out_dir, "proxy")
     print(f"load: {args.connections} connections held open at once x {args.messages} messages each (alternately "
           f"text and binary, each echo awaited and checked), {args.repeat} run(s) per path, median shown")
     total = args.connections * args.messages

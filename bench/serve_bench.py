@@ -229,6 +229,21 @@ def served_package(tree: Path) -> str:
     return found.stdout.strip() or f"? ({found.stderr.strip()[-200:]})"
 
 
+def code_snapshots(parser: argparse.ArgumentParser, commits: list[str], out_dir: Path,
+                   command: str) -> list[tuple[str, Path]]:
+    """Each ``--code COMMIT``'s ``wsinspect/`` copied out of the git checkout, said where its ``command`` imports
+    from; a commit git does not know (or no checkout) is a usage error, not a traceback."""
+    try:
+        others = [benchutil.snapshot(commit, out_dir) for commit in commits]
+    except subprocess.CalledProcessError as failure:
+        said = failure.stderr.decode(errors="replace") if isinstance(failure.stderr, bytes) else failure.stderr or ""
+        parser.error(f"--code needs a commit of the git checkout this bench is in ({TREE}): "
+                     f"{said.strip()[-300:] or failure}")
+    for sha, code in others:
+        print(f"wsinspect {sha}: {command} runs {served_package(code)}")
+    return others
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -524,14 +539,7 @@ def main() -> int:
           f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}")
     fingerprint = benchutil.source_fingerprint()
     print(f"wsinspect: {benchutil.code_state()}; serve runs {served_package(TREE)}")
-    try:
-        others = [benchutil.snapshot(commit, args.out_dir) for commit in args.code]
-    except subprocess.CalledProcessError as failure:
-        said = failure.stderr.decode(errors="replace") if isinstance(failure.stderr, bytes) else failure.stderr or ""
-        parser.error(f"--code needs a commit of the git checkout this bench is in ({TREE}): "
-                     f"{said.strip()[-300:] or failure}")
-    for sha, code in others:
-        print(f"wsinspect {sha}: serve runs {served_package(code)}")
+    others = code_snapshots(parser, args.code, args.out_dir, "serve")
     print(f"load: {args.connections} connections held open at once x {args.messages} messages each "
           f"(alternately text and binary, each echo awaited and checked), {args.repeat} run(s) per case, median shown")
     total = args.connections * args.messages
