@@ -1,5 +1,6 @@
 """What one turn of the event loop decodes: at most --read-chunk bytes of a connection, and a tail too short to make
-a chunk of its own (under ``MIN_CHUNK``) goes with it.
+a chunk of its own (under ``MIN_CHUNK``) goes with it; a chunk that only adds to a frame still being collected is
+not charged to the turn.
 
 The connection is driven directly (``ServerConnection`` on a transport that records what happens), so the test
 sees each turn: what was written, and whether reading was paused.
@@ -8,6 +9,8 @@ sees each turn: what was written, and whether reading was paused.
 from __future__ import annotations
 
 import asyncio
+import random
+import zlib
 from typing import Any
 
 from wsinspect.core.fields import Opcode
@@ -62,12 +65,13 @@ def echoes(transport: RecordingTransport, payload: bytes) -> int:
     return sum(chunk.count(frame) for chunk in transport.written)
 
 
-def open_connection() -> tuple[ServerConnection, RecordingTransport]:
-    server = WebSocketServer(ServeOptions(port=0, read_chunk=READ_CHUNK), ServerConfig(compression=False), [])
+def open_connection(compression: bool = False) -> tuple[ServerConnection, RecordingTransport]:
+    server = WebSocketServer(ServeOptions(port=0, read_chunk=READ_CHUNK), ServerConfig(compression=compression), [])
     connection = ServerConnection(server)
     transport = RecordingTransport()
     connection.connection_made(transport)
-    connection.data_received(REQUEST)
+    offer = b"Sec-WebSocket-Extensions: permessage-deflate\r\n" if compression else b""
+    connection.data_received(REQUEST[:-2] + offer + b"\r\n")
     assert transport.written and transport.written[0].startswith(b"HTTP/1.1 101")
     return connection, transport
 
@@ -88,20 +92,50 @@ def test_a_frame_a_few_bytes_over_the_chunk_is_decoded_in_one_turn() -> None:
     asyncio.run(main())
 
 
-def test_a_read_of_two_such_frames_still_takes_two_turns() -> None:
-    # The bound holds: 32,784 bytes are a chunk now and the rest (16,400, more than a tail) on the next turn, with
-    # reading paused in between.
+def test_a_read_of_three_such_frames_still_takes_two_turns() -> None:
+    # The bound holds. Of 49,176 bytes, the first chunk ends 8 bytes short of the first frame's end: it completes
+    # nothing and is not charged. The second completes the first frame, which ends the turn with reading paused;
+    # the rest (16,408 bytes, more than a tail) is decoded on the next turn.
     payload = bytes(range(256)) * (READ_CHUNK // 256)
 
     async def main() -> None:
         connection, transport = open_connection()
         frame = build_frame(Opcode.BINARY, payload, masking_key=MASK)
-        connection.data_received(frame + frame)
-        assert echoes(transport, payload) == 0  # the first chunk ends 8 bytes short of the first frame's end
+        connection.data_received(frame * 3)
+        assert echoes(transport, payload) == 1
         assert transport.paused
         for _ in range(3):
             await asyncio.sleep(0)
-        assert echoes(transport, payload) == 2
+        assert echoes(transport, payload) == 3
         assert not transport.paused
+
+    asyncio.run(main())
+
+
+def test_a_large_compressed_frame_is_decoded_in_one_turn_and_tiny_frames_still_a_chunk_per_turn() -> None:
+    # On a compressed connection a turn decodes 1/16 of --read-chunk (1 KiB). A 16 KiB compressed frame, inflated in
+    # the chunk that completes it, took 16 turns (a pause and a resume of reading each); the chunks that only collect
+    # it are not charged, so it takes one. A read of tiny frames still takes a chunk per turn.
+    deflater = zlib.compressobj(wbits=-15)
+    payload = random.Random(7692).randbytes(16 * 1024)
+    compressed = (deflater.compress(payload) + deflater.flush(zlib.Z_SYNC_FLUSH))[:-4]  # RFC 7692 7.2.1
+    assert len(compressed) > 16 * 1024
+
+    async def main() -> None:
+        connection, transport = open_connection(compression=True)
+        connection.data_received(build_frame(Opcode.BINARY, compressed, rsv1=True, masking_key=MASK))
+        assert len(transport.written) == 2  # the 101, then the echo, in data_received's own turn
+        assert transport.pauses == 0
+
+        connection, transport = open_connection(compression=True)
+        tiny = b"".join(build_frame(Opcode.TEXT, b"tiny frame %d" % i, masking_key=MASK) for i in range(400))
+        assert len(tiny) > 4 * 1024
+        connection.data_received(tiny)
+        assert transport.paused  # about 1 KiB of frames decoded, the rest waits for the next turns
+        turns = 0
+        while transport.paused:
+            await asyncio.sleep(0)
+            turns += 1
+        assert turns >= 4  # and reading resumed: everything received was decoded
 
     asyncio.run(main())
