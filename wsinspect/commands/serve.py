@@ -91,7 +91,8 @@ def add_parser(commands: Any) -> None:
                         metavar="SIZE",
                         help="bytes of one connection decoded before the others get a turn (default: "
                              f"{serve_options.DEFAULT_READ_CHUNK}; 1/16 of it on a compressed connection; a tail "
-                             "under 256 bytes goes with its chunk)")
+                             "under 256 bytes goes with its chunk, and bytes that only add to an unfinished frame are "
+                             "not counted)")
     limits.add_argument("--turn-frames", type=whole_number,
                         default=serve_options.DEFAULT_TURN_FRAMES, metavar="N",
                         help="about how many frames of one connection are decoded per turn: its chunks shrink "
