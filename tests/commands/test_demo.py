@@ -380,9 +380,12 @@ def _drain(stream: Any) -> bytes:
 def test_ctrl_c_leaves_a_recording_of_the_steps_shown(tmp_path: Path) -> None:
     capture = tmp_path / "stopped.pcapng"
     environment = {**os.environ, "COLUMNS": "100", "PYTHONIOENCODING": "utf-8"}
+    # Ctrl-C as at a terminal: where the tests themselves run in the background of a non-interactive shell, SIGINT
+    # is ignored and the child would inherit that, so Python would not turn it into KeyboardInterrupt.
     child = subprocess.Popen([sys.executable, "-m", "wsinspect", "demo", "--step", "--seed", "1", "--record",
                               str(capture)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             cwd=ROOT, env=environment)
+                             cwd=ROOT, env=environment,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert child.stdin is not None and child.stderr is not None
     try:
         deadline = time.monotonic() + 30
