@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import importlib.metadata
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -61,6 +60,7 @@ from serve_bench import (
     fmt_size,
     free_port,
     problems,
+    raise_fd_limit,
     run_load,
     served_package,
 )
@@ -246,10 +246,7 @@ def main() -> int:
     sizes = args.size or [64, 16384]
     args.out_dir = Path(args.out)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 6 * args.connections + 256  # the client's sockets and each proxy's two per connection inherit this
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    raise_fd_limit(6 * args.connections + 256)  # the client's sockets, and each proxy's two per connection
 
     print(f"wsinspect proxy vs mitmproxy {mitmdump_version(mitmdump)} ({mitmdump}) reverse proxy, upstream websockets "
           f"{importlib.metadata.version('websockets')} echo server; {os.cpu_count()} cores; python "

@@ -229,6 +229,14 @@ def served_package(tree: Path) -> str:
     return found.stdout.strip() or f"? ({found.stderr.strip()[-200:]})"
 
 
+def raise_fd_limit(wanted: int) -> None:
+    """Open files for this process and the servers it starts (they inherit it): at least ``wanted``, up to the hard
+    limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+
+
 def code_snapshots(parser: argparse.ArgumentParser, commits: list[str], out_dir: Path,
                    command: str) -> list[tuple[str, Path]]:
     """Each ``--code COMMIT``'s ``wsinspect/`` copied out of the git checkout, said where its ``command`` imports
@@ -530,10 +538,7 @@ def main() -> int:
     args.out_dir = Path(args.out)
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 4 * args.connections + 256  # the client's sockets, plus slack; the servers inherit the limit
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    raise_fd_limit(4 * args.connections + 256)  # the client's sockets, plus slack; the servers inherit the limit
     print(f"wsinspect serve vs websockets {importlib.metadata.version('websockets')} echo server; "
           f"{os.cpu_count()} cores; python {sys.version.split()[0]}; load average {os.getloadavg()[0]:.2f}; fd limit "
           f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]}")
