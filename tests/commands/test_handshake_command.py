@@ -249,3 +249,29 @@ def test_curl_transcript_of_a_refused_handshake(websockets_server: int) -> None:
     assert code == 1
     assert "RFC 6455 4.2.1: Sec-WebSocket-Key 'abc' is not valid base64." in out
     assert "The server answered 400" in out
+
+
+# What curl printed when the 400 came slowly (CI, under load): its progress meter, redirected with the rest, wrote
+# an update (lone CR, no newline) just before the status line.
+SLOW_METER = b"\r  0     0    0     0    0     0      0      0 --:--:--  0:00:01 --:--:--     0"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_transcript_with_progress_updates_between_lines(websockets_server: int) -> None:
+    transcript = curl_transcript(websockets_server, "abc")
+    slowed = transcript.replace(b"\n<", b"\n" + SLOW_METER + b"<").replace(b"\n>", b"\n" + SLOW_METER + b">")
+    assert slowed.count(SLOW_METER) >= 10
+    code, out, _ = check(slowed)
+    assert code == 1
+    assert "RFC 6455 4.2.1: Sec-WebSocket-Key 'abc' is not valid base64." in out
+    assert "The server answered 400" in out
+    assert check(slowed) == check(transcript)
+
+
+def test_progress_meter_columns_in_a_header_value_stay() -> None:
+    paste = (b"GET / HTTP/1.1\nHost: a\nUpgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Version: 13\n"
+             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\n"
+             b"X-Numbers: 0 0 0 0 0 0 0 0 --:--:-- --:--:-- --:--:-- 0\n\n")
+    code, out, _ = check(paste)
+    assert code == 0, out
+    assert "0 0 0 0 0 0 0 0 --:--:-- --:--:-- --:--:-- 0" in out

@@ -57,6 +57,12 @@ _STATUS_LINE = re.compile(r"^HTTP/\d+(\.\d+)? \d{3}( .*)?$")
 _HEADER_LINE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _NAME_THEN_VALUE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:( |\t|$)")
+# curl's progress meter, which curl -v prints too when its output is redirected (as in `curl -v URL > out 2>&1`).
+# Each update starts with a lone CR and ends without a newline, so on a slow transfer an update lands at the start
+# of a verbose line ("\r  0  0 ... --:--:--     0< HTTP/1.1 400 Bad Request"): its 12 numeric columns are removed.
+_SIZE = r"[\d.]+[kMGTP]?"
+_CURL_PROGRESS = re.compile(rf"(?:^|\r)\s*\d+\s+{_SIZE}\s+\d+\s+{_SIZE}\s+\d+\s+{_SIZE}\s+{_SIZE}\s+{_SIZE}"
+                            rf"(?:\s+[-\d:]+){{3}}\s+{_SIZE}")
 # Section headings of Chrome's and Firefox's network panels, as they come along in a copy of the whole panel.
 _SECTIONS = {"general": "general", "request headers": "request", "response headers": "response"}
 _GENERAL_FIELDS = ("request url", "request method", "status code", "remote address", "referrer policy")
@@ -191,7 +197,7 @@ def split_paste(data: bytes) -> Paste | None:
     """The request and response in a paste, or None when nothing in it is HTTP."""
     # Latin-1 keeps every byte as one character, as the core reads header bytes off the wire.
     text = data.decode("latin-1")
-    lines = [line.rstrip("\r") for line in text.replace("\r\n", "\n").split("\n")]
+    lines = [_CURL_PROGRESS.sub("", line.rstrip("\r")) for line in text.replace("\r\n", "\n").split("\n")]
     paste = Paste()
     curl = _curl_lines(lines)
     if curl is not None:
