@@ -357,16 +357,6 @@ def test_step_shows_nothing_of_the_next_step_before_enter() -> None:
             child.wait()
 
 
-def _read_until(stream: Any, marker: bytes, deadline: float) -> None:
-    seen = b""
-    while marker not in seen:
-        ready, _, _ = select.select([stream], [], [], max(deadline - time.monotonic(), 0))
-        assert ready, f"no {marker!r} in time; got {seen[-300:]!r}"
-        chunk = os.read(stream.fileno(), 4096)
-        assert chunk, f"ended before {marker!r}; got {seen[-300:]!r}"
-        seen += chunk
-
-
 def _drain(stream: Any) -> bytes:
     data = b""
     while select.select([stream], [], [], 0.2)[0]:
