@@ -16,8 +16,8 @@ from wsinspect.views.safe import visible
 
 Line = list[Piece]
 T = TypeVar("T")
-# (role, headers, name width, value width) -> the headers' rows, in order
-HeaderRows = Callable[[str, Iterable[tuple[str, str]], int, int], list[T]]
+# (role, headers, the table's columns) -> the headers' rows, in order
+HeaderRows = Callable[[str, Iterable[tuple[str, str]], "_Layout"], list[T]]
 
 MARK = {Severity.ERROR: "✗", Severity.WARNING: "!", Severity.INFO: "i"}
 _NAME_COLUMN_MAX = 28  # longer header names push their value right rather than widening every row
@@ -47,34 +47,150 @@ def findings_lines(findings: Iterable[Finding], explainer: Explainer | None = No
 
 
 def _folded(value: str, width: int) -> list[str]:
-    """A long header value (cookies, long offers) folded onto continuation lines rather than cut."""
-    if width <= 0 or width_of(value) <= width:
+    """A long header value (cookies, long offers) folded onto continuation lines rather than cut: see ``_spans``."""
+    if width_of(value) <= width:  # most values: one line
         return [value]
-    return [value[i : i + width] for i in range(0, len(value), width)]
+    return [value[start:end] for start, end in _spans(value, width, width)]
 
 
-def header_row_lines(role: str, name: str, value: str, name_width: int, value_width: int) -> list[Line]:
+# Where a line may end when a text has no space to break at within the line: after a list's or a name's separator.
+# None of them is base64 or in an escape, so the key's and the accept's rows and the walkthrough fold by the
+# lengths of the key and the accept alone (``PaintedHandshakes`` relies on it), and no escape is split there.
+_SOFT_BREAKS = ",;-_.:&"
+_ESCAPE_LENGTHS = {"x": 4, "u": 6, "U": 10}  # visible's escapes: \xff, \uffff, \Uffffffff; others 2
+
+
+def _spans(text: str, first_room: int, room: int, breaks: str = "") -> list[tuple[int, int]]:
+    """Where ``text`` (made visible) is cut into lines of at most ``first_room`` cells, then ``room`` cells: as many
+    words as fit, a line ending at a space (or after a character of ``breaks``); where no space is within reach,
+    after a separator (``_SOFT_BREAKS``); only a token longer than the line is cut inside, and then not inside an
+    escape nor before a combining mark. The spaces where a line ends at a space are not shown (as ``wrap`` does):
+    every other character is, in order, and no line is empty or blank."""
+    cells = None if text.isascii() else [width_of(char) for char in text]
+    length = len(text)
+    spans: list[tuple[int, int]] = []
+    start, limit = 0, first_room
+    while start < length:
+        stop = min(start + limit, length)  # one cell a character: the longest prefix that fits
+        if cells is not None:
+            used, stop = 0, start
+            while stop < length and used + cells[stop] <= limit:
+                used += cells[stop]
+                stop += 1
+        stop = max(stop, start + 1)  # a line narrower than one character still shows one
+        if stop >= length:
+            spans.append((start, length))
+            break
+        space = text.rfind(" ", start, stop + 1)  # text[start:space] fits
+        brk = max((text.rfind(char, start, stop) for char in breaks), default=-1)
+        if space > start and not text[start:space].isspace() and space > brk:
+            end = len(text[start:space].rstrip(" ")) + start
+            resume = space
+            while resume < length and text[resume] == " ":
+                resume += 1
+        else:
+            if brk < start:
+                brk = max(text.rfind(char, start, stop) for char in _SOFT_BREAKS)
+            end = resume = brk + 1 if brk >= start else _hard_cut(text, cells, start, stop)
+            if text[start:end].isspace():  # a run of spaces wider than the line: dropped, as at a break
+                resume = start
+                while resume < length and text[resume] == " ":
+                    resume += 1
+                start = resume
+                continue
+        spans.append((start, end))
+        start, limit = resume, room
+    return spans or [(0, 0)]
+
+
+def _hard_cut(text: str, cells: list[int] | None, start: int, stop: int) -> int:
+    """Where a token too long for its line is cut: as late as fits (``stop``), but before an escape that would be
+    split and before the combining marks that go with the character they follow."""
+    cut = stop
+    if cells is not None:
+        while cut > start + 1 and cells[cut] == 0:
+            cut -= 1
+    escape = text.find("\\", start, cut)
+    while escape != -1:  # every backslash of a visible text starts an escape; lines start between escapes
+        end = escape + _ESCAPE_LENGTHS.get(text[escape + 1 : escape + 2], 2)
+        if end > cut:
+            return escape if escape > start else cut
+        escape = text.find("\\", end, cut)
+    return cut
+
+
+_VALUE_COLUMN_MIN = 20  # narrower than this beside the names, values go under them (``_Layout``)
+_NARROW_INDENT = "   "  # where values start under their names
+
+
+class _Layout:
+    """The table's columns at one width: names and values side by side where a value column of
+    ``_VALUE_COLUMN_MIN`` cells fits beside the names, else each name on its own line and its value under it at
+    ``_NARROW_INDENT``. Every line of the table is at most ``width - 1`` cells (as the packet list's rows)."""
+
+    __slots__ = ("name_width", "pad", "side_by_side", "value_width")
+
+    def __init__(self, name_width: int, width: int) -> None:
+        self.name_width = name_width
+        self.side_by_side = width - name_width - 3 >= _VALUE_COLUMN_MIN
+        if self.side_by_side:
+            self.value_width = width - name_width - 3
+            self.pad = " " * (name_width + 2)
+        else:
+            self.value_width = width - 1 - len(_NARROW_INDENT)
+            self.pad = _NARROW_INDENT
+
+
+def _name_cell(name: str, name_width: int) -> str:
+    """A name (made visible) padded to the name column by cells, not characters (a wide character takes two)."""
+    return name + " " * (name_width - (len(name) if name.isascii() else width_of(name)))
+
+
+def header_row_lines(role: str, name: str, value: str, name_width: int, width: int) -> list[Line]:
     """One header of the table: its name and value, the value folded if it is long. Depends on its arguments alone
     (``PaintedHandshakes`` keeps each one's paint)."""
-    first, *rest = _folded(visible(value), value_width)
-    pad = " " * (name_width + 2)
-    return [[(role, f" {visible(name):<{name_width}} "), ("plain", first)], *[[("plain", pad + part)] for part in rest]]
+    return _header_row_lines(role, name, value, _Layout(name_width, width))
 
 
-def _message_lines(title: str, message: HttpMessage, role: str, name_width: int, value_width: int,
-                   explainer: Explainer | None, upgraded: bool | None,
-                   line: Callable[[Line], list[T]], header_rows: HeaderRows[T]) -> list[T]:
-    pad = " " * (name_width + 2)
+def _header_row_lines(role: str, name: str, value: str, layout: _Layout) -> list[Line]:
+    return _row_lines(role, "plain", visible(name), visible(value), layout)
+
+
+def _row_lines(name_role: str, value_role: str, name: str, value: str, layout: _Layout) -> list[Line]:
+    """A row of the table: ``name`` and ``value`` (both visible already) in their columns, folded to fit."""
+    name_width = layout.name_width
+    if layout.side_by_side:
+        name_cells = len(name) if name.isascii() else width_of(name)
+        if name_cells <= name_width:
+            first, *rest = _folded(value, layout.value_width)
+            return [[(name_role, f" {_name_cell(name, name_width)} "), (value_role, first)],
+                    *[[(value_role, layout.pad + part)] for part in rest]]
+        # A name longer than the name column pushes its value right where the whole row fits on one line ...
+        value_cells = len(value) if value.isascii() else width_of(value)
+        if name_cells + value_cells <= name_width + layout.value_width:
+            return [[(name_role, f" {name} "), (value_role, value)]]
+    # ... and else has a line of its own (lines, on a narrow terminal), the value under it in the value column.
+    room = layout.name_width + 1 + layout.value_width if layout.side_by_side else layout.value_width + 2
+    lines: list[Line] = [[(name_role, " " + name[start:end])] for start, end in _spans(name, room, room)]
+    if value:
+        lines += [[(value_role, layout.pad + part)] for part in _folded(value, layout.value_width)]
+    return lines
+
+
+def _message_lines(title: str, message: HttpMessage, role: str, layout: _Layout, explainer: Explainer | None,
+                   upgraded: bool | None, line: Callable[[Line], list[T]], header_rows: HeaderRows[T]) -> list[T]:
+    pad = layout.pad
     lines: list[T] = []
-    lines += line([(role + ".strong", f" {title:<{name_width}} "), ("strong", visible(message.start_line))])
+    for title_line in _row_lines(role + ".strong", "strong", title, visible(message.start_line), layout):
+        lines += line(title_line)
     if explainer is None:  # the usual table: one row per header, nothing between them
-        return lines + header_rows(role, message.headers.items, name_width, value_width)
+        return lines + header_rows(role, message.headers.items, layout)
     if upgraded is not None:
         note = explainer.status(upgraded, pad)
         if note:
             lines += line(note)
     for name, value in message.headers.items:
-        lines += header_rows(role, ((name, value),), name_width, value_width)
+        lines += header_rows(role, ((name, value),), layout)
         note = explainer.header(name, pad)
         if note:
             lines += line(note)
@@ -86,19 +202,11 @@ _ACCEPT_MIDDLE: Line = [("muted", " + "), ("accent", f'"{WEBSOCKET_GUID}"'), ("m
 _ACCEPT_MATCHES: Piece = ("ok", "  ✓ the server's answer matches")
 
 
-def accept_walkthrough(request: HandshakeRequest, response: HandshakeResponse | None) -> Line:
-    """How Sec-WebSocket-Accept is computed from Sec-WebSocket-Key (RFC 6455 4.2.2), and whether it matched."""
-    parts = _walkthrough_parts(request, response)
-    if parts is None:
-        return []
-    key, expected, verdict = parts
-    return _walkthrough_line(f'"{key}"', expected, verdict)
-
-
 def _walkthrough_parts(request: HandshakeRequest,
                        response: HandshakeResponse | None) -> tuple[str, str, Piece | None] | None:
-    """What ``accept_walkthrough`` says: the key (made visible), the accept it calls for, and the verdict on the
-    server's answer (none where there was no 101 to judge); None where the request has no key."""
+    """What the walkthrough of how Sec-WebSocket-Accept is computed from Sec-WebSocket-Key (RFC 6455 4.2.2) says:
+    the key (made visible), the accept it calls for, and the verdict on the server's answer (none where there was
+    no 101 to judge); None where the request has no key."""
     key = request.request.headers.get("Sec-WebSocket-Key")
     if key is None:
         return None
@@ -118,26 +226,52 @@ def _walkthrough_line(quoted_key: str, expected: str, verdict: Piece | None) -> 
     return line
 
 
+_CONTINUATION = "  "  # where the walkthrough's continuation lines start, as ``Output`` folds lines
+
+
+def _walkthrough_lines(quoted_key: str, expected: str, verdict: Piece | None, width: int) -> list[Line]:
+    """The walkthrough folded to ``width`` cells: at spaces and after an opening parenthesis, and within the GUID
+    (or a long key) after a dash, rather than wherever the line is full."""
+    line = _walkthrough_line(quoted_key, expected, verdict)
+    texts = [text for _, text in line]
+    joined = "".join(texts)
+    if width_of(joined) <= width:
+        return [line]
+    lines: list[Line] = []
+    for start, end in _spans(joined, width, width - len(_CONTINUATION), breaks="("):
+        folded: Line = [("plain", _CONTINUATION)] if lines else []
+        offset = 0
+        for role, text in line:  # the pieces, or parts of them, between start and end
+            piece_start, piece_end = max(start - offset, 0), min(end - offset, len(text))
+            if piece_start < piece_end:
+                folded.append((role, text[piece_start:piece_end]))
+            offset += len(text)
+        lines.append(folded)
+    return lines
+
+
 def handshake_lines(request: HandshakeRequest | None, response: HandshakeResponse | None, *,
                     width: int = 120, explainer: Explainer | None = None, show_body: bool = True) -> list[Line]:
     """The request and the response header by header (wire order, duplicates kept), then the accept key
-    computation where one was due, then the findings (or a tick when there are none)."""
+    computation where one was due, then the findings (or a tick when there are none). The table and the
+    walkthrough fit in ``width`` cells; the findings are folded by the view's ``Output``."""
+    def walkthrough(request: HandshakeRequest, response: HandshakeResponse | None) -> list[Line]:
+        parts = _walkthrough_parts(request, response)
+        if parts is None:
+            return []
+        key, expected, verdict = parts
+        return _walkthrough_lines(f'"{key}"', expected, verdict, width)
+
     return _table(request, response, width, explainer, show_body, _as_is, _as_is, _header_rows_as_pieces,
-                  _walkthrough_as_is)
+                  walkthrough)
 
 
 def _as_is(line: Line) -> list[Line]:
     return [line]
 
 
-def _header_rows_as_pieces(role: str, headers: Iterable[tuple[str, str]], name_width: int,
-                           value_width: int) -> list[Line]:
-    return [line for name, value in headers for line in header_row_lines(role, name, value, name_width, value_width)]
-
-
-def _walkthrough_as_is(request: HandshakeRequest, response: HandshakeResponse | None) -> list[Line]:
-    walkthrough = accept_walkthrough(request, response)
-    return [walkthrough] if walkthrough else []
+def _header_rows_as_pieces(role: str, headers: Iterable[tuple[str, str]], layout: _Layout) -> list[Line]:
+    return [line for name, value in headers for line in _header_row_lines(role, name, value, layout)]
 
 
 class PaintedHandshakes:
@@ -165,41 +299,41 @@ class PaintedHandshakes:
         return _table(request, response, self._width, explainer, show_body, self._paint, self._kept_line,
                       self._header_rows, self._walkthrough)
 
-    def _header_rows(self, role: str, headers: Iterable[tuple[str, str]], name_width: int,
-                     value_width: int) -> list[str]:
+    def _header_rows(self, role: str, headers: Iterable[tuple[str, str]], layout: _Layout) -> list[str]:
         rows = self._rows
+        name_width = layout.name_width  # with the width, fixed for the run, it makes the layout
         lines: list[str] = []
         for name, value in headers:
             painted = rows.get((role, name, value, name_width))  # most headers: seen before, kept
-            lines += painted if painted is not None else self._header_row(role, name, value, name_width, value_width)
+            lines += painted if painted is not None else self._header_row(role, name, value, layout)
         return lines
 
-    def _header_row(self, role: str, name: str, value: str, name_width: int, value_width: int) -> list[str]:
+    def _header_row(self, role: str, name: str, value: str, layout: _Layout) -> list[str]:
         """A header's rows not kept yet: painted, and kept if short (the key's and the accept's by their layout)."""
         if name.lower() in _UNIQUE_PER_CONNECTION:
-            return self._unique_row(role, name, value, name_width, value_width)
-        painted = self._painted_row(role, name, value, name_width, value_width)
+            return self._unique_row(role, name, value, layout)
+        painted = self._painted_row(role, name, value, layout)
         if len(name) + len(value) <= _ROW_KEPT_CHARS:
             if len(self._rows) >= _ROWS_KEPT:
                 self._rows.clear()
-            self._rows[role, name, value, name_width] = painted
+            self._rows[role, name, value, layout.name_width] = painted
         return painted
 
-    def _painted_row(self, role: str, name: str, value: str, name_width: int, value_width: int) -> list[str]:
-        return [text for line in header_row_lines(role, name, value, name_width, value_width)
-                for text in self._paint(line)]
+    def _painted_row(self, role: str, name: str, value: str, layout: _Layout) -> list[str]:
+        return [text for line in _header_row_lines(role, name, value, layout) for text in self._paint(line)]
 
-    def _unique_row(self, role: str, name: str, value: str, name_width: int, value_width: int) -> list[str]:
-        """The key's or the accept's row: a base64 value (as it should be) folds as any other of its length, so the
-        row is painted once per length with placeholders, and each connection's value put in their place."""
+    def _unique_row(self, role: str, name: str, value: str, layout: _Layout) -> list[str]:
+        """The key's or the accept's row: a base64 value (as it should be) folds as any other of its length (it
+        has no space, separator, escape or wide character), so the row is painted once per length with
+        placeholders, and each connection's value put in their place."""
         if not _is_base64(value):
-            return self._painted_row(role, name, value, name_width, value_width)
-        shape = (role, name, len(value), name_width)
+            return self._painted_row(role, name, value, layout)
+        shape = (role, name, len(value), layout.name_width)
         template = self._templates.get(shape)
         if template is None:
-            template = self._painted_row(role, name, _KEY_MARK * len(value), name_width, value_width)
+            template = self._painted_row(role, name, _KEY_MARK * len(value), layout)
             if "".join(template).count(_KEY_MARK) != len(value):  # a mark in the name or the palette's codes
-                return self._painted_row(role, name, value, name_width, value_width)
+                return self._painted_row(role, name, value, layout)
             self._keep_template(shape, template)
         return _filled(template, _KEY_MARK, value)
 
@@ -213,7 +347,8 @@ class PaintedHandshakes:
     def _walkthrough(self, request: HandshakeRequest, response: HandshakeResponse | None) -> list[str]:
         """The walkthrough painted. Every connection has its own key and accept, but where both are base64 (as
         they should be) the line folds the same way for every key of the same length: folding reads a text's
-        length and where its spaces are, and base64 has none. So the line is painted once per length, with
+        length and where its spaces, separators, escapes and wide characters are, and base64 has none of them.
+        So the line is painted once per length, with
         placeholders outside base64 where the key and the accept go, and each connection's are put in their place
         (in order: a placeholder run cut by the fold continues on the next line)."""
         parts = _walkthrough_parts(request, response)
@@ -221,18 +356,21 @@ class PaintedHandshakes:
             return []
         key, expected, verdict = parts
         if (verdict is not None and verdict is not _ACCEPT_MATCHES) or not _is_base64(key) or not _is_base64(expected):
-            return self._paint(_walkthrough_line(f'"{key}"', expected, verdict))
+            return self._painted_walkthrough(f'"{key}"', expected, verdict)
         shape = (len(key), len(expected), verdict)
         template = self._templates.get(shape)
         if template is None:
-            template = self._paint(_walkthrough_line(f'"{_KEY_MARK * len(key)}"', _ACCEPT_MARK * len(expected),
-                                                     verdict))
+            template = self._painted_walkthrough(f'"{_KEY_MARK * len(key)}"', _ACCEPT_MARK * len(expected), verdict)
             placed = "".join(template)
             if placed.count(_KEY_MARK) != len(key) or placed.count(_ACCEPT_MARK) != len(expected):
-                return self._paint(_walkthrough_line(f'"{key}"', expected, verdict))  # a palette that used a mark
+                return self._painted_walkthrough(f'"{key}"', expected, verdict)  # a palette that used a mark
             self._keep_template(shape, template)
         # The key is base64: no accept mark comes in with it.
         return _filled(_filled(template, _KEY_MARK, key), _ACCEPT_MARK, expected)
+
+    def _painted_walkthrough(self, quoted_key: str, expected: str, verdict: Piece | None) -> list[str]:
+        return [text for line in _walkthrough_lines(quoted_key, expected, verdict, self._width)
+                for text in self._paint(line)]
 
     def _keep_template(self, shape: tuple[object, ...], template: list[str]) -> None:
         if len(self._templates) >= _TEMPLATES_KEPT:
@@ -281,19 +419,22 @@ def _table(request: HandshakeRequest | None, response: HandshakeResponse | None,
     else:
         widest = max(map(width_of, map(visible, names)), default=0)
     name_width = min(max(len("response"), widest), _NAME_COLUMN_MAX)
-    value_width = max(width - name_width - 3, 20)
+    layout = _Layout(name_width, width)
     lines: list[T] = []
-    lines += kept_line([("strong", f" {'Header':<{name_width}} Value")])
+    if layout.side_by_side:
+        lines += kept_line([("strong", f" {'Header':<{name_width}} Value")])
+    else:
+        lines += kept_line([("strong", " Header")]) + kept_line([("strong", _NARROW_INDENT + "Value")])
     lines += kept_line([("muted", " " + "─" * min(width - 2, name_width + 40))])
     if request is not None:
-        lines += _message_lines("request", request.request, "c2s", name_width, value_width, explainer, None,
-                                line, header_rows)
+        lines += _message_lines("request", request.request, "c2s", layout, explainer, None, line, header_rows)
     if response is not None:
-        lines += _message_lines("response", response.response, "s2c", name_width, value_width, explainer,
-                                response.upgraded, line, header_rows)
+        lines += _message_lines("response", response.response, "s2c", layout, explainer, response.upgraded, line,
+                                header_rows)
         if response.response.body and show_body:
             body = response.response.body[: _BODY_SHOWN * 4].decode("utf-8", "surrogateescape")[:_BODY_SHOWN]
-            lines += line([("muted", f" {'body':<{name_width}} "), ("muted", visible(body))])
+            for body_line in _row_lines("muted", "muted", "body", visible(body), layout):
+                lines += line(body_line)
     if request is not None and (response is None or response.response.status == 101):
         lines += walkthrough(request, response)  # only where an accept key was due
     findings = [*(request.findings if request else ()), *(response.findings if response else ())]
