@@ -71,6 +71,9 @@ TEXT_OPCODE_FILTER = "websocket.opcode == 1"
 # websocket.opcode of the packet (comma-separated numbers), by which the frames it decoded are counted.
 TSHARK_COLUMNS = ('gui.column.format:"No.","%m","Time","%t","Source","%s","Destination","%d","Protocol","%p",'
                   '"Length","%L","Info","%i","Opcodes","%Cus:websocket.opcode:0:U"')
+# PYTHONUNBUFFERED (set in some CI and container environments) would make wsinspect's stdout write a line at a time;
+# a user's shell does not set it.
+TOOL_ENVIRONMENT = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
 WSINSPECT_ROW = re.compile(rb"^ *\d+ +\d+\.\d+ ", re.MULTILINE)  # a frame row of the packet list
 WSINSPECT_TEXT_ROW = re.compile(rb"^ *\d+ +\d+\.\d+ .* Text ", re.MULTILINE)
 
@@ -299,7 +302,7 @@ def run_tool(tool: Tool, face: str, port: int, load_args: dict[str, object], out
     stderr_path = out_dir / f"sniff-{tool.kind}-{face}.err"
     with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
         child = subprocess.Popen(tool.argv(face, port), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                 cwd=tool.tree, start_new_session=True)
+                                 cwd=tool.tree, start_new_session=True, env=TOOL_ENVIRONMENT)
     try:
         deadline = time.monotonic() + 30
         while b"Capturing on" not in stderr_path.read_bytes():

@@ -287,6 +287,37 @@ def test_any_interface_decodes_the_same_messages_and_y_chooses_what_is_shown(sni
     assert _messages(events, "s2c") == _expected()
 
 
+@needs_capture
+def test_the_end_says_how_many_packets_were_captured_each_loopback_packet_once(sniff: Any, tmp_path: Path) -> None:
+    # As tshark ends ("N packets captured"), with what the kernel dropped; on lo each packet is seen once, though it
+    # passes the interface twice (leaving and arriving).
+    port = free_port()
+    record = tmp_path / "all.pcapng"
+    child = sniff(["-i", "lo", "--port", str(port), "-B", "16", "--record", str(record), "--json"])
+    talk(port, compression=False)
+    child.interrupt()
+    code, out, err = child.finish()
+    assert code == 0, err
+    from wsinspect.capture import CaptureFile
+
+    with CaptureFile(record) as capture:
+        packets = [packet.data for packet in capture]
+    assert len(set(packets)) == len(packets)  # no copy twice (TCP's checksums and sequence numbers tell them apart)
+    assert f"wsinspect: lo: {len(packets):,} packets captured, none dropped by the kernel" in err.splitlines()
+    assert _messages(_events(out), "c2s") == _expected()
+
+
+def test_buffer_size_is_whole_mib_within_bounds() -> None:
+    from wsinspect.capture.live import KERNEL_BUFFER_MIB
+    from wsinspect.commands.sniff import KERNEL_BUFFER_MIB as DEFAULT_SHOWN_IN_HELP
+
+    assert DEFAULT_SHOWN_IN_HELP == KERNEL_BUFFER_MIB
+    for wrong in ("0", "1025", "1.5", "-3"):
+        done = _run(["-i", "lo", "-B", wrong])
+        assert done.returncode == 2, done.stderr
+        assert "not a whole number of MiB from 1 to 1024" in done.stderr
+
+
 def _run(args: Sequence[str], prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*prefix, sys.executable, "-m", "wsinspect", "sniff", *args, "--color", "never"],
                           capture_output=True, text=True, cwd=ROOT, env=_environment(), timeout=SNIFF_TIMEOUT,

@@ -36,7 +36,9 @@ ANY_INTERFACE = "any"  # as in tcpdump and tshark: every interface at once
 # tcpdump's default snapshot length, and what scapy's pcapng writer declares: longer packets (only GSO on loopback
 # makes them) are kept cut, with their length on the wire.
 SNAPSHOT_BYTES = 262_144
-KERNEL_BUFFER_BYTES = 8 * 1024 * 1024  # packets the kernel holds for us while a view is busy; beyond it, drops
+# What the kernel holds for us while the decoder is busy (sniff -B); beyond it, drops. Four times tshark's default
+# (dumpcap spools to a file as fast as packets come, and tshark decodes from that file: it can afford a small one).
+KERNEL_BUFFER_MIB = 8
 POLL_SECONDS = 0.2  # how long a wait lasts before a stop asked for by a signal is noticed
 # After a stop is asked for, the packets the kernel already holds are still read (a conversation's last packets are
 # often among them), for at most this long: traffic that never pauses must not keep a stopped capture going.
@@ -45,6 +47,7 @@ STOP_DRAIN_SECONDS = 1.0
 _ETH_P_ALL = 0x0003
 _SOL_PACKET = 263
 _PACKET_STATISTICS = 6
+_PACKET_IGNORE_OUTGOING = 23  # Linux 4.20+
 _SO_TIMESTAMPNS = 35
 _SO_ATTACH_FILTER = 26
 _SO_RCVBUFFORCE = 33
@@ -134,8 +137,9 @@ class LiveCapture:
     Stops after ``count`` packets, after ``duration`` seconds, or at the first SIGINT/SIGTERM, once the packets
     already captured are read (a second SIGINT interrupts at once). ``before_waiting`` is called each time no packet
     is waiting, so what was shown so far can be written out. With ``record``, every packet is also written to that
-    file (pcapng, or pcap for ``.pcap``) as it is captured. ``dropped`` is what the kernel had to throw away because
-    we read too slowly (known after closing).
+    file (pcapng, or pcap for ``.pcap``) as it is captured. ``buffer_mib`` is the kernel's buffer for packets not yet
+    read. ``packets`` counts the packets read; ``dropped`` is what the kernel had to throw away because we read too
+    slowly (known after closing).
     """
 
     size = 0  # a live source has no size: no progress bar
@@ -144,7 +148,8 @@ class LiveCapture:
     problem: str | None = None
 
     def __init__(self, name: str, *, capture_filter: str | None, count: int | None = None,
-                 duration: float | None = None, record: str | None = None) -> None:
+                 duration: float | None = None, record: str | None = None,
+                 buffer_mib: int = KERNEL_BUFFER_MIB) -> None:
         interface = _resolve(name)
         self.interface = interface.name
         self.capture_filter = capture_filter
@@ -183,9 +188,15 @@ class LiveCapture:
                 self._attach(program)
             self._socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             try:  # root may raise the buffer past net.core.rmem_max; otherwise the kernel caps it there
-                self._socket.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, KERNEL_BUFFER_BYTES)
+                self._socket.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, buffer_mib << 20)
             except OSError:
-                self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, KERNEL_BUFFER_BYTES)
+                self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_mib << 20)
+            if arphrd == _ARPHRD_LOOPBACK:
+                # Every loopback packet passes twice, leaving and arriving: the kernel keeps only the second copy
+                # (as libpcap asks it to), which halves the reads and the buffer they take. An older kernel refuses:
+                # the reading loop then skips the first copies itself.
+                with contextlib.suppress(OSError):
+                    self._socket.setsockopt(_SOL_PACKET, _PACKET_IGNORE_OUTGOING, 1)
             if every:
                 self._drain()
             else:

@@ -14,6 +14,9 @@ from typing import Any
 from wsinspect.commands import EXIT_OK, command_parser, error
 from wsinspect.views.safe import visible
 
+KERNEL_BUFFER_MIB = 8  # sniff -B's default: capture.live.KERNEL_BUFFER_MIB (not imported here: --help stays quick)
+MAX_BUFFER_MIB = 1024  # the kernel's buffer is kernel memory: a typo must not pin gigabytes of it
+
 SNIFF_EXAMPLES = """\
 examples:
   wsinspect sniff -i lo --port 8765                 conversations with a server on port 8765, until Ctrl-C
@@ -52,10 +55,20 @@ def add_parser(commands: Any) -> None:
                              "default: 'tcp port N' for each --port, else 'tcp'")
     parser.add_argument("--duration", type=arguments.seconds, metavar="SECONDS",
                         help="stop after SECONDS (tshark's -a duration:SECONDS)")
+    parser.add_argument("-B", "--buffer-size", type=buffer_mib, default=KERNEL_BUFFER_MIB, metavar="MIB",
+                        help="the kernel's buffer for packets not yet decoded, in MiB (tshark's -B; default "
+                             f"{KERNEL_BUFFER_MIB}, up to {MAX_BUFFER_MIB}): a burst that outruns the decoder waits "
+                             "there, and what does not fit is dropped (the count is printed at the end)")
     parser.add_argument("--record", metavar="FILE",
                         help="also write every captured packet to FILE: pcapng, or pcap if FILE ends in .pcap")
     add_trace_options(parser)
     parser.set_defaults(run=run_sniff, capture=None)
+
+
+def buffer_mib(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_BUFFER_MIB:
+        raise argparse.ArgumentTypeError(f"not a whole number of MiB from 1 to {MAX_BUFFER_MIB}: {visible(text)!r}")
+    return int(text)
 
 
 def capture_filter(args: argparse.Namespace) -> str:
@@ -90,7 +103,7 @@ def run_sniff(args: argparse.Namespace) -> int:
     expression = capture_filter(args)
     try:
         live = LiveCapture(args.interface, capture_filter=expression, count=args.count, duration=args.duration,
-                           record=args.record)
+                           record=args.record, buffer_mib=args.buffer_size)
     except LiveCaptureError as failure:
         return error(args, f"sniff: {visible(str(failure))}")
     live.catch_signals()  # before 'Capturing on': a Ctrl-C right after it must stop cleanly, not interrupt
@@ -104,10 +117,15 @@ def run_sniff(args: argparse.Namespace) -> int:
         status = run_read(args, live)
     finally:
         live.close()
+    # As tshark ends: what was captured, and what the kernel dropped (the packets that did not fit in -B).
+    plural = "s" if live.packets != 1 else ""
+    captured = f"wsinspect: {visible(live.interface)}: {live.packets:,} packet{plural} captured"
     if live.dropped:
-        notes.print(f"wsinspect: {visible(live.interface)}: the kernel dropped {live.dropped} packets that came faster "
-                    "than they were decoded; their conversations show gaps (narrow the capture with -f or --port, or "
-                    "--record and read the file afterwards)", style="yellow", markup=False, highlight=False,
+        notes.print(f"{captured}; the kernel dropped {live.dropped:,} more that came faster than they were decoded; "
+                    "their conversations show gaps (narrow the capture with -f or --port, raise -B, or --record and "
+                    "read the file afterwards)", style="yellow", markup=False, highlight=False, soft_wrap=True)
+    else:
+        notes.print(f"{captured}, none dropped by the kernel", style="dim", markup=False, highlight=False,
                     soft_wrap=True)
     if live.record_problem is not None:
         return error(args, f"--record {visible(args.record)}: {visible(live.record_problem)}; the file is incomplete")
