@@ -369,3 +369,54 @@ def test_layouts_of_keys_and_accepts_kept_are_bounded() -> None:
         request, response = handshake_pair("A" * length)
         painted.lines(request, response)
     assert 0 < len(painted._templates) <= handshake._TEMPLATES_KEPT
+
+
+# ---- values, names and walkthroughs folded -------------------------------------------------------------------
+
+# Header values and names that fold: offers and dates with spaces and separators, and what hostile peers send
+# (escapes, rich markup, wide characters, combining marks, zero-width characters, tokens longer than any column).
+FOLDING_TOKENS = ["permessage-deflate;", "client_max_window_bits=12", "Tue, 24 Nov 2026", "Mozilla/5.0 (X11;",
+                  "\x1b[2J\x1b]0;pwned\x07", "[bold]x[/bold]", "漢字漢字漢字", "😀😀", "e\u0301\u0301", "a\u200bb",
+                  "back\\slash", "v" * 70, "漢" * 30, "x-y_z.w:v&u", "~~||", "dGhlIHNhbXBsZSBub25jZQ=="]
+folding_values = st.lists(st.tuples(st.sampled_from(FOLDING_TOKENS), st.sampled_from([" ", "; ", ", ", "  ", ""])),
+                          min_size=1, max_size=6).map(lambda parts: "".join(t + j for t, j in parts).strip(" "))
+folding_names = st.one_of(st.sampled_from(["Sec-WebSocket-Extensions", "X-A-Very-Long-Header-Name-Indeed-Longer",
+                                           "Sec-WebSocket-Key", "Sec-WebSocket-Accept"]),
+                          st.text("AbZ-_9漢😀\u0301\x1b[]~|", min_size=1, max_size=36))
+
+
+def folding_pair(headers: list[tuple[str, str]], key: str,
+                 status: str) -> tuple[HandshakeRequest, HandshakeResponse]:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    raw = (f"GET /chat?{status} HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n").encode("utf-8", "surrogateescape")
+    request = parse_request(raw)
+    request_event = HandshakeRequest(stream=1, direction="c2s", time=0.0, request=request,
+                                     findings=tuple(validate_request(request)))
+    raw_response = (f"HTTP/1.1 101 {status}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Accept: {accept_key(request.headers.get('Sec-WebSocket-Key') or '')}\r\n"
+                    f"{extra}\r\n").encode("utf-8", "surrogateescape")
+    response = parse_response(raw_response, body=status.encode())
+    return request_event, HandshakeResponse(stream=1, direction="s2c", time=0.1, response=response,
+                                            findings=tuple(validate_response(response, request)), upgraded=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(headers=st.lists(st.tuples(folding_names, folding_values), min_size=1, max_size=3),
+       key=st.one_of(st.text(BASE64, min_size=1, max_size=40), st.sampled_from(FOLDING_TOKENS)),
+       status=folding_values, width=st.integers(20, 200), which=st.integers(0, 1), explain=st.booleans())
+def test_painted_handshakes_fold_values_as_handshake_lines(headers: list[tuple[str, str]], key: str, status: str,
+                                                           width: int, which: int, explain: bool) -> None:
+    """Folded values, names and walkthroughs at every width from 20 to 200, in the side-by-side and the narrow
+    layout, painted by ``PaintedHandshakes`` (the second time from what it kept) as by ``handshake_lines``."""
+    output = Output(Console(file=io.StringIO(), width=width), PALETTES[which], width=width)
+    painted = PaintedHandshakes(output.painted_lines, width)
+    general, fast = (Explainer(), Explainer()) if explain else (None, None)
+    request, response = folding_pair(headers, key, status)
+    for _ in range(2):
+        expected = [text for line in handshake_lines(request, response, width=width, explainer=general)
+                    for text in output.painted_lines(line)]
+        assert painted.lines(request, response, explainer=fast) == expected
+        assert painted.lines(request, None, explainer=fast) == [
+            text for line in handshake_lines(request, None, width=width, explainer=general)
+            for text in output.painted_lines(line)]

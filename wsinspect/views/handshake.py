@@ -64,15 +64,15 @@ def _spans(text: str, first_room: int, room: int, breaks: str = "") -> list[tupl
     """Where ``text`` (made visible) is cut into lines of at most ``first_room`` cells, then ``room`` cells: as many
     words as fit, a line ending at a space (or after a character of ``breaks``); where no space is within reach,
     after a separator (``_SOFT_BREAKS``); only a token longer than the line is cut inside, and then not inside an
-    escape nor before a combining mark. The spaces where a line ends at a space are not shown (as ``wrap`` does):
-    every other character is, in order, and no line is empty or blank."""
+    escape. No line starts with a combining mark. The spaces where a line ends at a space are not shown (as
+    ``wrap`` does): every other character is, in order, and no line is empty or blank."""
     cells = None if text.isascii() else [width_of(char) for char in text]
     length = len(text)
     spans: list[tuple[int, int]] = []
     start, limit = 0, first_room
     while start < length:
         stop = min(start + limit, length)  # one cell a character: the longest prefix that fits
-        if cells is not None:
+        if cells is not None:  # (it ends before a character of one cell or more: a combining mark always fits)
             used, stop = 0, start
             while stop < length and used + cells[stop] <= limit:
                 used += cells[stop]
@@ -81,42 +81,63 @@ def _spans(text: str, first_room: int, room: int, breaks: str = "") -> list[tupl
         if stop >= length:
             spans.append((start, length))
             break
-        space = text.rfind(" ", start, stop + 1)  # text[start:space] fits
-        brk = max((text.rfind(char, start, stop) for char in breaks), default=-1)
-        if space > start and not text[start:space].isspace() and space > brk:
-            end = len(text[start:space].rstrip(" ")) + start
-            resume = space
-            while resume < length and text[resume] == " ":
-                resume += 1
+        space = _last_space(text, cells, start, stop)
+        brk = _last_break(text, cells, start, stop, breaks)
+        if space > brk:
+            end = start + len(text[start:space].rstrip(" "))
+            resume = _past_spaces(text, space)
         else:
-            if brk < start:
-                brk = max(text.rfind(char, start, stop) for char in _SOFT_BREAKS)
-            end = resume = brk + 1 if brk >= start else _hard_cut(text, cells, start, stop)
+            if brk < 0:
+                brk = _last_break(text, cells, start, stop, _SOFT_BREAKS)
+            end = resume = brk + 1 if brk >= 0 else _hard_cut(text, start, stop)
             if text[start:end].isspace():  # a run of spaces wider than the line: dropped, as at a break
-                resume = start
-                while resume < length and text[resume] == " ":
-                    resume += 1
-                start = resume
+                start = _past_spaces(text, start)
                 continue
         spans.append((start, end))
         start, limit = resume, room
     return spans or [(0, 0)]
 
 
-def _hard_cut(text: str, cells: list[int] | None, start: int, stop: int) -> int:
+def _past_spaces(text: str, index: int) -> int:
+    while index < len(text) and text[index] == " ":
+        index += 1
+    return index
+
+
+def _last_space(text: str, cells: list[int] | None, start: int, stop: int) -> int:
+    """The last space a line from ``start`` can end at (``text[start:space]`` fits in ``stop - start``
+    characters) with something before it, and not before a combining mark; -1 if none."""
+    space = stop + 1
+    while True:
+        space = text.rfind(" ", start + 1, space)
+        if space < 0 or text[start:space].isspace():
+            return -1
+        resume = _past_spaces(text, space)
+        if cells is None or resume >= len(text) or cells[resume]:
+            return space
+
+
+def _last_break(text: str, cells: list[int] | None, start: int, stop: int, chars: str) -> int:
+    """The last character of ``chars`` in ``text[start:stop]`` that a line can end with (not one before a
+    combining mark); -1 if none."""
+    brk = stop
+    while chars:
+        brk = max(text.rfind(char, start, brk) for char in chars)
+        if brk < 0 or cells is None or cells[brk + 1]:
+            return brk
+    return -1
+
+
+def _hard_cut(text: str, start: int, stop: int) -> int:
     """Where a token too long for its line is cut: as late as fits (``stop``), but before an escape that would be
-    split and before the combining marks that go with the character they follow."""
-    cut = stop
-    if cells is not None:
-        while cut > start + 1 and cells[cut] == 0:
-            cut -= 1
-    escape = text.find("\\", start, cut)
+    split."""
+    escape = text.find("\\", start, stop)
     while escape != -1:  # every backslash of a visible text starts an escape; lines start between escapes
         end = escape + _ESCAPE_LENGTHS.get(text[escape + 1 : escape + 2], 2)
-        if end > cut:
-            return escape if escape > start else cut
-        escape = text.find("\\", end, cut)
-    return cut
+        if end > stop:
+            return escape if escape > start else stop
+        escape = text.find("\\", end, stop)
+    return stop
 
 
 _VALUE_COLUMN_MIN = 20  # narrower than this beside the names, values go under them (``_Layout``)
