@@ -202,8 +202,12 @@ def _message_lines(title: str, message: HttpMessage, role: str, layout: _Layout,
                    upgraded: bool | None, line: Callable[[Line], list[T]], header_rows: HeaderRows[T]) -> list[T]:
     pad = layout.pad
     lines: list[T] = []
-    for title_line in _row_lines(role + ".strong", "strong", title, visible(message.start_line), layout):
-        lines += line(title_line)
+    start_line = visible(message.start_line)
+    if layout.side_by_side and width_of(start_line) <= layout.value_width:  # most: one line, made as it always was
+        lines += line([(role + ".strong", f" {title:<{layout.name_width}} "), ("strong", start_line)])
+    else:
+        for title_line in _row_lines(role + ".strong", "strong", title, start_line, layout):
+            lines += line(title_line)
     if explainer is None:  # the usual table: one row per header, nothing between them
         return lines + header_rows(role, message.headers.items, layout)
     if upgraded is not None:
