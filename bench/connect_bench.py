@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import os
 import random
@@ -398,10 +399,8 @@ def main() -> int:
             cases.append(Case(f"{args.long_lines:,} x {fmt_size(args.long_size)}",
                               make_lines(args.long_lines, args.long_size, 7), args.repeat))
 
-    import websockets
-
     print(f"wsinspect connect vs websocat {websocat_version(websocat)} ({websocat}); echo server: websockets "
-          f"{websockets.__version__} (this script's --echo-server); {os.cpu_count()} cores; python "
+          f"{importlib.metadata.version('websockets')} (this script's --echo-server); {os.cpu_count()} cores; python "
           f"{sys.version.split()[0]}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
           f"{os.getloadavg()[0]:.2f}")
     fingerprint = benchutil.source_fingerprint()
