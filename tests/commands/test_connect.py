@@ -693,6 +693,24 @@ def test_record_reads_back_to_the_same_frames(tmp_path: Path,
         assert opcodes == [f["websocket.opcode"] for f in frames(run)]
 
 
+def test_piped_lines_go_out_in_batches_and_in_order(tmp_path: Path,
+                                                    websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    server = websockets_peer()
+    capture = tmp_path / "session.pcapng"
+    lines = [f"line {number:04d}" for number in range(2000)]
+    piped = "".join(line + "\n" for line in lines).encode() + b"/nonsense\nlast\n"
+    run = connect(server.url(), "--no-compression", "--record", str(capture), "--wait", "3", "-Y",
+                  "websocket.opcode == 8", stdin=piped, tmp_path=tmp_path)
+    assert run.code == 0, run.err
+    assert server.received == [*lines, "last"]
+    assert texts(run, "s2c") == [*lines, "last"]
+    assert "line 2001: unknown command '/nonsense'" in run.err
+    # The lines one read of stdin brings are written to the socket together (the recording holds one segment a
+    # write, cut at the MSS), not one system call a line: that was most of the time of a piped run.
+    sent = {e["packet"] for e in _read_back(capture) if e["type"] == "frame" and e["direction"] == "c2s"}
+    assert len(sent) < 200, len(sent)
+
+
 def test_record_of_a_wss_conversation_is_decrypted(tmp_path: Path,
                                                    tls_server: tuple[WebsocketsServer, Certificates]) -> None:
     server, certificates = tls_server

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsinspect.client.lines import CLOSE_NORMAL, LINE_HELP, LineError, SendText, ShowHelp, parse_line
+from wsinspect.client.lines import CLOSE_NORMAL, LINE_HELP, Action, LineError, SendText, ShowHelp, parse_line
 from wsinspect.client.session import (
     ClientSession,
     ConnectFailed,
-    StdinLine,
+    StdinBatch,
     StdinReader,
     open_connection,
 )
@@ -30,7 +30,7 @@ from wsinspect.outputs import Outputs
 from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
 
-STDIN_QUEUE = 16  # lines read ahead of the socket; beyond it, the reader thread waits (and so does the pipe)
+STDIN_QUEUE = 4  # batches of lines (one read of stdin each) read ahead of the socket; beyond, the reader waits
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,30 +156,44 @@ async def _send_each(session: ClientSession, messages: tuple[str, ...]) -> None:
 async def _send_stdin(session: ClientSession, say: Callable[[str, str], None]) -> None:
     """Send stdin's lines until it ends, a /close, or the connection does; bad lines are reported, not sent."""
     loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[StdinLine | None] = asyncio.Queue(maxsize=STDIN_QUEUE)
-    StdinReader(loop, lines).start()
+    batches: asyncio.Queue[StdinBatch | None] = asyncio.Queue(maxsize=STDIN_QUEUE)
+    StdinReader(loop, batches).start()
     if sys.stdin.isatty():
         say("type a line to send it as a text message; /help lists the commands; Ctrl-D closes cleanly", "dim")
     while session.is_open:
-        getting = asyncio.ensure_future(lines.get())
+        getting = asyncio.ensure_future(batches.get())
         either: set[asyncio.Future[Any]] = {getting, session.finished}
         await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if not getting.done():
             getting.cancel()
             return
-        line = getting.result()
-        if line is None:
+        batch = getting.result()
+        if batch is None:
             return
+        _send_batch(session, batch, say)
+        await session.writable.wait()  # backpressure: the next batch waits until the socket takes more
+
+
+def _send_batch(session: ClientSession, batch: StdinBatch, say: Callable[[str, str], None]) -> None:
+    """One batch of lines in one write; what is said about a line (an error, /help) comes after the lines before
+    it were sent, as it would have line by line."""
+    actions: list[Action] = []
+    for line in batch:
+        said: tuple[str, str] | None = None
         if line.text is None:
-            say(f"wsinspect: line {line.number}: {line.problem}", "bold red")
-            continue
-        try:
-            action = parse_line(line.text)
-        except LineError as failure:
-            say(f"wsinspect: line {line.number}: {failure}", "bold red")
-            continue
-        if isinstance(action, ShowHelp):
-            say(LINE_HELP, "dim")
-            continue
-        session.perform(action)
-        await session.writable.wait()  # backpressure: the next line waits until the socket takes more
+            said = (f"wsinspect: line {line.number}: {line.problem}", "bold red")
+        else:
+            try:
+                action = parse_line(line.text)
+            except LineError as failure:
+                said = (f"wsinspect: line {line.number}: {failure}", "bold red")
+            else:
+                if isinstance(action, ShowHelp):
+                    said = (LINE_HELP, "dim")
+                else:
+                    actions.append(action)
+        if said is not None:
+            session.perform(*actions)
+            actions.clear()
+            say(*said)
+    session.perform(*actions)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 STREAM = 0  # the one connection's number in the views, the JSON lines and the recording
 MAX_LINE = 1 << 20  # bytes of one stdin line: a longer one is refused, not held
+READ_SIZE = 1 << 16  # bytes of stdin read at once: the lines they complete are one batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +45,23 @@ class StdinLine:
     problem: str = ""
 
 
+StdinBatch = list[StdinLine]  # the lines one read of stdin completed, in order
+
+
 class StdinReader(threading.Thread):
     """Reads stdin's lines into an asyncio queue, waiting while the queue is full (that is the backpressure: the
-    conversation takes a line only when the socket can take more). ``None`` marks the end of input.
+    conversation takes more lines only when the socket can take more). ``None`` marks the end of input.
+
+    The lines go over in batches, each the lines one read completed: a pipe or a file gives many lines a read, and
+    handing them over one at a time (a wake-up of the event loop each) cost more than sending them; a terminal gives
+    one line a read, so a typed line still goes at once.
 
     A thread, since a terminal, a pipe and a regular file can all be stdin and the event loop cannot wait on a file.
     It reads the descriptor with ``os.read``, not through ``sys.stdin``: a daemon thread blocked inside the buffered
     reader at exit would hold its lock while the interpreter shuts down.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[StdinLine | None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[StdinBatch | None]) -> None:
         super().__init__(daemon=True, name="wsinspect-stdin")
         self.loop = loop
         self.queue = queue
@@ -64,42 +72,44 @@ class StdinReader(threading.Thread):
         skipping = False  # inside a line longer than MAX_LINE: its bytes are dropped until its end
         while True:
             try:
-                chunk = os.read(sys.stdin.fileno(), 65536)
+                chunk = os.read(sys.stdin.fileno(), READ_SIZE)
             except OSError:
                 chunk = b""
             if not chunk:
                 if pending and not skipping:
-                    self._line(bytes(pending))
+                    self._put([self._line(bytes(pending))])
                 self._put(None)
                 return
             pending += chunk
-            while True:
-                end = pending.find(b"\n")
-                if end < 0:
-                    break
+            batch: StdinBatch = []
+            start = 0
+            while (end := pending.find(b"\n", start)) >= 0:
                 if skipping:
                     skipping = False
                 else:
-                    self._line(bytes(pending[:end]))
-                del pending[: end + 1]
+                    batch.append(self._line(bytes(pending[start:end])))
+                start = end + 1
+            del pending[:start]
             if len(pending) > MAX_LINE and not skipping:
                 self._number += 1
-                self._put(StdinLine(self._number, None, f"longer than {MAX_LINE:,} bytes: not sent"))
+                batch.append(StdinLine(self._number, None, f"longer than {MAX_LINE:,} bytes: not sent"))
                 skipping = True
             if skipping:
                 pending.clear()
+            if batch:
+                self._put(batch)
 
-    def _line(self, raw: bytes) -> None:
+    def _line(self, raw: bytes) -> StdinLine:
         self._number += 1
         if raw.endswith(b"\r"):  # a line typed on Windows, or pasted from one
             raw = raw[:-1]
         try:
-            self._put(StdinLine(self._number, raw.decode("utf-8")))
+            return StdinLine(self._number, raw.decode("utf-8"))
         except UnicodeDecodeError:
-            self._put(StdinLine(self._number, None, "not UTF-8, so it cannot be a text message (RFC 6455 5.6); "
-                                                    "send bytes with /binary HEX"))
+            return StdinLine(self._number, None, "not UTF-8, so it cannot be a text message (RFC 6455 5.6); send "
+                                                 "bytes with /binary HEX")
 
-    def _put(self, item: StdinLine | None) -> None:
+    def _put(self, item: StdinBatch | None) -> None:
         try:
             asyncio.run_coroutine_threadsafe(self.queue.put(item), self.loop).result()
         except (RuntimeError, asyncio.CancelledError, ConcurrentCancelled):
@@ -203,21 +213,27 @@ class ClientSession(asyncio.Protocol):
 
     # -- what the conversation asks for -------------------------------------------------------------------------
 
-    def perform(self, action: Action) -> None:
+    def perform(self, *actions: Action) -> None:
+        """Each action in turn while the connection is open (after a close, the rest are dropped), then what they
+        made is written at once: a batch of stdin's lines goes out in one write, not one system call each."""
         endpoint = self.endpoint
-        if endpoint is None or not self.is_open:
+        if endpoint is None or not actions or not self.is_open:
             return
         now = time.time()
-        if isinstance(action, SendText):
-            endpoint.send_message(action.text, time=now)
-        elif isinstance(action, SendBinary):
-            endpoint.send_message(action.data, time=now)
-        elif isinstance(action, SendPing):
-            endpoint.send_ping(action.payload, time=now)
-        elif isinstance(action, SendFragmented):
-            endpoint.send_fragmented(action.text, action.parts, time=now)
-        elif isinstance(action, StartClose):
-            endpoint.close(action.code, action.reason, time=now)
+        for action in actions:
+            if not self.is_open:
+                break
+            now = time.time()
+            if isinstance(action, SendText):
+                endpoint.send_message(action.text, time=now)
+            elif isinstance(action, SendBinary):
+                endpoint.send_message(action.data, time=now)
+            elif isinstance(action, SendPing):
+                endpoint.send_ping(action.payload, time=now)
+            elif isinstance(action, SendFragmented):
+                endpoint.send_fragmented(action.text, action.parts, time=now)
+            elif isinstance(action, StartClose):
+                endpoint.close(action.code, action.reason, time=now)
         self._flush(now)
 
     def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
