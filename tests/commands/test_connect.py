@@ -537,6 +537,17 @@ def test_help_has_examples_and_exit_statuses() -> None:
         assert needed in text
 
 
+def test_the_client_does_not_import_the_capture_stack() -> None:
+    # wsinspect.trace (and wsinspect.capture behind it) is only for a ws:// request answered with TLS; importing it
+    # at every start was about a tenth of a one-shot run's CPU time.
+    code = "import sys, wsinspect.commands.connect, wsinspect.client.run; print(sorted(m for m in sys.modules if " \
+           "m == 'wsinspect.trace' or m.startswith('wsinspect.capture')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=ROOT, timeout=RUN_TIMEOUT,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().strip() == "[]"
+
+
 # -- could not connect ------------------------------------------------------------------------------------------------
 
 def test_connection_refused_exits_3(tmp_path: Path) -> None:

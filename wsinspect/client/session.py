@@ -27,7 +27,6 @@ from wsinspect.client.lines import CLOSE_NORMAL, Action, SendBinary, SendFragmen
 from wsinspect.client.target import Target
 from wsinspect.core.endpoint import ClientEndpoint, ClientOptions, State
 from wsinspect.core.events import Event
-from wsinspect.trace import looks_like_tls
 from wsinspect.views.safe import visible
 
 if TYPE_CHECKING:
@@ -35,6 +34,8 @@ if TYPE_CHECKING:
 
 STREAM = 0  # the one connection's number in the views, the JSON lines and the recording
 MAX_LINE = 1 << 20  # bytes of one stdin line: a longer one is refused, not held
+FIRST_DATA_KEPT = 16  # bytes of the server's first data kept, to tell a TLS answer (a record header is 5)
+SWITCHING_PROTOCOLS = 101
 READ_SIZE = 1 << 16  # bytes of stdin read at once: the lines they complete are one batch
 
 
@@ -149,7 +150,7 @@ class ClientSession(asyncio.Protocol):
         self.output_gone = False  # the reader of stdout went away; the connection was dropped
         self._timer: asyncio.TimerHandle | None = None
         self._waiting_for: State | None = None  # the state whose end the close timer waits for
-        self._heard = False
+        self._first_data: bytes | None = None  # the start of what the server sent over plain TCP (b"" over TLS)
 
     @property
     def is_open(self) -> bool:
@@ -173,11 +174,9 @@ class ClientSession(asyncio.Protocol):
         if endpoint is None or self.finished.done():
             return
         now = time.time()
-        if not self._heard:
-            self._heard = True
-            if looks_like_tls(data) and self.transport is not None and \
-                    self.transport.get_extra_info("ssl_object") is None:
-                self.notes.append("the server answered with TLS: it expects wss://, not ws://")
+        if self._first_data is None:
+            plain = self.transport is not None and self.transport.get_extra_info("ssl_object") is None
+            self._first_data = data[:FIRST_DATA_KEPT] if plain else b""
         self.files.recording.data(STREAM, "s2c", data, now)
         self._emit(endpoint.receive(data, time=now))
         self._flush(now)
@@ -195,6 +194,7 @@ class ClientSession(asyncio.Protocol):
         else:
             reason = "the server closed the TCP connection"
         try:
+            self._note_a_tls_answer()
             if self.endpoint is not None:
                 self._emit(self.endpoint.transport_closed(time=now, reason=reason))
             self.files.recording.close(STREAM, now)
@@ -203,6 +203,18 @@ class ClientSession(asyncio.Protocol):
             for future in (self.answered, self.finished):
                 if not future.done():
                     future.set_result(None)
+
+    def _note_a_tls_answer(self) -> None:
+        """A ws:// request answered with TLS: say so. Checked at the end, and only when no 101 came back (a TLS
+        record never reads as one), so that a normal run does not import wsinspect.trace, and the capture stack
+        behind it, for this one check: that was about a tenth of a one-shot run's CPU time."""
+        response = self.endpoint.response if self.endpoint is not None else None
+        if not self._first_data or (response is not None and response.status == SWITCHING_PROTOCOLS):
+            return
+        from wsinspect.trace import looks_like_tls
+
+        if looks_like_tls(self._first_data):
+            self.notes.append("the server answered with TLS: it expects wss://, not ws://")
 
     def pause_writing(self) -> None:
         # More than --max-queue waits for the server: stdin waits too (resume_writing: a quarter is left).
