@@ -94,8 +94,8 @@ def check_folded(shown: str, parts: list[str], column: int) -> None:
             reach += 1
         within = shown[position : position + reach + 1]
         end = position + len(part)
-        resume = end
-        while resume < len(shown) and shown[resume] == " ":
+        resume = end  # where the next line starts: past the spaces there, unless it shows them
+        while resume < len(shown) and shown[resume] == " " and not parts[number + 1].startswith(" "):
             resume += 1
         assert cell_len(shown[resume]) > 0  # no line starts with a combining mark
         spaces = [index for index in range(1, len(within)) if within[index] == " "

@@ -119,11 +119,14 @@ def _last_space(text: str, cells: list[int] | None, start: int, stop: int) -> in
 
 def _last_break(text: str, cells: list[int] | None, start: int, stop: int, chars: str) -> int:
     """The last character of ``chars`` in ``text[start:stop]`` that a line can end with (not one before a
-    combining mark); -1 if none."""
+    combining mark, nor before spaces and a combining mark); -1 if none."""
     brk = stop
     while chars:
         brk = max(text.rfind(char, start, brk) for char in chars)
-        if brk < 0 or cells is None or cells[brk + 1]:
+        if brk < 0 or cells is None:
+            return brk
+        resume = _past_spaces(text, brk + 1)  # (spaces there come before a mark: no break at them either)
+        if resume >= len(text) or cells[resume]:
             return brk
     return -1
 
