@@ -407,6 +407,10 @@ def main() -> int:
     print(f"wsinspect: {benchutil.code_state()}; connect runs {served_package(TREE)}")
     trees = [("wsinspect", TREE), *((f"wsinspect {sha}", code) for sha, code in
                                     code_snapshots(parser, args.code, out_dir, "connect"))]
+    for _, tree in trees:
+        # PYTHONDONTWRITEBYTECODE may be set: without .pyc files every run would compile wsinspect/ anew, and a
+        # fresh --code snapshot has none.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "wsinspect")], check=True)
     problems: list[str] = []
     for case in cases:
         rows = rows_for(case, websocat, trees)
