@@ -3,7 +3,15 @@ in every link-layer wrapping, with flow numbers equal to tshark's tcp.stream."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from capture_test_support import (
@@ -19,6 +27,7 @@ from capture_test_support import (
 )
 
 from wsinspect.capture import CaptureFile, read_flows
+from wsinspect.capture import live as sniffer
 
 
 def assert_streams_as_sent(path: Path, live: LiveCapture) -> None:
@@ -129,3 +138,97 @@ def test_big_endian_pcapng_with_two_sections(live: LiveCapture, tmp_path: Path) 
         assert [packet.data for packet in capture] == [record.data for record in records]
         assert not capture.truncated
     assert_streams_as_sent(path, live)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# wsinspect.capture.live.LiveCapture itself, on lo (root only): its receive ring, read in blocks
+
+
+needs_capture = pytest.mark.skipif(not (sys.platform == "linux" and os.geteuid() == 0),
+                                   reason="capturing needs root on Linux (CAP_NET_RAW)")
+
+
+def _loopback_exchanges(port: int, rounds: int, size: int) -> None:
+    """On 127.0.0.1:port, ``rounds`` times: the client sends ``size`` bytes, the server sends them back (each its own
+    TCP segment, since each waits for the other); then both sides close."""
+    with socket.create_server(("127.0.0.1", port)) as server:
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        with client, accepted:
+            for side in (client, accepted):
+                side.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                side.settimeout(10)
+            for _ in range(rounds):
+                client.sendall(b"x" * size)
+                _receive(accepted, size)
+                accepted.sendall(b"y" * size)
+                _receive(client, size)
+
+
+def _receive(side: socket.socket, size: int) -> None:
+    received = 0
+    while received < size:
+        received += len(side.recv(size - received))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _capture_while(live_capture: Any, traffic: Callable[[], None]) -> list[Any]:
+    """Every packet the capture gets while ``traffic`` runs in a thread (and up to 1 s after it ends)."""
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    stop_at: list[float] = []
+
+    def stop_once_idle() -> None:
+        if not thread.is_alive():
+            stop_at.append(time.monotonic())
+            live_capture.stop()
+
+    live_capture.before_waiting = stop_once_idle
+    with live_capture:
+        packets = list(live_capture)
+    thread.join(timeout=30)
+    return packets
+
+
+@needs_capture
+def test_packets_go_round_the_ring_in_order_each_loopback_packet_once() -> None:
+    port = _free_port()
+    live_capture = sniffer.LiveCapture("lo", capture_filter=f"tcp port {port}", duration=30, buffer_mib=1)
+    rounds, size = 3000, 200  # 6,000 segments: 1.6 MB, more than a ring of 8 blocks of 128 KiB holds
+    packets = _capture_while(live_capture, lambda: _loopback_exchanges(port, rounds, size))
+    assert live_capture.dropped == 0
+    assert sum(len(packet.data) for packet in packets) > 8 * sniffer.RING_BLOCK_BYTES
+    assert [packet.number for packet in packets] == list(range(1, len(packets) + 1))
+    assert all(earlier.time <= later.time for earlier, later in itertools.pairwise(packets))
+    assert abs(packets[0].time - time.time()) < 60  # the kernel's wall-clock stamp, in seconds
+    assert all(len(packet.data) == packet.wire_length for packet in packets)
+    # Ethernet 14 + IPv4 20 + TCP 32 (with timestamps): each segment once, lo's leaving copies not kept.
+    assert [len(packet.data) - 66 for packet in packets].count(size) == 2 * rounds
+
+
+@needs_capture
+def test_a_loopback_packet_over_64_kib_is_kept_whole() -> None:
+    port = _free_port()
+    live_capture = sniffer.LiveCapture("lo", capture_filter=f"tcp port {port}", duration=30)
+    packets = _capture_while(live_capture, lambda: _loopback_exchanges(port, 2, 200_000))
+    largest = max(packets, key=lambda packet: packet.wire_length)
+    assert largest.wire_length > 65535
+    assert len(largest.data) == largest.wire_length
+
+
+@needs_capture
+def test_a_lone_packet_is_handed_over_without_waiting_for_its_block_to_fill() -> None:
+    port = _free_port()
+    live_capture = sniffer.LiveCapture("lo", capture_filter=f"tcp port {port}", count=1, duration=10)
+    with socket.create_server(("127.0.0.1", port)), live_capture:
+        sent = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port)):
+            packets = list(live_capture)  # the SYN
+        waited = time.monotonic() - sent
+    assert len(packets) == 1
+    assert waited < 20 * sniffer.BLOCK_TIMEOUT_MS / 1000  # 0.4 s: the block timeout, with room for a loaded machine

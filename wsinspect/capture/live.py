@@ -7,15 +7,19 @@ How packets are taken off the wire, and why not scapy's ``sniff()``: ``sniff``/`
 ``Packet`` per packet (all layers dissected: far more work than decoding WebSocket), and its ``L2ListenSocket``,
 whose ``recv_raw`` does give raw bytes, reads at most 65,535 bytes a packet (a loopback packet is up to 65,549),
 and sees every loopback packet twice (once leaving, once arriving). So this module opens the Linux packet socket
-itself and reads straight into one reused buffer, with the kernel's nanosecond timestamp alongside; scapy does what
-is worth not rewriting: libpcap's filter compiler (``compile_filter``), whose BPF program is attached to the socket
-so the kernel drops unwanted packets before they are copied to us. Linux only (``AF_PACKET``).
+itself, as libpcap does, with a receive ring (``TPACKET_V3``): memory shared with the kernel, which fills it with
+packets and their nanosecond timestamps in blocks, each handed over when full or after ``BLOCK_TIMEOUT_MS``; so no
+system call is made per packet, only a wait per block (reading the socket costs a call or three per packet, about as
+much CPU as decoding it). scapy does what is worth not rewriting: libpcap's filter compiler (``compile_filter``),
+whose BPF program is attached to the socket so the kernel drops unwanted packets before they reach the ring. Linux
+only (``AF_PACKET``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import mmap
 import os
 import select
 import signal
@@ -36,9 +40,16 @@ ANY_INTERFACE = "any"  # as in tcpdump and tshark: every interface at once
 # tcpdump's default snapshot length, and what scapy's pcapng writer declares: longer packets (only GSO on loopback
 # makes them) are kept cut, with their length on the wire.
 SNAPSHOT_BYTES = 262_144
-# What the kernel holds for us while the decoder is busy (sniff -B); beyond it, drops. Four times tshark's default
-# (dumpcap spools to a file as fast as packets come, and tshark decodes from that file: it can afford a small one).
+# The receive ring, which holds packets for us while the decoder is busy (sniff -B); beyond it, drops. Four times
+# tshark's default (dumpcap spools to a file as fast as packets come, and tshark decodes from that file: it can afford
+# a small one).
 KERNEL_BUFFER_MIB = 8
+# The ring is cut in blocks, each handed to us whole: when full, or BLOCK_TIMEOUT_MS after its first packet (how late,
+# at most, a packet of quiet traffic is shown). A block handed over part full still takes its whole size, so blocks
+# are small enough that quiet traffic does not fill the ring with near-empty ones (-B 8: 64 blocks, 1.3 s of them),
+# and large enough for a loopback packet (65,549 bytes; a longer one would be kept cut, with its length on the wire).
+RING_BLOCK_BYTES = 128 * 1024
+BLOCK_TIMEOUT_MS = 20
 POLL_SECONDS = 0.2  # how long a wait lasts before a stop asked for by a signal is noticed
 # After a stop is asked for, the packets the kernel already holds are still read (a conversation's last packets are
 # often among them), for at most this long: traffic that never pauses must not keep a stopped capture going.
@@ -48,9 +59,13 @@ _ETH_P_ALL = 0x0003
 _SOL_PACKET = 263
 _PACKET_STATISTICS = 6
 _PACKET_IGNORE_OUTGOING = 23  # Linux 4.20+
-_SO_TIMESTAMPNS = 35
 _SO_ATTACH_FILTER = 26
-_SO_RCVBUFFORCE = 33
+_BPF_RET_CONSTANT = 0x06  # BPF_RET | BPF_K: return k, the bytes of the packet to keep (0: drop it)
+_PACKET_RX_RING = 5
+_PACKET_VERSION = 10
+_TPACKET_V3 = 2
+_TP_STATUS_USER = 1  # a block's status: the kernel has handed it to us (0: it is the kernel's again)
+_RING_FRAME_BYTES = 2048  # TPACKET_V3 packs packets of any size in a block; the kernel checks a frame size all the same
 _PACKET_OUTGOING = 4
 _ARPHRD_ETHER = 1
 _ARPHRD_LOOPBACK = 772
@@ -61,7 +76,14 @@ _LINKTYPE_LINUX_SLL = 113
 _DLT_EN10MB = 1
 _DLT_RAW = 12  # libpcap's number for raw IP (LINKTYPE_RAW in files)
 _SLL_HEADER = struct.Struct("!HHH8sH")  # packet type, ARPHRD type, address length, address, protocol
-_TIMESPEC = struct.Struct("qq")
+# struct tpacket_block_desc from its block_status on: block_status, num_pkts, offset_to_first_pkt (linux/if_packet.h)
+_BLOCK_STATUS_OFFSET = 8
+_BLOCK_HEADER = struct.Struct("=III")
+_BLOCK_STATUS = struct.Struct("=I")
+# struct tpacket3_hdr up to tp_mac: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status, tp_mac
+_PACKET_HEADER = struct.Struct("=IIIIIIH")
+_LINK_ADDRESS_OFFSET = 48  # struct sockaddr_ll, after the tpacket3_hdr (48 bytes, already 16-aligned)
+_LINK_ADDRESS = struct.Struct("=H2siHBB8s")  # family, protocol (network order), ifindex, hatype, pkttype, halen, addr
 
 
 class LiveCaptureError(Exception):
@@ -137,9 +159,9 @@ class LiveCapture:
     Stops after ``count`` packets, after ``duration`` seconds, or at the first SIGINT/SIGTERM, once the packets
     already captured are read (a second SIGINT interrupts at once). ``before_waiting`` is called each time no packet
     is waiting, so what was shown so far can be written out. With ``record``, every packet is also written to that
-    file (pcapng, or pcap for ``.pcap``) as it is captured. ``buffer_mib`` is the kernel's buffer for packets not yet
-    read. ``packets`` counts the packets read; ``dropped`` is what the kernel had to throw away because we read too
-    slowly (known after closing).
+    file (pcapng, or pcap for ``.pcap``) as it is captured. ``buffer_mib`` is the size of the receive ring, which
+    holds the packets not yet read. ``packets`` counts the packets read; ``dropped`` is what the kernel had to throw
+    away because we read too slowly (known after closing).
     """
 
     size = 0  # a live source has no size: no progress bar
@@ -173,41 +195,36 @@ class LiveCapture:
             # The kernel's filter sees these from the IP header, so the filter is compiled for raw IP.
             kind, self.linktype, dlt = socket.SOCK_DGRAM, _LINKTYPE_LINUX_SLL, _DLT_RAW
         program = _compile_filter(capture_filter, dlt) if capture_filter else None
-        every = interface.name == ANY_INTERFACE
         try:
-            # Protocol 0: nothing is received until bind, so no packet gets in before the filter is attached. "any"
-            # is not an interface to bind to: its socket receives from the start, and what came first is drained.
-            self._socket = socket.socket(socket.AF_PACKET, kind, socket.htons(_ETH_P_ALL) if every else 0)
+            # Protocol 0: nothing is received until bind, so no packet gets in before the filter is attached.
+            self._socket = socket.socket(socket.AF_PACKET, kind, 0)
         except PermissionError:
             raise LiveCaptureError(privilege_hint()) from None
         except OSError as error:
             raise LiveCaptureError(f"cannot open a packet socket: {error.strerror or error}") from None
         self._recorder: Any = None
+        self._ring: mmap.mmap | None = None
+        # Every loopback packet passes twice, leaving and arriving: one copy is kept (as libpcap does), the arriving
+        # one, which the kernel can keep for us on lo (Linux 4.20+), halving the ring the copies take; on "any" (and
+        # an older kernel) the reading loop skips the leaving copies of loopback packets itself.
+        self._skip_leaving_loopback = arphrd != _ARPHRD_LOOPBACK
         try:
             if program is not None:
                 self._attach(program)
-            self._socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-            try:  # root may raise the buffer past net.core.rmem_max; otherwise the kernel caps it there
-                self._socket.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, buffer_mib << 20)
-            except OSError:
-                self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_mib << 20)
             if arphrd == _ARPHRD_LOOPBACK:
-                # Every loopback packet passes twice, leaving and arriving: the kernel keeps only the second copy
-                # (as libpcap asks it to), which halves the reads and the buffer they take. An older kernel refuses:
-                # the reading loop then skips the first copies itself.
-                with contextlib.suppress(OSError):
+                try:
                     self._socket.setsockopt(_SOL_PACKET, _PACKET_IGNORE_OUTGOING, 1)
-            if every:
-                self._drain()
-            else:
-                self._socket.bind((interface.name, _ETH_P_ALL))
+                except OSError:
+                    self._skip_leaving_loopback = True
+            self._ring = self._map_ring(buffer_mib << 20)
+            self._bind(interface)
         except OSError as error:
-            self._socket.close()
+            self.close()
             if isinstance(error, PermissionError):
                 raise LiveCaptureError(privilege_hint()) from None
             raise LiveCaptureError(f"cannot capture on {interface.name}: {error.strerror or error}") from None
         except BaseException:
-            self._socket.close()
+            self.close()
             raise
         self.record = record
         self._recorder_is_pcap = record is not None and record.endswith(".pcap")
@@ -223,17 +240,39 @@ class LiveCapture:
         from scapy.arch.common import free_filter
 
         try:
+            # What the program returns is how many bytes of a packet the kernel keeps: scapy compiles for a snapshot
+            # of 65,535 bytes, one loopback packet short (65,549), so each "keep" is raised to SNAPSHOT_BYTES.
+            for index in range(program.bf_len):
+                instruction = program.bf_insns[index]
+                if instruction.code == _BPF_RET_CONSTANT and instruction.k:
+                    instruction.k = SNAPSHOT_BYTES
             fprog = _SockFprog(program.bf_len, ctypes.cast(program.bf_insns, ctypes.c_void_p).value)
             self._socket.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, bytes(fprog))
         finally:
             free_filter(program)
 
-    def _drain(self) -> None:
-        """Throw away what was received before the filter was attached."""
-        self._socket.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            while True:
-                self._socket.recv(1)
+    def _map_ring(self, size: int) -> mmap.mmap:
+        """The receive ring: ``size`` bytes (at least two blocks) that the kernel fills and we read in place."""
+        blocks = max(2, size // RING_BLOCK_BYTES)
+        frames = blocks * (RING_BLOCK_BYTES // _RING_FRAME_BYTES)
+        self._socket.setsockopt(_SOL_PACKET, _PACKET_VERSION, _TPACKET_V3)
+        request = struct.pack("=7I", RING_BLOCK_BYTES, blocks, _RING_FRAME_BYTES, frames, BLOCK_TIMEOUT_MS, 0, 0)
+        self._socket.setsockopt(_SOL_PACKET, _PACKET_RX_RING, request)
+        self._blocks = blocks
+        return mmap.mmap(self._socket.fileno(), blocks * RING_BLOCK_BYTES, mmap.MAP_SHARED,
+                         mmap.PROT_READ | mmap.PROT_WRITE)
+
+    def _bind(self, interface: Interface) -> None:
+        """Start receiving: from the interface, or from every one for "any" (an interface index of 0, which
+        Python's socket.bind has no way to say: it looks names up)."""
+        if interface.name != ANY_INTERFACE:
+            self._socket.bind((interface.name, _ETH_P_ALL))
+            return
+        libc = ctypes.CDLL(None, use_errno=True)
+        address = _LINK_ADDRESS.pack(socket.AF_PACKET, struct.pack("!H", _ETH_P_ALL), 0, 0, 0, 0, bytes(8))
+        if libc.bind(self._socket.fileno(), address, len(address)) != 0:
+            number = ctypes.get_errno()
+            raise OSError(number, os.strerror(number))
 
     def __enter__(self) -> LiveCapture:
         return self
@@ -249,6 +288,9 @@ class LiveCapture:
             with contextlib.suppress(OSError):
                 _, dropped = struct.unpack("II", self._socket.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, 8))
                 self.dropped += dropped
+            if self._ring is not None:
+                self._ring.close()
+                self._ring = None
             self._socket.close()
         if self._recorder is not None:
             self._recorder.close()
@@ -266,56 +308,75 @@ class LiveCapture:
             self._restore_signals()
 
     def _packets(self) -> Iterator[RawPacket]:
+        ring = self._ring
+        assert ring is not None, "the capture is closed"
         sock = self._socket
-        sock.setblocking(False)
-        buffer = bytearray(SNAPSHOT_BYTES)
         cooked = self.linktype == _LINKTYPE_LINUX_SLL
         header = _SLL_HEADER.size if cooked else 0
-        into = [memoryview(buffer)[header:]]
-        room = len(buffer) - header
-        ancillary = socket.CMSG_SPACE(_TIMESPEC.size)
+        read_addresses = cooked or self._skip_leaving_loopback
+        linktype = self.linktype
+        unpack_block = _BLOCK_HEADER.unpack_from
+        unpack_packet = _PACKET_HEADER.unpack_from
+        unpack_address = _LINK_ADDRESS.unpack_from
+        pack_cooked = _SLL_HEADER.pack
         deadline = None if self.duration is None else time.monotonic() + self.duration
         count = self.count
-        receive = sock.recvmsg_into
+        block = 0
         drain_until: float | None = None  # set when a stop is asked for
+        waited_after_stop = False
         while count is None or self.packets < count:
             if self._stop_requested:
                 if drain_until is None:
                     drain_until = time.monotonic() + STOP_DRAIN_SECONDS
                 elif time.monotonic() >= drain_until:
                     break
-            try:
-                # MSG_TRUNC: the packet's whole length is returned even when the buffer holds less of it.
-                length, control, _, address = receive(into, ancillary, socket.MSG_TRUNC)
-            except BlockingIOError:
+            base = block * RING_BLOCK_BYTES
+            status, packets_in_block, offset = unpack_block(ring, base + _BLOCK_STATUS_OFFSET)
+            if not status & _TP_STATUS_USER:
                 if self._stop_requested:
-                    break  # everything captured before the stop has been read
+                    if waited_after_stop:
+                        break  # everything captured before the stop has been read
+                    waited_after_stop = True  # a block still filling is handed over within BLOCK_TIMEOUT_MS
                 self.before_waiting()
                 if self._recorder is not None:
                     self._record(None)
                 wait = POLL_SECONDS if deadline is None else min(POLL_SECONDS, deadline - time.monotonic())
+                if self._stop_requested:
+                    wait = min(wait, 2 * BLOCK_TIMEOUT_MS / 1000)
                 if wait <= 0:
                     break
                 select.select([sock], [], [], wait)
                 continue
-            _, protocol, packet_type, arphrd, link_address = address
-            if packet_type == _PACKET_OUTGOING and arphrd == _ARPHRD_LOOPBACK:
-                continue  # seen again arriving, as libpcap knows: one copy, not a retransmission
-            stamp = time.time()
-            for level, kind, data in control:
-                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-                    seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-                    stamp = seconds + nanoseconds / 1e9
-            if cooked:
-                _SLL_HEADER.pack_into(buffer, 0, packet_type, arphrd, len(link_address), link_address, protocol)
-            self.packets += 1
-            packet = RawPacket(self.packets, stamp, self.linktype, bytes(buffer[: header + min(length, room)]),
-                               header + length)
-            if self._recorder is not None:
-                self._record(packet)
-            yield packet
-            if deadline is not None and time.monotonic() >= deadline:
-                break
+            offset += base
+            waited_after_stop = False
+            try:
+                for _ in range(packets_in_block):
+                    next_offset, seconds, nanoseconds, kept, length, _, link_start = unpack_packet(ring, offset)
+                    start = offset + link_start
+                    data = ring[start:start + kept]
+                    if read_addresses:
+                        _, protocol, _, arphrd, packet_type, address_length, link_address = unpack_address(
+                            ring, offset + _LINK_ADDRESS_OFFSET)
+                        if packet_type == _PACKET_OUTGOING and arphrd == _ARPHRD_LOOPBACK:
+                            offset += next_offset
+                            continue  # seen again arriving, as libpcap knows: one copy, not a retransmission
+                        if cooked:
+                            data = pack_cooked(packet_type, arphrd, address_length, link_address,
+                                               int.from_bytes(protocol, "big")) + data
+                    offset += next_offset
+                    self.packets += 1
+                    packet = RawPacket(self.packets, seconds + nanoseconds / 1e9, linktype, data, header + length)
+                    if self._recorder is not None:
+                        self._record(packet)
+                    yield packet
+                    if count is not None and self.packets >= count:
+                        return
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return
+            finally:
+                if self._ring is not None:  # the block back to the kernel (not when closed meanwhile)
+                    _BLOCK_STATUS.pack_into(ring, base + _BLOCK_STATUS_OFFSET, 0)
+            block = (block + 1) % self._blocks
 
     def _record(self, packet: RawPacket | None) -> None:
         """Write a packet to the --record file (None: flush it); a failed write (a full disk) ends the recording,

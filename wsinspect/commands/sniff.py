@@ -15,7 +15,7 @@ from wsinspect.commands import EXIT_OK, command_parser, error
 from wsinspect.views.safe import visible
 
 KERNEL_BUFFER_MIB = 8  # sniff -B's default: capture.live.KERNEL_BUFFER_MIB (not imported here: --help stays quick)
-MAX_BUFFER_MIB = 1024  # the kernel's buffer is kernel memory: a typo must not pin gigabytes of it
+MAX_BUFFER_MIB = 1024  # the ring is pinned kernel memory: a typo must not take gigabytes of it
 
 SNIFF_EXAMPLES = """\
 examples:
@@ -56,9 +56,10 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--duration", type=arguments.seconds, metavar="SECONDS",
                         help="stop after SECONDS (tshark's -a duration:SECONDS)")
     parser.add_argument("-B", "--buffer-size", type=buffer_mib, default=KERNEL_BUFFER_MIB, metavar="MIB",
-                        help="the kernel's buffer for packets not yet decoded, in MiB (tshark's -B; default "
-                             f"{KERNEL_BUFFER_MIB}, up to {MAX_BUFFER_MIB}): a burst that outruns the decoder waits "
-                             "there, and what does not fit is dropped (the count is printed at the end)")
+                        help="the ring the kernel fills with packets not yet decoded, in MiB (tshark's -B; default "
+                             f"{KERNEL_BUFFER_MIB}, up to {MAX_BUFFER_MIB}; memory shared with the kernel): a burst "
+                             "that outruns the decoder waits there, and what does not fit is dropped (the count is "
+                             "printed at the end)")
     parser.add_argument("--record", metavar="FILE",
                         help="also write every captured packet to FILE: pcapng, or pcap if FILE ends in .pcap")
     add_trace_options(parser)
