@@ -6,6 +6,7 @@ tools open packet sockets):
     python bench/sniff_bench.py                          # rates 1k, 5k, 20k msgs/s and flat out; 3 faces
     python bench/sniff_bench.py --rate 5000 --face list --repeat 1   # a quick look
     python bench/sniff_bench.py --code b1efba3           # this tree against b1efba3's wsinspect/, interleaved
+    python bench/sniff_bench.py --with='-B 64' --no-tshark   # sniff with its defaults and with -B 64
 
 The load: ``bench/websockets_echo.py`` (the websockets library's echo server, compression off unless
 --compression) on 127.0.0.1, started by this bench, and a client in this process (websockets' asyncio client) that
@@ -173,10 +174,11 @@ class Tool:
     label: str
     kind: str  # "wsinspect" or "tshark"
     tree: Path = TREE  # wsinspect: the tree whose wsinspect/ runs (cwd of python -m)
+    extra: tuple[str, ...] = ()  # wsinspect: more options (--with)
 
     def argv(self, face: str, port: int) -> list[str]:
         if self.kind == "wsinspect":
-            argv = [sys.executable, "-m", "wsinspect", "sniff", "-i", "lo", "--port", str(port)]
+            argv = [sys.executable, "-m", "wsinspect", "sniff", "-i", "lo", "--port", str(port), *self.extra]
             return argv + {"list": [], "json": ["--json"], "filter": ["-Y", TEXT_OPCODE_FILTER]}[face]
         argv = ["tshark", "-i", "lo", "-f", f"tcp port {port}"]
         return argv + {"list": ["-Y", "websocket", "-o", TSHARK_COLUMNS],
@@ -376,6 +378,11 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the tools' output files")
     parser.add_argument("--code", metavar="COMMIT", action="append", default=[],
                         help="also run wsinspect/ as committed at COMMIT (repeatable), in the same interleaved runs")
+    parser.add_argument("--tree", metavar="DIR", action="append", default=[],
+                        help="also run the wsinspect/ in DIR (an experiment not committed), in the same runs")
+    parser.add_argument("--with", dest="variants", metavar="OPTIONS", action="append", default=[],
+                        help="also run this tree's wsinspect sniff with these options (e.g. --with='-B 64'), "
+                             "repeatable, in the same interleaved runs")
     parser.add_argument("--no-tshark", action="store_true", help="wsinspect only (with --code: a before/after)")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -396,6 +403,8 @@ def main() -> int:
     tools = [Tool("wsinspect", "wsinspect")]
     tools += [Tool(f"wsinspect {sha}", "wsinspect", code)
               for sha, code in serve_bench.code_snapshots(parser, args.code, out_dir, "sniff")]
+    tools += [Tool(f"wsinspect {tree}", "wsinspect", Path(tree).resolve()) for tree in args.tree]
+    tools += [Tool(f"wsinspect {options}", "wsinspect", extra=tuple(options.split())) for options in args.variants]
     tools += [] if args.no_tshark else [Tool("tshark", "tshark")]
     print(f"load: {args.connections} connections, {args.size} B messages (alternately text and binary), "
           f"compression {'on' if args.compression else 'off'}; paced loads send rate x {args.seconds:g} s messages, "

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
 
-from wsinspect.capture.files import RawPacket
+from wsinspect.capture.files import RawPacket, Record, new_raw_packet
 
 __all__ = ["ANY_INTERFACE", "Interface", "LiveCapture", "LiveCaptureError", "list_interfaces", "privilege_hint"]
 
@@ -76,9 +76,10 @@ _LINKTYPE_LINUX_SLL = 113
 _DLT_EN10MB = 1
 _DLT_RAW = 12  # libpcap's number for raw IP (LINKTYPE_RAW in files)
 _SLL_HEADER = struct.Struct("!HHH8sH")  # packet type, ARPHRD type, address length, address, protocol
-# struct tpacket_block_desc from its block_status on: block_status, num_pkts, offset_to_first_pkt (linux/if_packet.h)
+# struct tpacket_block_desc from its block_status on: block_status, num_pkts, offset_to_first_pkt, blk_len (the bytes
+# of the block in use, from its start) (linux/if_packet.h)
 _BLOCK_STATUS_OFFSET = 8
-_BLOCK_HEADER = struct.Struct("=III")
+_BLOCK_HEADER = struct.Struct("=IIII")
 _BLOCK_STATUS = struct.Struct("=I")
 # struct tpacket3_hdr up to tp_mac: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status, tp_mac
 _PACKET_HEADER = struct.Struct("=IIIIIIH")
@@ -301,13 +302,22 @@ class LiveCapture:
         self._stop_requested = True
 
     def __iter__(self) -> Iterator[RawPacket]:
+        new_packet = new_raw_packet
+        for batch in self.record_batches():
+            for number, stamp, linktype, buffer, start, end, wire_length in batch:
+                yield new_packet(number, stamp, linktype, buffer[start:end], wire_length)
+
+    def record_batches(self) -> Iterator[list[Record]]:
+        """Like iterating, but the packets as ``Record`` tuples, a list per block of the ring, as
+        ``CaptureFile.record_batches`` gives a file's: a block's bytes are copied out once (and the block handed back
+        to the kernel at once), each record a slice of them, so no RawPacket is made nor its bytes copied."""
         self.catch_signals()
         try:
-            yield from self._packets()
+            yield from self._batches()
         finally:
             self._restore_signals()
 
-    def _packets(self) -> Iterator[RawPacket]:
+    def _batches(self) -> Iterator[list[Record]]:
         ring = self._ring
         assert ring is not None, "the capture is closed"
         sock = self._socket
@@ -319,6 +329,7 @@ class LiveCapture:
         unpack_packet = _PACKET_HEADER.unpack_from
         unpack_address = _LINK_ADDRESS.unpack_from
         pack_cooked = _SLL_HEADER.pack
+        release = _BLOCK_STATUS.pack_into
         deadline = None if self.duration is None else time.monotonic() + self.duration
         count = self.count
         block = 0
@@ -331,7 +342,7 @@ class LiveCapture:
                 elif time.monotonic() >= drain_until:
                     break
             base = block * RING_BLOCK_BYTES
-            status, packets_in_block, offset = unpack_block(ring, base + _BLOCK_STATUS_OFFSET)
+            status, packets_in_block, offset, used = unpack_block(ring, base + _BLOCK_STATUS_OFFSET)
             if not status & _TP_STATUS_USER:
                 if self._stop_requested:
                     if waited_after_stop:
@@ -339,7 +350,7 @@ class LiveCapture:
                     waited_after_stop = True  # a block still filling is handed over within BLOCK_TIMEOUT_MS
                 self.before_waiting()
                 if self._recorder is not None:
-                    self._record(None)
+                    self._flush_record()
                 wait = POLL_SECONDS if deadline is None else min(POLL_SECONDS, deadline - time.monotonic())
                 if self._stop_requested:
                     wait = min(wait, 2 * BLOCK_TIMEOUT_MS / 1000)
@@ -347,54 +358,68 @@ class LiveCapture:
                     break
                 select.select([sock], [], [], wait)
                 continue
-            offset += base
             waited_after_stop = False
-            try:
-                for _ in range(packets_in_block):
-                    next_offset, seconds, nanoseconds, kept, length, _, link_start = unpack_packet(ring, offset)
-                    start = offset + link_start
-                    data = ring[start:start + kept]
-                    if read_addresses:
-                        _, protocol, _, arphrd, packet_type, address_length, link_address = unpack_address(
-                            ring, offset + _LINK_ADDRESS_OFFSET)
-                        if packet_type == _PACKET_OUTGOING and arphrd == _ARPHRD_LOOPBACK:
-                            offset += next_offset
-                            continue  # seen again arriving, as libpcap knows: one copy, not a retransmission
-                        if cooked:
-                            data = pack_cooked(packet_type, arphrd, address_length, link_address,
-                                               int.from_bytes(protocol, "big")) + data
-                    offset += next_offset
-                    self.packets += 1
-                    packet = RawPacket(self.packets, seconds + nanoseconds / 1e9, linktype, data, header + length)
-                    if self._recorder is not None:
-                        self._record(packet)
-                    yield packet
-                    if count is not None and self.packets >= count:
-                        return
-                    if deadline is not None and time.monotonic() >= deadline:
-                        return
-            finally:
-                if self._ring is not None:  # the block back to the kernel (not when closed meanwhile)
-                    _BLOCK_STATUS.pack_into(ring, base + _BLOCK_STATUS_OFFSET, 0)
+            data = ring[base:base + (used if offset <= used <= RING_BLOCK_BYTES else RING_BLOCK_BYTES)]
+            release(ring, base + _BLOCK_STATUS_OFFSET, 0)  # the kernel may fill it again while we decode
             block = (block + 1) % self._blocks
+            batch: list[Record] = []
+            number = self.packets
+            for _ in range(packets_in_block):
+                if number == count:
+                    break  # -c N: the packets after the Nth are not wanted
+                next_offset, seconds, nanoseconds, kept, length, _, link_start = unpack_packet(data, offset)
+                start = offset + link_start
+                if read_addresses:
+                    _, protocol, _, arphrd, packet_type, address_length, link_address = unpack_address(
+                        data, offset + _LINK_ADDRESS_OFFSET)
+                    offset += next_offset
+                    if packet_type == _PACKET_OUTGOING and arphrd == _ARPHRD_LOOPBACK:
+                        continue  # seen again arriving, as libpcap knows: one copy, not a retransmission
+                    number += 1
+                    if cooked:
+                        packet = pack_cooked(packet_type, arphrd, address_length, link_address,
+                                             int.from_bytes(protocol, "big")) + data[start:start + kept]
+                        batch.append((number, seconds + nanoseconds / 1e9, linktype, packet, 0, len(packet),
+                                      header + length))
+                        continue
+                else:
+                    offset += next_offset
+                    number += 1
+                batch.append((number, seconds + nanoseconds / 1e9, linktype, data, start, start + kept, length))
+            self.packets = number
+            if batch:
+                if self._recorder is not None:
+                    for _, stamp, _, buffer, start, end, wire_length in batch:
+                        self._record(buffer[start:end], stamp, wire_length)
+                        if self._recorder is None:
+                            break  # the writing failed: record_problem says why
+                yield batch
+            if deadline is not None and time.monotonic() >= deadline:
+                break
 
-    def _record(self, packet: RawPacket | None) -> None:
-        """Write a packet to the --record file (None: flush it); a failed write (a full disk) ends the recording,
-        not the capture."""
+    def _record(self, data: bytes, stamp: float, wire_length: int) -> None:
+        """Write a packet to the --record file; a failed write (a full disk) ends the recording, not the capture."""
         try:
-            if packet is None:
-                self._recorder.flush()
-            elif self._recorder_is_pcap:
+            if self._recorder_is_pcap:
                 # scapy's pcap writer keeps only the whole seconds of a float: it is given the microseconds apart.
-                seconds, microseconds = divmod(round(packet.time * 1_000_000), 1_000_000)
-                self._recorder.write_packet(packet.data, sec=seconds, usec=microseconds, wirelen=packet.wire_length)
+                seconds, microseconds = divmod(round(stamp * 1_000_000), 1_000_000)
+                self._recorder.write_packet(data, sec=seconds, usec=microseconds, wirelen=wire_length)
             else:
-                self._recorder.write_packet(packet.data, sec=packet.time, wirelen=packet.wire_length)
+                self._recorder.write_packet(data, sec=stamp, wirelen=wire_length)
         except OSError as error:
-            self.record_problem = f"writing stopped after {self.packets} packets: {error.strerror or error}"
-            with contextlib.suppress(OSError):
-                self._recorder.close()
-            self._recorder = None
+            self._stop_recording(error)
+
+    def _flush_record(self) -> None:
+        try:
+            self._recorder.flush()
+        except OSError as error:
+            self._stop_recording(error)
+
+    def _stop_recording(self, error: OSError) -> None:
+        self.record_problem = f"writing stopped after {self.packets} packets: {error.strerror or error}"
+        with contextlib.suppress(OSError):
+            self._recorder.close()
+        self._recorder = None
 
     def catch_signals(self) -> None:
         """The first SIGINT or SIGTERM ends the capture cleanly (the trace then closes what is open and the summary
