@@ -31,11 +31,6 @@ def visible(text: str) -> str:
     return "".join(ch if ch.isprintable() and ch != "\\" else _escape(ch) for ch in text)
 
 
-def visible_bytes(data: bytes) -> str:
-    """Bytes shown as text where they are UTF-8, with escapes for the rest."""
-    return visible(data.decode("utf-8", "backslashreplace").replace("\\x", "\x00")).replace("\\x00", "\\x")
-
-
 def preview(text: str, limit: int) -> str:
     """A one-line, safe, bounded excerpt."""
     shown = text[: limit + 1]
