@@ -50,6 +50,9 @@ examples (RFC 6455 5.7):
   wsinspect frame build --close 1000 --text bye --random-mask
   wsinspect frame build --text Hello --compress              c1 07 f2 48 cd c9 c9 07 00 (RFC 7692 7.2.3.1)
   wsinspect frame build --text Hello --export frame.html     the same, saved as a handout
+
+exit status: 0 the frame was built, also one that breaks a rule on purpose (the rule is shown: a handout of a
+bad frame is a lesson, not a failure; `frame decode` exits 1 on it), 2 a bad argument.
 """
 
 DECODE_EXAMPLES = """\
