@@ -51,11 +51,27 @@ from wsinspect.capture.reassembly import (
 )
 from wsinspect.capture.tls import Plaintext, TlsDecryptor, client_random_of
 from wsinspect.core.checks import CHECKS
-from wsinspect.core.connection import DEFAULT_MEMORY_BUDGET, Connection, Limits, MemoryBudget
+from wsinspect.core.connection import DEFAULT_MEMORY_BUDGET, Connection, Limits, MemoryBudget, Phase
 from wsinspect.core.construct import fast_constructor
-from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Direction, Event, Notice, other
+from wsinspect.core.events import (
+    ConnectionClosed,
+    ConnectionOpened,
+    Direction,
+    Event,
+    HandshakeRequest,
+    HandshakeResponse,
+    Notice,
+    other,
+)
 from wsinspect.core.fields import is_known_opcode
-from wsinspect.core.handshake import find_header_end, looks_like_http_request, parse_request, parse_response
+from wsinspect.core.handshake import (
+    HttpRequest,
+    HttpResponse,
+    find_header_end,
+    looks_like_http_request,
+    parse_request,
+    parse_response,
+)
 from wsinspect.core.http2 import PREFACE, Http2Connection
 
 # The bytes of a stream not decided yet, as the reassembler would give them: positional (see capture.fastbuild).
@@ -154,6 +170,10 @@ class _Flow:
     tls: TlsDecryptor | None = None  # a TLS stream whose secrets are known: decrypted into tls_connection
     tls_connection: Connection | Http2Connection | None = None
     tls_plaintext_seen: bool = False  # until then, an ALPN of h2 makes tls_connection an Http2Connection
+    # A plain HTTP/1.1 stream that may still carry an upgrade on the same connection (keep-alive, RFC 9112 9.3):
+    # decoded unseen until a request asks for a WebSocket; only the events of its latest exchange are kept.
+    probe: Connection | None = None
+    probe_events: list[Event] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -336,6 +356,13 @@ class CaptureTrace:
             else:
                 yield from connection.gap(direction, item.missing, time=item.time, packet=item.packet)
             return
+        if flow.probe is not None:
+            if isinstance(item, FlowData):
+                yield from self._probed(flow, flow.probe.receive(direction, item.data, time=item.time,
+                                                                 packet=item.packet))
+            else:
+                self._skip(flow)  # a plain HTTP stream with bytes missing: no upgrade can be found in it for sure
+            return
         if isinstance(item, FlowGap):
             if self._is_decode_as(flow):
                 yield from self._start(flow, mid_stream=True)
@@ -374,6 +401,8 @@ class CaptureTrace:
             yield ConnectionClosed(stream=item.flow, direction="c2s", time=item.time, packet=item.packet,
                                    reason=item.reason, clean=False)
             return
+        if flow.probe is not None:
+            self._skip(flow)  # plain HTTP to its end: no request on it asked for a WebSocket
         if flow.connection is None and not flow.skipped and (flow.head or flow.held):
             yield from self._decide(flow, final=True)
         if flow.connection is not None:
@@ -501,17 +530,17 @@ class CaptureTrace:
             if end < 0 and not final and len(head) < _SNIFF_BYTES:
                 return  # wait for the whole request header block
             request = parse_request(head[:end] if end >= 0 else head)
-            headers = request.headers
-            wants_upgrade = "upgrade" in headers or any(name.lower().startswith("sec-websocket-")
-                                                          for name, _ in headers)
-            if wants_upgrade or self._is_decode_as(flow):
+            if _asks_for_websocket(request) or self._is_decode_as(flow):
                 yield from self._start(flow, mid_stream=False)
                 return
             answered_as_websocket = self._answered_as_websocket(flow, final)
             if answered_as_websocket:
                 yield from self._start(flow, mid_stream=False)
             elif answered_as_websocket is not None:
-                self._skip(flow)
+                if final:
+                    self._skip(flow)
+                else:
+                    yield from self._start_probe(flow)
         elif self._is_decode_as(flow):
             yield from self._start(flow, mid_stream=True)
         elif self._only_the_server_answering(flow) and flow.held_bytes < _SNIFF_BYTES:
@@ -539,8 +568,37 @@ class CaptureTrace:
             return None
         if not answer.startswith(b"HTTP/"):
             return False
-        response = parse_response(bytes(answer[:end] if end >= 0 else answer))
-        return response.status in (101, 426) or "websocket" in response.headers.tokens("Upgrade")
+        return _answers_as_websocket(parse_response(bytes(answer[:end] if end >= 0 else answer)))
+
+    def _start_probe(self, flow: _Flow) -> Iterator[Event]:
+        """A plain HTTP exchange: keep reading the connection, unseen, for a later request asking for a WebSocket."""
+        probe = flow.probe = Connection(flow.opened.flow, limits=self.limits, budget=self.budget)
+        held, flow.held, flow.head, flow.held_bytes = flow.held, [], bytearray(), 0
+        for direction, data, data_time, data_packet in held:
+            if flow.probe is None:
+                break
+            yield from self._probed(flow, probe.receive(direction, data, time=data_time, packet=data_packet))
+
+    def _probed(self, flow: _Flow, events: list[Event]) -> Iterator[Event]:
+        """Events of a plain HTTP stream read unseen: shown from the exchange before a request for a WebSocket
+        (or an answer as a WebSocket endpoint gives) on; the stream is skipped once no request can follow."""
+        probe = flow.probe
+        assert probe is not None
+        for index, event in enumerate(events):
+            if (isinstance(event, HandshakeRequest) and _asks_for_websocket(event.request)) or \
+                    (isinstance(event, HandshakeResponse) and _answers_as_websocket(event.response)):
+                flow.connection, flow.probe = probe, None
+                yield self._opened(flow, mid_stream=False)
+                yield from self._release_notices(flow)
+                shown, flow.probe_events = flow.probe_events, []
+                yield from shown
+                yield from events[index:]
+                return
+            if isinstance(event, HandshakeRequest):
+                flow.probe_events.clear()  # a new exchange: only the latest one before the upgrade is shown
+            flow.probe_events.append(event)
+        if probe.phase is Phase.REFUSED:
+            self._skip(flow)
 
     def _start(self, flow: _Flow, *, mid_stream: bool) -> Iterator[Event]:
         opened = flow.opened
@@ -584,6 +642,8 @@ class CaptureTrace:
         if hint:
             self.stats.port_hints.append(hint)
         flow.skipped = True
+        flow.probe = None
+        flow.probe_events.clear()
         flow.held.clear()
         flow.head.clear()
         flow.notices.clear()  # facts about a stream nobody will be shown
@@ -608,3 +668,14 @@ class CaptureTrace:
                 return (f"stream {opened.flow} ({sender[0]}:{sender[1]} ↔ {receiver[0]}:{receiver[1]}) started "
                         f"before the capture and looks like WebSocket: try --port {server[1]}")
         return None
+
+
+def _asks_for_websocket(request: HttpRequest) -> bool:
+    """An upgrade request, or one whose hop-by-hop Upgrade a proxy dropped (its Sec-WebSocket-* fields remain)."""
+    headers = request.headers
+    return "upgrade" in headers or any(name.lower().startswith("sec-websocket-") for name, _ in headers)
+
+
+def _answers_as_websocket(response: HttpResponse) -> bool:
+    """A WebSocket endpoint's answer (RFC 9110 15.5.22: 426 Upgrade Required, naming websocket)."""
+    return response.status in (101, 426) or "websocket" in response.headers.tokens("Upgrade")

@@ -11,6 +11,13 @@ before the server's answer was seen wait for it, because only the answer says wh
     OPEN         frames                           frames
     REFUSED      ignored (counted)                ignored (counted)
 
+HTTP/1.1 connections persist (RFC 9112 9.3): after an answer that is not a 101 (a page fetched before the upgrade,
+or a 401 before a retry with credentials), the same connection may carry the next request, so the phases go round
+again, REQUEST after RESPONSE, once the answer's body has passed (its length from Content-Length or chunked
+transfer coding, RFC 9112 6.3; the body of the request before it is passed the same way). A connection stays REFUSED
+when the answer ends it (Connection: close, HTTP/1.0) or its body has no length but the connection's end; bytes the
+client still sends then get one notice saying why they are not read as another request.
+
 A handshake that came in another form than HTTP/1.1 header bytes (RFC 8441's extended CONNECT over HTTP/2, read by
 ``core.http2``) is given parsed and judged, with ``receive_request`` and ``receive_response``; the phases are the same.
 
@@ -36,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from wsinspect.core import deflate
-from wsinspect.core.checks import CHECKS
+from wsinspect.core.checks import CHECKS, Check, Severity
 from wsinspect.core.construct import fast_constructor
 from wsinspect.core.deflate import DeflateParams, MessageInflater
 from wsinspect.core.events import (
@@ -146,6 +153,97 @@ class Limits:
     max_body: int = 64 * 1024  # body of a refused handshake kept for display
 
 
+#: The notice for a client's bytes after an answer that leaves no room for another request on the connection.
+#: (Kept here until core.checks has it.)
+HTTP_NOT_SEARCHED = Check(
+    "http.next-request-not-read", "RFC 9112 6.3",
+    "After an answer that is not a 101, the same HTTP/1.1 connection may carry another request (a retry, an "
+    "upgrade after a page): it is looked for once the answer's body has passed. When the answer's body has no "
+    "length but the end of the connection, or its headers are not understood, the client's further bytes are not "
+    "read, and this notice says why.", Severity.WARNING)
+
+_MAX_CHUNK_LINE = 4096  # a chunk-size line or a trailer line longer than this is not HTTP being spoken
+
+
+class _BodyReader:
+    """Finds where an HTTP/1.1 message body ends (RFC 9112 6.3, 7.1), counting its bytes without keeping them:
+    ``length`` bytes, or chunked transfer coding when ``length`` is None. ``done`` once it ended; ``problem`` when
+    the chunks stop making sense (then its end cannot be known)."""
+
+    __slots__ = ("done", "left", "line", "problem", "state")
+
+    def __init__(self, length: int | None) -> None:
+        self.left = length or 0  # bytes of the body (or of the current chunk and its CRLF) still to come
+        self.state = "length" if length is not None else "size"  # "size", "data", "trailer" for chunked
+        self.line = bytearray()  # a chunk-size or trailer line being collected (bounded by _MAX_CHUNK_LINE)
+        self.done = length == 0
+        self.problem: str | None = None
+
+    def feed(self, data: bytes) -> int:
+        """Take the body's bytes from the start of ``data``; return how many were the body's."""
+        used = 0
+        end = len(data)
+        while used < end and not self.done and self.problem is None:
+            if self.state == "length" or self.state == "data":
+                step = min(self.left, end - used)
+                used += step
+                self.left -= step
+                if self.left == 0:
+                    if self.state == "length":
+                        self.done = True
+                    else:
+                        self.state = "size"
+                continue
+            newline = data.find(b"\n", used)
+            stop = end if newline < 0 else newline + 1
+            self.line += data[used:stop]
+            used = stop
+            if len(self.line) > _MAX_CHUNK_LINE:
+                self.problem = f"a chunked body line is longer than {_MAX_CHUNK_LINE} bytes"
+            elif newline >= 0:
+                self._line(bytes(self.line).strip())
+                self.line.clear()
+        return used
+
+    def _line(self, line: bytes) -> None:
+        if self.state == "trailer":
+            self.done = not line  # the empty line after the trailer fields ends the message
+            return
+        size_text = line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16) if 0 < len(size_text) <= 16 and size_text.isascii() else -1
+        except ValueError:
+            size = -1
+        if size < 0:
+            self.problem = "a chunk-size line is not a hexadecimal number"
+        elif size == 0:
+            self.state = "trailer"
+        else:
+            self.state, self.left = "data", size + 2  # the chunk's data, then its CRLF
+
+
+def _body_of_request(request: HttpRequest) -> _BodyReader | None:
+    """Where a request's body ends (RFC 9112 6.3: with neither Content-Length nor Transfer-Encoding, it has none)."""
+    codings = request.headers.tokens("Transfer-Encoding")
+    if codings:
+        reader = _BodyReader(None)
+        if codings[-1] != "chunked":
+            reader.problem = (f"The client's further bytes are not read as another request: its request before has a "
+                              f"body in {', '.join(codings)} transfer coding, whose end cannot be known "
+                              "(RFC 9112 6.3).")
+        return reader
+    lengths = {value.strip() for value in request.headers.get_all("Content-Length")}
+    if not lengths:
+        return None
+    length = ascii_number(next(iter(lengths)), 18) if len(lengths) == 1 else None
+    if length is None:
+        reader = _BodyReader(None)
+        reader.problem = ("The client's further bytes are not read as another request: its request before has a "
+                          "Content-Length that is not one number (RFC 9112 6.3).")
+        return reader
+    return _BodyReader(length) if length else None
+
+
 # RFC 6455 7.4.1 and 7.4.2, plus 1012-1014 registered with IANA since (section 11.7's registry).
 _VALID_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
 
@@ -194,6 +292,7 @@ class _Side:
     __slots__ = (
         "arrivals",
         "charged",
+        "consumed",
         "direction",
         "head",
         "held",
@@ -226,6 +325,7 @@ class _Side:
         self.received = 0  # stream offset of the next byte of this direction (gaps included)
         self.arrivals: list[tuple[int, float, int | None]] = []  # (end offset, time, packet) while out of sync
         self.head = bytearray()  # handshake header block being collected
+        self.consumed = 0  # stream offset of the end of the HTTP messages (header blocks, bodies) read so far
         # Bytes (or, as an int, a gap of that many bytes) waiting for the other side's handshake.
         self.held: list[tuple[bytes | int, float, int | None]] = []
         self.ignored = 0  # bytes after a refused handshake
@@ -247,8 +347,8 @@ class Connection:
     """Decodes one connection. See the module docstring."""
 
     # A capture can hold many thousands of open connections at once: no per-instance dict.
-    __slots__ = ("_body_wanted", "_ended", "_request", "_response", "budget", "close_codes", "deflate",
-                 "limits", "mid_stream", "phase", "sides", "stream")
+    __slots__ = ("_body_wanted", "_ended", "_next_body", "_request", "_request_body", "_response", "_unread",
+                 "budget", "close_codes", "deflate", "limits", "mid_stream", "phase", "sides", "stream")
 
     def __init__(self, stream: int = 0, *, mid_stream: bool = False, limits: Limits | None = None,
                  budget: MemoryBudget | None = None) -> None:
@@ -264,6 +364,10 @@ class Connection:
         self.close_codes: dict[Direction, int | None] = {}
         self._body_wanted = 0
         self._response: HttpResponse | None = None  # parsed when its header block is in; a refusal's body follows
+        # Where a refusal's body ends, when another request may follow it on the connection (RFC 9112 9.3).
+        self._next_body: _BodyReader | None = None
+        self._request_body: _BodyReader | None = None  # the last request's body, passed before the next request
+        self._unread: str | None = None  # why the client's bytes after a refusal are not read (said once)
         self._ended = False
 
     # -- public API ------------------------------------------------------------------------------------------
@@ -301,6 +405,11 @@ class Connection:
         if self._response is not None:
             side = self.sides["s2c"]
             self._finish_response(bytes(side.head), time, packet, out)
+        if self._unread is not None and any(not isinstance(item, int) for item, _, _ in self.sides["c2s"].held):
+            # The client sent more while an answer without a known end was coming: say once why it is not read.
+            out.append(Notice(stream=self.stream, direction="c2s", time=time, packet=packet, check=HTTP_NOT_SEARCHED,
+                              message=self._unread))
+            self._unread = None
         for side in self.sides.values():
             if self.phase is _OPEN:
                 for item in side.parser.finish():
@@ -379,6 +488,10 @@ class Connection:
             self._frames(side, data, time, packet, out)
         elif phase is _REFUSED:
             side.ignored += len(data)
+            if self._unread is not None and direction == "c2s":
+                out.append(Notice(stream=self.stream, direction="c2s", time=time, packet=packet,
+                                  check=HTTP_NOT_SEARCHED, message=self._unread))
+                self._unread = None
         elif self._is_held(direction):
             side.held.append((data, time, packet))
         elif phase is _REQUEST:
@@ -445,7 +558,8 @@ class Connection:
             # A whole header block in one piece (the usual handshake): cut it from ``data``, no copy into the buffer.
             end = find_header_end(data)
             if 0 <= end <= limit:
-                side.parser.offset = end  # frames follow the header block in the byte stream
+                side.consumed += end
+                side.parser.offset = side.consumed  # frames follow the header block in the byte stream
                 return data[:end], data[end:]
         start = max(len(side.head) - 3, 0)
         side.head += data
@@ -462,15 +576,27 @@ class Connection:
             return None
         head, rest = bytes(side.head[:end]), bytes(side.head[end:])
         side.head.clear()
-        side.parser.offset = len(head)  # frames follow the header block in the byte stream
+        side.consumed += end
+        side.parser.offset = side.consumed  # frames follow the header block in the byte stream
         return head, rest
 
     def _collect_request(self, side: _Side, data: bytes, time: float, packet: int | None, out: list[Event]) -> None:
+        body = self._request_body
+        if body is not None:  # the body of the request before, on a connection that goes on after a refusal
+            used = body.feed(data)
+            side.consumed += used
+            if not body.done:
+                return
+            self._request_body = None
+            data = data[used:]
+            if not data:
+                return
         complete = self._collect_head(side, data, time, packet, out)
         if complete is None:
             return
         head, rest = complete
         self._request = parse_request(head)
+        self._request_body = _body_of_request(self._request)
         out.append(_new_handshake_request(self.stream, "c2s", time, packet, self._request,
                                           tuple(validate_request(self._request))))
         self.phase = _RESPONSE
@@ -479,10 +605,8 @@ class Connection:
         self._release_held(out)
 
     def _collect_response(self, side: _Side, data: bytes, time: float, packet: int | None, out: list[Event]) -> None:
-        if self._response is not None:  # collecting the body of a refusal
-            side.head += data
-            if len(side.head) >= self._body_wanted:
-                self._finish_response(bytes(side.head), time, packet, out)
+        if self._response is not None or self._next_body is not None:  # the body of a refusal
+            self._refusal_body(side, data, time, packet, out)
             return
         complete = self._collect_head(side, data, time, packet, out)
         if complete is None:
@@ -495,15 +619,83 @@ class Connection:
             if rest:
                 self._frames(side, rest, time, packet, out)
             return
-        # Not upgraded: keep the body (bounded, cut at Content-Length) for display; the rest is not WebSocket.
+        # Not upgraded: keep the body (bounded, cut at Content-Length) for display; the rest is not WebSocket,
+        # unless the connection goes on to another request.
         length = response.headers.get("Content-Length")
         declared = ascii_number(length.strip(), 18) if length is not None else None
         if declared is None:
             declared = self.limits.max_body
         self._body_wanted = min(declared, self.limits.max_body)
-        side.head += rest
-        if len(side.head) >= self._body_wanted:
-            self._finish_response(bytes(side.head), time, packet, out)
+        self._next_body, self._unread = self._after_refusal(response)
+        if self._next_body is not None and self._request_body is not None and self._request_body.problem:
+            self._next_body, self._unread = None, self._request_body.problem
+        self._refusal_body(side, rest, time, packet, out)
+
+    def _refusal_body(self, side: _Side, data: bytes, time: float, packet: int | None, out: list[Event]) -> None:
+        """The body of an answer that is not a 101: its start is kept for display; where it ends (if that can be
+        known), the connection goes back to looking for a request."""
+        reader = self._next_body
+        used = len(data)
+        if reader is not None:
+            used = reader.feed(data)
+            side.consumed += used
+            if reader.problem is not None:
+                self._unread = f"The client's further bytes are not read as another request: in the server's " \
+                               f"{self._status_text()}answer, {reader.problem}, so where its body " \
+                               "ends cannot be known."
+                self._next_body = reader = None
+                if self._response is None:
+                    self.phase = _REFUSED  # the answer was already reported; its body just stopped making sense
+        if self._response is not None:
+            room = self._body_wanted - len(side.head)
+            if room > 0:
+                side.head += data[:used] if reader is not None else data
+            if len(side.head) >= self._body_wanted or (reader is not None and reader.done):
+                self._finish_response(bytes(side.head), time, packet, out)
+                if reader is not None and not reader.done:
+                    self.phase = _RESPONSE  # the rest of the body is still to pass before the next request
+        if reader is not None and reader.done:
+            self._next_body = None
+            self.phase = _REQUEST
+            rest = data[used:]
+            if rest:
+                side.held.append((rest, time, packet))  # the server's next answer
+            self._release_held(out)  # the client's next request, if it came already
+
+    def _status_text(self) -> str:
+        return f"{self._response.status} " if self._response is not None else ""
+
+    def _after_refusal(self, response: HttpResponse) -> tuple[_BodyReader | None, str | None]:
+        """After an answer that is not a 101: where its body ends, if the connection may carry another request
+        (RFC 9112 9.3, 6.3); else why not, when the client might still send one (None: the answer closes it)."""
+        request = self._request
+        if response.status < 200:
+            return None, None  # an interim answer (RFC 9110 15.2): the real one is still to come, not read here
+        closing = "close" in response.headers.tokens("Connection") or \
+            (request is not None and "close" in request.headers.tokens("Connection"))
+        if closing or (response.version == "HTTP/1.0" and "keep-alive" not in response.headers.tokens("Connection")):
+            return None, None
+        status = f"{response.status} "
+        if (request is not None and request.method == "HEAD") or response.status in (204, 304):
+            return _BodyReader(0), None
+        codings = response.headers.tokens("Transfer-Encoding")
+        if codings:
+            if codings[-1] == "chunked":
+                return _BodyReader(None), None
+            return None, (f"The client's further bytes are not read as another request: the server's {status}answer "
+                          f"has a body in {', '.join(codings)} transfer coding, not ending in chunked, so it runs to "
+                          "the end of the connection (RFC 9112 6.3).")
+        lengths = {value.strip() for value in response.headers.get_all("Content-Length")}
+        length = ascii_number(next(iter(lengths)), 18) if len(lengths) == 1 else None
+        if length is not None:
+            return _BodyReader(length), None
+        if lengths:
+            return None, (f"The client's further bytes are not read as another request: the server's {status}"
+                          "answer's Content-Length is not one number, so where its body ends cannot be known "
+                          "(RFC 9112 6.3).")
+        return None, (f"The client's further bytes are not read as another request: the server's {status}answer "
+                      "has neither Content-Length nor chunked transfer coding, so its body runs to the end of the "
+                      "connection (RFC 9112 6.3).")
 
     def _finish_response(self, body: bytes, time: float, packet: int | None, out: list[Event]) -> None:
         response, self._response = self._response, None

@@ -393,6 +393,8 @@ class PacketList:
             self.out.row(fit(self._handshake_line(request, response, conv), self.width - 1))
             return
         self._ensure_title(conv)
+        if conv.handshake_shown:  # an HTTP/1.1 connection that went on after an answer (RFC 9112 9.3)
+            self.out.line([("muted", "the same connection carries another request (HTTP/1.1 keep-alive)")])
         conv.handshake_shown = True
         if self.live:
             self.out.line(self._rule(conv, f" #{conv.stream} "))

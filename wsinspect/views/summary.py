@@ -36,6 +36,8 @@ class Summary:
         self.refused = 0
         self.plain_http = 0  # requests that never asked for an upgrade (the live server's demo page)
         self._plain_http: set[int] = set()
+        # Open streams counted as refused or plain HTTP: an HTTP/1.1 connection can go on to an upgrade after them.
+        self._not_upgraded: dict[int, bool] = {}  # stream -> counted as plain HTTP (else as refused)
         self._handshaken: set[int] = set()  # open streams whose opening handshake was seen (decrypted or clear)
         self._tls_counted: set[int] = set()  # open TLS streams already counted as such
         self.frames: Counter[int] = Counter()  # by opcode (named when printed: this runs once per frame)
@@ -64,7 +66,14 @@ class Summary:
             assert isinstance(event, HandshakeResponse)
             plain = event.stream in self._plain_http
             self._plain_http.discard(event.stream)
+            counted_plain = self._not_upgraded.pop(event.stream, None)
+            if counted_plain is not None:  # an earlier answer on this connection: the count goes by the last one
+                if counted_plain:
+                    self.plain_http -= 1
+                else:
+                    self.refused -= 1
             if not event.upgraded:
+                self._not_upgraded[event.stream] = plain
                 if plain:
                     self.plain_http += 1
                 else:
@@ -80,6 +89,7 @@ class Summary:
             self.notices["capture.gap"] += 1
         elif kind is ConnectionClosed:
             self._plain_http.discard(event.stream)
+            self._not_upgraded.pop(event.stream, None)
             self._handshaken.discard(event.stream)
             self._tls_counted.discard(event.stream)
 
