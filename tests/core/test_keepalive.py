@@ -16,7 +16,8 @@ PAGE = b"<p>hello</p>"
 GET = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(PAGE), PAGE)
 UNAUTHORIZED = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 5\r\nWWW-Authenticate: Basic\r\n\r\nlogin"
-CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nf\r\nconst socket = \r\n3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n"
+CHUNKED = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"f\r\nconst socket = \r\n3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n")  # two chunks (one extended), a trailer
 
 
 def run(c2s: list[bytes], s2c: list[bytes], *, byte_by_byte: bool = False) -> tuple[Connection, list[Event]]:
