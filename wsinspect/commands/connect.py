@@ -29,7 +29,7 @@ from wsinspect.client.target import Target, UsageError, parse_url, tls_context
 from wsinspect.commands import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, add_output_options, command_parser, error
 from wsinspect.core.checks import Severity
 from wsinspect.core.connection import Limits
-from wsinspect.core.events import Close, ConnectionClosed, Event, HandshakeResponse, Violation
+from wsinspect.core.events import Close, ConnectionClosed, Event, FrameEvent, HandshakeResponse, Message, Violation
 from wsinspect.core.handshake import Finding
 from wsinspect.outputs import Outputs
 from wsinspect.views.export import ExportError, save_painted
@@ -201,6 +201,9 @@ class Verdict:
         self.ended: ConnectionClosed | None = None
 
     def handle(self, event: Event) -> None:
+        kind = type(event)
+        if kind is FrameEvent or kind is Message:  # nearly every event, and nothing the verdict reads
+            return
         if isinstance(event, HandshakeResponse):
             self.response = event
         elif isinstance(event, Violation) and event.direction == "s2c" and event.severity is Severity.ERROR:
@@ -318,12 +321,15 @@ def run(args: argparse.Namespace) -> int:
     # `read --json -Y`).
     json_shown = shown if not to_terminal else None
 
+    handlers = [sink.handle for sink in sinks]
+    record = files.event
+
     def emit(events: list[Event]) -> None:
         for event in events:
-            for sink in sinks:
-                sink.handle(event)
+            for handle in handlers:
+                handle(event)
             if json_shown is None or json_shown(event):
-                files.event(event)
+                record(event)
         output.tick()
 
     from wsinspect.client.run import Sinks, converse
