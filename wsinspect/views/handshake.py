@@ -4,6 +4,7 @@ words. Each function returns lines of styled pieces (see ``palette``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import TypeVar
 
 from wsinspect.core.checks import Severity
@@ -165,6 +166,11 @@ class _Layout:
             self.pad = _NARROW_INDENT
 
 
+# A table's layout, made once per name column's width and terminal width (a view has a handful of them): laid out
+# for every conversation, it must cost next to nothing.
+_layout = lru_cache(maxsize=64)(_Layout)
+
+
 def _name_cell(name: str, name_width: int) -> str:
     """A name (made visible) padded to the name column by cells, not characters (a wide character takes two)."""
     return name + " " * (name_width - (len(name) if name.isascii() else width_of(name)))
@@ -173,7 +179,7 @@ def _name_cell(name: str, name_width: int) -> str:
 def header_row_lines(role: str, name: str, value: str, name_width: int, width: int) -> list[Line]:
     """One header of the table: its name and value, the value folded if it is long. Depends on its arguments alone
     (``PaintedHandshakes`` keeps each one's paint)."""
-    return _header_row_lines(role, name, value, _Layout(name_width, width))
+    return _header_row_lines(role, name, value, _layout(name_width, width))
 
 
 def _header_row_lines(role: str, name: str, value: str, layout: _Layout) -> list[Line]:
@@ -206,7 +212,9 @@ def _message_lines(title: str, message: HttpMessage, role: str, layout: _Layout,
     pad = layout.pad
     lines: list[T] = []
     start_line = visible(message.start_line)
-    if layout.side_by_side and width_of(start_line) <= layout.value_width:  # most: one line, made as it always was
+    room = layout.value_width
+    if layout.side_by_side and len(start_line) <= room and (start_line.isascii() or width_of(start_line) <= room):
+        # most: one line, made as it always was
         lines += line([(role + ".strong", f" {title:<{layout.name_width}} "), ("strong", start_line)])
     else:
         for title_line in _row_lines(role + ".strong", "strong", title, start_line, layout):
@@ -447,7 +455,7 @@ def _table(request: HandshakeRequest | None, response: HandshakeResponse | None,
     else:
         widest = max(map(width_of, map(visible, names)), default=0)
     name_width = min(max(len("response"), widest), _NAME_COLUMN_MAX)
-    layout = _Layout(name_width, width)
+    layout = _layout(name_width, width)
     lines: list[T] = []
     if layout.side_by_side:
         lines += kept_line([("strong", f" {'Header':<{name_width}} Value")])
