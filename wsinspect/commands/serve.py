@@ -87,6 +87,10 @@ def add_parser(commands: Any) -> None:
                         help="bytes waiting to be sent to one client (default: "
                              f"{serve_options.DEFAULT_MAX_QUEUE}); over it, echo stops reading from that client "
                              "until a quarter is left, chat and push close it with 1008")
+    limits.add_argument("--max-memory", type=size, default=size(serve_options.DEFAULT_MAX_MEMORY), metavar="SIZE",
+                        help="what the unfinished frames and messages of all connections may hold together "
+                             f"(default: {serve_options.DEFAULT_MAX_MEMORY}); the client whose frame or message "
+                             "would go over it is closed with 1013 (try again later) and the log says so")
     limits.add_argument("--read-chunk", type=size, default=size(serve_options.DEFAULT_READ_CHUNK),
                         metavar="SIZE",
                         help="bytes of one connection decoded before the others get a turn (default: "

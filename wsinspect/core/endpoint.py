@@ -33,6 +33,8 @@ leaves it unchanged (the peer's close arriving after we failed the connection).
                 other status, a header block over the limit                 frame (4.1, 7.1.7)
     OPEN        the peer's step breaks a rule with a close      CLOSED      send close with that code (7.1.7)
                 code, or a message exceeds max_fragments                    (1009 for the fragments)
+    OPEN        the decoder cannot keep the peer's frame or     CLOSED      send close 1013, try again later
+                message: the shared memory budget is full                   (IANA registry, RFC 6455 11.7)
     OPEN        the peer's close                                CLOSED      send close echoing its code (5.5.1)
     OPEN        application: close()                            CLOSING     send close (7.1.2)
     OPEN        application: fail()                             CLOSED      send close (7.1.7)
@@ -88,6 +90,12 @@ LIVE_LIMITS = Limits(max_frame=1 << 20, max_message=1 << 20)
 DEFAULT_MAX_FRAGMENTS = 65536
 KEY_BYTES = 16  # the Sec-WebSocket-Key nonce (RFC 6455 4.1, item 7 of the handshake's requirements)
 MASK_BYTES = 4  # a masking key (RFC 6455 5.3)
+#: Close code for a peer whose frame or message would take the memory shared by all connections past its budget
+#: (IANA's registry, RFC 6455 11.7: 1013 Try Again Later, "a temporary condition, e.g. it is overloaded and is
+#: casting off some of its clients"). Not 1009: the message itself is within the limits, the server is busy.
+TRY_AGAIN_LATER = 1013
+#: The decoder's notice that a frame or message stopped being kept: the budget shared with other connections is full.
+_MEMORY_BUDGET_CHECK = "capture.memory-budget"
 
 
 class Role(enum.Enum):
@@ -175,6 +183,9 @@ class Endpoint:
         self._peer: Direction = "s2c" if self.role is Role.CLIENT else "c2s"
         self._deflater: MessageDeflater | None = None
         self._fragments = 0  # frames of the peer's message in progress
+        # The peer's frame or message did not fit in the memory budget shared with other connections (the decoder's
+        # ``budget``): it was failed with TRY_AGAIN_LATER, since what it sent can no longer be delivered whole.
+        self.failed_over_budget = False
         self._sent_close = False
         self._transport_gone = False
         self._outgoing = bytearray()
@@ -252,6 +263,11 @@ class Endpoint:
         if verdict is not None:
             assert verdict.check.close_code is not None
             self.fail(verdict.check.close_code, verdict.message, time=time)
+            return step
+        if self.state is State.OPEN and any(type(event) is Notice and event.check.id == _MEMORY_BUDGET_CHECK
+                                            for event in step):
+            self.failed_over_budget = True
+            self.fail(TRY_AGAIN_LATER, "server memory budget full, try again later", time=time)
             return step
         for event in step:
             if type(event) is FrameEvent:

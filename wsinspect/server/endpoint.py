@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from wsinspect.core import deflate
 from wsinspect.core.checks import CHECKS
-from wsinspect.core.connection import Connection, Limits
+from wsinspect.core.connection import Connection, Limits, MemoryBudget
 from wsinspect.core.endpoint import (
     DEFAULT_MAX_FRAGMENTS,
     LIVE_LIMITS,
@@ -81,9 +81,12 @@ class ServerEndpoint(Endpoint):
     role = Role.SERVER
 
     def __init__(self, config: ServerConfig, *, client: tuple[str, int], server: tuple[str, int], time: float,
-                 numbering: Numbering, on_message: MessageHandler | None = None) -> None:
-        # The decoder's stream number is set once the request says what the connection is (see _number).
-        super().__init__(Connection(0, limits=config.limits), fragment_size=config.fragment_size,
+                 numbering: Numbering, on_message: MessageHandler | None = None,
+                 budget: MemoryBudget | None = None) -> None:
+        # The decoder's stream number is set once the request says what the connection is (see _number). ``budget``
+        # is shared by every connection of the server (--max-memory): a client whose frame or message would go past
+        # it is failed with 1013 (``Endpoint``).
+        super().__init__(Connection(0, limits=config.limits, budget=budget), fragment_size=config.fragment_size,
                          max_fragments=config.max_fragments, decode_outgoing=config.decode_outgoing,
                          on_message=self._answer_wrongly if config.misbehave and config.misbehave.spoils_answers
                          else on_message)

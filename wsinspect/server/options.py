@@ -23,6 +23,9 @@ DEFAULT_MAX_HEADERS = 100
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_READ_CHUNK = "16k"
 DEFAULT_TURN_FRAMES = 256
+#: What the unfinished frames and messages of all connections may hold together (--max-memory): 32 clients each
+#: half-way through a frame at the default --max-frame (2M), as the proxy's default.
+DEFAULT_MAX_MEMORY = "64M"
 IP_COMMAND_TIMEOUT = 2.0  # seconds `ip -j addr` may take before the stdlib's answer is used instead
 
 

@@ -20,6 +20,13 @@ Theory of operation: memory and fairness. What a peer can make the server hold i
   and the others are never held back by it.
 - A message's frames (``--max-fragments``), a request's header lines (``--max-headers``), and silence
   (``--idle-timeout``) are bounded too.
+
+And across connections: the unfinished frames and messages of all of them together are at most ``--max-memory``
+(one ``MemoryBudget`` shared by every decoder, as the proxy's). A server must have a message whole to answer it, so
+the client whose frame or message would go over is not shown cut short as in ``read`` or the proxy: it is closed
+with 1013 (try again later: the server is busy, its message was within the limits) and a log line names the flag.
+A frame is counted as it arrives; one under 64 KiB (``LET_GO_FROM``) is let finish, so the bound is overshot by at
+most that much per connection (and one read).
 """
 
 from __future__ import annotations
@@ -40,8 +47,8 @@ from rich.console import Console
 from rich.text import Text
 
 from wsinspect.client.target import UsageError
-from wsinspect.core.connection import Limits
-from wsinspect.core.endpoint import State
+from wsinspect.core.connection import DEFAULT_MEMORY_BUDGET, Limits, MemoryBudget
+from wsinspect.core.endpoint import TRY_AGAIN_LATER, State
 from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Event, FrameEvent, Message
 from wsinspect.outputs import JsonSink, Outputs, Recording
 from wsinspect.server import misbehave, responses
@@ -83,6 +90,7 @@ class ServeOptions:
     turn_frames: int = 256
     close_timeout: float = 3.0  # for the client's close frame (or FIN, or its reading our last bytes) after ours
     shutdown_grace: float = 2.0  # Ctrl-C: for every connection to finish its closing handshake
+    max_memory: int = DEFAULT_MEMORY_BUDGET  # unfinished frames and messages of all connections together
     tls: ssl.SSLContext | None = None  # --certfile/--keyfile: wss:// and the demo page over https://
 
 
@@ -113,6 +121,7 @@ class WebSocketServer:
         self._warn = warn
         self._stopping = False
         self.app: Application = application(options.mode, interval=options.interval, room=self)
+        self.budget = MemoryBudget(options.max_memory)  # shared by every connection's decoder (--max-memory)
         # Connections an application sent to while another's bytes were decoded: written once that one's events
         # are logged (flush_sent), so the log shows the cause before its effects.
         self._unflushed: dict[ServerConnection, None] = {}
@@ -231,7 +240,8 @@ class ServerConnection(asyncio.Protocol):
         self._opened_at = now
         self._last_heard = asyncio.get_running_loop().time()
         self.endpoint = ServerEndpoint(server.config, client=client, server=local, time=now,
-                                       numbering=server.number, on_message=self._on_message)
+                                       numbering=server.number, on_message=self._on_message,
+                                       budget=server.budget)
         server.connections[self.key] = self
         self._later("handshake", server.options.handshake_timeout, self._handshake_timed_out)
 
@@ -300,6 +310,10 @@ class ServerConnection(asyncio.Protocol):
             return
         self._record_numbered(now)
         self.server.emit(events)
+        if endpoint.failed_over_budget:
+            self.server.warn(f"#{endpoint.stream} closed with {TRY_AGAIN_LATER} (try again later): its frame or "
+                             "message would take what the unfinished frames and messages of all connections hold "
+                             f"past --max-memory ({self.server.options.max_memory:,} bytes)")
         self._adapt_chunk(events)
         if was_handshaking and endpoint.state is State.OPEN:
             self._cancel("handshake")
@@ -577,7 +591,8 @@ def run_serve(args: argparse.Namespace) -> int:
                            ping_interval=args.ping_interval, handshake_timeout=args.handshake_timeout,
                            max_connections=args.max_connections, max_queue=args.max_queue,
                            idle_timeout=args.idle_timeout, read_chunk=args.read_chunk, turn_frames=args.turn_frames,
-                           close_timeout=args.close_timeout, shutdown_grace=args.shutdown_grace, tls=tls)
+                           close_timeout=args.close_timeout, shutdown_grace=args.shutdown_grace,
+                           max_memory=args.max_memory, tls=tls)
     summary = Summary()
     sinks: list[EventSink] = []
     if not args.quiet:  # --quiet keeps nothing per event, not even the counts
