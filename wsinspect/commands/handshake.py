@@ -13,6 +13,7 @@ import argparse
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from wsinspect.commands import (
     EXIT_FINDINGS,
@@ -30,8 +31,13 @@ from wsinspect.core.handshake import (
     Finding,
     Headers,
     HttpRequest,
+    HttpResponse,
+    ascii_number,
+    display_text,
     parse_request,
     parse_response,
+    validate_extended_connect,
+    validate_extended_connect_response,
     validate_request,
     validate_response,
 )
@@ -45,16 +51,26 @@ examples:
   wsinspect handshake --key x3JJHMbDL1EzLkh9GBhXDw== --export accept.html
   wsinspect handshake check request.txt            lint a request (and its response) pasted into a file
   pbpaste | wsinspect handshake check -            from the clipboard (macOS; xclip -o on Linux)
-  curl -v --http1.1 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \\
+  curl -v --max-time 2 --http1.1 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \\
        -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' http://127.0.0.1:8765/ 2>&1 | wsinspect handshake check -
 
-exit status of check: 0 the handshake follows RFC 6455 section 4, 1 a rule is broken (or the server did not
-switch protocols), 2 the input is not an HTTP request or response.
+check reads at most the first 1 MiB of its input, and from stdin stops once a request and the whole header block
+of its response have arrived (curl keeps a WebSocket open after the 101).
+
+exit status: 0 the handshake follows RFC 6455 section 4 (with --key: the key is valid), 1 a rule is broken (or the
+server did not switch protocols; with --key: the key is not base64 of 16 bytes), 2 the input is not an HTTP
+request or response.
 """
 
 _REQUEST_LINE = re.compile(r"^[A-Z]+ \S+ HTTP/\d+(\.\d+)?$")
+# A line that means to be a request line though it is not a well-formed one ("GET /a b HTTP/1.1", "GET / HTTP/1.1 x"):
+# it starts a request block all the same, so the core's validator says what is wrong with it instead of it being
+# skipped as text around the headers.
+_REQUEST_LIKE = re.compile(r"^[A-Z]+ \S.* HTTP/")
 _STATUS_LINE = re.compile(r"^HTTP/\d+(\.\d+)? \d{3}( .*)?$")
 _HEADER_LINE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:")
+# An HTTP/2 pseudo-header field as Chrome's dev tools show it (":method: CONNECT", ":protocol: websocket").
+_PSEUDO_HEADER_LINE = re.compile(r"^:[a-z]+:")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _NAME_THEN_VALUE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:( |\t|$)")
 # curl's progress meter, which curl -v prints too when its output is redirected (as in `curl -v URL > out 2>&1`).
@@ -112,13 +128,26 @@ FIXES: dict[str, list[str]] = {
 }
 
 
+# What check reads of its input at most: a handshake's header blocks are a few KB (a server refuses more than tens
+# of KB: serve's --max-header is 32 KiB), and a paste many times that is a mistake that must not take minutes.
+PASTE_LIMIT = 1024 * 1024
+# How many skipped lines the notes quote; beyond that they are counted.
+_SKIPPED_QUOTED = 3
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
 @dataclass
 class Paste:
-    """An opening handshake as found in a paste: the header blocks (CRLF line ends) and what had to be assumed."""
+    """An opening handshake as found in a paste: the header blocks (CRLF line ends) and what had to be assumed.
+
+    ``http2``: the blocks are HTTP/2 header lists (pseudo-header fields, no start line), one 'name: value' a line.
+    ``response_ended``: the response's header block was ended by its blank line (more input changes nothing)."""
 
     request: bytes | None = None
     response: bytes | None = None
     notes: list[str] = field(default_factory=list)
+    http2: bool = False
+    response_ended: bool = False
 
 
 @dataclass
@@ -126,6 +155,7 @@ class _Block:
     start_line: str | None
     section: str  # "request", "response" or "" (unknown)
     lines: list[str] = field(default_factory=list)
+    ended: bool = False  # a blank line came after it
 
 
 def _curl_lines(lines: list[str]) -> tuple[list[str], list[str]] | None:
@@ -139,10 +169,12 @@ def _curl_lines(lines: list[str]) -> tuple[list[str], list[str]] | None:
     return sent, received
 
 
-def _blocks(lines: list[str], general: dict[str, str]) -> list[_Block]:
+def _blocks(lines: list[str], general: dict[str, str], notes: list[str]) -> list[_Block]:
     blocks: list[_Block] = []
     current: _Block | None = None
     section = ""
+    skipped: list[str] = []
+    indented = 0
     for line in lines:
         stripped = line.strip()
         lowered = stripped.lower()
@@ -156,20 +188,43 @@ def _blocks(lines: list[str], general: dict[str, str]) -> list[_Block]:
             if colon:
                 general[name.strip().lower()] = value.strip()
             continue
-        if _REQUEST_LINE.match(stripped) or _STATUS_LINE.match(stripped):
-            current = _Block(stripped, "request" if _REQUEST_LINE.match(stripped) else "response")
+        if _REQUEST_LIKE.match(stripped) or _STATUS_LINE.match(stripped):
+            current = _Block(stripped, "response" if _STATUS_LINE.match(stripped) else "request")
             blocks.append(current)
             continue
         if not stripped:
+            if current is not None:
+                current.ended = True
             current = None  # the blank line that ends a header block; a body may follow
             continue
+        header = _HEADER_LINE.match(stripped) or _PSEUDO_HEADER_LINE.match(stripped)
         if current is None:
-            if not _HEADER_LINE.match(stripped):
-                continue  # text around the headers ("Provisional headers are shown", a body)
+            if not header:
+                skipped.append(stripped)  # text around the headers ("Provisional headers are shown", a body)
+                continue
             current = _Block(None, section)
             blocks.append(current)
+        if header and line != stripped:
+            # Dev tools and copies from a web page indent header lines; an obs-fold continuation (which the core
+            # judges) is a line that starts with white space and is not 'Name: value' itself.
+            indented += 1
+            line = stripped
         current.lines.append(line)
+    if indented:
+        notes.append(f"{indented} header line{'s' if indented != 1 else ''} started with spaces or a tab (as copied "
+                     "from a web page): read without them")
+    if skipped and blocks:
+        quoted = ", ".join(repr_line(line) for line in skipped[:_SKIPPED_QUOTED])
+        more = f" and {len(skipped) - _SKIPPED_QUOTED} more" if len(skipped) > _SKIPPED_QUOTED else ""
+        notes.append(f"{len(skipped)} line{'s' if len(skipped) != 1 else ''} outside any header block skipped: "
+                     f"{quoted}{more}")
     return blocks
+
+
+def repr_line(line: str) -> str:
+    """A skipped line, quoted and cut short, its bytes shown as UTF-8 where they are (escaped later, by the view)."""
+    shown = display_text(line)
+    return f"'{shown[:60]}…'" if len(shown) > 60 else f"'{shown}'"
 
 
 def _join_split_values(lines: list[str]) -> list[str]:
@@ -193,12 +248,40 @@ def _block_bytes(start_line: str, lines: list[str]) -> bytes:
     return ("\r\n".join([start_line, *lines]) + "\r\n\r\n").encode("latin-1")
 
 
+def _utf16(data: bytes) -> str | None:
+    """The codec of a UTF-16 paste (PowerShell's '>' writes UTF-16LE with a byte order mark), or None."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    # Without a mark: ASCII text in UTF-16 has a zero byte beside each character.
+    head = data[:64]
+    if len(head) >= 4 and head.count(0) * 2 >= len(head) - 1:
+        return "utf-16-le" if head[1] == 0 else "utf-16-be"
+    return None
+
+
+def _paste_bytes(data: bytes, notes: list[str]) -> bytes:
+    """The paste as the bytes a wire would have carried: a UTF-16 paste re-encoded as UTF-8, a byte order mark
+    removed."""
+    codec = _utf16(data)
+    if codec is not None:
+        # (an odd last byte, as a read cut at its limit leaves, is replaced rather than refused)
+        data = data.decode(codec, "replace").encode("utf-8")
+        notes.append("the paste is UTF-16 text (as PowerShell's '>' writes it): read as UTF-16")
+    if data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM):]
+        if codec is None:
+            notes.append("the paste starts with a UTF-8 byte order mark (as Notepad writes it): removed")
+    return data
+
+
 def split_paste(data: bytes) -> Paste | None:
     """The request and response in a paste, or None when nothing in it is HTTP."""
-    # Latin-1 keeps every byte as one character, as the core reads header bytes off the wire.
-    text = data.decode("latin-1")
-    lines = [_CURL_PROGRESS.sub("", line.rstrip("\r")) for line in text.replace("\r\n", "\n").split("\n")]
     paste = Paste()
+    # Latin-1 keeps every byte as one character, as the core reads header bytes off the wire.
+    text = _paste_bytes(data, paste.notes).decode("latin-1")
+    lines = [_CURL_PROGRESS.sub("", line.rstrip("\r")) for line in text.replace("\r\n", "\n").split("\n")]
+    if lines[-1] == "":
+        lines.pop()  # (what follows the last line end: a blank line is one that ends with a line end)
     curl = _curl_lines(lines)
     if curl is not None:
         paste.notes.append("a curl -v transcript: the '>' lines are the request, the '<' lines the response")
@@ -206,13 +289,15 @@ def split_paste(data: bytes) -> Paste | None:
     else:
         lines = _join_split_values(lines)
     general: dict[str, str] = {}
-    blocks = _blocks(lines, general)
+    blocks = _blocks(lines, general, paste.notes)
     if not blocks:
         return None
+    if any(line.startswith(":") for block in blocks if block.start_line is None for line in block.lines):
+        return _http2_paste(blocks, paste)
     for block in blocks:
         names = {line.partition(":")[0].strip().lower() for line in block.lines}
         if block.start_line is not None:
-            kind = "request" if _REQUEST_LINE.match(block.start_line) else "response"
+            kind = "response" if _STATUS_LINE.match(block.start_line) else "request"
         elif block.section in ("request", "response"):
             kind = block.section
         else:
@@ -225,7 +310,61 @@ def split_paste(data: bytes) -> Paste | None:
             paste.request = _block_bytes(start_line, block.lines)
         else:
             paste.response = _block_bytes(start_line, block.lines)
+            paste.response_ended = block.ended
     return paste
+
+
+def _http2_paste(blocks: list[_Block], paste: Paste) -> Paste:
+    """A paste of HTTP/2 header lists (Chrome shows an HTTP/2 WebSocket's request as ':method: CONNECT',
+    ':protocol: websocket', ...): each block as its 'name: value' lines, judged by RFC 8441's rules."""
+    paste.http2 = True
+    paste.notes.append("HTTP/2 pseudo-header fields (:method, :protocol...): checked as an RFC 8441 extended "
+                       "CONNECT, the WebSocket over HTTP/2, not as an HTTP/1.1 Upgrade")
+    for block in blocks:
+        if block.start_line is not None:
+            paste.notes.append("an HTTP/1.1 start line among HTTP/2 header lists skipped: "
+                               f"{repr_line(block.start_line)}")
+            continue
+        kind = "response" if any(line.lower().startswith(":status:") for line in block.lines) else "request"
+        if (paste.request if kind == "request" else paste.response) is not None:
+            paste.notes.append(f"more than one {kind} in the paste: the first is checked")
+            continue
+        raw = ("\r\n".join(block.lines) + "\r\n\r\n").encode("latin-1")
+        if kind == "request":
+            paste.request = raw
+        else:
+            paste.response, paste.response_ended = raw, block.ended
+    return paste
+
+
+def _http2_headers(raw: bytes) -> Headers:
+    """The fields of an HTTP/2 header list pasted as 'name: value' lines (a pseudo-header's name keeps its colon)."""
+    fields: list[tuple[str, str]] = []
+    for line in raw.decode("latin-1").split("\r\n"):
+        if not line:
+            continue
+        colon = line.find(":", 1)
+        name, value = (line, "") if colon < 0 else (line[:colon], line[colon + 1:])
+        fields.append((name.strip().lower(), value.strip(" \t")))
+    return Headers(tuple(fields))
+
+
+def _http2_messages(paste: Paste) -> tuple[HttpRequest | None, HttpResponse | None]:
+    """The pasted HTTP/2 request and response as the core's messages, built as ``read`` builds them (core.http2)."""
+    request = response = None
+    if paste.request is not None:
+        headers = _http2_headers(paste.request)
+        path, protocol = headers.get(":path") or "", headers.get(":protocol")
+        method = headers.get(":method") or ""
+        start_line = f"{method} {path} HTTP/2" + (f" (:protocol {protocol})" if protocol is not None else "")
+        request = HttpRequest(raw=paste.request, start_line=start_line, headers=headers, method=method, target=path,
+                              version="HTTP/2")
+    if paste.response is not None:
+        headers = _http2_headers(paste.response)
+        status_text = (headers.get(":status") or "").strip()
+        response = HttpResponse(raw=paste.response, start_line=f"HTTP/2 {status_text}", headers=headers,
+                                version="HTTP/2", status=ascii_number(status_text, 3) or 0, reason="")
+    return request, response
 
 
 def _assumed_start_line(kind: str, general: dict[str, str], notes: list[str]) -> str:
@@ -270,11 +409,19 @@ def fix_lines(finding: Finding, shown: set[str]) -> list[Line]:
 def check_lines(paste: Paste, *, width: int = 100) -> tuple[list[Line], list[Finding], bool]:
     """The report for a paste, its findings, and whether the server switched protocols (True when the paste holds
     no response: nothing says it did not)."""
-    request = parse_request(paste.request) if paste.request is not None else None
-    response = parse_response(paste.response) if paste.response is not None else None
-    request_findings = validate_request(request) if request is not None else []
-    response_findings = validate_response(response, request) if response is not None else []
-    lines: list[Line] = [[("heading", "Opening handshake check (RFC 6455 section 4)")]]
+    request: HttpRequest | None
+    response: HttpResponse | None
+    if paste.http2:
+        request, response = _http2_messages(paste)
+        request_findings = validate_extended_connect(request) if request is not None else []
+        response_findings = validate_extended_connect_response(response, request) if response is not None else []
+    else:
+        request = parse_request(paste.request) if paste.request is not None else None
+        response = parse_response(paste.response) if paste.response is not None else None
+        request_findings = validate_request(request) if request is not None else []
+        response_findings = validate_response(response, request) if response is not None else []
+    rules = "RFC 8441: WebSocket over HTTP/2" if paste.http2 else "RFC 6455 section 4"
+    lines: list[Line] = [[("heading", f"Opening handshake check ({rules})")]]
     lines += [[("muted", f"  · {visible(note)}")] for note in paste.notes]
     if response is not None and request is None:
         lines.append([("muted", "  · only a response: paste the request too to check Sec-WebSocket-Accept "
@@ -299,7 +446,7 @@ def check_lines(paste: Paste, *, width: int = 100) -> tuple[list[Line], list[Fin
                 lines.append([("muted", f"      a server refuses it: {status}")])
             lines += fix_lines(finding, shown)
     findings = request_findings + response_findings
-    upgraded = response is None or response.status == 101
+    upgraded = response is None or (200 <= response.status < 300 if paste.http2 else response.status == 101)
     wrong = [f for f in findings if f.severity in (Severity.ERROR, Severity.WARNING)]
     lines.append([])
     if wrong:
@@ -308,8 +455,8 @@ def check_lines(paste: Paste, *, width: int = 100) -> tuple[list[Line], list[Fin
                       ("muted", f", {len(wrong) - errors} warning{'s' if len(wrong) - errors != 1 else ''}")])
     else:
         what = " and ".join(name for name, message in (("request", request), ("response", response)) if message)
-        lines.append([("ok", "✓ "), ("plain", f"the {what} follow{'s' if ' and ' not in what else ''} RFC 6455 "
-                                              "section 4")])
+        lines.append([("ok", "✓ "), ("plain", f"the {what} follow{'s' if ' and ' not in what else ''} "
+                                              f"{rules.replace(':', ' (') + ')' if paste.http2 else rules}")])
     return lines, findings, upgraded
 
 
@@ -368,19 +515,67 @@ def run_walkthrough(args: argparse.Namespace) -> int:
                                     "item 5:")])
             lines.append([("info", "    \u201cA |Sec-WebSocket-Key| header field with a base64-encoded (see "
                                    "Section 4 of [RFC4648]) value that, when decoded, is 16 bytes in length.\u201d")])
-    return present(args, lines)
+    status = present(args, lines)
+    # As check's: a key that breaks the rule is a finding (1), whatever was shown for it.
+    return EXIT_FINDINGS if status == EXIT_OK and findings else status
+
+
+def _exchange_complete(data: bytes) -> bool:
+    """Does ``data`` (what arrived so far) hold a request and the whole header block of its response? Only whole
+    lines count: the last one may still be arriving."""
+    end = data.rfind(b"\n")
+    if end < 0:
+        return False
+    paste = split_paste(data[:end + 1])
+    return paste is not None and paste.request is not None and paste.response is not None and paste.response_ended
+
+
+# Past this much input, check no longer looks for a complete exchange after each read (each look parses all that
+# arrived): a curl transcript of a handshake is a few KB, and reading on to the end or PASTE_LIMIT is still bounded.
+_LOOK_FOR_END_UP_TO = 64 * 1024
+
+
+# The line ends of a blank line, the end of a header block: plain, or as curl -v shows the response's ("< ").
+_BLANK_LINES = (b"\n\n", b"\n\r\n", b"\n< \r\n", b"\n<\r\n", b"\n< \n", b"\n<\n")
+
+
+def _ends_a_block(data: bytes | bytearray) -> bool:
+    return any(blank in data for blank in _BLANK_LINES)
+
+
+def read_paste(stream: BinaryIO, *, stop_at_exchange: bool) -> tuple[bytes, int | None]:
+    """At most PASTE_LIMIT bytes of ``stream``, and how many bytes were read when it had more (else None).
+
+    With ``stop_at_exchange``, reading stops as soon as a request and its response's whole header block are in:
+    ``curl -v`` keeps a WebSocket open after the 101, so its output has no end to wait for."""
+    data = bytearray()
+    read_some = getattr(stream, "read1", stream.read)
+    while len(data) <= PASTE_LIMIT:
+        chunk = read_some(PASTE_LIMIT + 1 - len(data))
+        if not chunk:
+            break
+        data += chunk
+        if stop_at_exchange and len(data) <= _LOOK_FOR_END_UP_TO and _ends_a_block(data[-len(chunk) - 4:]) \
+                and _exchange_complete(bytes(data)):
+            break
+    if len(data) > PASTE_LIMIT:
+        return bytes(data[:PASTE_LIMIT]), len(data)
+    return bytes(data), None
 
 
 def run_check(args: argparse.Namespace) -> int:
     try:
         if args.file == "-":
-            data = sys.stdin.buffer.read()
+            data, cut = read_paste(sys.stdin.buffer, stop_at_exchange=True)
         else:
             with open(args.file, "rb") as handle:
-                data = handle.read()
+                data, cut = read_paste(handle, stop_at_exchange=False)
     except OSError as failure:
         return error(args, f"{visible(args.file)}: {visible(failure.strerror or str(failure))}")
     paste = split_paste(data)
+    if paste is not None and cut is not None:
+        paste.notes.insert(0, f"the input is over {PASTE_LIMIT // (1024 * 1024)} MiB: only its first "
+                              f"{PASTE_LIMIT:,} bytes were read and checked")
     if paste is None:
         return error(args, f"{visible(args.file)}: not an HTTP request or response: no request line, status line "
                            "or 'Name: value' header line")

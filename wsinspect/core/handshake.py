@@ -26,6 +26,31 @@ SUPPORTED_VERSION = "13"
 _MEMO_VALUES_UP_TO = 256
 
 
+def display_text(text: str) -> str:
+    """Header text (its bytes decoded as Latin-1, as parsed here) as the characters those bytes encode in UTF-8, as
+    a peer that sends UTF-8 means them; a byte that is not part of valid UTF-8 becomes a lone surrogate, which
+    ``views.safe.visible`` shows as \\xNN. For messages and ``got`` values: they are escaped once, by the view, so a
+    real ESC byte (\\x1b) and a literal backslash (\\\\) stay distinct."""
+    if text.isascii():
+        return text
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:  # already characters, not bytes
+        return text
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _quoted(text: str) -> str:
+    """A wire value in a finding's message: in quotes, its bytes as display_text shows them (not repr: the view
+    escapes the message, and would escape repr's backslashes a second time)."""
+    return f"'{display_text(text)}'"
+
+
+def _shown(text: str | None) -> str | None:
+    """display_text for a ``got`` that may be missing."""
+    return None if text is None else display_text(text)
+
+
 def accept_key(key: str) -> str:
     """Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + GUID)) (RFC 6455 4.2.2 item 5.4)."""
     digest = hashlib.sha1((key.strip() + WEBSOCKET_GUID).encode("latin-1")).digest()
@@ -85,10 +110,20 @@ class Headers:
 
 def _values_by_name(items: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
     by_name: dict[str, tuple[str, ...]] = {}
+    # A repeated name collects its values in a list, made a tuple once at the end: rebuilding the tuple for every
+    # repeat took time quadratic in the number of repeats (a pasted block of 100,000 'X-a: b' lines took minutes).
+    repeated: dict[str, list[str]] = {}
     for key, value in items:
         lowered = key.lower()
-        earlier = by_name.get(lowered)
-        by_name[lowered] = (value,) if earlier is None else (*earlier, value)
+        if lowered in by_name:
+            values = repeated.get(lowered)
+            if values is None:
+                values = repeated[lowered] = [*by_name[lowered]]
+            values.append(value)
+        else:
+            by_name[lowered] = (value,)
+    for lowered, values in repeated.items():
+        by_name[lowered] = tuple(values)
     return by_name
 
 
@@ -209,11 +244,11 @@ def _split_head(raw: bytes) -> tuple[str, list[tuple[str, str]], list[Finding]]:
             # obs-fold (RFC 7230 3.2.4): a continuation of the previous value; deprecated but still seen.
             name, value = headers[-1]
             headers[-1] = (name, f"{value} {line.strip()}")
-            syntax.append(finding("http.malformed", f"Folded header line (obs-fold) after {name!r}."))
+            syntax.append(finding("http.malformed", f"Folded header line (obs-fold) after {_quoted(name)}."))
             continue
         name, colon, value = line.partition(":")
         if not colon or not name or name != name.strip():
-            syntax.append(finding("http.malformed", f"Not a 'Name: value' header line: {line!r}."))
+            syntax.append(finding("http.malformed", f"Not a 'Name: value' header line: {_quoted(line)}."))
             continue
         header = (name, value.strip(" \t"))
         headers.append(header)
@@ -338,28 +373,29 @@ def validate_request(request: HttpRequest, *, allowed_origins: Iterable[str] | N
     headers = request.headers
     by_name = headers._by_name  # (what Headers.get and friends read, by lower-cased name)
     if request.method != "GET":
-        findings.append(finding("request.method", f"The method is {request.method!r}; it must be GET.",
-                                 "GET", request.method))
+        findings.append(finding("request.method", f"The method is {_quoted(request.method)}; it must be GET.",
+                                 "GET", display_text(request.method)))
     if request.version != "HTTP/1.1" and not _http_version_at_least_1_1(request.version):
-        findings.append(finding("request.version", f"The request is {request.version!r}; it must be HTTP/1.1 "
-                                 "or higher.", "HTTP/1.1", request.version))
+        findings.append(finding("request.version", f"The request is {_quoted(request.version)}; it must be "
+                                 "HTTP/1.1 or higher.", "HTTP/1.1", display_text(request.version)))
     if not _joined(by_name.get("host")):
         findings.append(finding("request.host", "There is no Host header field.", "Host: <server authority>"))
     upgrade_values = by_name.get("upgrade", ())
     upgrade = _joined(upgrade_values)
     if upgrade is None or not _has_token(upgrade_values, "websocket"):
         findings.append(finding("request.upgrade", "The Upgrade header field " + (
-            "is missing." if upgrade is None else f"does not contain 'websocket' (it says {upgrade!r})."),
-            "websocket", upgrade))
+            "is missing." if upgrade is None else f"does not contain 'websocket' (it says {_quoted(upgrade)})."),
+            "websocket", _shown(upgrade)))
     connection_values = by_name.get("connection", ())
     connection = _joined(connection_values)
     connection_upgrade = _has_token(connection_values, "upgrade")
     if connection is None or not connection_upgrade:
         findings.append(finding("request.connection", "The Connection header field " + (
             "is missing." if connection is None else f"does not include the token 'Upgrade' (it says "
-                                                      f"{connection!r})."), "Upgrade", connection))
+                                                      f"{_quoted(connection)})."), "Upgrade",
+            _shown(connection)))
     if upgrade is None and not connection_upgrade:
-        websocket_headers = [name if name.isascii() and name.isprintable() else repr(name)
+        websocket_headers = [name if name.isascii() and name.isprintable() else _quoted(name)
                              for name, _ in headers if name.lower().startswith("sec-websocket-")]
         findings.append(finding("request.upgrade-stripped", (
             f"The request carries {', '.join(websocket_headers)} but neither Upgrade nor Connection: Upgrade: a "
@@ -378,24 +414,24 @@ def validate_request(request: HttpRequest, *, allowed_origins: Iterable[str] | N
         key_problem = _key_problem(keys[0])
         if key_problem:
             findings.append(finding("request.key", key_problem, "base64 of 16 bytes (24 characters ending '==')",
-                                     keys[0]))
+                                     display_text(keys[0])))
     versions = by_name.get("sec-websocket-version", ())
     if versions != (SUPPORTED_VERSION,):
-        got = ", ".join(versions) if versions else None
+        got = display_text(", ".join(versions)) if versions else None
         findings.append(finding("request.websocket-version", "Sec-WebSocket-Version " + (
-            "is missing." if got is None else f"is {got!r}; this protocol is version 13."), SUPPORTED_VERSION, got))
+            "is missing." if got is None else f"is '{got}'; this protocol is version 13."), SUPPORTED_VERSION, got))
     protocols = [p.strip() for value in by_name.get("sec-websocket-protocol", ()) for p in value.split(",")]
     if protocols and (any(not p or not _is_token(p) for p in protocols) or len(set(protocols)) != len(protocols)):
         findings.append(finding("request.protocol-syntax", "Sec-WebSocket-Protocol is not a list of unique "
-                                 "tokens.", "token, token", headers.get("Sec-WebSocket-Protocol")))
+                                 "tokens.", "token, token", display_text(headers.get("Sec-WebSocket-Protocol") or "")))
     origin = _joined(by_name.get("origin"))
     if allowed_origins is not None:
         allowed = list(allowed_origins)
         # The server compares the lowercased /origin/ (RFC 6455 4.2.2 item 4, and RFC 6454 serialisation).
         if origin is None or origin.lower() not in {a.lower() for a in allowed}:
-            told = "There is no Origin header field" if origin is None else f"Origin {origin!r} is not allowed"
+            told = "There is no Origin header field" if origin is None else f"Origin {_quoted(origin)} is not allowed"
             findings.append(finding("request.origin", f"{told}; this server accepts only {', '.join(allowed)}.",
-                                    " or ".join(allowed), origin))
+                                    " or ".join(allowed), _shown(origin)))
     elif origin is None:
         findings.append(finding("request.origin-missing", "The request has no Origin header field."))
     return findings
@@ -412,7 +448,7 @@ def _key_problem(key: str) -> str | None:
     try:
         decoded = base64.b64decode(key.strip(), validate=True)
     except (binascii.Error, ValueError):
-        return f"Sec-WebSocket-Key {key!r} is not valid base64."
+        return f"Sec-WebSocket-Key {_quoted(key)} is not valid base64."
     if len(decoded) != 16:
         return f"Sec-WebSocket-Key decodes to {len(decoded)} bytes; it must be 16."
     return None
@@ -425,7 +461,7 @@ def validate_response(response: HttpResponse, request: HttpRequest | None) -> li
     by_name = headers._by_name  # (what Headers.get and friends read, by lower-cased name)
     if response.status != 101:
         plain = request is not None and "websocket" not in request.headers.tokens("Upgrade")
-        findings.append(finding("response.status", f"The server answered {response.status} {response.reason!r}"
+        findings.append(finding("response.status", f"The server answered {response.status} {_quoted(response.reason)}"
                                  ": the connection was not upgraded." + (
                                      " It received a plain HTTP request (no Upgrade: websocket), so it could not "
                                      "switch protocols." if plain else ""), "101", str(response.status)))
@@ -439,10 +475,10 @@ def validate_response(response: HttpResponse, request: HttpRequest | None) -> li
         return findings
     if not _has_token(by_name.get("upgrade", ()), "websocket"):
         findings.append(finding("response.upgrade", "The Upgrade header field is missing or not 'websocket'.",
-                                 "websocket", headers.get("Upgrade")))
+                                 "websocket", _shown(headers.get("Upgrade"))))
     if not _has_token(by_name.get("connection", ()), "upgrade"):
         findings.append(finding("response.connection", "The Connection header field is missing or lacks the "
-                                 "token 'Upgrade'.", "Upgrade", headers.get("Connection")))
+                                 "token 'Upgrade'.", "Upgrade", _shown(headers.get("Connection"))))
     got_accept = _joined(by_name.get("sec-websocket-accept"))
     key = _joined(request.headers._by_name.get("sec-websocket-key")) if request is not None else None
     if key is not None:
@@ -450,7 +486,7 @@ def validate_response(response: HttpResponse, request: HttpRequest | None) -> li
         if got_accept is None or got_accept.strip() != expected:
             findings.append(finding("response.accept", "Sec-WebSocket-Accept " + (
                 "is missing." if got_accept is None else "does not match the key the client sent."),
-                expected, got_accept))
+                expected, _shown(got_accept)))
     elif got_accept is None:
         findings.append(finding("response.accept", "Sec-WebSocket-Accept is missing.",
                                  "base64(SHA-1(key + GUID))"))
@@ -460,16 +496,69 @@ def validate_response(response: HttpResponse, request: HttpRequest | None) -> li
         for extension in parse_extensions(by_name.get("sec-websocket-extensions", ())):
             if extension.name not in offered_extensions:
                 findings.append(finding("response.extension-not-offered",
-                                         f"The server accepted extension {extension.name!r}, which the client "
-                                         "did not offer.", ", ".join(sorted(offered_extensions)) or "none",
-                                         extension.name))
+                                         f"The server accepted extension {_quoted(extension.name)}, which the "
+                                         "client did not offer.", ", ".join(sorted(offered_extensions)) or "none",
+                                         display_text(extension.name)))
         offered_protocols = [p.strip() for v in requested.get("sec-websocket-protocol", ()) for p in v.split(",")
                              if p.strip()]
         chosen = [p.strip() for v in by_name.get("sec-websocket-protocol", ()) for p in v.split(",")]
         if len(chosen) > 1 or (chosen and chosen[0] not in offered_protocols):
             findings.append(finding("response.protocol-not-offered", "The server's Sec-WebSocket-Protocol "
-                                     f"{', '.join(chosen)!r} is not exactly one of those the client offered.",
-                                     " or ".join(offered_protocols) or "none", ", ".join(chosen)))
+                                     f"{_quoted(', '.join(chosen))} is not exactly one of those the client "
+                                     "offered.", " or ".join(offered_protocols) or "none",
+                                     display_text(", ".join(chosen))))
+    return findings
+
+
+def validate_extended_connect(request: HttpRequest) -> list[Finding]:
+    """Judge a WebSocket request over HTTP/2 (RFC 8441 4 and 5): an extended CONNECT, its pseudo-header fields in
+    ``request.headers`` (':method', ':protocol', ...). What the server's SETTINGS allowed is not known here."""
+    findings: list[Finding] = []
+    headers = request.headers
+    pseudo = ", ".join(name for name, _ in headers if name.startswith(":"))
+    method, protocol = headers.get(":method"), headers.get(":protocol")
+    if method != "CONNECT":
+        findings.append(finding("h2.extended-connect", "An HTTP/2 WebSocket is opened with :method CONNECT; "
+                                + ("there is no :method." if method is None else f"this one is {_quoted(method)}."),
+                                expected="CONNECT", got=_shown(method)))
+    if protocol is None or protocol.strip().lower() != "websocket":
+        findings.append(finding("h2.extended-connect", "The extended CONNECT names the protocol in :protocol, "
+                                "which must be 'websocket' (RFC 8441 4); " + (
+                                    "there is none." if protocol is None else f"it is {_quoted(protocol)}."),
+                                expected="websocket", got=_shown(protocol)))
+    missing = [name for name in (":scheme", ":path", ":authority") if headers.get(name) is None]
+    if missing:
+        findings.append(finding("h2.extended-connect", f"The extended CONNECT lacks {', '.join(missing)}.",
+                                expected=":method, :protocol, :scheme, :path, :authority", got=display_text(pseudo)))
+    version = headers.get("sec-websocket-version")
+    if version is None or version.strip() != SUPPORTED_VERSION:
+        findings.append(finding("request.websocket-version", "RFC 8441 5 keeps Sec-WebSocket-Version from "
+                                "RFC 6455: it must be 13.", expected=SUPPORTED_VERSION, got=_shown(version)))
+    return findings
+
+
+def validate_extended_connect_response(response: HttpResponse, request: HttpRequest | None) -> list[Finding]:
+    """Judge the answer to an extended CONNECT (RFC 8441 5): a 2xx :status accepts the WebSocket (HTTP/1.1's 101);
+    Sec-WebSocket-Protocol and -Extensions are answered as RFC 6455 4.1 says; there is no accept key (the stream
+    itself shows that the server understood)."""
+    if not 200 <= response.status < 300:
+        return [finding("response.status", f"The server answered :status {response.status or '(none)'}: the "
+                        "WebSocket was not accepted (RFC 8441 5: a 2xx status accepts it).", "200",
+                        str(response.status))]
+    findings: list[Finding] = []
+    headers = response.headers
+    offered_headers = request.headers if request is not None else Headers()
+    chosen = headers.get("sec-websocket-protocol")
+    offered = [token.strip() for token in (offered_headers.get("sec-websocket-protocol") or "").split(",")]
+    if chosen is not None and chosen.strip() not in offered:
+        findings.append(finding("response.protocol-not-offered", "The server chose a subprotocol the client did "
+                                "not offer.", expected=", ".join(offered), got=display_text(chosen)))
+    offered_extensions = {e.name for e in parse_extensions(offered_headers.get_all("sec-websocket-extensions"))}
+    for extension in parse_extensions(headers.get_all("sec-websocket-extensions")):
+        if extension.name not in offered_extensions:
+            findings.append(finding("response.extension-not-offered", "The server agreed to an extension the "
+                                    "client did not offer.", expected=", ".join(sorted(offered_extensions)) or None,
+                                    got=display_text(extension.name)))
     return findings
 
 
