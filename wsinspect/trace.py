@@ -51,7 +51,14 @@ from wsinspect.capture.reassembly import (
 )
 from wsinspect.capture.tls import Plaintext, TlsDecryptor, client_random_of
 from wsinspect.core.checks import CHECKS
-from wsinspect.core.connection import DEFAULT_MEMORY_BUDGET, Connection, Limits, MemoryBudget, Phase
+from wsinspect.core.connection import (
+    DEFAULT_MEMORY_BUDGET,
+    HEAD_LET_GO_FROM,
+    Connection,
+    Limits,
+    MemoryBudget,
+    Phase,
+)
 from wsinspect.core.construct import fast_constructor
 from wsinspect.core.events import (
     ConnectionClosed,
@@ -162,6 +169,7 @@ class _Flow:
     head: bytearray = field(default_factory=bytearray)  # start of the stream while deciding
     held: list[tuple[Direction, bytes, float, int]] = field(default_factory=list)
     held_bytes: int = 0
+    charged: int = 0  # bytes of ``held`` and ``head`` counted in the trace's memory budget
     # Capture notices that arrived before the stream was decided: passed on after its ConnectionOpened.
     notices: list[FlowNotice] = field(default_factory=list)
     skipped: bool = False
@@ -235,6 +243,9 @@ class CaptureTrace:
         self.idle_timeout = idle_timeout  # seconds of capture time without a packet before a conversation is let go
         self.stats = TraceStats()
         self._flows: dict[int, _Flow] = {}
+        # Made anew by each iteration; the streams it skips are told to it (TcpReassembler.forget_recent).
+        self._reassembler = TcpReassembler(server_ports=self.server_ports, max_open_flows=max_open_flows,
+                                           idle_timeout=idle_timeout)
 
     @property
     def size(self) -> int:
@@ -245,8 +256,9 @@ class CaptureTrace:
         return self.capture.position
 
     def __iter__(self) -> Iterator[Event]:
-        reassembler = TcpReassembler(server_ports=self.server_ports, max_open_flows=self.max_open_flows,
-                                     idle_timeout=self.idle_timeout)
+        reassembler = self._reassembler = TcpReassembler(server_ports=self.server_ports,
+                                                         max_open_flows=self.max_open_flows,
+                                                         idle_timeout=self.idle_timeout)
         feed_in_order = reassembler.feed_in_order
         feed_into = reassembler.feed_into
         unpack_common_shape = ETHERNET_IPV4_TCP_ENDPOINTS.unpack_from
@@ -388,7 +400,20 @@ class CaptureTrace:
             direction = "c2s"
         if direction == "c2s":
             flow.head += item.data[: _SNIFF_BYTES - len(flow.head)]
-        yield from self._decide(flow, final=False)
+        # What an undecided stream holds counts in the memory budget; past it, the stream is decided on what is in.
+        over_budget = self._charge_held(flow) and bool(flow.head)
+        yield from self._decide(flow, final=over_budget)
+        if over_budget:  # its bytes were let go (or the stream skipped): the reassembler's copy need not stay
+            self._reassembler.forget_recent(flow.opened.flow)
+
+    def _charge_held(self, flow: _Flow) -> bool:
+        """Count what ``flow`` holds while undecided in the budget; True when past it, holding enough to let go."""
+        budget = self.budget
+        held = flow.held_bytes + len(flow.head)
+        if held != flow.charged:
+            budget.take(held - flow.charged)
+            flow.charged = held
+        return budget.held > budget.limit and held >= HEAD_LET_GO_FROM
 
     def _closed(self, flow: _Flow, item: FlowClosed) -> Iterator[Event]:
         del self._flows[item.flow]
@@ -574,6 +599,7 @@ class CaptureTrace:
         """A plain HTTP exchange: keep reading the connection, unseen, for a later request asking for a WebSocket."""
         probe = flow.probe = Connection(flow.opened.flow, limits=self.limits, budget=self.budget)
         held, flow.held, flow.head, flow.held_bytes = flow.held, [], bytearray(), 0
+        self._charge_held(flow)
         for direction, data, data_time, data_packet in held:
             if flow.probe is None:
                 break
@@ -610,6 +636,7 @@ class CaptureTrace:
             notices = list(notices)
             yield from self._release_notices(flow)
         held, flow.held, flow.head, flow.held_bytes = flow.held, [], bytearray(), 0
+        self._charge_held(flow)
         for direction, data, data_time, data_packet in held:
             yield from connection.receive(direction, data, time=data_time, packet=data_packet)
         for notice in notices:
@@ -624,6 +651,7 @@ class CaptureTrace:
             yield from connection.announce(time=flow.opened.time, packet=flow.opened.packet)
             yield from self._release_notices(flow)
         held, flow.held, flow.head, flow.held_bytes = flow.held, [], bytearray(), 0
+        self._charge_held(flow)
         for direction, data, data_time, data_packet in held:
             yield from connection.receive(direction, data, time=data_time, packet=data_packet)
         for notice in notices:
@@ -642,10 +670,15 @@ class CaptureTrace:
         if hint:
             self.stats.port_hints.append(hint)
         flow.skipped = True
-        flow.probe = None
+        self._reassembler.forget_recent(flow.opened.flow)
+        if flow.probe is not None:
+            flow.probe.end(time=flow.opened.time)  # what it held goes back to the budget
+            flow.probe = None
         flow.probe_events.clear()
         flow.held.clear()
         flow.head.clear()
+        flow.held_bytes = 0
+        self._charge_held(flow)
         flow.notices.clear()  # facts about a stream nobody will be shown
         self.stats.skipped_streams += 1
 

@@ -473,6 +473,14 @@ class TcpReassembler:
         """Bytes (plus per-segment overhead) held out of order across all flows."""
         return self._budget.held
 
+    def forget_recent(self, flow_number: int) -> None:
+        """Its reader no longer needs ``flow_number``'s bytes checked against retransmissions (it skipped the stream,
+        or let its bytes go): the last piece of each direction, kept until acknowledged, is dropped now."""
+        flow = self._open.get(flow_number)
+        if flow is not None:
+            flow.to_server.forget_recent()
+            flow.to_client.forget_recent()
+
     def feed(self, segment: TcpSegment) -> list[FlowItem]:
         out: list[FlowItem] = []
         self.feed_into(segment, out)

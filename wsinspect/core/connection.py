@@ -110,6 +110,9 @@ _CONTINUATION, _TEXT, _BINARY, _CLOSE = Opcode.CONTINUATION, Opcode.TEXT, Opcode
 DEFAULT_MEMORY_BUDGET = 64 * 1024 * 1024
 #: A frame still being collected is only let go past the budget if it holds this much: small ones cost little.
 LET_GO_FROM = 64 * 1024
+#: A header block (or a refusal's body kept for display) still being collected is let go past the budget from this
+#: size: a usual handshake is smaller, and arrives whole, without being collected at all.
+HEAD_LET_GO_FROM = 2 * 1024
 
 
 class MemoryBudget:
@@ -120,7 +123,9 @@ class MemoryBudget:
     a message that would take more than what is left is cut short (``complete=False``) with a notice, and its
     frames are still decoded. The budget also counts the frame each parser is collecting (up to ``max_frame``):
     past the budget, a frame holding more than ``LET_GO_FROM`` bytes stops being kept (its payload is shown
-    short, with ``missing``). Sans-I/O: just a counter.
+    short, with ``missing``). And the header blocks still arriving (and the start of a refusal's body kept for
+    display), with the bytes a trace holds while deciding what a stream is: past the budget, one holding more than
+    ``HEAD_LET_GO_FROM`` bytes is let go. Sans-I/O: just a counter.
     """
 
     __slots__ = ("held", "limit", "peak")
@@ -295,6 +300,7 @@ class _Side:
         "consumed",
         "direction",
         "head",
+        "head_charged",
         "held",
         "ignored",
         "inflater",
@@ -325,6 +331,7 @@ class _Side:
         self.received = 0  # stream offset of the next byte of this direction (gaps included)
         self.arrivals: list[tuple[int, float, int | None]] = []  # (end offset, time, packet) while out of sync
         self.head = bytearray()  # handshake header block being collected
+        self.head_charged = 0  # bytes of ``head`` counted in the memory budget
         self.consumed = 0  # stream offset of the end of the HTTP messages (header blocks, bodies) read so far
         # Bytes (or, as an int, a gap of that many bytes) waiting for the other side's handshake.
         self.held: list[tuple[bytes | int, float, int | None]] = []
@@ -411,6 +418,8 @@ class Connection:
                               message=self._unread))
             self._unread = None
         for side in self.sides.values():
+            side.head.clear()
+            self._charge_head(side)
             if self.phase is _OPEN:
                 for item in side.parser.finish():
                     self._parse_item(side, item, time, packet, out)
@@ -534,6 +543,7 @@ class Connection:
         self._response = None
         for each in self.sides.values():
             each.head.clear()
+            self._charge_head(each)
             still_held = sum(item if isinstance(item, int) else len(item) for item, _, _ in each.held)
             each.parser = FrameParser(max_payload=self.limits.max_frame, in_sync=False,
                                       expect_masked=each.sender_is_client, offset=each.received - still_held)
@@ -570,15 +580,39 @@ class Connection:
                                  message=f"The header block is longer than {limit} bytes."))
             side.ignored += len(side.head)
             side.head.clear()
+            self._charge_head(side)
             self.phase = _REFUSED
             return None
         if end < 0:
+            if self._charge_head(side):
+                out.append(self._notice(side, "capture.memory-budget", time, packet,
+                                        f"Header blocks, messages and frames still arriving in this capture hold "
+                                        f"{self.budget.held if self.budget else 0} bytes, the memory budget is "
+                                        f"{self.budget.limit if self.budget else 0}: this unfinished header block "
+                                        f"({len(side.head)} bytes so far) stops being kept; the rest of the "
+                                        "connection is not decoded."))
+                side.ignored += len(side.head)
+                side.head.clear()
+                self._charge_head(side)
+                self.phase = _REFUSED
             return None
         head, rest = bytes(side.head[:end]), bytes(side.head[end:])
         side.head.clear()
+        self._charge_head(side)
         side.consumed += end
         side.parser.offset = side.consumed  # frames follow the header block in the byte stream
         return head, rest
+
+    def _charge_head(self, side: _Side) -> bool:
+        """Count ``side.head`` in the memory budget; True if the budget is exceeded and it is worth letting go."""
+        budget = self.budget
+        if budget is None:
+            return False
+        held = len(side.head)
+        if held != side.head_charged:
+            budget.take(held - side.head_charged)
+            side.head_charged = held
+        return budget.held > budget.limit and held >= HEAD_LET_GO_FROM
 
     def _collect_request(self, side: _Side, data: bytes, time: float, packet: int | None, out: list[Event]) -> None:
         body = self._request_body
@@ -650,7 +684,9 @@ class Connection:
             room = self._body_wanted - len(side.head)
             if room > 0:
                 side.head += data[:used] if reader is not None else data
-            if len(side.head) >= self._body_wanted or (reader is not None and reader.done):
+            # Past the memory budget the body kept for display is cut where it is.
+            if len(side.head) >= self._body_wanted or (reader is not None and reader.done) or \
+                    self._charge_head(side):
                 self._finish_response(bytes(side.head), time, packet, out)
                 if reader is not None and not reader.done:
                     self.phase = _RESPONSE  # the rest of the body is still to pass before the next request
@@ -701,6 +737,7 @@ class Connection:
         response, self._response = self._response, None
         assert response is not None
         self.sides["s2c"].head.clear()
+        self._charge_head(self.sides["s2c"])
         if body:
             response = dataclasses.replace(response, body=body[: self._body_wanted])
         self._conclude_response(response, validate_response(response, self._request), response.status == 101,
