@@ -51,6 +51,7 @@ Record = tuple[int, float, int, bytes, int, int, int]
 # Anything claiming more is a corrupt length field, and reading it would allocate that much.
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 _CHUNK_BYTES = 1024 * 1024
+_HEAD_BYTES = 64  # enough for any capture's file header: the first read must hold it
 
 _PCAP_MAGICS: dict[bytes, tuple[str, float, int]] = {
     # magic as stored -> (struct byte order, timestamp fraction units per second, record header size)
@@ -95,10 +96,13 @@ class _GunzipStream:
     decompress) and `problem` says why; and no read returns more than asked, whatever the ratio.
     """
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], already_read: bytes) -> None:
         self._raw = raw
         self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._input = b""  # compressed bytes not yet given to the decompressor
+        # Compressed bytes not yet given to the decompressor: first those read to recognise the file (a pipe cannot
+        # be read again from its start).
+        self._input = already_read
+        self.consumed = len(already_read)  # compressed bytes taken from ``raw``, for progress
         self._ended = False
         self.problem: str | None = None
 
@@ -108,6 +112,7 @@ class _GunzipStream:
         while have < size and not self._ended:
             if not self._input:
                 self._input = self._raw.read(_CHUNK_BYTES)
+                self.consumed += len(self._input)
                 if not self._input:
                     if not self._decompressor.eof:
                         self.problem = "the compressed data ends early"
@@ -146,6 +151,10 @@ class CaptureFile:
 
     Opening checks the header and raises CaptureError for anything that is not a capture. Iteration
     never raises for damage further in: it stops, sets `truncated`, and says why in `problem`.
+
+    ``packet_limit`` N stops the reading at record N, as ``tshark -c N`` does: nothing after it is read, damage
+    after it included. ``stream`` reads an open binary stream (standard input: ``read -``) instead of opening
+    ``path``, which then only names it; a stream that cannot seek (a pipe) can be read once.
     """
 
     format: str  # "pcap" or "pcapng"
@@ -156,18 +165,28 @@ class CaptureFile:
     compressed: bool  # gzip-compressed capture (size and position then count compressed bytes)
     # Key logs from Decryption Secrets Blocks, in file order, as they are read; the trace takes them (and clears).
     tls_key_logs: list[bytes]
+    # The link types of the interfaces described so far (a pcap file has one, known once it is open; a pcapng file
+    # describes its interfaces as it goes): bounded by MAX_INTERFACES per section, and there are 65,536 link types.
+    linktypes: set[int]
+    packets: int  # the number of the last record handed out (Wireshark's frame.number)
+    limit_reached: bool  # the reading stopped at ``packet_limit``
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, packet_limit: int | None = None,
+                 stream: IO[bytes] | None = None) -> None:
         self.path = os.fspath(path)
-        try:
-            self._raw: IO[bytes] = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
-        except OSError as error:
-            raise CaptureError(f"cannot open {self.path}: {error.strerror or error}") from None
+        self.packet_limit = packet_limit
+        if stream is None:
+            try:
+                stream = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+            except OSError as error:
+                raise CaptureError(f"cannot open {self.path}: {error.strerror or error}") from None
+        self._raw: IO[bytes] = stream
         self._stream: _Readable = self._raw
         self._gunzip: _GunzipStream | None = None
         self._iterated = False
         try:
-            self.size = os.fstat(self._raw.fileno()).st_size
+            self._seekable = self._raw.seekable()
+            self.size = os.fstat(self._raw.fileno()).st_size if self._seekable else 0
             self._start()
         except BaseException:
             self.close()
@@ -180,13 +199,15 @@ class CaptureFile:
         self.compressed = False
         self.tls_key_logs = []
         self._tls_key_log_bytes = 0
+        self.linktypes = set()
+        self.packets = 0
+        self.limit_reached = False
         self._stream = self._raw
         self._gunzip = None
         head = self._read_head()
         if head[:2] == b"\x1f\x8b":
             self.compressed = True
-            self._raw.seek(0)
-            self._stream = self._gunzip = _GunzipStream(self._raw)
+            self._stream = self._gunzip = _GunzipStream(self._raw, head)
             head = self._read_head()
             if not head and self._gunzip.problem:
                 raise CaptureError("gzip-compressed file that does not decompress")
@@ -198,6 +219,7 @@ class CaptureFile:
             if len(head) < 24:
                 raise CaptureError(f"pcap file too short for its 24-byte header ({len(head)} bytes)")
             self._head = head
+            self.linktypes.add(_pcap_linktype(head))
         elif len(head) >= 4 and struct.unpack_from("<I", head)[0] == _PCAPNG_SECTION_HEADER:
             self.format = "pcapng"
             if len(head) < 28 or head[8:12] not in _PCAPNG_BYTE_ORDER:
@@ -208,10 +230,19 @@ class CaptureFile:
             raise CaptureError(f"not a pcap or pcapng file (starts with {shown})")
 
     def _read_head(self) -> bytes:
+        """The first bytes, at least enough for any header that is there (a pipe may give fewer at a time)."""
+        parts = []
+        have = 0
         try:
-            return self._stream.read(_CHUNK_BYTES) or b""
+            while have < _HEAD_BYTES:
+                part = self._stream.read(_CHUNK_BYTES)
+                if not part:
+                    break
+                parts.append(part)
+                have += len(part)
         except OSError as error:
             raise CaptureError(f"cannot read: {error.strerror or error}") from None
+        return b"".join(parts)
 
     def __enter__(self) -> CaptureFile:
         return self
@@ -247,12 +278,28 @@ class CaptureFile:
         if self._raw.closed:
             raise CaptureError(f"{self.path} is closed")
         if self._iterated:
+            if not self._seekable:
+                raise CaptureError(f"{self.path} cannot be read twice (it is a pipe)")
             self._raw.seek(0)
             self._start()
         self._iterated = True
-        if self.format == "pcap":
-            return self._iter_pcap()
-        return self._iter_pcapng()
+        return self._counted(self._iter_pcap() if self.format == "pcap" else self._iter_pcapng())
+
+    def _counted(self, batches: Iterator[list[Record]]) -> Iterator[list[Record]]:
+        """``packets`` kept up to date, and the reading stopped at ``packet_limit`` (per batch: no cost per record)."""
+        limit = self.packet_limit
+        for batch in batches:
+            last = batch[-1][0]
+            if limit is not None and last >= limit:
+                self.packets = limit
+                self.limit_reached = True
+                # Whatever stopped the reader after record N (damage, a cut) is past what was asked for.
+                self.truncated = False
+                self.problem = None
+                yield batch if last == limit else [record for record in batch if record[0] <= limit]
+                return
+            self.packets = last
+            yield batch
 
     # -- reading helpers shared by both formats ------------------------------------------------------
 
@@ -261,7 +308,7 @@ class CaptureFile:
         self.problem = problem
 
     def _finish_reading(self, consumed: int) -> None:
-        self.position = self._raw.tell() if self.compressed else consumed
+        self.position = self._gunzip.consumed if self._gunzip is not None else consumed
         if self._gunzip is not None and self._gunzip.problem and not self.truncated:
             self._stop(self._gunzip.problem)
 
@@ -277,8 +324,8 @@ class CaptureFile:
                     break
                 parts.append(part)
                 wanted -= len(part)
-            if self.compressed:
-                self.position = self._raw.tell()  # compressed bytes read so far: close enough for progress
+            if self._gunzip is not None:
+                self.position = self._gunzip.consumed  # compressed bytes read so far: close enough for progress
         except OSError as error:
             self._stop(f"read error: {error.strerror or error}")
         return b"".join(parts)
@@ -288,7 +335,7 @@ class CaptureFile:
     def _iter_pcap(self) -> Iterator[list[Record]]:
         buffer = self._head
         order, units_per_second, header_size = _PCAP_MAGICS[buffer[:4]]
-        linktype = struct.unpack_from(order + "I", buffer, 20)[0] & 0xFFFF  # upper bits: FCS info
+        linktype = _pcap_linktype(buffer)
         unpack_record_header = struct.Struct(order + "IIII").unpack_from
         compressed = self.compressed
         buffer_start = 0  # file offset of buffer[0] (uncompressed offset when compressed)
@@ -470,6 +517,7 @@ class CaptureFile:
                     self._stop(f"more than {MAX_INTERFACES} interfaces described in one section: damaged there")
                     break
                 interfaces.append(_parse_interface(buffer, block_start, block_length, order))
+                self.linktypes.add(interfaces[-1].linktype)
             elif block_type in _NUMBERED_NON_PACKET_BLOCKS:
                 number += 1  # keep frame numbers equal to Wireshark's; there is no packet to yield
             elif block_type == _BLOCK_DECRYPTION_SECRETS and block_length >= 20:
@@ -483,6 +531,12 @@ class CaptureFile:
         self._finish_reading(buffer_start + len(buffer))
 
     # (other block types -- name resolution, statistics, custom -- are skipped)
+
+
+def _pcap_linktype(header: bytes) -> int:
+    """The link type in a pcap file header (its upper bits hold FCS information)."""
+    order = _PCAP_MAGICS[header[:4]][0]
+    return int(struct.unpack_from(order + "I", header, 20)[0] & 0xFFFF)
 
 
 def _parse_interface(buffer: bytes, block_start: int, block_length: int, order: str) -> _Interface:

@@ -18,7 +18,9 @@ __all__ = [
     "TCP_URG",
     "TcpSegment",
     "decode_tcp",
+    "describe_linktype",
     "ethernet_ipv4_segment",
+    "is_decoded_linktype",
 ]
 
 TCP_FIN = 0x01
@@ -59,6 +61,30 @@ LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 # DLT_RAW is 12 on most systems and 14 on OpenBSD; some writers store the DLT instead of LINKTYPE_RAW.
 _RAW_IP_LINKTYPES = frozenset({LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6})
+# Every link type decode_tcp reads; the records of any other are skipped (they never hold a TCP segment for it).
+DECODED_LINKTYPES = frozenset({LINKTYPE_NULL, LINKTYPE_ETHERNET, LINKTYPE_LOOP, LINKTYPE_LINUX_SLL,
+                               LINKTYPE_LINUX_SLL2, *_RAW_IP_LINKTYPES})
+DECODED_LINKTYPES_TEXT = "Ethernet, Linux cooked (SLL/SLL2), raw IP, loopback/null"
+# Names (as tcpdump.org/linktypes.html gives them) of the link types a capture not read here is most likely in.
+_LINKTYPE_NAMES = {
+    6: "IEEE 802.5 Token Ring", 9: "PPP", 10: "FDDI", 50: "PPP in HDLC framing", 104: "Cisco HDLC",
+    105: "IEEE 802.11", 107: "Frame Relay", 119: "802.11 with Prism header", 127: "802.11 with radiotap header",
+    163: "802.11 with AVS header", 169: "GPRS LLC", 187: "Bluetooth HCI H4",
+    189: "Linux USB", 192: "802.11 with PPI header", 195: "IEEE 802.15.4", 201: "Bluetooth HCI H4 with direction",
+    215: "IEEE 802.15.4 without FCS", 220: "Linux USB, memory-mapped", 227: "SocketCAN",
+    249: "USBPcap", 251: "Bluetooth LE link layer", 252: "Wireshark upper PDU", 253: "Linux netlink",
+    254: "Bluetooth Linux monitor", 256: "Bluetooth LE link layer with pseudo-header",
+}
+
+
+def is_decoded_linktype(linktype: int) -> bool:
+    return linktype in DECODED_LINKTYPES
+
+
+def describe_linktype(linktype: int) -> str:
+    """``link type 105 (IEEE 802.11)``: the number as pcap stores it, and a name where it is a known one."""
+    name = _LINKTYPE_NAMES.get(linktype)
+    return f"link type {linktype} ({name})" if name else f"link type {linktype}"
 
 _ETHERTYPE_IPV4 = 0x0800
 _ETHERTYPE_IPV6 = 0x86DD

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -29,7 +29,7 @@ from wsinspect.core.events import Event
 from wsinspect.outputs import Outputs
 from wsinspect.views.export import ExportError, save_painted
 from wsinspect.views.output import Handout, Output
-from wsinspect.views.palette import Piece
+from wsinspect.views.palette import THEMES, Piece
 from wsinspect.views.safe import visible
 from wsinspect.views.summary import Summary
 
@@ -209,15 +209,18 @@ def run(args: argparse.Namespace) -> int:
             return error(args, f"-Y: {visible(str(failure))}")
 
     errors = make_console(args, stderr=True)
+    console = make_console(args)
+    output, handout = make_output(args, console, live=True)
+    # The proxy's own lines (banner, warnings, errors) in the theme's roles, as the log's: no yellow in the light
+    # theme, nothing that matters only dim.
+    styles = THEMES[output.palette.theme]
     try:
         # Before listening: a file that cannot be written is a usage error now, not a lost session later.
         files = Outputs(json=args.json, record=args.record, command="proxy",
-                        say=lambda line: _say(errors, line, "bold red"))
+                        say=lambda line: _say(errors, line, styles["error"]))
     except UsageError as failure:
         return error(args, str(failure))
 
-    console = make_console(args)
-    output, handout = make_output(args, console, live=True)
     logging = args.json != "-" and not args.quiet
     summary = Summary()
     sinks: list[EventSink] = [summary, _view(args, output, shown)] if logging else []
@@ -235,14 +238,14 @@ def run(args: argparse.Namespace) -> int:
 
     def warn(line: str) -> None:
         output.flush()  # after the log lines before it
-        _say(errors if args.json == "-" else console, line, "bold yellow")
+        _say(errors if args.json == "-" else console, line, styles["warning.strong"])
 
     from wsinspect.proxy.relay import ProxyServer, Reports
 
     proxy = ProxyServer(options, Reports(emit=emit, files=files, show=show, warn=warn))
     status = EXIT_OK
     try:
-        status = asyncio.run(_serve(proxy, options, console if args.json != "-" else errors, errors))
+        status = asyncio.run(_serve(proxy, options, console if args.json != "-" else errors, errors, styles))
     finally:
         for sink in sinks:
             sink.close()
@@ -251,12 +254,13 @@ def run(args: argparse.Namespace) -> int:
         output.lines(summary.lines())
     output.flush()
     if handout is not None:
-        saved = _save_handout(args, errors, handout, output.palette.theme)
+        saved = _save_handout(args, errors, handout, output.palette.theme, styles)
         status = saved if saved != EXIT_OK else status
     return files.exit_status(status, when_incomplete=EXIT_FAILED)
 
 
-async def _serve(proxy: ProxyServer, options: ProxyOptions, console: Console, errors: Console) -> int:
+async def _serve(proxy: ProxyServer, options: ProxyOptions, console: Console, errors: Console,
+                 styles: Mapping[str, str]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before listening: a Ctrl-C at any moment stops cleanly
@@ -267,15 +271,15 @@ async def _serve(proxy: ProxyServer, options: ProxyOptions, console: Console, er
         # asyncio's strerror repeats the address; the errno's own words do not.
         reason = os.strerror(failure.errno) if failure.errno else str(failure)
         _say(errors, f"wsinspect proxy: cannot listen on {visible(options.host)}:{options.port}: {visible(reason)}",
-             "bold red")
+             styles["error"])
         return EXIT_FAILED
-    _banner(console, options, host, port)
+    _banner(console, options, host, port, styles)
     shortfall = _make_room_for(options.max_connections)
     if shortfall is not None:
-        _say(errors, shortfall, "bold yellow")
+        _say(errors, shortfall, styles["warning.strong"])
     await stop.wait()
     console.print(Text("stopping: every connection is cut (the proxy sends no close frames of its own)",
-                       style="dim"))
+                       style=styles["muted"]))
     await proxy.shutdown()
     return EXIT_OK
 
@@ -303,20 +307,20 @@ def _make_room_for(connections: int) -> str | None:
             f"process may open {soft} (ulimit -n): beyond about {room} connections, new ones will fail")
 
 
-def _banner(console: Console, options: ProxyOptions, host: str, port: int) -> None:
+def _banner(console: Console, options: ProxyOptions, host: str, port: int, styles: Mapping[str, str]) -> None:
     shown = f"[{host}]" if ":" in host else host
     scheme = "wss" if options.listen_tls is not None else "ws"
     upstream = options.upstream
     line = Text(f"wsinspect proxy: {scheme}://{shown}:{port}{visible(upstream.resource)} → "
-                f"{visible(upstream.url)}", style="bold")
+                f"{visible(upstream.url)}", style=styles["strong"])
     console.print(line)
     host_note = ("the client's Host field is sent as it is (--keep-host)" if options.keep_host else
                  f"Host is rewritten to {visible(upstream.authority)}")
-    console.print(Text(f"every other byte is relayed unchanged both ways; {host_note}", style="dim"))
+    console.print(Text(f"every other byte is relayed unchanged both ways; {host_note}", style=styles["muted"]))
     if host in ("0.0.0.0", "::"):
         console.print(Text("warning: listening on every interface; anyone who can reach this machine can use the "
-                           "proxy. Use --listen 127.0.0.1:PORT to stay local.", style="bold yellow"))
-    console.print(Text("Ctrl-C cuts every connection and stops.", style="dim"))
+                           "proxy. Use --listen 127.0.0.1:PORT to stay local.", style=styles["warning.strong"]))
+    console.print(Text("Ctrl-C cuts every connection and stops.", style=styles["muted"]))
 
 
 def _view(args: argparse.Namespace, output: Output, shown: Callable[[Event], bool] | None) -> EventSink:
@@ -336,14 +340,15 @@ def _say(console: Console, text: str, style: str) -> None:
     console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
-def _save_handout(args: argparse.Namespace, errors: Console, handout: Handout, theme: str) -> int:
+def _save_handout(args: argparse.Namespace, errors: Console, handout: Handout, theme: str,
+                  styles: Mapping[str, str]) -> int:
     if handout.overflowed:
         _say(errors, f"wsinspect: --export {visible(args.export)}: more than {handout.limit:,} lines is not a "
-                     "handout; nothing was saved (try --compact or -Y FILTER)", "bold red")
+                     "handout; nothing was saved (try --compact or -Y FILTER)", styles["error"])
         return EXIT_USAGE
     try:
         save_painted(handout.lines, args.export, theme=theme, title=f"wsinspect proxy {visible(args.upstream)}")
     except ExportError as failure:
-        _say(errors, f"wsinspect: --export {visible(args.export)}: {visible(str(failure))}", "bold red")
+        _say(errors, f"wsinspect: --export {visible(args.export)}: {visible(str(failure))}", styles["error"])
         return EXIT_USAGE
     return EXIT_OK

@@ -24,14 +24,22 @@ FLUSH_SECONDS = 0.2
 _SGR = re.compile("\x1b\\[[0-9;]*m")
 
 
+class HandoutFull(Exception):
+    """Raised by ``Output.flush`` once the handout has overflowed, when its ``stop_when_full`` asks for it."""
+
+
 class Handout:
     """What a run showed, kept for ``--export``: painted lines (with the theme's colours whatever the terminal has),
-    at most ``limit`` of them. A capture that shows more is too long for a handout; ``overflowed`` says so."""
+    at most ``limit`` of them. A capture that shows more is too long for a handout; ``overflowed`` says so.
 
-    def __init__(self, limit: int) -> None:
+    With ``stop_when_full`` (``read``: a file has an end, so there is no point showing the rest for a handout that
+    will not be saved), the output's next flush after the overflow raises ``HandoutFull``, once."""
+
+    def __init__(self, limit: int, *, stop_when_full: bool = False) -> None:
         self.limit = limit
         self.lines: list[str] = []
         self.overflowed = False
+        self.stop_when_full = stop_when_full
 
     def keep(self, lines: list[str]) -> None:
         room = self.limit - len(self.lines)
@@ -119,3 +127,7 @@ class Output:
             self._lines.clear()
         self.file.flush()
         self._flush_due = monotonic() + FLUSH_SECONDS
+        handout = self.handout
+        if handout is not None and handout.overflowed and handout.stop_when_full:
+            handout.stop_when_full = False  # once: what the caller writes next (its own ending) is written
+            raise HandoutFull

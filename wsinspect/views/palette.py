@@ -10,7 +10,9 @@ Three themes:
 - ``dark`` for dark backgrounds (most terminals);
 - ``light`` for light backgrounds, projectors included: no yellow or cyan that vanish on white, nothing that
   matters is only dim;
-- ``mono``: no colour at all, only bold, underline and reverse. It is what ``NO_COLOR`` selects.
+- ``mono``: no colour at all, only bold, underline and reverse. It is what ``NO_COLOR`` selects, unless colour is
+  asked for on the command line (``--color always``): https://no-color.org lets a per-run option override NO_COLOR,
+  and colour in a theme without colour would be no colour.
 
 In every theme, nothing important is told by colour alone: violations carry ``⚠``, refusals ``✗``, matches ``✓``,
 directions their arrow and column.
@@ -114,13 +116,14 @@ STREAM_COLOURS: Mapping[str, tuple[str, ...]] = {"dark": _STREAM_COLOURS_DARK, "
                                                  "mono": ("",)}
 
 
-def resolve_theme(requested: str, environ: Mapping[str, str] | None = None) -> str:
-    """``auto`` becomes what the terminal says: NO_COLOR means mono; COLORFGBG (set by xterm, rxvt, Konsole and
-    others as "foreground;background") tells a light background from a dark one; otherwise dark."""
+def resolve_theme(requested: str, environ: Mapping[str, str] | None = None, *, colour: str = "auto") -> str:
+    """``auto`` becomes what the terminal says: NO_COLOR means mono (unless ``colour`` is "always": --color always
+    wins over NO_COLOR); COLORFGBG (set by xterm, rxvt, Konsole and others as "foreground;background") tells a
+    light background from a dark one; otherwise dark."""
     env = os.environ if environ is None else environ
     if requested != "auto":
         return requested
-    if env.get("NO_COLOR"):
+    if env.get("NO_COLOR") and colour != "always":
         return "mono"
     background = env.get("COLORFGBG", "").rpartition(";")[2]
     if background.isdigit():
