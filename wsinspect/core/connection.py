@@ -421,6 +421,11 @@ class Connection:
             side.head.clear()
             self._charge_head(side)
             if self.phase is _OPEN:
+                never_came = side.parser.still_to_skip
+                if never_came:  # the frame's header claimed more than the stream held (up to 8 EiB)
+                    out.append(self._notice(side, "capture.truncated-frame", time, packet,
+                                            f"The stream ended inside a frame: its header claims {never_came} "
+                                            "more bytes than came.", side.received))
                 for item in side.parser.finish():
                     self._parse_item(side, item, time, packet, out)
                 if self.budget is not None:

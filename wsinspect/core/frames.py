@@ -98,7 +98,8 @@ class Frame:
 
     @property
     def size(self) -> int:
-        """Bytes on the wire."""
+        """Bytes the frame takes on the wire as its header claims them (header + payload length field); of these,
+        ``missing`` payload bytes were not kept (never captured, never sent, or over the limit)."""
         return len(self.header) + self.payload_length
 
     @property
@@ -261,6 +262,11 @@ class FrameParser:
         """Where the frames start in the direction's byte stream (after a handshake): set before feeding."""
         assert not self._buffer and not self._skip
         self._offset = value
+
+    @property
+    def still_to_skip(self) -> int:
+        """Payload bytes of a frame already returned (oversized, or let go) that are still to stream past."""
+        return self._skip
 
     @property
     def in_sync(self) -> bool:

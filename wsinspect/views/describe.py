@@ -40,12 +40,20 @@ def endpoint(address: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+_BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")  # a 63-bit frame length is at most 8 EiB
+
+
 def size(count: int) -> str:
+    """A byte count for people: exact below 1 KiB, else one decimal in the largest binary unit that keeps it
+    under 1024 (up to EiB)."""
     if count < 1024:
         return f"{count} B"
-    if count < 1024 * 1024:
-        return f"{count / 1024:.1f} KiB"
-    return f"{count / 1024 / 1024:.1f} MiB"
+    value = count / 1024
+    for unit in _BINARY_UNITS:
+        if value < 1024 or unit == "EiB":
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable: the last unit always returns")
 
 
 class _CharacterWidths(dict[str, int]):
@@ -354,7 +362,9 @@ def close_body(frame: Frame, head_cells: int, width: int) -> tuple[list[Piece], 
 
 
 def missing_note(frame: Frame) -> Piece:
-    return ("warning", f" [{size(frame.missing)} of payload not captured or over the limit]")
+    """What an incomplete frame's header claims against what of it was kept (a length field can claim 8 EiB)."""
+    return ("warning", f" [claims {size(frame.payload_length)}, {size(len(frame.payload))} kept: the rest not "
+                       "captured or over the limit]")
 
 
 def frame_info(event: FrameEvent, *, continues: tuple[int, bool] | None = None, width: int = 0,

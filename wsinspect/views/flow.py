@@ -21,7 +21,7 @@ from wsinspect.core.events import (
 )
 from wsinspect.core.fields import Opcode, opcode_name
 from wsinspect.core.frames import parse_close_payload
-from wsinspect.views.describe import endpoint, fit, is_compressed, payload_preview, width_of
+from wsinspect.views.describe import endpoint, fit, is_compressed, payload_preview, size, width_of
 from wsinspect.views.output import Output
 from wsinspect.views.packetlist import EventFilter
 from wsinspect.views.palette import Piece
@@ -174,7 +174,9 @@ class FlowView:
             is_text = frame.opcode in (Opcode.TEXT, Opcode.PING, Opcode.PONG) or (
                 frame.opcode == Opcode.CONTINUATION and continues is not None and continues[0] == Opcode.TEXT)
             label += [("plain", " "), payload_preview(frame.payload, text=is_text, limit=_PREVIEW)]
-        label.append(("muted", f" {frame.payload_length} B" + ("" if frame.fin else ", more follows")))
+        length = f" {frame.payload_length} B" if not frame.missing else \
+            f" claims {size(frame.payload_length)}, {size(len(frame.payload))} kept"
+        label.append(("muted", length + ("" if frame.fin else ", more follows")))
         self._arrow(event, ladder, label)
 
     def close(self) -> None:

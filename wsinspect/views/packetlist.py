@@ -112,6 +112,17 @@ class _Conversation:
     messages: int = 0
 
 
+def _short_size(count: int) -> str:
+    """A byte count in at most 6 characters for the Length column ("8EiB", "512PiB"): only a claimed length (a
+    frame header can claim up to 2**63 bytes) is ever too long for the column as a number."""
+    value = count / 1024
+    units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    while value >= 999.5 and len(units) > 1:
+        value /= 1024
+        units.pop(0)
+    return f"{value:.0f}{units[0]}"
+
+
 def is_plain_http(request: HandshakeRequest) -> bool:
     """A request that did not even ask for an upgrade (a browser fetching the demo page)."""
     headers = request.request.headers
@@ -239,6 +250,8 @@ class PacketList:
     def _length_cell(self, size: int) -> tuple[str, int]:
         """The Length column, painted, and its cells: frame sizes repeat, so each one's is kept (bounded)."""
         text = ("%7d " if self.layout == "wide" else "%6d ") % size
+        if len(text) > (8 if self.layout == "wide" else 7):  # a claimed length too long for the column
+            text = ("%7s " if self.layout == "wide" else "%6s ") % _short_size(size)
         if len(self._lengths) >= _LENGTHS_KEPT:
             self._lengths.clear()
         muted_start, muted_end = self._muted

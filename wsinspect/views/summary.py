@@ -41,7 +41,10 @@ class Summary:
         self._handshaken: set[int] = set()  # open streams whose opening handshake was seen (decrypted or clear)
         self._tls_counted: set[int] = set()  # open TLS streams already counted as such
         self.frames: Counter[int] = Counter()  # by opcode (named when printed: this runs once per frame)
-        self.bytes: Counter[str] = Counter()
+        self.bytes: Counter[str] = Counter()  # bytes of frames that came, by direction
+        # The last frame of a direction that was not kept whole, until it is known how much of it came:
+        # (stream, direction) -> (its stream offset, the size its header claims, the bytes already counted).
+        self._cut: dict[tuple[int, str], tuple[int, int, int]] = {}
         self.messages = 0
         self.violations: Counter[str] = Counter()
         self.notices: Counter[str] = Counter()
@@ -50,7 +53,14 @@ class Summary:
         if type(event) is FrameEvent:  # most events: narrowed without an isinstance call
             frame = event.frame
             self.frames[frame.opcode] += 1
-            self.bytes[event.direction] += frame.size
+            # The bytes that came, not what the length field claims (it can claim 8 EiB of a 1 KB frame): what was
+            # kept now; the rest of a frame not kept whole once the next frame of its direction shows it came.
+            counted = len(frame.header) + len(frame.payload)
+            if self._cut:
+                self._settle_cut(event.stream, event.direction, frame.offset)
+            if frame.missing:
+                self._cut[(event.stream, event.direction)] = (frame.offset, frame.size, counted)
+            self.bytes[event.direction] += counted
             return
         kind = type(event)
         if kind is Message:
@@ -85,13 +95,27 @@ class Summary:
             assert isinstance(event, Notice)
             self.notices[event.check.id] += 1
             self._count_tls(event)
+            if event.check.id == "capture.truncated-frame" and event.offset is not None and self._cut:
+                self._settle_cut(event.stream, event.direction, event.offset)  # offset: where the stream ended
         elif kind is Gap:
             self.notices["capture.gap"] += 1
         elif kind is ConnectionClosed:
+            self._cut.pop((event.stream, "c2s"), None)  # the stream ended inside it: the rest never came
+            self._cut.pop((event.stream, "s2c"), None)
             self._plain_http.discard(event.stream)
             self._not_upgraded.pop(event.stream, None)
             self._handshaken.discard(event.stream)
             self._tls_counted.discard(event.stream)
+
+    def _settle_cut(self, stream: int, direction: str, next_offset: int) -> None:
+        """A frame of ``direction`` starts at ``next_offset``: the frame before it, if it was not kept whole, came
+        up to there (or whole)."""
+        cut = self._cut.pop((stream, direction), None)
+        if cut is not None:
+            offset, claimed, counted = cut
+            came = min(next_offset - offset, claimed)
+            if came > counted:
+                self.bytes[direction] += came - counted
 
     def count_conversation(self, event: Event) -> None:
         """Only what the exit status needs: how many conversations there were (TLS streams apart)."""
