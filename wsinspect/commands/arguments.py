@@ -11,85 +11,145 @@ from rich.console import Console
 from wsinspect.views.export import EXPORT_WIDTH
 from wsinspect.views.output import Handout, Output
 from wsinspect.views.palette import THEME_NAMES, Palette, resolve_theme
-from wsinspect.views.safe import visible
 
 HANDOUT_MAX_LINES = 5000  # about 80 printed pages: past it, a handout is not what anyone wants
 
 
+# Each type's error says what is wrong and what is allowed, not the value: the parser (wsinspect.cli) puts the option
+# and the value, escaped, in front of it: "--port 70000: not a TCP port (0-65535; 0 picks a free one)".
+
+_SIZE_UNITS = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
+               "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+_MAX_DIGITS = 15  # beyond any size or count that means something here, and short of int()'s digit limit
+
+#: The shortest --ping-interval: each ping is a frame to every client and a line in the log, so a smaller interval
+#: floods both (0 stays: no pings).
+MIN_PING_INTERVAL = 0.1
+
+
+def _whole(text: str) -> int | None:
+    """``text`` as a whole number written in ASCII digits, or None (``"²".isdigit()`` is true, ``int("²")`` fails)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS else None
+
+
 def size(text: str) -> int:
-    """Sizes like 1048576, 64k, 16MiB, 1M."""
-    units = {"": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
-             "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+    """Sizes like 1048576, 64k, 16MiB, 1M; 0 too (for the options where it means none: ``--max-bytes 0``)."""
     stripped = text.strip().lower()
     number = stripped.rstrip("kmgib")
-    unit = stripped[len(number):]
-    if not number.isdigit() or unit not in units:
-        raise argparse.ArgumentTypeError(f"not a size: {visible(text)!r} (try 65536, 64k or 16M)")
-    return int(number) * units[unit]
+    value = _whole(number)
+    if value is None or stripped[len(number):] not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError("not a size, like 65536, 64k or 16M")
+    return value * _SIZE_UNITS[stripped[len(number):]]
+
+
+def positive_size(text: str) -> int:
+    """A size that bounds something, where 0 would refuse everything (a 0-byte header block, frame or queue)."""
+    value = size(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("not a size of 1 byte or more, like 65536, 64k or 16M")
+    return value
 
 
 def stream_number(text: str) -> int:
     """A tcp.stream index: 0 or more."""
-    if not text.isascii() or not text.isdigit() or len(text) > 12:
-        raise argparse.ArgumentTypeError(f"not a stream number, 0 or more: {visible(text)!r}")
-    return int(text)
+    value = _whole(text)
+    if value is None:
+        raise argparse.ArgumentTypeError("not a stream number, 0 or more")
+    return value
 
 
 def whole_number(text: str) -> int:
     """1 or more."""
-    if not text.isascii() or not text.isdigit() or len(text) > 12 or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"not a whole number, 1 or more: {visible(text)!r}")
-    return int(text)
+    value = _whole(text)
+    if not value:
+        raise argparse.ArgumentTypeError("not a whole number, 1 or more")
+    return value
 
 
 def count(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"not a whole number of packets, 1 or more: {visible(text)!r}")
-    return int(text)
+    value = _whole(text)
+    if not value:
+        raise argparse.ArgumentTypeError("not a whole number of packets, 1 or more")
+    return value
 
 
-def seconds(text: str) -> float:
+def _number(text: str) -> float:
+    """``text`` as a finite number, or -1.0 (NaN, infinity and words are no number of seconds)."""
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {visible(text)!r}")
-    return value
+        return -1.0
+    return value if value - value == 0 else -1.0
+
+
+def seconds(text: str) -> float:
+    if not _number(text) > 0:
+        raise argparse.ArgumentTypeError("not a positive number of seconds")
+    return _number(text)
 
 
 def seconds_or_off(text: str) -> float:
     """Seconds, 0 meaning off (or: do not wait)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"not a number of seconds, 0 or more: {visible(text)!r}")
+    if not _number(text) >= 0:
+        raise argparse.ArgumentTypeError("not a number of seconds, 0 or more")
+    return _number(text)
+
+
+def ping_interval(text: str) -> float:
+    """Seconds between pings: 0 (off), or at least MIN_PING_INTERVAL."""
+    value = _number(text)
+    if not (value == 0 or value >= MIN_PING_INTERVAL):
+        raise argparse.ArgumentTypeError(f"not an interval: 0 (no pings) or {MIN_PING_INTERVAL:g} seconds or more")
     return value
 
 
 def port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port (1-65535): {visible(text)!r}")
-    return int(text)
+    value = _whole(text)
+    if value is None or not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError("not a TCP port (1-65535)")
+    return value
 
 
 def listen_port(text: str) -> int:
     """A port to listen on: 1-65535, or 0 for any free port (the one chosen is printed)."""
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535; 0 picks a free one): {visible(text)!r}")
-    return int(text)
+    value = _whole(text)
+    if value is None or not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("not a TCP port (0-65535; 0 picks a free one)")
+    return value
+
+
+#: Options that some command modules still declare with a looser type, though 0 (or, for pings, a tiny interval)
+#: means nothing for them: ``--max-queue 0`` would never let a byte wait to be sent, ``--read-chunk 0`` would decode
+#: nothing per turn. Option -> (the type declared, the type checked instead). An entry does nothing once the module
+#: declares the stricter type itself (then it can go).
+STRICTER_TYPES = {
+    "--max-queue": (size, positive_size),
+    "--read-chunk": (size, positive_size),
+    "--max-memory": (size, positive_size),
+    "--ping-interval": (seconds_or_off, ping_interval),
+}
+
+
+def tighten(parser: argparse.ArgumentParser) -> None:
+    """Give the options of STRICTER_TYPES, in ``parser`` and its commands, their stricter type."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in set(action.choices.values()):
+                tighten(command)
+        for option in action.option_strings:
+            declared, stricter = STRICTER_TYPES.get(option, (None, None))
+            if declared is not None and action.type is declared:
+                action.type = stricter
 
 
 def add_limits(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, frame_default: str,
                message_default: str) -> None:
-    parser.add_argument("--max-frame", type=size, default=size(frame_default), metavar="SIZE",
+    parser.add_argument("--max-frame", type=positive_size, default=size(frame_default), metavar="SIZE",
                         help=f"largest frame payload kept (default: {frame_default})")
-    parser.add_argument("--max-message", type=size, default=size(message_default), metavar="SIZE",
+    parser.add_argument("--max-message", type=positive_size, default=size(message_default), metavar="SIZE",
                         help=f"largest message, after inflating (default: {message_default}); over it, an endpoint "
                              "closes with 1009")
-    parser.add_argument("--max-header", type=size, default=32 * 1024, metavar="SIZE",
+    parser.add_argument("--max-header", type=positive_size, default=32 * 1024, metavar="SIZE",
                         help="largest handshake header block (default: 32k)")
 
 
@@ -131,7 +191,7 @@ def add_trace_options(parser: argparse.ArgumentParser) -> None:
                         help="TLS key log (SSLKEYLOGFILE, NSS format) to decrypt wss:// streams with; the capture's "
                              "own pcapng Decryption Secrets Blocks are used too")
     add_limits(parser, frame_default="64M", message_default="64M")
-    parser.add_argument("--max-memory", type=size, default=size("64M"), metavar="SIZE",
+    parser.add_argument("--max-memory", type=positive_size, default=size("64M"), metavar="SIZE",
                         help="what the unfinished messages of all conversations may hold together; beyond it a "
                              "message is cut short, with a note (default: 64M)")
     parser.add_argument("--max-flows", type=count, default=10_000, metavar="N",
