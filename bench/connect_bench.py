@@ -14,9 +14,10 @@ The server: this script's ``--echo-server PORT`` mode, the ``websockets`` librar
 permessage-deflate is accepted when offered), started by the bench on 127.0.0.1 and stopped by PID. It echoes
 every message, and on a path /N it starts the closing handshake itself once it has echoed N messages. That is how a
 run ends for every client alike, with no echo lost: a client that closed at the end of its stdin would race its own
-echoes (websocat piped 100,000 lines got about 94,000 back, measured), and neither tool can be told to close after N
-answers (websocat's -1 can, for one). So each client keeps the connection open after its input: websocat with -n
+echoes (websocat piped 100,000 lines got about 94,000 back, measured), and wsinspect cannot be told to close after N
+answers (websocat's -1 does, for one). So each client keeps the connection open after its input: websocat with -n
 (no close at the end of stdin), wsinspect with a --wait longer than the run (its wait ends when the server closes).
+The server is Python too: at 100,000 short messages it bounds the wall time of both clients, so compare CPU there.
 
 Each run is one whole process, timed from start to exit: the interpreter or binary starting, connecting, the
 opening handshake, every message out and its echo back, the closing handshake. Per run: wall time, CPU (user +
