@@ -269,8 +269,7 @@ def _walkthrough_lines(quoted_key: str, expected: str, verdict: Piece | None, wi
     """The walkthrough folded to ``width`` cells: at spaces and after an opening parenthesis, and within the GUID
     (or a long key) after a dash, rather than wherever the line is full."""
     line = _walkthrough_line(quoted_key, expected, verdict)
-    texts = [text for _, text in line]
-    joined = "".join(texts)
+    joined = "".join(text for _, text in line)
     if width_of(joined) <= width:
         return [line]
     lines: list[Line] = []
@@ -384,9 +383,9 @@ class PaintedHandshakes:
         """The walkthrough painted. Every connection has its own key and accept, but where both are base64 (as
         they should be) the line folds the same way for every key of the same length: folding reads a text's
         length and where its spaces, separators, escapes and wide characters are, and base64 has none of them.
-        So the line is painted once per length, with
-        placeholders outside base64 where the key and the accept go, and each connection's are put in their place
-        (in order: a placeholder run cut by the fold continues on the next line)."""
+        So the line is painted once per length, with placeholders outside base64 where the key and the accept go,
+        and each connection's are put in their place (in order: a placeholder run cut by the fold continues on the
+        next line)."""
         parts = _walkthrough_parts(request, response)
         if parts is None:
             return []
