@@ -601,9 +601,13 @@ class CaptureTrace:
         held, flow.held, flow.head, flow.held_bytes = flow.held, [], bytearray(), 0
         self._charge_held(flow)
         for direction, data, data_time, data_packet in held:
-            if flow.probe is None:
-                break
-            yield from self._probed(flow, probe.receive(direction, data, time=data_time, packet=data_packet))
+            events = probe.receive(direction, data, time=data_time, packet=data_packet)
+            if flow.probe is not None:
+                yield from self._probed(flow, events)
+            elif flow.connection is probe:  # decided by what came before: shown as it comes
+                yield from events
+            else:
+                break  # skipped
 
     def _probed(self, flow: _Flow, events: list[Event]) -> Iterator[Event]:
         """Events of a plain HTTP stream read unseen: shown from the exchange before a request for a WebSocket

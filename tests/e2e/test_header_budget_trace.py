@@ -46,3 +46,29 @@ def test_undecided_streams_with_long_partial_requests_stay_within_the_budget(tmp
     assert trace.budget.held == 0
     notices = [event for event in events if isinstance(event, Notice) and event.check.id == "capture.memory-budget"]
     assert notices and FLOWS * 2 * len(request) > LIMIT
+
+
+def test_a_pipelined_upgrade_held_with_the_first_answer_is_decoded(tmp_path: Path) -> None:
+    """The client sent its plain GET and its upgrade request at once, before the first answer (pipelining): both
+    are held while the stream is decided, and the frames after the 101 are still decoded."""
+    from tests.core.helpers import TEXT, request_bytes, response_bytes, sframe
+
+    get, ok = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+    client, server = bytes([127, 0, 0, 1]), bytes([127, 0, 0, 2])
+
+    def frame(source: bytes, target: bytes, sport: int, dport: int, seq: int, flags: int,
+              payload: bytes = b"") -> bytes:
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 0x50, flags, 65535, 0, 0)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0, 64, 6, 0, source, target)
+        return b"\x00" * 12 + b"\x08\x00" + ip + tcp + payload
+
+    c2s = get + request_bytes()
+    s2c = ok + response_bytes() + sframe(TEXT, b"yo")
+    capture = tmp_path / "pipelined.pcap"
+    _pcap(capture, [frame(client, server, 40000, 8080, 100, 0x02), frame(server, client, 8080, 40000, 500, 0x12),
+                    frame(client, server, 40000, 8080, 101, 0x18, c2s),
+                    frame(server, client, 8080, 40000, 501, 0x18, s2c)])
+    events = list(CaptureTrace(capture))
+    from wsinspect.core.events import Message
+
+    assert [event.text for event in events if isinstance(event, Message)] == ["yo"]
