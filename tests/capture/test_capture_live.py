@@ -232,3 +232,21 @@ def test_a_lone_packet_is_handed_over_without_waiting_for_its_block_to_fill() ->
         waited = time.monotonic() - sent
     assert len(packets) == 1
     assert waited < 20 * sniffer.BLOCK_TIMEOUT_MS / 1000  # 0.4 s: the block timeout, with room for a loaded machine
+
+
+@needs_capture
+def test_record_batches_give_a_block_of_packets_at_a_time_and_stop_at_the_count() -> None:
+    port = _free_port()
+    live_capture = sniffer.LiveCapture("lo", capture_filter=f"tcp port {port}", count=500, duration=30)
+    thread = threading.Thread(target=_loopback_exchanges, args=(port, 1000, 100))
+    thread.start()
+    with live_capture:
+        batches = list(live_capture.record_batches())
+    thread.join(timeout=30)
+    records = [record for batch in batches for record in batch]
+    assert [number for number, *_ in records] == list(range(1, 501))  # -c 500, though blocks end elsewhere
+    assert len(batches) < len(records)  # a list per block, not per packet
+    for number, stamp, linktype, buffer, start, end, wire_length in records:
+        assert linktype == 1 and end - start == wire_length and abs(stamp - time.time()) < 60, number
+        assert buffer[start + 12:start + 14] == b"\x08\x00"  # an Ethernet header's IPv4 type: the slice is a packet
+    assert live_capture.packets == 500
