@@ -150,26 +150,46 @@ def _hex_column(index: int) -> int:
     return 3 * index + (index >= 8)
 
 
+def _hex_text_cells(row_bytes: int) -> int:
+    """How wide a full row's hex text is, with the gap that comes before its ASCII column."""
+    return _hex_column(row_bytes - 1) + 2 + 2
+
+
+def hex_row_bytes(width: int | None) -> int:
+    """Bytes a hex dump row shows: 16 as Wireshark does (80 columns), 8 or 4 where the terminal is narrower, so
+    that each row stays one line with its offset, hex and ASCII columns lined up."""
+    if width is None:
+        return 16
+    for row_bytes in (16, 8):
+        if len(_INDENT) + 6 + _hex_text_cells(row_bytes) + row_bytes <= width:
+            return row_bytes
+    return 4
+
+
 def _hex_row(chunk: bytes) -> str:
     text = chunk.hex(" ")
     return text[:23] + " " + text[23:] if len(chunk) > 8 else text
 
 
-def _hex_lines(data: bytes, roles: list[tuple[int, int, str]], *, base: int, palette: Palette) -> list[str]:
-    """16 bytes a line, hex and ASCII, each run of bytes in its field's role; painted here, since a dump is most of
-    what ``--detail`` prints, and nearly every row is payload in one role (done in one comprehension below)."""
+def _hex_lines(data: bytes, roles: list[tuple[int, int, str]], *, base: int, palette: Palette,
+               row_bytes: int = 16) -> list[str]:
+    """``row_bytes`` bytes a line, hex and ASCII, each run of bytes in its field's role; painted here, since a dump
+    is most of what ``--detail`` prints, and nearly every row is payload in one role (done in one comprehension
+    below)."""
     lines: list[str] = []
     ascii_column = data.translate(_ASCII_COLUMN).decode("ascii")
     muted_on, muted_off = palette.codes("muted")
     last_start, last_stop, last_role = roles[-1]
     role_on, role_off = palette.codes(last_role)
     size = len(data)
-    fast_from = -(-last_start // 16) * 16 if last_stop >= size else size  # first row that is all last-role bytes
-    for row in range(0, min(fast_from, size), 16):
-        chunk = data[row : row + 16]
+    ascii_at = _hex_text_cells(row_bytes)  # where the ASCII column starts, after the offset
+    # The first row that is all last-role bytes.
+    fast_from = -(-last_start // row_bytes) * row_bytes if last_stop >= size else size
+    for row in range(0, min(fast_from, size), row_bytes):
+        chunk = data[row : row + row_bytes]
         hex_text = _hex_row(chunk)
         hex_pieces: Line = [("muted", f"{_INDENT}{base + row:04x}  ")]
-        ascii_pieces: Line = [("plain", " " * (50 - len(hex_text)))]
+        ascii_pieces: Line = [("plain", " " * (ascii_at - len(hex_text)))]
         cursor = 0
         for start, stop, role in roles:
             first, last = max(start, row) - row, min(stop, row + len(chunk)) - row
@@ -183,17 +203,18 @@ def _hex_lines(data: bytes, roles: list[tuple[int, int, str]], *, base: int, pal
             cursor = finish
         lines.append(palette.paint(hex_pieces + ascii_pieces))
     if fast_from < size:
-        rows = range(fast_from, size, 16)
+        rows = range(fast_from, size, row_bytes)
         lines += [f"{muted_on}{_INDENT}{base + row:04x}  {muted_off}{role_on}{hex_text}{role_off}"
-                  f"{' ' * (50 - len(hex_text))}{role_on}{ascii_column[row : row + 16]}{role_off}"
-                  for row, hex_text in zip(rows, [_hex_row(data[row : row + 16]) for row in rows], strict=True)]
+                  f"{' ' * (ascii_at - len(hex_text))}{role_on}{ascii_column[row : row + row_bytes]}{role_off}"
+                  for row, hex_text in zip(rows, [_hex_row(data[row : row + row_bytes]) for row in rows],
+                                           strict=True)]
     return lines
 
 
 def hex_dump(event: FrameEvent, palette: Palette, *, max_bytes: int = DEFAULT_MAX_BYTES,
-             spans: list[FieldSpan] | None = None) -> list[str]:
+             spans: list[FieldSpan] | None = None, width: int | None = None) -> list[str]:
     """The frame's wire bytes coloured by field (at most ``max_bytes`` of payload); under a masked payload, the
-    same bytes unmasked. Painted lines."""
+    same bytes unmasked. Painted lines, 16 bytes a row, or fewer where ``width`` (the terminal's) is under 80."""
     frame = event.frame
     header = frame.header
     payload = frame.payload[:max_bytes]
@@ -202,14 +223,17 @@ def hex_dump(event: FrameEvent, palette: Palette, *, max_bytes: int = DEFAULT_MA
     roles = [(0, 1, "field.first-byte"), (1, 2, "field.second-byte")]
     roles += [(span.start, span.end, _FIELD_ROLE.get(span.field.key, "plain"))
               for span in (spans if spans is not None else frame.spans()) if span.field.bitmask is None]
+    row_bytes = hex_row_bytes(width)
     more: list[str] = []
     if len(frame.payload) > max_bytes:
-        more = [palette.wrap("muted", f"{_INDENT}      … {len(frame.payload) - max_bytes} more payload bytes")]
+        under = _INDENT + "      " if row_bytes == 16 else _INDENT  # under the hex column, where there is room
+        more = [palette.wrap("muted", f"{under}… {len(frame.payload) - max_bytes} more payload bytes")]
     lines = [palette.wrap("strong", f"{_INDENT}wire bytes")]
-    lines += _hex_lines(header + wire_payload, roles, base=0, palette=palette) + more
+    lines += _hex_lines(header + wire_payload, roles, base=0, palette=palette, row_bytes=row_bytes) + more
     if frame.masked and payload:
         lines.append(palette.wrap("strong", f"{_INDENT}unmasked payload"))
-        lines += _hex_lines(payload, [(0, len(payload), "field.unmasked")], base=len(header), palette=palette)
+        lines += _hex_lines(payload, [(0, len(payload), "field.unmasked")], base=len(header), palette=palette,
+                            row_bytes=row_bytes)
         lines += more
     return lines
 

@@ -96,10 +96,17 @@ class Output:
             self.flush()
 
     def rows(self, lines: Iterable[list[Piece]]) -> None:
-        """Lines that are laid out to a fixed width already (trees, hex dumps): painted as they are."""
+        """Lines laid out already (a frame's field tree): painted as they are, folded like ``line`` only where one is
+        wider than the terminal (a narrow one). One check of the batch size for all of them."""
         paint = self.palette.paint
-        self._lines.extend(paint(pieces) for pieces in lines)
-        if len(self._lines) >= BATCH_LINES:
+        width = self.width
+        out = self._lines
+        for pieces in lines:
+            if width_of_pieces([text for _, text in pieces]) > width:
+                out += self._folded(pieces)
+            else:
+                out.append(paint(pieces))
+        if len(out) >= BATCH_LINES:
             self.flush()
 
     def painted(self, lines: list[str]) -> None:
