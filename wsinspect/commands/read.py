@@ -115,9 +115,11 @@ def _open_capture(args: argparse.Namespace) -> CaptureFile:
     """The capture file (or standard input, for ``-``), read up to ``-c N`` packets. CaptureError if it cannot be."""
     if args.capture != STDIN_NAME:
         return CaptureFile(args.capture, packet_limit=args.count)
-    if sys.stdin is None or sys.stdin.isatty():
-        raise CaptureError("a terminal, not a capture: pipe one in (tcpdump -w - ... | wsinspect "
-                           "read -) or name a file")
+    if sys.stdin is None:
+        raise CaptureError("closed: pipe a capture in (tcpdump -w - ... | wsinspect read -) or name a file")
+    if sys.stdin.isatty():
+        raise CaptureError("a terminal, not a capture: pipe one in (tcpdump -w - ... | wsinspect read -) or name a "
+                           "file")
     stdin = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115 - the trace closes it
     return CaptureFile("standard input", packet_limit=args.count, stream=stdin)
 
