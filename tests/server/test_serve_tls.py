@@ -33,8 +33,8 @@ def tls_serve(serve: Callable[..., Server], certificates: Certificates, *args: s
 
 def test_a_websockets_client_over_wss(serve: Callable[..., Server], certificates: Certificates) -> None:
     server = tls_serve(serve, certificates)
-    banner = server.stdout.splitlines()[0]
-    assert f"on wss://127.0.0.1:{server.port}/" in banner and f"https://127.0.0.1:{server.port}/" in banner
+    banner = server.stdout.splitlines()
+    assert f"on wss://127.0.0.1:{server.port}/" in banner[0] and f"  https://127.0.0.1:{server.port}/" in banner
 
     async def converse() -> tuple[str, str | None]:
         async with websockets_client.connect(f"wss://localhost:{server.port}/tls",

@@ -56,6 +56,7 @@ close frame) waits for the server to close TCP first (RFC 6455 5.5.1, 7.1.1), so
 from __future__ import annotations
 
 import base64
+import dataclasses
 import enum
 import itertools
 import os
@@ -68,6 +69,7 @@ from wsinspect.core.connection import Connection, Limits
 from wsinspect.core.deflate import EXTENSION_NAME, DeflateParams, MessageDeflater
 from wsinspect.core.events import (
     Close,
+    ConnectionClosed,
     ConnectionOpened,
     Direction,
     Event,
@@ -165,6 +167,10 @@ class Endpoint:
     """
 
     role: Role
+    #: After failing the connection, go on decoding the peer's bytes for the log (never acting on them). A client
+    #: (``connect``) does: its user is inspecting that server and wants to see what it sent. A server does not (RFC
+    #: 6455 7.1.7: no further data is processed): a client sending garbage would fill its log with it.
+    decodes_after_failure = True
 
     def __init__(self, decoder: Connection, *, fragment_size: int, max_fragments: int, decode_outgoing: bool,
                  on_message: MessageHandler | None, random_bytes: Callable[[int], bytes] = os.urandom) -> None:
@@ -183,6 +189,11 @@ class Endpoint:
         self._peer: Direction = "s2c" if self.role is Role.CLIENT else "c2s"
         self._deflater: MessageDeflater | None = None
         self._fragments = 0  # frames of the peer's message in progress
+        # RFC 6455 7.1.7: once we failed the connection, the peer's further data is not processed. The stream offset
+        # of the peer's bytes from which on they are discarded (None until then, and always without
+        # ``decodes_after_failure``), and how many came in later reads.
+        self._failed_at: int | None = None
+        self._discarded_later = 0
         # The peer's frame or message did not fit in the memory budget shared with other connections (the decoder's
         # ``budget``): it was failed with TRY_AGAIN_LATER, since what it sent can no longer be delivered whole.
         self.failed_over_budget = False
@@ -219,7 +230,19 @@ class Endpoint:
 
     def receive(self, data: bytes, *, time: float) -> list[Event]:
         """The peer's bytes. Returns the events to log, in order: what the peer sent, then our answers."""
+        if self._failed_at is not None:
+            self._discarded_later += len(data)
+            return self.events()
         return self._take_in(self.decoder.receive(self._peer, data, time=time), time)
+
+    @property
+    def discarded(self) -> int:
+        """Bytes of the peer's that came after the frame we failed the connection for and were not processed
+        (RFC 6455 7.1.7); 0 unless we failed it."""
+        if self._failed_at is None:
+            return 0
+        received = self.decoder.sides[self._peer].received
+        return max(received - self._failed_at, 0) + self._discarded_later
 
     def transport_closed(self, *, time: float, reason: str) -> list[Event]:
         """The transport is gone: report what was left unfinished."""
@@ -243,6 +266,11 @@ class Endpoint:
                 step = [queue.popleft()]
                 while queue and isinstance(queue[0], _CONCLUSIONS) and queue[0].direction == step[0].direction:
                     step.append(queue.popleft())
+                if self._failed_at is not None and step[0].direction == self._peer:
+                    if not isinstance(step[0], ConnectionClosed):
+                        continue  # decoded in the same read as the frame we failed for: discarded, not logged
+                    # A close among the discarded bytes does not make the ending clean: it was never processed.
+                    step[0] = dataclasses.replace(step[0], clean=False)
                 self._events += self._act_on(step, time) if step[0].direction == self._peer else step
                 # Sending may release peer frames the decoder held until it saw our 101: they need answers too.
                 for produced in self._produced:
@@ -262,12 +290,12 @@ class Endpoint:
         verdict = _verdict(step)
         if verdict is not None:
             assert verdict.check.close_code is not None
-            self.fail(verdict.check.close_code, verdict.message, time=time)
+            self._fail_after(step, verdict.check.close_code, verdict.message, time)
             return step
         if self.state is State.OPEN and any(type(event) is Notice and event.check.id == _MEMORY_BUDGET_CHECK
                                             for event in step):
             self.failed_over_budget = True
-            self.fail(TRY_AGAIN_LATER, "server memory budget full, try again later", time=time)
+            self._fail_after(step, TRY_AGAIN_LATER, "server memory budget full, try again later", time)
             return step
         for event in step:
             if type(event) is FrameEvent:
@@ -279,24 +307,39 @@ class Endpoint:
                 self._close_received(event, time)
         return step
 
+    def _fail_after(self, step: list[Event], code: int, reason: str, time: float) -> None:
+        """Fail the connection for what this step of the peer's shows; unless ``decodes_after_failure``, what the
+        peer sent after it is discarded."""
+        if not self.decodes_after_failure:
+            received = self.decoder.sides[self._peer].received
+            first = step[0]
+            if type(first) is FrameEvent:
+                frame = first.frame
+                self._failed_at = min(frame.offset + len(frame.header) + frame.payload_length, received)
+            else:
+                self._failed_at = received
+        self.fail(code, reason, time=time)
+
     def _handshake_step(self, step: list[Event], time: float) -> list[Event]:
         raise NotImplementedError
 
     def _frame_duties(self, event: FrameEvent, time: float) -> None:
         frame = event.frame
         if frame.opcode < Opcode.CLOSE:
-            self._count_fragment(frame.opcode, frame.fin, time)
+            self._count_fragment(event, time)
         elif frame.opcode == Opcode.PING and frame.complete and self.state is State.OPEN:
             self._send_frame(Opcode.PONG, frame.payload, time)  # RFC 6455 5.5.2: the pong carries the ping's data
 
-    def _count_fragment(self, opcode: int, fin: bool, time: float) -> None:
+    def _count_fragment(self, event: FrameEvent, time: float) -> None:
         """Bound the frames of one message (``max_fragments``): what the decoder holds and spends per message must
         not depend on how finely the peer cuts it (a million one-byte or empty continuation frames)."""
-        self._fragments = self._fragments + 1 if opcode == Opcode.CONTINUATION else 1
-        if fin:
+        frame = event.frame
+        self._fragments = self._fragments + 1 if frame.opcode == Opcode.CONTINUATION else 1
+        if frame.fin:
             self._fragments = 0
         elif self._fragments > self.max_fragments and self.state is State.OPEN:
-            self.fail(1009, f"message in more than {self.max_fragments} frames (--max-fragments)", time=time)
+            self._fail_after([event], 1009, f"message in more than {self.max_fragments} frames (--max-fragments)",
+                             time)
 
     def _close_received(self, event: Close, time: float) -> None:
         if self.close_initiator is None:

@@ -12,6 +12,7 @@ connections, and the demo page's welcome. The application (echo, chat, push) is 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,6 +60,35 @@ class ServerConfig:
     misbehave: Misbehaviour | None = None  # --misbehave: one rule broken on purpose, for a class (misbehave.py)
 
 
+# RFC 9112 3: request-line = method SP request-target SP HTTP-version; the method is a token (RFC 9110 5.6.2).
+# The target is let hold any byte but space and line ends: one with control bytes is a request all the same, and
+# gets the answer that names what is wrong with it (404, a refusal), its bytes escaped.
+_TOKEN_BYTES = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ HTTP/\d\.\d\r?")
+TLS_HANDSHAKE_RECORD = 0x16  # a TLS record of type handshake: what a ClientHello starts with (RFC 8446 5.1)
+SHOWN_FIRST_BYTES = 40  # of bytes that are not a request, this many are quoted in the log
+
+
+def not_a_request(held: bytes) -> str | None:
+    """Why the first bytes of a connection cannot be an HTTP request, as soon as they show it; None while they
+    still could be one. A TLS ClientHello (0x16 0x03) is named: a wss:// or https:// client on a plain port."""
+    start = len(held) - len(held.lstrip(b"\r\n"))  # RFC 9112 2.2: empty lines before the request line are ignored
+    if start == len(held):
+        return None
+    if held[start] == TLS_HANDSHAKE_RECORD and held[start + 1 : start + 2] in (b"", b"\x03"):
+        return ("a TLS ClientHello: this server is plain ws:// / http://; use ws://, or start serve with "
+                "--certfile/--keyfile")
+    line_end = held.find(b"\n", start)
+    line = held[start:] if line_end < 0 else held[start:line_end]
+    method = line.split(b" ", 1)[0]
+    if all(byte in _TOKEN_BYTES for byte in method) and (line_end < 0 or _REQUEST_LINE.fullmatch(line)):
+        return None
+    line = line.rstrip(b"\r")
+    # Unescaped: the views escape it where they show it, as any wire text (escaping it here would do it twice).
+    shown = line[:SHOWN_FIRST_BYTES].decode("latin-1") + ("…" if len(line) > SHOWN_FIRST_BYTES else "")
+    return f"not an HTTP request: its first line '{shown}' is not 'METHOD target HTTP/x.y'"
+
+
 #: Numbers connections: called once per connection with True for a WebSocket upgrade attempt, False for anything
 #: else (a page load, a favicon, a connection that never sent a request); returns its number.
 Numbering = Callable[[bool], int]
@@ -70,6 +100,13 @@ def is_page_request(request: HttpRequest) -> bool:
     return "Upgrade" not in headers and "Sec-WebSocket-Key" not in headers and request.method in ("GET", "HEAD")
 
 
+def is_upgrade_attempt(request: HttpRequest) -> bool:
+    """A request that asks for a WebSocket connection (it may still be refused): it names Upgrade or carries a
+    key. Anything else (POST /, a favicon, a page load) is a plain request, numbered -1, -2, ... (README)."""
+    headers = request.headers
+    return "Upgrade" in headers or "Sec-WebSocket-Key" in headers
+
+
 class ServerEndpoint(Endpoint):
     """The server's duties on one connection. See the module docstring and ``wsinspect.core.endpoint``.
 
@@ -79,6 +116,7 @@ class ServerEndpoint(Endpoint):
     """
 
     role = Role.SERVER
+    decodes_after_failure = False  # what a client sends after we failed it is discarded, and counted (Endpoint)
 
     def __init__(self, config: ServerConfig, *, client: tuple[str, int], server: tuple[str, int], time: float,
                  numbering: Numbering, on_message: MessageHandler | None = None,
@@ -96,6 +134,7 @@ class ServerEndpoint(Endpoint):
         self._numbering = numbering
         self._client, self._server, self._opened_at = client, server, time
         self._unnumbered = bytearray()  # the request's bytes until it is complete
+        self.not_http: str | None = None  # why the first bytes cannot be an HTTP request (answered 400 at once)
 
     @property
     def is_websocket(self) -> bool:
@@ -110,28 +149,46 @@ class ServerEndpoint(Endpoint):
     def _classify(self, data: bytes) -> bytes | None:
         """Hold the request's bytes until it says what it is; then number the connection and return them all."""
         searched = max(len(self._unnumbered) - 3, 0)  # a request trickled a byte at a time is scanned once
+        checked_first_line = b"\n" in self._unnumbered.lstrip(b"\r\n")
         self._unnumbered += data
+        if not checked_first_line:
+            self.not_http = not_a_request(bytes(self._unnumbered[: self.config.limits.max_header_bytes]))
+            if self.not_http is not None:
+                self._refuse_not_http()
+                return None
         end = find_header_end(self._unnumbered, searched)
         if end < 0 and len(self._unnumbered) <= self.config.limits.max_header_bytes:
             return None
         held = bytes(self._unnumbered)
         self._unnumbered = bytearray()
         if 0 <= end <= self.config.limits.max_header_bytes:
-            websocket = not is_page_request(parse_request(held[:end]))
+            websocket = is_upgrade_attempt(parse_request(held[:end]))
         else:  # too long to parse (it gets 431): an upgrade attempt if it names the headers one needs
             head = held[: self.config.limits.max_header_bytes].lower()
             websocket = b"\nupgrade:" in head or b"\nsec-websocket-key:" in head
         self._number(websocket)
         return held
 
+    def _refuse_not_http(self) -> None:
+        """Bytes that cannot start an HTTP request get 400 now, not after --handshake-timeout (RFC 9112 3: a
+        server that receives an invalid request-line SHOULD respond with 400). Neither they nor the answer go
+        through the decoder, which would wait for a header block that never comes."""
+        self._number(False)
+        self._unnumbered = bytearray()
+        assert self.not_http is not None
+        self._outgoing += responses.not_http(self.not_http)
+        self._move(Trigger.HANDSHAKE_FAILED)
+
     # -- input -------------------------------------------------------------------------------------------------
 
     def receive(self, data: bytes, *, time: float) -> list[Event]:
         """Bytes from the client. Returns the events to log, in order: what the client sent, then our answers."""
+        if self.not_http is not None:
+            return []  # answered 400 already; the transport closes
         if self.stream is None:
             held = self._classify(data)
             if held is None:
-                return []
+                return self.events()  # the connection's opening, if it was just refused as not HTTP
             data = held
         return super().receive(data, time=time)
 

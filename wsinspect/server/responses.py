@@ -84,6 +84,15 @@ def header_too_large(limit: int) -> bytes:
     return refusal([finding])
 
 
+def not_http(why: str) -> bytes:
+    """The answer to bytes that cannot be an HTTP request; ``why`` quotes them, so it is escaped here."""
+    body = (f"400 Bad Request: {visible(why)}.\n\n"
+            "  Rule (RFC 9112 3): an HTTP request starts with a request line, METHOD target HTTP/x.y.\n"
+            "  Rule (RFC 6455 4.2.1): a WebSocket opening handshake is an HTTP/1.1 GET request.\n"
+            f"\n({SERVER_NAME}, a WebSocket protocol inspector)\n")
+    return _response(400, [("Content-Type", "text/plain; charset=utf-8")], body.encode("utf-8", "replace"))
+
+
 def page(html: bytes, *, head_only: bool = False) -> bytes:
     return _response(200, [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")], html,
                      head_only=head_only)

@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rich.console import Console
-from rich.text import Text
 
 from wsinspect.client.target import UsageError
 from wsinspect.core.connection import DEFAULT_MEMORY_BUDGET, Limits, MemoryBudget
@@ -508,6 +507,8 @@ class ServerConnection(asyncio.Protocol):
         """Why the server closes the TCP connection now, said from who started the close."""
         endpoint = self.endpoint
         assert endpoint is not None
+        if endpoint.not_http is not None:
+            return f"answered 400 at once: {endpoint.not_http}"
         if endpoint.close_initiator == "client":
             return "the client started the close"
         if endpoint.close_initiator == "server":
@@ -532,6 +533,11 @@ class ServerConnection(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
+        endpoint = self.endpoint
+        if endpoint is not None and endpoint.discarded + len(self._input) - self._input_at:
+            # RFC 6455 7.1.7: after failing the connection its data is not processed; say how much that was.
+            discarded = endpoint.discarded + len(self._input) - self._input_at
+            reason += f"; {discarded:,} bytes it sent after the failing frame discarded, not decoded (RFC 6455 7.1.7)"
         self._input, self._input_at = b"", 0
         for name in list(self._timers):
             self._cancel(name)
@@ -605,24 +611,32 @@ def run_serve(args: argparse.Namespace) -> int:
 
     def warn(line: str) -> None:
         output.flush()  # after the log lines before it
-        console.print(Text(line, style="bold yellow"))
+        output.line([("warning.strong", line)])  # the theme's warning (bold red on light backgrounds, not yellow)
+        output.flush()
 
     def listening(host: str, port: int) -> None:
+        """The banner. A URL is never folded: each is alone on its line, written as it is (a terminal narrower than
+        it soft-wraps it, and it still copies whole). Listening on every interface, the URLs are this machine's
+        addresses, which others can open, not 0.0.0.0."""
         shown = f"[{host}]" if ":" in host else host
         secure = "s" if options.tls is not None else ""
-        line = Text(f"wsinspect serve: {options.mode} mode on ws{secure}://{shown}:{port}/", style="bold")
-        line.append(f"  (demo page: http{secure}://{shown}:{port}/)", style="dim")
-        console.print(line)
+        every_interface = host in ("0.0.0.0", "::")
+        output.row([("strong", f"wsinspect serve: {options.mode} mode on ws{secure}://{shown}:{port}/"
+                               + (" (every interface)" if every_interface else ""))])
         for warning in misbehave.banner(args.misbehave) if args.misbehave is not None else []:
-            console.print(Text(warning, style="bold red"))
-        if host in ("0.0.0.0", "::"):
-            console.print(Text("warning: listening on every interface; anyone who can reach this machine can "
-                               "connect. Use --host 127.0.0.1 to stay local.", style="bold yellow"))
-            console.print(Text("Open the demo page at:", style="bold"))
+            output.line([("error", warning)])
+        if every_interface:
+            output.line([("warning.strong", "warning: listening on every interface; anyone who can reach this "
+                                            "machine can connect. Use --host 127.0.0.1 to stay local.")])
+            output.line([("strong", "Open the demo page at:")])
             for address in reachable_addresses(host):
                 shown_address = f"[{address}]" if ":" in address else address
-                console.print(Text(f"  http{secure}://{shown_address}:{port}/"))
-        console.print(Text("Ctrl-C closes every connection with 1001 and stops.", style="dim"))
+                output.row([("accent", f"  http{secure}://{shown_address}:{port}/")])
+        else:
+            output.line([("plain", "Demo page:")])
+            output.row([("accent", f"  http{secure}://{shown}:{port}/")])
+        output.line([("muted", "Ctrl-C closes every connection with 1001 and stops.")])
+        output.flush()
 
     server = WebSocketServer(options, config, sinks, outputs.recording if args.record else None,
                              on_listening=listening, warn=warn)
@@ -638,7 +652,8 @@ def run_serve(args: argparse.Namespace) -> int:
             reason = f"cannot listen on {visible(options.host)}:{options.port}: {error.strerror}"
             raise SystemExit(f"wsinspect serve: {reason}") from None
         await stop.wait()
-        console.print(Text("stopping: closing every connection with 1001 (going away)", style="dim"))
+        output.line([("muted", "stopping: closing every connection with 1001 (going away)")])
+        output.flush()
         await server.shutdown()
 
     status = 0
