@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from websockets.sync.server import Server, ServerConnection, serve
 
-from wsinspect.commands.handshake import PASTE_LIMIT, read_paste, split_paste
+from wsinspect.commands.handshake import HEADER_BLOCK_LIMIT, PASTE_LIMIT, read_paste, split_paste
 
 from .support import ROOT, has_no_escape, run_process
 
@@ -125,6 +125,16 @@ def test_a_paste_over_the_limit_is_cut_with_a_note() -> None:
     assert time.monotonic() - started < 50
     assert done.code == 1
     assert f"only its first {PASTE_LIMIT:,} bytes were read and checked" in done.out
+
+
+def test_a_header_block_over_the_servers_limit_is_checked_up_to_it() -> None:
+    paste = split_paste(GOOD + b"X-a: b\r\n" * 10_000 + b"\r\n")
+    assert paste is not None and paste.request is not None
+    assert HEADER_BLOCK_LIMIT < len(paste.request) <= HEADER_BLOCK_LIMIT + 100
+    kept = paste.request.count(b"\r\n") - 2  # (n header lines: n + 2 line ends)
+    cut = 10_000 + GOOD.count(b"\r\n") - 1 - kept
+    assert "a header block is over 32 KiB (a server refuses it: 431, and serve's --max-header is 32 KiB): its last " \
+           f"{cut:,} lines are not checked" in paste.notes
 
 
 def test_read_paste_bounds_what_it_holds() -> None:

@@ -131,6 +131,9 @@ FIXES: dict[str, list[str]] = {
 # What check reads of its input at most: a handshake's header blocks are a few KB (a server refuses more than tens
 # of KB: serve's --max-header is 32 KiB), and a paste many times that is a mistake that must not take minutes.
 PASTE_LIMIT = 1024 * 1024
+# What is checked of one header block at most: serve's --max-header default, read's too (core.connection.Limits).
+# A server refuses a larger one (431), and a table of its lines would only bury the findings.
+HEADER_BLOCK_LIMIT = 32 * 1024
 # How many skipped lines the notes quote; beyond that they are counted.
 _SKIPPED_QUOTED = 3
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -156,6 +159,8 @@ class _Block:
     section: str  # "request", "response" or "" (unknown)
     lines: list[str] = field(default_factory=list)
     ended: bool = False  # a blank line came after it
+    size: int = 0  # the bytes of its lines, line ends included
+    lines_cut: int = 0  # lines past HEADER_BLOCK_LIMIT, left out
 
 
 def _curl_lines(lines: list[str]) -> tuple[list[str], list[str]] | None:
@@ -209,10 +214,19 @@ def _blocks(lines: list[str], general: dict[str, str], notes: list[str]) -> list
             # judges) is a line that starts with white space and is not 'Name: value' itself.
             indented += 1
             line = stripped
+        current.size += len(line) + 2
+        if current.size > HEADER_BLOCK_LIMIT:
+            current.lines_cut += 1
+            continue
         current.lines.append(line)
     if indented:
         notes.append(f"{indented} header line{'s' if indented != 1 else ''} started with spaces or a tab (as copied "
                      "from a web page): read without them")
+    for block in blocks:
+        if block.lines_cut:
+            notes.append(f"a header block is over {HEADER_BLOCK_LIMIT // 1024} KiB (a server refuses it: 431, and "
+                         f"serve's --max-header is {HEADER_BLOCK_LIMIT // 1024} KiB): its last {block.lines_cut:,} "
+                         "lines are not checked")
     if skipped and blocks:
         quoted = ", ".join(repr_line(line) for line in skipped[:_SKIPPED_QUOTED])
         more = f" and {len(skipped) - _SKIPPED_QUOTED} more" if len(skipped) > _SKIPPED_QUOTED else ""
