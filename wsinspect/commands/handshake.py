@@ -54,12 +54,12 @@ examples:
   curl -v --max-time 2 --http1.1 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \\
        -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' http://127.0.0.1:8765/ 2>&1 | wsinspect handshake check -
 
-check reads at most the first 1 MiB of its input, and from stdin stops once a request and the whole header block
-of its response have arrived (curl keeps a WebSocket open after the 101).
+check reads at most 1 MiB of its input and checks a header block up to 32 KiB (serve's --max-header); from stdin
+it stops reading once a request and the whole header block of its response are in (curl keeps the WebSocket open).
 
-exit status: 0 the handshake follows RFC 6455 section 4 (with --key: the key is valid), 1 a rule is broken (or the
-server did not switch protocols; with --key: the key is not base64 of 16 bytes), 2 the input is not an HTTP
-request or response.
+exit status: 0 the handshake follows RFC 6455 section 4 (RFC 8441 for HTTP/2; with --key: the key is valid), 1 a
+rule is broken (or the server did not switch protocols; with --key: the key is not base64 of 16 bytes), 2 the input
+is not an HTTP request or response.
 """
 
 _REQUEST_LINE = re.compile(r"^[A-Z]+ \S+ HTTP/\d+(\.\d+)?$")
