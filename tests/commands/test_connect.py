@@ -390,6 +390,16 @@ def test_interactive_ping_binary_fragment_close(tmp_path: Path,
     assert "line 4: unknown command '/nonsense'" in run.err
 
 
+def test_lines_after_a_close_are_neither_sent_nor_judged(tmp_path: Path,
+                                                         websockets_peer: Callable[..., WebsocketsServer]) -> None:
+    # Piped lines reach the client together (one read): the ones after /close must still be left alone.
+    server = websockets_peer()
+    run = connect(server.url(), "--no-compression", stdin=b"before\n/close\n/nonsense\nafter\n", tmp_path=tmp_path)
+    assert run.code == 0, (run.out, run.err)
+    assert server.received == ["before"]
+    assert "line 3" not in run.err
+
+
 def test_bad_lines_are_reported_and_nothing_is_sent(tmp_path: Path,
                                                     websockets_peer: Callable[..., WebsocketsServer]) -> None:
     server = websockets_peer()

@@ -15,7 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsinspect.client.lines import CLOSE_NORMAL, LINE_HELP, Action, LineError, SendText, ShowHelp, parse_line
+from wsinspect.client.lines import (
+    CLOSE_NORMAL,
+    LINE_HELP,
+    Action,
+    LineError,
+    SendText,
+    ShowHelp,
+    StartClose,
+    parse_line,
+)
 from wsinspect.client.session import (
     ClientSession,
     ConnectFailed,
@@ -192,6 +201,8 @@ def _send_batch(session: ClientSession, batch: StdinBatch, say: Callable[[str, s
                     said = (LINE_HELP, "dim")
                 else:
                     actions.append(action)
+                    if isinstance(action, StartClose):
+                        break  # the lines after a /close are neither sent nor judged
         if said is not None:
             session.perform(*actions)
             actions.clear()
