@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from serve_support import REPO, WSINSPECT, Server, of_type
+from serve_support import REPO, WSINSPECT, Server, of_type, raw_exchange, split_response
 from tls_support import Certificates, make_certificates
 
 websockets_client = pytest.importorskip("websockets.asyncio.client")
@@ -72,14 +72,17 @@ def test_the_key_may_be_in_the_certificates_file(serve: Callable[..., Server], c
 
 def test_a_plain_client_on_the_tls_port_does_not_stop_a_good_one(serve: Callable[..., Server],
                                                                  certificates: Certificates) -> None:
+    """Plain HTTP on the TLS port is answered 400 in plain HTTP, as nginx does ("The plain HTTP request was sent to
+    HTTPS port"), and named in the log (review finding 7: the client got an empty reply and the log said nothing)."""
     server = tls_serve(serve, certificates)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as plain:
-        plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # not a TLS ClientHello: the handshake fails
-        try:
-            answer = plain.recv(65536)
-        except ConnectionResetError:
-            answer = b""
-        assert not answer.startswith(b"HTTP/")
+    started = time.monotonic()
+    answer = raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=10)
+    assert time.monotonic() - started < 3
+    status, _, body = split_response(answer)
+    assert status == 400 and b"The plain HTTP request was sent to HTTPS port" in body, answer
+    log = server.section(-1).replace("\n  ", " ")
+    assert "answered 400 at once: plain HTTP on the TLS port: this server is wss:// / https:// (--certfile); use " \
+           "https:// or wss://" in log, log
     with urllib.request.urlopen(f"https://localhost:{server.port}/", timeout=10,
                                 context=certificates.client_context()) as answer:
         assert answer.status == 200

@@ -66,6 +66,8 @@ class ServerConfig:
 _TOKEN_BYTES = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ HTTP/\d\.\d\r?")
 TLS_HANDSHAKE_RECORD = 0x16  # a TLS record of type handshake: what a ClientHello starts with (RFC 8446 5.1)
+PLAIN_ON_TLS = ("plain HTTP on the TLS port: this server is wss:// / https:// (--certfile); use https:// or "
+                "wss://")
 SHOWN_FIRST_BYTES = 40  # of bytes that are not a request, this many are quoted in the log
 
 
@@ -120,7 +122,7 @@ class ServerEndpoint(Endpoint):
 
     def __init__(self, config: ServerConfig, *, client: tuple[str, int], server: tuple[str, int], time: float,
                  numbering: Numbering, on_message: MessageHandler | None = None,
-                 budget: MemoryBudget | None = None) -> None:
+                 budget: MemoryBudget | None = None, plain_on_tls: bool = False) -> None:
         # The decoder's stream number is set once the request says what the connection is (see _number). ``budget``
         # is shared by every connection of the server (--max-memory): a client whose frame or message would go past
         # it is failed with 1013 (``Endpoint``).
@@ -135,6 +137,8 @@ class ServerEndpoint(Endpoint):
         self._client, self._server, self._opened_at = client, server, time
         self._unnumbered = bytearray()  # the request's bytes until it is complete
         self.not_http: str | None = None  # why the first bytes cannot be an HTTP request (answered 400 at once)
+        # Plain bytes on a --certfile server's port, where a TLS ClientHello was due: answered 400 as nginx does.
+        self._plain_on_tls = plain_on_tls
 
     @property
     def is_websocket(self) -> bool:
@@ -154,7 +158,7 @@ class ServerEndpoint(Endpoint):
         if not checked_first_line:
             self.not_http = not_a_request(bytes(self._unnumbered[: self.config.limits.max_header_bytes]))
             if self.not_http is not None:
-                self._refuse_not_http()
+                self._refuse_not_http(responses.not_http(self.not_http))
                 return None
         end = find_header_end(self._unnumbered, searched)
         if end < 0 and len(self._unnumbered) <= self.config.limits.max_header_bytes:
@@ -169,14 +173,13 @@ class ServerEndpoint(Endpoint):
         self._number(websocket)
         return held
 
-    def _refuse_not_http(self) -> None:
+    def _refuse_not_http(self, answer: bytes) -> None:
         """Bytes that cannot start an HTTP request get 400 now, not after --handshake-timeout (RFC 9112 3: a
         server that receives an invalid request-line SHOULD respond with 400). Neither they nor the answer go
         through the decoder, which would wait for a header block that never comes."""
         self._number(False)
         self._unnumbered = bytearray()
-        assert self.not_http is not None
-        self._outgoing += responses.not_http(self.not_http)
+        self._outgoing += answer
         self._move(Trigger.HANDSHAKE_FAILED)
 
     # -- input -------------------------------------------------------------------------------------------------
@@ -185,6 +188,10 @@ class ServerEndpoint(Endpoint):
         """Bytes from the client. Returns the events to log, in order: what the client sent, then our answers."""
         if self.not_http is not None:
             return []  # answered 400 already; the transport closes
+        if self._plain_on_tls:
+            self.not_http = PLAIN_ON_TLS
+            self._refuse_not_http(responses.plain_http_to_https())
+            return self.events()
         if self.stream is None:
             held = self._classify(data)
             if held is None:

@@ -93,6 +93,13 @@ def not_http(why: str) -> bytes:
     return _response(400, [("Content-Type", "text/plain; charset=utf-8")], body.encode("utf-8", "replace"))
 
 
+def plain_http_to_https() -> bytes:
+    """A plain request on a TLS port: nginx's answer (its status 497, sent as 400)."""
+    body = ("400 Bad Request: The plain HTTP request was sent to HTTPS port. This server speaks TLS (started with "
+            f"--certfile): use https:// or wss://.\n\n({SERVER_NAME}, a WebSocket protocol inspector)\n")
+    return _response(400, [("Content-Type", "text/plain; charset=utf-8")], body.encode())
+
+
 def page(html: bytes, *, head_only: bool = False) -> bytes:
     return _response(200, [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")], html,
                      head_only=head_only)

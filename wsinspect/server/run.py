@@ -35,7 +35,9 @@ import argparse
 import asyncio
 import importlib.resources
 import itertools
+import os
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -52,7 +54,7 @@ from wsinspect.core.events import ConnectionClosed, ConnectionOpened, Event, Fra
 from wsinspect.outputs import JsonSink, Outputs, Recording
 from wsinspect.server import misbehave, responses
 from wsinspect.server.apps import Application, Member, application
-from wsinspect.server.endpoint import ServerConfig, ServerEndpoint
+from wsinspect.server.endpoint import TLS_HANDSHAKE_RECORD, ServerConfig, ServerEndpoint
 from wsinspect.server.options import reachable_addresses
 from wsinspect.server.tls import listening_context
 from wsinspect.views.flow import FlowView
@@ -140,11 +142,10 @@ class WebSocketServer:
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        tls = self.options.tls
+        # TLS (--certfile) is started by each connection once its first byte says the client speaks it: one that
+        # sends plain HTTP instead gets a 400 that says so, as nginx answers (ServerConnection._first_byte).
         self._server = await loop.create_server(lambda: ServerConnection(self), self.options.host,
-                                                self.options.port, reuse_address=True, backlog=LISTEN_BACKLOG,
-                                                ssl=tls, ssl_handshake_timeout=self.options.handshake_timeout
-                                                if tls is not None else None)
+                                                self.options.port, reuse_address=True, backlog=LISTEN_BACKLOG)
         address = self._server.sockets[0].getsockname()
         if self._on_listening is not None:
             self._on_listening(address[0], address[1])
@@ -201,6 +202,7 @@ class ServerConnection(asyncio.Protocol):
         self._opened_at = 0.0
         self._last_heard = 0.0  # loop time of the client's last bytes
         self._probed = False  # an idle client was sent a ping to see whether it is still there
+        self._before_start: list[bytes] | None = None  # while TLS is being started: what came with its end
 
     @property
     def stream(self) -> int | None:
@@ -216,7 +218,59 @@ class ServerConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        if self.server.options.tls is not None:
+            self._await_first_byte(transport)
+        else:
+            self._start(transport)
+
+    def _await_first_byte(self, transport: asyncio.Transport) -> None:
+        """With --certfile: look at the client's first byte without taking it (MSG_PEEK on a duplicate of the
+        socket, watched while the transport does not read), then start TLS on a ClientHello, or refuse plain HTTP."""
+        loop = asyncio.get_running_loop()
+        transport.pause_reading()
+        peek = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+        timeout = self.server.options.handshake_timeout
+
+        def give_up() -> None:
+            loop.remove_reader(peek.fileno())
+            peek.close()
+            transport.abort()  # nothing at all within --handshake-timeout (a browser's speculative connection)
+
+        timer = loop.call_later(timeout, give_up)
+
+        def readable() -> None:
+            timer.cancel()
+            loop.remove_reader(peek.fileno())
+            try:
+                first = peek.recv(1, socket.MSG_PEEK)
+            except OSError:
+                first = b""
+            peek.close()
+            if not first:
+                transport.abort()
+            elif first[0] == TLS_HANDSHAKE_RECORD:
+                assert self.server.options.tls is not None
+                self._before_start = []
+                task = loop.create_task(loop.start_tls(transport, self, self.server.options.tls, server_side=True,
+                                                       ssl_handshake_timeout=timeout))
+                task.add_done_callback(lambda done: self._tls_started(transport, done))
+            else:
+                self._start(transport, plain_on_tls=True)
+                transport.resume_reading()
+
+        loop.add_reader(peek.fileno(), readable)
+
+    def _tls_started(self, plain: asyncio.Transport, done: asyncio.Task[asyncio.Transport | None]) -> None:
+        failure = None if done.cancelled() else done.exception()
+        secure = None if done.cancelled() or failure is not None else done.result()
+        if secure is None:
+            plain.abort()  # a failed TLS handshake: what asyncio's TLS server did, and no WebSocket to log
+            return
+        self._start(secure)
+
+    def _start(self, transport: asyncio.Transport, *, plain_on_tls: bool = False) -> None:
         self.transport = transport
+        early, self._before_start = self._before_start or [], None
         server = self.server
         now = time.time()
         client = transport.get_extra_info("peername")[:2]
@@ -240,11 +294,17 @@ class ServerConnection(asyncio.Protocol):
         self._last_heard = asyncio.get_running_loop().time()
         self.endpoint = ServerEndpoint(server.config, client=client, server=local, time=now,
                                        numbering=server.number, on_message=self._on_message,
-                                       budget=server.budget)
+                                       budget=server.budget, plain_on_tls=plain_on_tls)
         server.connections[self.key] = self
         self._later("handshake", server.options.handshake_timeout, self._handshake_timed_out)
+        for data in early:
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
+        if self._before_start is not None:
+            # Decrypted as the TLS handshake completed, before start_tls's caller heard of it: kept for _start.
+            self._before_start.append(data)
+            return
         if self.endpoint is None or self._closed:
             return
         self._last_heard = asyncio.get_running_loop().time()
