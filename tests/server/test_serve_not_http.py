@@ -74,3 +74,25 @@ def test_plain_requests_do_not_use_up_websocket_numbers(serve: Callable[..., Ser
     server.wait_for("#0 connection from")
     numbers = re.findall(r"^#(-?\d+) connection from", server.stdout, re.M)
     assert numbers == ["-1", "-2", "-3", "0"], numbers
+
+
+def test_a_trickled_request_line_is_checked_a_bounded_number_of_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Judging the first line must not copy and scan the bytes held again for every byte of a trickled request
+    (quadratic in --max-header)."""
+    from wsinspect.server import endpoint
+
+    calls: list[int] = []
+    judge = endpoint.not_a_request
+
+    def counted(held: bytes) -> str | None:
+        calls.append(len(held))
+        return judge(held)
+
+    monkeypatch.setattr(endpoint, "not_a_request", counted)
+    server = endpoint.ServerEndpoint(endpoint.ServerConfig(), client=("127.0.0.1", 1), server=("127.0.0.1", 2),
+                                     time=0.0, numbering=lambda websocket: -1 if not websocket else 0)
+    request = b"GET /" + b"a" * 30000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    for index in range(len(request)):
+        server.receive(request[index : index + 1], time=0.0)
+    assert server.not_http is None and server.stream == -1
+    assert len(calls) <= endpoint.EARLY_CHECK_BYTES + 1, len(calls)

@@ -68,13 +68,20 @@ _REQUEST_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ HTTP/\d\.\d
 TLS_HANDSHAKE_RECORD = 0x16  # a TLS record of type handshake: what a ClientHello starts with (RFC 8446 5.1)
 PLAIN_ON_TLS = ("plain HTTP on the TLS port: this server is wss:// / https:// (--certfile); use https:// or "
                 "wss://")
-SHOWN_FIRST_BYTES = 40  # of bytes that are not a request, this many are quoted in the log
+SHOWN_FIRST_BYTES = 40
+MAX_LEADING_LINE_ENDS = 4  # CR and LF bytes ignored before a request line (RFC 9112 2.2 asks for at least one CRLF)
+# Until the request line ends, it is checked while it is this short (a method is a short token; binary bytes and a
+# ClientHello show themselves in the first byte or two), then once when its line end comes: a request trickled a
+# byte at a time is not copied and scanned again for every byte.
+EARLY_CHECK_BYTES = 64  # of bytes that are not a request, this many are quoted in the log
 
 
 def not_a_request(held: bytes) -> str | None:
     """Why the first bytes of a connection cannot be an HTTP request, as soon as they show it; None while they
     still could be one. A TLS ClientHello (0x16 0x03) is named: a wss:// or https:// client on a plain port."""
     start = len(held) - len(held.lstrip(b"\r\n"))  # RFC 9112 2.2: empty lines before the request line are ignored
+    if start > MAX_LEADING_LINE_ENDS:
+        return f"not an HTTP request: {start} line-end bytes before anything else"
     if start == len(held):
         return None
     if held[start] == TLS_HANDSHAKE_RECORD and held[start + 1 : start + 2] in (b"", b"\x03"):
@@ -137,6 +144,7 @@ class ServerEndpoint(Endpoint):
         self._client, self._server, self._opened_at = client, server, time
         self._unnumbered = bytearray()  # the request's bytes until it is complete
         self.not_http: str | None = None  # why the first bytes cannot be an HTTP request (answered 400 at once)
+        self._request_line_checked = False  # the first line ended and was found to be a request line
         # Plain bytes on a --certfile server's port, where a TLS ClientHello was due: answered 400 as nginx does.
         self._plain_on_tls = plain_on_tls
 
@@ -153,10 +161,11 @@ class ServerEndpoint(Endpoint):
     def _classify(self, data: bytes) -> bytes | None:
         """Hold the request's bytes until it says what it is; then number the connection and return them all."""
         searched = max(len(self._unnumbered) - 3, 0)  # a request trickled a byte at a time is scanned once
-        checked_first_line = b"\n" in self._unnumbered.lstrip(b"\r\n")
         self._unnumbered += data
-        if not checked_first_line:
-            self.not_http = not_a_request(bytes(self._unnumbered[: self.config.limits.max_header_bytes]))
+        if not self._request_line_checked and (len(self._unnumbered) <= EARLY_CHECK_BYTES or b"\n" in data):
+            held = bytes(self._unnumbered[: self.config.limits.max_header_bytes])
+            self._request_line_checked = b"\n" in held.lstrip(b"\r\n")
+            self.not_http = not_a_request(held)
             if self.not_http is not None:
                 self._refuse_not_http(responses.not_http(self.not_http))
                 return None
