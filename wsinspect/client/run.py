@@ -39,6 +39,12 @@ from wsinspect.outputs import Outputs
 from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
 
+
+def escaped_bytes(data: bytes) -> str:
+    """Bytes from the wire as text safe to print: printable ASCII kept, every other byte (and the backslash)
+    escaped, so that a NUL, an escape sequence or a byte that is not ASCII reads as \\xNN."""
+    return "'" + visible(data.decode("ascii", "surrogateescape")) + "'"
+
 STDIN_QUEUE = 4  # batches of lines (one read of stdin each) read ahead of the socket; beyond, the reader waits
 
 
@@ -62,6 +68,8 @@ class Outcome:
     failure: str | None = None  # could not connect: why, in one line (safe to print)
     notes: list[str] = field(default_factory=list)  # what the session noticed on the way (a TLS answer to ws://)
     output_gone: bool = False  # the reader of the output went away (`| head`), so the connection was dropped
+    received: int = 0  # bytes the server sent (decrypted over TLS)
+    first_data: bytes = b""  # the start of them (session.FIRST_DATA_KEPT bytes at most), to show an answer not in HTTP
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +134,9 @@ async def _converse(target: Target, context: ssl.SSLContext | None, plan: Plan, 
             if session.endpoint is None or session.endpoint.response is None:
                 outcome.failure = (f"{visible(target.url)}: connected, but the server did not answer the opening "
                                    f"handshake within {plan.open_timeout:g} s (--open-timeout)")
+                if session.received:
+                    outcome.failure += (f"; it sent {session.received:,} bytes that do not make a complete HTTP "
+                                        f"answer, starting {escaped_bytes(session.first_data)}")
             return outcome
         if session.is_open:
             if plan.sends is not None:
@@ -147,6 +158,8 @@ async def _converse(target: Target, context: ssl.SSLContext | None, plan: Plan, 
         if session is not None:
             outcome.notes = session.notes
             outcome.output_gone = session.output_gone
+            outcome.received = session.received
+            outcome.first_data = session.first_data
             # A session whose TLS handshake failed never had a transport: there is nothing to wait for.
             if session.transport is not None and not session.finished.done():
                 session.abort("interrupted")

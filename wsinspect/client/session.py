@@ -34,9 +34,14 @@ if TYPE_CHECKING:
 
 STREAM = 0  # the one connection's number in the views, the JSON lines and the recording
 MAX_LINE = 1 << 20  # bytes of one stdin line: a longer one is refused, not held
-FIRST_DATA_KEPT = 16  # bytes of the server's first data kept, to tell a TLS answer (a record header is 5)
+FIRST_DATA_KEPT = 64  # bytes of the server's first data kept: to tell a TLS answer (a record header is 5), and
+# to show what a server that did not answer in HTTP sent instead
 SWITCHING_PROTOCOLS = 101
 READ_SIZE = 1 << 16  # bytes of stdin read at once: the lines they complete are one batch
+# OpenSSL's reasons for a first answer that is not a TLS record: a plain HTTP server's "HTTP/1.1 400" read as a
+# record header gives a version it does not know (OpenSSL 1.1 and 3.0) or a record layer failure (3.2 and later).
+NOT_TLS_REASONS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
+                             "UNKNOWN_PROTOCOL"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +155,9 @@ class ClientSession(asyncio.Protocol):
         self.output_gone = False  # the reader of stdout went away; the connection was dropped
         self._timer: asyncio.TimerHandle | None = None
         self._waiting_for: State | None = None  # the state whose end the close timer waits for
-        self._first_data: bytes | None = None  # the start of what the server sent over plain TCP (b"" over TLS)
+        self.first_data = b""  # the start of what the server sent (decrypted over TLS)
+        self.received = 0  # bytes the server sent (decrypted over TLS)
+        self._plain = True  # no TLS: what the server sent is what came over TCP
 
     @property
     def is_open(self) -> bool:
@@ -161,6 +168,7 @@ class ClientSession(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self._plain = transport.get_extra_info("ssl_object") is None
         transport.set_write_buffer_limits(high=self.max_queue, low=self.max_queue // 4)
         now = time.time()
         client = transport.get_extra_info("sockname")[:2]
@@ -174,9 +182,9 @@ class ClientSession(asyncio.Protocol):
         if endpoint is None or self.finished.done():
             return
         now = time.time()
-        if self._first_data is None:
-            plain = self.transport is not None and self.transport.get_extra_info("ssl_object") is None
-            self._first_data = data[:FIRST_DATA_KEPT] if plain else b""
+        if len(self.first_data) < FIRST_DATA_KEPT:
+            self.first_data += data[:FIRST_DATA_KEPT - len(self.first_data)]
+        self.received += len(data)
         self.files.recording.data(STREAM, "s2c", data, now)
         self._emit(endpoint.receive(data, time=now))
         self._flush(now)
@@ -209,11 +217,11 @@ class ClientSession(asyncio.Protocol):
         record never reads as one), so that a normal run does not import wsinspect.trace, and the capture stack
         behind it, for this one check: that was about a tenth of a one-shot run's CPU time."""
         response = self.endpoint.response if self.endpoint is not None else None
-        if not self._first_data or (response is not None and response.status == SWITCHING_PROTOCOLS):
+        if not self._plain or not self.first_data or (response is not None and response.status == SWITCHING_PROTOCOLS):
             return
         from wsinspect.trace import looks_like_tls
 
-        if looks_like_tls(self._first_data):
+        if looks_like_tls(self.first_data):
             self.notes.append("the server answered with TLS: it expects wss://, not ws://")
 
     def pause_writing(self) -> None:
@@ -348,15 +356,24 @@ async def open_connection(target: Target, context: ssl.SSLContext | None, factor
         raise ConnectFailed(f"looking up '{visible(target.host)}' took over {timeout:g} s (--open-timeout)") from None
     refused: list[str] = []
     failed: list[str] = []
+    connected: list[str] = []  # the address whose TCP connection is made: asyncio builds the protocol only then
+
+    def made_after_tcp(shown: str) -> Callable[[], asyncio.Protocol]:
+        def make() -> asyncio.Protocol:
+            connected.append(shown)
+            return factory()
+        return make
+
     for family, _, proto, _, address in addresses:
         left = deadline - loop.time()
         if left <= 0:
             break
         host, port = str(address[0]), int(address[1])
         shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        plain_url = f"ws://{shown}{target.resource}"
         try:
             transport, _ = await asyncio.wait_for(
-                loop.create_connection(factory, host, port, family=family, proto=proto, ssl=context,
+                loop.create_connection(made_after_tcp(shown), host, port, family=family, proto=proto, ssl=context,
                                        server_hostname=target.host if context is not None else None,
                                        ssl_handshake_timeout=left if context is not None else None), left)
             return transport
@@ -365,9 +382,16 @@ async def open_connection(target: Target, context: ssl.SSLContext | None, factor
             raise ConnectFailed(f"{where}: the server's TLS certificate was not accepted ({reason}); to trust a "
                                 "test CA use --cafile FILE, to skip the check --insecure") from None
         except ssl.SSLError as failure:
-            raise ConnectFailed(f"{where}: the TLS handshake failed ({visible(failure.reason or str(failure))}); "
-                                "if the server speaks plain WebSocket there, use ws://") from None
+            reason = visible(failure.reason or str(failure))
+            if (failure.reason or "").upper() in NOT_TLS_REASONS:
+                raise ConnectFailed(f"connected to {shown}, but it answered our TLS ClientHello with bytes that are "
+                                    f"not TLS ({reason}): it speaks plain HTTP there; try {plain_url}") from None
+            raise ConnectFailed(f"{where}: the TLS handshake failed ({reason}); if the server speaks plain WebSocket "
+                                "there, use ws://") from None
         except asyncio.TimeoutError:
+            if context is not None and shown in connected:
+                raise ConnectFailed(f"connected to {shown}, but no TLS answer within {timeout:g} s (--open-timeout): "
+                                    f"does it speak plain ws://? try {plain_url}") from None
             failed.append(f"{shown}: no connection within the time left")
         except ConnectionRefusedError:
             refused.append(shown)

@@ -32,10 +32,11 @@ from wsinspect.core.connection import Limits
 from wsinspect.core.events import Close, ConnectionClosed, Event, FrameEvent, HandshakeResponse, Message, Violation
 from wsinspect.core.handshake import Finding
 from wsinspect.outputs import Outputs
+from wsinspect.views.describe import size
 from wsinspect.views.export import ExportError, save_painted
 from wsinspect.views.output import Handout, Output
 from wsinspect.views.palette import Piece
-from wsinspect.views.safe import visible
+from wsinspect.views.safe import hex_preview, visible
 from wsinspect.views.summary import Summary
 
 if TYPE_CHECKING:  # the network edge and scapy's writers are imported when used, not when the CLI builds its parsers
@@ -194,11 +195,24 @@ class Verdict:
     """Reads the events for the exit status and the closing lines: the server's answer, the rules it broke, and
     whether the closing handshake completed."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_header: int) -> None:
+        self.max_header = max_header
         self.response: HandshakeResponse | None = None
         self.broken: list[Violation] = []  # errors in what the server sent
         self.closes: list[Close] = []
         self.ended: ConnectionClosed | None = None
+        self.header_too_large = False  # the server's header block went past --max-header: we gave up on it
+        self.received = 0  # bytes the server sent, told by the session at the end (not an event)
+        self.first_data = b""  # the start of them
+
+    def heard(self, received: int, first_data: bytes) -> None:
+        """What the server sent, in bytes: for an answer that is not HTTP, the one thing to show of it."""
+        self.received = received
+        self.first_data = first_data
+
+    @property
+    def answered_in_http(self) -> bool:
+        return self.first_data.startswith(b"HTTP/")
 
     def handle(self, event: Event) -> None:
         kind = type(event)
@@ -207,7 +221,10 @@ class Verdict:
         if isinstance(event, HandshakeResponse):
             self.response = event
         elif isinstance(event, Violation) and event.direction == "s2c" and event.severity is Severity.ERROR:
-            self.broken.append(event)
+            if event.check.id == "http.header-too-large" and self.response is None:
+                self.header_too_large = True  # said on its own in problems(), not as a rule broken while connected
+            else:
+                self.broken.append(event)
         elif isinstance(event, Close):
             self.closes.append(event)
         elif isinstance(event, ConnectionClosed):
@@ -226,6 +243,15 @@ class Verdict:
         """Why the exit status is 1, one line each; none when the conversation was clean."""
         response = self.response
         if response is None:
+            if self.header_too_large:
+                return [f"the server's answer had more than --max-header bytes of header ({_limit(self.max_header)}):"
+                        " we gave up; raise --max-header to see it"]
+            if self.received and self.answered_in_http:
+                return [f"the server closed the connection in the middle of its answer to the opening handshake "
+                        f"({self.received:,} bytes of an HTTP response without the blank line that ends its header)"]
+            if self.received:
+                return [f"the server answered the opening handshake with {self.received:,} bytes that are not an "
+                        "HTTP response"]
             return ["the server closed the connection without answering the opening handshake"]
         found: list[str] = []
         if not response.upgraded:
@@ -245,6 +271,10 @@ class Verdict:
             else:
                 found.append("the closing handshake did not complete")
         return found
+
+
+def _limit(count: int) -> str:
+    return f"{count // 1024} KiB" if count >= 1024 and count % 1024 == 0 else size(count)
 
 
 def _plural(items: Sequence[object], noun: str) -> str:
@@ -315,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
     to_terminal = args.json != "-"
     view = _view(args, output, shown) if to_terminal else None
     summary = Summary()
-    verdict = Verdict()
+    verdict = Verdict(args.max_header)
     sinks: list[EventSink] = [verdict, *([summary, view] if view is not None else [])]
     # --json FILE keeps every event, as a record; --json - takes the view's place, so -Y chooses its lines (as in
     # `read --json -Y`).
@@ -352,6 +382,10 @@ def run(args: argparse.Namespace) -> int:
     if outcome.failure is not None:
         _say(errors, f"wsinspect: {outcome.failure}", "bold red")
         return EXIT_NO_CONNECTION
+    verdict.heard(outcome.received, outcome.first_data)
+    if verdict.response is None:
+        # The summary counts the bytes of frames; an answer that never became one would otherwise count as 0 B.
+        summary.bytes["s2c"] += outcome.received
     if to_terminal:
         _closing_lines(args, target, output, verdict, summary, outcome)
     status = EXIT_INTERRUPTED if outcome.interrupted else EXIT_FINDINGS if verdict.problems() else EXIT_OK
@@ -427,6 +461,8 @@ def _view(args: argparse.Namespace, output: Output, shown: EventFilter | None) -
 
 def _closing_lines(args: argparse.Namespace, target: Target, output: Output, verdict: Verdict, summary: Summary,
                    outcome: Outcome) -> None:
+    from wsinspect.client.run import escaped_bytes
+
     lines: list[Line] = []
     problems = verdict.problems()
     if outcome.interrupted and verdict.response is None:
@@ -434,7 +470,15 @@ def _closing_lines(args: argparse.Namespace, target: Target, output: Output, ver
     for problem in problems:
         lines.append([("error", "✗ "), ("error.text", problem)])
     lines += [[("warning", f"  note: {note}")] for note in outcome.notes]
-    if verdict.response is None and not target.secure and not outcome.notes and not outcome.interrupted:
+    unanswered = verdict.response is None and not outcome.interrupted
+    if unanswered and verdict.received and not verdict.header_too_large:
+        shown = verdict.first_data
+        more = f" (of {verdict.received:,})" if verdict.received > len(shown) else ""
+        lines.append([("muted", f"  the first {len(shown)} bytes{more}: "), ("plain", hex_preview(shown, len(shown)))])
+        lines.append([("muted", "  as text: "), ("plain", escaped_bytes(shown))])
+    # A server that closes without a word may be a TLS one; one that sent bytes is TLS only if they are TLS records
+    # (the session's note says so then).
+    if unanswered and not verdict.received and not target.secure and not outcome.notes:
         lines.append([("muted", "  if the server expects TLS on this port, connect with wss://")])
     lines += _refusal_lines(verdict)
     if not problems and verdict.response is not None:
