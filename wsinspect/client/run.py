@@ -39,12 +39,6 @@ from wsinspect.outputs import Outputs
 from wsinspect.views.palette import Piece
 from wsinspect.views.safe import visible
 
-
-def escaped_bytes(data: bytes) -> str:
-    """Bytes from the wire as text safe to print: printable ASCII kept, every other byte (and the backslash)
-    escaped, so that a NUL, an escape sequence or a byte that is not ASCII reads as \\xNN."""
-    return "'" + visible(data.decode("ascii", "surrogateescape")) + "'"
-
 STDIN_QUEUE = 4  # batches of lines (one read of stdin each) read ahead of the socket; beyond, the reader waits
 
 
@@ -80,6 +74,12 @@ class Sinks:
     files: Outputs
     show: Callable[[list[Piece]], None]
     say: Callable[[str, str], None]  # (text, rich style)
+
+
+def escaped_bytes(data: bytes) -> str:
+    """Bytes from the wire as text safe to print: printable ASCII kept, every other byte (and the backslash)
+    escaped, so that a NUL, an escape sequence or a byte that is not ASCII reads as \\xNN."""
+    return "'" + visible(data.decode("ascii", "surrogateescape")) + "'"
 
 
 def converse(target: Target, context: ssl.SSLContext | None, plan: Plan, sinks: Sinks) -> Outcome:
