@@ -7,7 +7,8 @@ the answer closes the connection, it stops there and (if the client sends more) 
 
 from __future__ import annotations
 
-from wsinspect.core.connection import HTTP_NOT_SEARCHED, Connection
+from wsinspect.core.checks import CHECKS
+from wsinspect.core.connection import Connection
 from wsinspect.core.events import Event, FrameEvent, HandshakeRequest, HandshakeResponse, Message, Notice
 
 from .helpers import TEXT, cframe, request_bytes, response_bytes, sframe
@@ -112,7 +113,8 @@ def test_a_body_without_a_length_ends_the_search_with_one_notice() -> None:
     events += connection.end(time=9.0)
     notices = [event for event in events if isinstance(event, Notice)]
     assert summary(events) == ["request GET /", "response 200 not upgraded b'ok'", "notice http.next-request-not-read"]
-    assert notices[0].check is HTTP_NOT_SEARCHED and "neither Content-Length nor chunked" in notices[0].message
+    assert notices[0].check is CHECKS["http.next-request-not-read"]
+    assert "neither Content-Length nor chunked" in notices[0].message
 
 
 def test_after_a_whole_answer_without_a_length_the_notice_comes_with_the_clients_bytes() -> None:

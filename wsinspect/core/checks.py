@@ -41,6 +41,11 @@ CHECKS: dict[str, Check] = _table(
     Check("http.bare-lf", "RFC 6455 4.1",
           "HTTP lines end with CRLF; this one ends with a bare LF. Many servers accept it, strict ones do not.",
           Severity.WARNING),
+    Check("http.next-request-not-read", "RFC 9112 6.3",
+          "After an answer that is not a 101, the same HTTP/1.1 connection may carry another request (a retry, an "
+          "upgrade after a page): it is looked for once the answer's body has passed. When the answer's body has no "
+          "length but the end of the connection, or its headers are not understood, the client's further bytes are "
+          "not read, and this notice says why.", Severity.WARNING),
     Check("http.header-too-large", "RFC 6455 10.4",
           "The handshake's header block is larger than this endpoint's limit; implementations impose limits "
           "to protect themselves.", http_status=431),

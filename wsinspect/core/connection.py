@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from wsinspect.core import deflate
-from wsinspect.core.checks import CHECKS, Check, Severity
+from wsinspect.core.checks import CHECKS
 from wsinspect.core.construct import fast_constructor
 from wsinspect.core.deflate import DeflateParams, MessageInflater
 from wsinspect.core.events import (
@@ -158,14 +158,6 @@ class Limits:
     max_body: int = 64 * 1024  # body of a refused handshake kept for display
 
 
-#: The notice for a client's bytes after an answer that leaves no room for another request on the connection.
-#: (Kept here until core.checks has it.)
-HTTP_NOT_SEARCHED = Check(
-    "http.next-request-not-read", "RFC 9112 6.3",
-    "After an answer that is not a 101, the same HTTP/1.1 connection may carry another request (a retry, an "
-    "upgrade after a page): it is looked for once the answer's body has passed. When the answer's body has no "
-    "length but the end of the connection, or its headers are not understood, the client's further bytes are not "
-    "read, and this notice says why.", Severity.WARNING)
 
 _MAX_CHUNK_LINE = 4096  # a chunk-size line or a trailer line longer than this is not HTTP being spoken
 
@@ -414,8 +406,8 @@ class Connection:
             self._finish_response(bytes(side.head), time, packet, out)
         if self._unread is not None and any(not isinstance(item, int) for item, _, _ in self.sides["c2s"].held):
             # The client sent more while an answer without a known end was coming: say once why it is not read.
-            out.append(Notice(stream=self.stream, direction="c2s", time=time, packet=packet, check=HTTP_NOT_SEARCHED,
-                              message=self._unread))
+            out.append(Notice(stream=self.stream, direction="c2s", time=time, packet=packet,
+                              check=CHECKS["http.next-request-not-read"], message=self._unread))
             self._unread = None
         for side in self.sides.values():
             side.head.clear()
@@ -504,7 +496,7 @@ class Connection:
             side.ignored += len(data)
             if self._unread is not None and direction == "c2s":
                 out.append(Notice(stream=self.stream, direction="c2s", time=time, packet=packet,
-                                  check=HTTP_NOT_SEARCHED, message=self._unread))
+                                  check=CHECKS["http.next-request-not-read"], message=self._unread))
                 self._unread = None
         elif self._is_held(direction):
             side.held.append((data, time, packet))
