@@ -209,18 +209,15 @@ class PacketSource(Protocol):
 
     def __iter__(self) -> Iterator[RawPacket]: ...
 
+    def record_batches(self) -> Iterator[list[Record]]:
+        """The records as (number, time, linktype, buffer, start, end, wire length), in batches: a file's as read,
+        a live sniffer's one ring block at a time."""
+        ...
+
     def __enter__(self) -> PacketSource: ...
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None: ...
-
-
-def _record_batches_of(source: PacketSource) -> Iterator[list[Record]]:
-    """The packets of a source other than a capture file (a live sniffer) as CaptureFile.record_batches gives its
-    records, one per batch (each as soon as it comes)."""
-    for packet in source:
-        data = packet.data
-        yield [(packet.number, packet.time, packet.linktype, data, 0, len(data), packet.wire_length)]
 
 
 class CaptureTrace:
@@ -267,8 +264,8 @@ class CaptureTrace:
         items: list[FlowItem] = []
         flows = self._flows
         with self.capture as capture:
-            batches = capture.record_batches() if isinstance(capture, CaptureFile) else _record_batches_of(capture)
-            for number, time, linktype, buffer, start, end, wire_length in chain.from_iterable(batches):
+            for number, time, linktype, buffer, start, end, wire_length in chain.from_iterable(
+                    capture.record_batches()):
                 if linktype == LINKTYPE_ETHERNET and end - start >= common_shape_size:
                     # The fast path, for nearly every packet of a WebSocket conversation: Ethernet, IPv4 without
                     # options, TCP, whole, taken by the reassembler's in-order case (feed_in_order), its payload
