@@ -303,16 +303,3 @@ def test_proxy_banner_follows_the_theme(theme: str) -> None:
         assert not codes & YELLOW and DIM not in codes, codes
     else:
         assert codes & YELLOW and DIM in codes, codes  # the same roles, dark: unchanged
-
-
-# -- --detail on a narrow terminal ---------------------------------------------------------------------------------
-
-
-def test_detail_field_tree_folds_at_40_columns() -> None:
-    done = run_wsinspect(["read", capture_path("echo"), "--detail", "-c", "9", "--color", "never"],
-                         env=cli_env(COLUMNS="40"))
-    assert done.returncode == 0
-    lines = done.stdout.decode().splitlines()
-    tree = [line for line in lines if line.lstrip().startswith(("Masking-Key", "Payload:", "Text:"))]
-    assert tree and all(len(line) <= 40 for line in tree), tree
-    assert "[websocket.masking_key]" in done.stdout.decode()  # folded onto the next line, not cut

@@ -96,17 +96,10 @@ class Output:
             self.flush()
 
     def rows(self, lines: Iterable[list[Piece]]) -> None:
-        """Lines laid out already (a frame's field tree): painted as they are, folded like ``line`` only where one is
-        wider than the terminal (a narrow one). One check of the batch size for all of them."""
+        """Lines that are laid out to a fixed width already (trees, hex dumps): painted as they are."""
         paint = self.palette.paint
-        width = self.width
-        out = self._lines
-        for pieces in lines:
-            if width_of_pieces([text for _, text in pieces]) > width:
-                out += self._folded(pieces)
-            else:
-                out.append(paint(pieces))
-        if len(out) >= BATCH_LINES:
+        self._lines.extend(paint(pieces) for pieces in lines)
+        if len(self._lines) >= BATCH_LINES:
             self.flush()
 
     def painted(self, lines: list[str]) -> None:
