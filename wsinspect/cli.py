@@ -117,9 +117,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, module in COMMANDS.items():
         if only is None or name == only:
             importlib.import_module(module).add_parser(commands)
-    arguments = sys.modules.get("wsinspect.commands.arguments")
-    if arguments is not None:  # else no command was given an option of its types
-        arguments.tighten(parser)
     return parser
 
 

@@ -118,30 +118,6 @@ def listen_port(text: str) -> int:
     return value
 
 
-#: Options that some command modules still declare with a looser type, though 0 (or, for pings, a tiny interval)
-#: means nothing for them: ``--max-queue 0`` would never let a byte wait to be sent, ``--read-chunk 0`` would decode
-#: nothing per turn. Option -> (the type declared, the type checked instead). An entry does nothing once the module
-#: declares the stricter type itself (then it can go).
-STRICTER_TYPES = {
-    "--max-queue": (size, positive_size),
-    "--read-chunk": (size, positive_size),
-    "--max-memory": (size, positive_size),
-    "--ping-interval": (seconds_or_off, ping_interval),
-}
-
-
-def tighten(parser: argparse.ArgumentParser) -> None:
-    """Give the options of STRICTER_TYPES, in ``parser`` and its commands, their stricter type."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for command in set(action.choices.values()):
-                tighten(command)
-        for option in action.option_strings:
-            declared, stricter = STRICTER_TYPES.get(option, (None, None))
-            if declared is not None and action.type is declared:
-                action.type = stricter
-
-
 def add_limits(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, frame_default: str,
                message_default: str) -> None:
     parser.add_argument("--max-frame", type=positive_size, default=size(frame_default), metavar="SIZE",
@@ -155,11 +131,12 @@ def add_limits(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, fra
 
 def add_colour(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
-                        help="colour output (default: auto, i.e. when writing to a terminal and NO_COLOR is not set)")
+                        help="colour output (default: auto, i.e. when writing to a terminal and NO_COLOR is not "
+                             "set; always wins over NO_COLOR)")
     parser.add_argument("--theme", choices=THEME_NAMES, default="auto",
                         help="dark or light background, or mono (bold and underline only, no colour); default: "
-                             "auto (mono when NO_COLOR is set, light when COLORFGBG says the background is light, "
-                             "else dark)")
+                             "auto (mono when NO_COLOR is set, unless --color always; light when COLORFGBG says "
+                             "the background is light, else dark)")
 
 
 def add_trace_options(parser: argparse.ArgumentParser) -> None:
@@ -219,10 +196,7 @@ def make_console(args: argparse.Namespace, *, stderr: bool = False) -> Console:
 
 
 def make_palette(args: argparse.Namespace, console: Console) -> Palette:
-    theme = resolve_theme(args.theme)
-    if args.color == "always" and args.theme == "auto" and theme == "mono":
-        theme = "dark"  # --color always asks for colour even where NO_COLOR is set
-    return Palette(console, theme)
+    return Palette(console, resolve_theme(args.theme, colour=args.color))
 
 
 def make_output(args: argparse.Namespace, console: Console, *, live: bool = False) -> tuple[Output, Handout | None]:

@@ -162,7 +162,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     timing.add_argument("--close-timeout", type=arguments.seconds, default=3.0, metavar="SECONDS",
                         help="time for the server's close frame after ours, and then for the server to close TCP "
                              "(RFC 6455 7.1.1), before we close it (default: %(default)g)")
-    timing.add_argument("--max-queue", type=arguments.size, default=arguments.size("1M"), metavar="SIZE",
+    timing.add_argument("--max-queue", type=arguments.positive_size, default=arguments.size("1M"), metavar="SIZE",
                         help="bytes waiting to be sent before reading stdin pauses (default: 1M); a server that "
                              f"makes us answer (pings) but reads nothing is dropped at {HARD_QUEUE_FACTOR} times it")
     arguments.add_limits(timing, frame_default="64M", message_default="64M")

@@ -113,7 +113,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "limits", "What one peer can make the proxy hold or wait for. Over --max-queue bytes waiting for one side,\n"
                   "the proxy stops reading from the other until a quarter is left: a peer that does not read\n"
                   "slows its sender, nothing is dropped.")
-    limits.add_argument("--max-queue", type=arguments.size, default=arguments.size("1M"), metavar="SIZE",
+    limits.add_argument("--max-queue", type=arguments.positive_size, default=arguments.size("1M"), metavar="SIZE",
                         help="bytes waiting to be written to one side of one connection (default: 1M)")
     limits.add_argument("--max-connections", type=arguments.whole_number, default=1024, metavar="N",
                         help="client connections at once; beyond it: 503 (default: %(default)s)")
@@ -129,7 +129,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     limits.add_argument("--close-timeout", type=arguments.seconds, default=3.0, metavar="SECONDS",
                         help="once one side closed, time for the other to take what is still queued for it "
                              "(default: %(default)g)")
-    limits.add_argument("--read-chunk", type=arguments.size, default=arguments.size(DEFAULT_READ_CHUNK),
+    limits.add_argument("--read-chunk", type=arguments.positive_size, default=arguments.size(DEFAULT_READ_CHUNK),
                         metavar="SIZE",
                         help="bytes of one connection decoded before the others get a turn; reading from a side "
                              f"waits until what it sent is decoded (default: {DEFAULT_READ_CHUNK}; 1/16 of it on a "
@@ -139,7 +139,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="about how many frames of one connection are decoded per turn: its chunks shrink when "
                              "they hold more (default: %(default)s)")
     arguments.add_limits(limits, frame_default="64M", message_default="64M")
-    limits.add_argument("--max-memory", type=arguments.size, default=arguments.size("64M"), metavar="SIZE",
+    limits.add_argument("--max-memory", type=arguments.positive_size, default=arguments.size("64M"), metavar="SIZE",
                         help="what the decoder's unfinished messages of all connections may hold together; beyond "
                              "it a message is shown cut short, and relayed whole (default: 64M)")
     view = parser.add_mutually_exclusive_group()

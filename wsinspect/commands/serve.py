@@ -11,6 +11,8 @@ from wsinspect.commands.arguments import (
     add_colour,
     add_limits,
     listen_port,
+    ping_interval,
+    positive_size,
     seconds,
     seconds_or_off,
     size,
@@ -64,9 +66,10 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--origin", action="append", metavar="ORIGIN",
                        help="accept only this Origin (403 otherwise); repeatable")
     serve.add_argument("--fragment", type=size, default=0, metavar="SIZE",
-                       help="split what the server sends into frames of at most SIZE bytes (teaching)")
-    serve.add_argument("--ping-interval", type=seconds_or_off, default=0.0, metavar="SECONDS",
-                       help="send a ping every SECONDS (default: 0, off)")
+                       help="split what the server sends into frames of at most SIZE bytes (teaching; default: 0, "
+                            "not split)")
+    serve.add_argument("--ping-interval", type=ping_interval, default=0.0, metavar="SECONDS",
+                       help="send a ping every SECONDS, at least 0.1 (default: 0, off)")
     serve.add_argument("--misbehave", action=serve_options.MisbehaveAction, default=None, metavar="KIND",
                        help="break one rule on purpose, for a class to watch clients react (below, or "
                             "'--misbehave help'); default: none")
@@ -83,15 +86,17 @@ def add_parser(commands: Any) -> None:
     limits.add_argument("--max-fragments", type=whole_number,
                         default=serve_options.DEFAULT_MAX_FRAGMENTS, metavar="N",
                         help="frames in one message; beyond it: 1009 (default: %(default)s)")
-    limits.add_argument("--max-queue", type=size, default=size(serve_options.DEFAULT_MAX_QUEUE), metavar="SIZE",
+    limits.add_argument("--max-queue", type=positive_size, default=size(serve_options.DEFAULT_MAX_QUEUE),
+                        metavar="SIZE",
                         help="bytes waiting to be sent to one client (default: "
                              f"{serve_options.DEFAULT_MAX_QUEUE}); over it, echo stops reading from that client "
                              "until a quarter is left, chat and push close it with 1008")
-    limits.add_argument("--max-memory", type=size, default=size(serve_options.DEFAULT_MAX_MEMORY), metavar="SIZE",
+    limits.add_argument("--max-memory", type=positive_size, default=size(serve_options.DEFAULT_MAX_MEMORY),
+                        metavar="SIZE",
                         help="what the unfinished frames and messages of all connections may hold together "
                              f"(default: {serve_options.DEFAULT_MAX_MEMORY}); the client whose frame or message "
                              "would go over it is closed with 1013 (try again later) and the log says so")
-    limits.add_argument("--read-chunk", type=size, default=size(serve_options.DEFAULT_READ_CHUNK),
+    limits.add_argument("--read-chunk", type=positive_size, default=size(serve_options.DEFAULT_READ_CHUNK),
                         metavar="SIZE",
                         help="bytes of one connection decoded before the others get a turn (default: "
                              f"{serve_options.DEFAULT_READ_CHUNK}; 1/16 of it on a compressed connection; a tail "
