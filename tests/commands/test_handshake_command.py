@@ -12,11 +12,8 @@ import base64
 import hashlib
 import shutil
 import subprocess
-import threading
-from collections.abc import Iterator
 
 import pytest
-from websockets.sync.server import Server, ServerConnection, serve
 
 from .support import has_no_escape, run, run_process
 
@@ -204,22 +201,6 @@ def test_missing_file_is_one_line() -> None:
 
 
 # -- curl -v against a real server -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def websockets_server() -> Iterator[int]:
-    def echo(connection: ServerConnection) -> None:
-        for message in connection:
-            connection.send(message)
-
-    server: Server = serve(echo, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.socket.getsockname()[1])
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
 
 
 def curl_transcript(port: int, key: str) -> bytes:

@@ -9,12 +9,9 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
-from websockets.sync.server import Server, ServerConnection, serve
 
 from wsinspect.commands.handshake import HEADER_BLOCK_LIMIT, PASTE_LIMIT, read_paste, split_paste
 
@@ -177,22 +174,6 @@ def test_a_response_header_block_still_arriving_is_waited_for() -> None:
 
 
 # -- curl -v | wsinspect handshake check -, against a real server, without --max-time ------------------------------
-
-
-@pytest.fixture
-def websockets_server() -> Iterator[int]:
-    def echo(connection: ServerConnection) -> None:
-        for message in connection:
-            connection.send(message)
-
-    server: Server = serve(echo, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.socket.getsockname()[1])
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
