@@ -674,8 +674,6 @@ def test_a_header_block_over_max_header_names_the_limit(tmp_path: Path, raw_serv
     assert "server→client 0 B" not in run.shown
 
 
-@pytest.mark.xfail(strict=True, reason="views/packetlist.py shows the request table only when the answer or the end "
-                                       "comes, after a note about the answer (not connect's file)")
 def test_the_header_limit_warning_comes_after_the_request(tmp_path: Path,
                                                           raw_server: Callable[..., RawServer]) -> None:
     run = connect(raw_server(_header_past_the_limit).url(), "--max-header", "4k", "--open-timeout", "5",

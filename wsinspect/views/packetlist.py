@@ -528,6 +528,12 @@ class PacketList:
                            ("error.text", f"{check.rfc}: {visible(event.message)}")])
             return
         self._ensure_title(conv)
+        if (event.direction == "s2c" and conv.request is not None and not conv.handshake_shown
+                and self.shown is None and not self.compact):
+            # A note on the server's answer before the answer itself (its header block over --max-header): the
+            # request it answers comes first, as it does before frames that have no answer.
+            conv.handshake_shown = True
+            self.out.painted(self._handshakes.lines(conv.request, None, explainer=self.explainer))
         role = SEVERITY_ROLE[check.severity.value]
         line = self._note_indent(event)
         line.append((role, "⚠ " if isinstance(event, Violation) else "· "))
